@@ -1,0 +1,2 @@
+//! Ring benchmark (placeholder while being written).
+fn main() {}

@@ -1,0 +1,244 @@
+//! Doorbells: how one side wakes the other, and how a sleeper notices a dead peer.
+//!
+//! A doorbell is one end of a connected `SOCK_SEQPACKET` socket pair; each side holds
+//! its own end. Ringing sends a one-byte message with `MSG_DONTWAIT`; the sleeper
+//! `poll`s its end and drains it with `recv(MSG_DONTWAIT)`.
+//!
+//! Why not an eventfd: a peer that shares an eventfd shares its *file description*.
+//! It can clear `O_NONBLOCK` on it and push the counter to its maximum, after which a
+//! plain `write(2)` of ours blocks until someone reads — and the only reader is that
+//! peer. `pwritev2(RWF_NOWAIT)` does not help: eventfd writes answer `EOPNOTSUPP`.
+//! With a socket pair each side has its own file description (the peer cannot touch
+//! our flags or steal our wake-ups), every call is non-blocking by its own flags, a
+//! full queue (`EAGAIN`) simply means "already rung", and the peer's death shows up as
+//! `POLLHUP` on our end: the doorbell doubles as the hang-up detector.
+//!
+//! The [`Waker`] is a local eventfd that never leaves this process; another thread
+//! uses it to interrupt a blocking wait (GStreamer's `unlock`).
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::fdpass;
+
+/// Our end of a doorbell socket pair.
+#[derive(Debug)]
+pub struct Doorbell {
+    fd: OwnedFd,
+}
+
+/// Why a [`Doorbell::wait`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// The peer rang (or sent something on an extra fd).
+    Rung,
+    /// The deadline passed.
+    TimedOut,
+}
+
+impl Doorbell {
+    /// A connected pair: keep one, hand the other's fd to the peer.
+    pub fn pair() -> Result<(Doorbell, OwnedFd)> {
+        let (a, b) = fdpass::seqpacket_pair()?;
+        Ok((Doorbell { fd: a }, b))
+    }
+
+    /// Wraps a doorbell fd received from the peer, after checking that it is a unix
+    /// `SOCK_SEQPACKET` socket.
+    pub fn from_fd(fd: OwnedFd) -> Result<Doorbell> {
+        fdpass::check_unix_socket(fd.as_fd(), libc::SOCK_SEQPACKET, "doorbell fd")?;
+        Ok(Doorbell { fd })
+    }
+
+    /// Rings the peer. Never blocks: a full queue means the peer has wake-ups pending
+    /// already. A peer that hung up is [`Error::PeerGone`].
+    pub fn ring(&self) -> Result<()> {
+        let b = [1u8];
+        loop {
+            // SAFETY: sends one byte from a live buffer; MSG_DONTWAIT makes this call
+            // non-blocking whatever flags the file description has.
+            let r = unsafe {
+                libc::send(
+                    self.fd.as_raw_fd(),
+                    b.as_ptr().cast(),
+                    1,
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+            if r >= 0 {
+                return Ok(());
+            }
+            let e = std::io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EAGAIN) => Ok(()),
+                Some(libc::EPIPE) | Some(libc::ECONNRESET) | Some(libc::ENOTCONN) => {
+                    Err(Error::PeerGone)
+                }
+                _ => Err(Error::Os {
+                    op: "send(doorbell)",
+                    source: e,
+                }),
+            };
+        }
+    }
+
+    /// Empties our end without blocking. Reads at most a bounded number of messages so
+    /// that a peer flooding us cannot keep us here.
+    pub fn drain(&self) {
+        let mut b = [0u8; 64];
+        for _ in 0..256 {
+            // SAFETY: receives into a live, writable buffer; MSG_DONTWAIT makes the call
+            // non-blocking whatever flags the file description has.
+            let r = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    b.as_mut_ptr().cast(),
+                    b.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if r <= 0 {
+                // 0 = peer closed (seen as POLLHUP by the next wait), <0 = empty or error.
+                if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                return;
+            }
+        }
+    }
+
+    /// True once the peer's end is closed (its process died or dropped it).
+    pub fn peer_gone(&self) -> bool {
+        let mut p = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: 0,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, zero timeout.
+        let r = unsafe { libc::poll(&mut p, 1, 0) };
+        r > 0 && p.revents & (libc::POLLHUP | libc::POLLERR) != 0
+    }
+
+    /// Sleeps until the peer rings, hangs up, `waker` is woken, or `deadline` passes.
+    ///
+    /// Returns [`Wake::Rung`] after draining, [`Error::PeerGone`] on hang-up,
+    /// [`Error::Interrupted`] when woken. Spurious returns are possible: callers
+    /// re-check their condition.
+    pub fn wait(&self, waker: Option<&Waker>, deadline: Option<Instant>) -> Result<Wake> {
+        let mut fds = [
+            libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: waker.map_or(-1, |w| w.fd.as_raw_fd()),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let timeout = match deadline {
+            None => -1,
+            Some(d) => {
+                let now = Instant::now();
+                if d <= now {
+                    return Ok(Wake::TimedOut);
+                }
+                poll_timeout_ms(d - now)
+            }
+        };
+        // SAFETY: two valid pollfds (a negative fd is ignored by poll).
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout) };
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                return Ok(Wake::Rung);
+            }
+            return Err(Error::Os {
+                op: "poll",
+                source: e,
+            });
+        }
+        if fds[1].revents != 0 {
+            if let Some(w) = waker {
+                if w.take() {
+                    return Err(Error::Interrupted);
+                }
+            }
+        }
+        let re = fds[0].revents;
+        // Hang-up first: a closed peer end is also "readable" (end of stream), and
+        // treating it as a ring would spin forever. Callers re-check the ring before
+        // reporting PeerGone, so nothing the peer published before dying is lost.
+        if re & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+            return Err(Error::PeerGone);
+        }
+        if re & libc::POLLIN != 0 {
+            self.drain();
+            return Ok(Wake::Rung);
+        }
+        if r == 0 {
+            return Ok(Wake::TimedOut);
+        }
+        Ok(Wake::Rung)
+    }
+}
+
+impl AsFd for Doorbell {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// Rounds a duration up to whole milliseconds for `poll`, capped at `i32::MAX`.
+pub(crate) fn poll_timeout_ms(d: Duration) -> i32 {
+    let ms = d.as_nanos().div_ceil(1_000_000);
+    ms.min(i32::MAX as u128) as i32
+}
+
+/// Interrupts a blocking wait from another thread. Cheap to clone; all clones wake
+/// the same endpoint. The eventfd behind it never leaves this process.
+#[derive(Debug, Clone)]
+pub struct Waker {
+    fd: Arc<OwnedFd>,
+}
+
+impl Waker {
+    /// A new waker (a non-blocking, close-on-exec eventfd).
+    pub fn new() -> Result<Waker> {
+        // SAFETY: eventfd with valid flags; returns a fresh fd or -1.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(Error::last_os("eventfd"));
+        }
+        // SAFETY: a fresh fd that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Waker { fd: Arc::new(fd) })
+    }
+
+    /// Makes the current or next wait of the endpoint return [`Error::Interrupted`].
+    pub fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64. The eventfd is private to this
+        // process and non-blocking; a saturated counter (EAGAIN) means "already woken".
+        unsafe {
+            libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8);
+        }
+    }
+
+    /// Clears a pending wake-up; true if there was one.
+    pub fn take(&self) -> bool {
+        let mut v: u64 = 0;
+        // SAFETY: reads 8 bytes into a live u64; the eventfd is non-blocking.
+        let r = unsafe { libc::read(self.fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+        r == 8
+    }
+
+    /// The eventfd, for callers that poll it themselves.
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}

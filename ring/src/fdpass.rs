@@ -1,0 +1,234 @@
+//! Passing fds over unix sockets (`SCM_RIGHTS`).
+//!
+//! The receiving side is strict: received fds are close-on-exec from the start
+//! (`MSG_CMSG_CLOEXEC`), a truncated control message (`MSG_CTRUNC`) or data
+//! (`MSG_TRUNC`) is an error, more fds than the caller allows is an error, and every
+//! fd that arrived is closed on any error (it is owned as soon as it is received).
+
+use std::mem::{size_of, zeroed};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use crate::error::{Error, Result};
+
+/// Most fds one message may carry.
+pub const MAX_FDS: usize = 16;
+
+/// Sends `data` with `fds` attached as one message. Blocks only if the socket's send
+/// buffer is full and the socket is blocking.
+pub fn send(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> Result<()> {
+    assert!(fds.len() <= MAX_FDS, "at most {MAX_FDS} fds per message");
+    let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    let mut cbuf = CmsgBuf::new();
+    // SAFETY: an all-zero msghdr is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !raw.is_empty() {
+        let payload = raw.len() * size_of::<i32>();
+        // SAFETY: CMSG_SPACE is a pure computation.
+        let space = unsafe { libc::CMSG_SPACE(payload as u32) } as usize;
+        msg.msg_control = cbuf.0.as_mut_ptr().cast();
+        msg.msg_controllen = space;
+        // SAFETY: msg_control points at `space` bytes of our aligned buffer (which is
+        // large enough for MAX_FDS), so CMSG_FIRSTHDR returns a header inside it.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(payload as u32) as usize;
+            std::ptr::copy_nonoverlapping(raw.as_ptr().cast::<u8>(), libc::CMSG_DATA(c), payload);
+        }
+    }
+    loop {
+        // SAFETY: `msg` points at live buffers (`iov`, `cbuf`) for the duration of the call.
+        let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+        if n >= 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EPIPE) | Some(libc::ECONNRESET) | Some(libc::ENOTCONN) => {
+                return Err(Error::PeerGone);
+            }
+            _ => {
+                return Err(Error::Os {
+                    op: "sendmsg",
+                    source: e,
+                });
+            }
+        }
+    }
+}
+
+/// One received message: its bytes (in the caller's buffer) and its fds.
+#[derive(Debug)]
+pub struct Received {
+    /// Bytes of data written to the caller's buffer.
+    pub len: usize,
+    /// The fds that came with it, already owned (closed when dropped).
+    pub fds: Vec<OwnedFd>,
+}
+
+/// Receives one message into `buf` and at most `max_fds` fds.
+///
+/// `flags` may add `MSG_DONTWAIT`. End of stream (the peer closed) is
+/// [`Error::PeerGone`]. A message longer than `buf`, more fds than `max_fds`, or any
+/// control message other than `SCM_RIGHTS` is an [`Error::Protocol`], and every fd
+/// that came with it is closed.
+pub fn recv(sock: BorrowedFd<'_>, buf: &mut [u8], max_fds: usize, flags: i32) -> Result<Received> {
+    assert!(max_fds <= MAX_FDS);
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut cbuf = CmsgBuf::new();
+    // SAFETY: an all-zero msghdr is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    // Room for one more fd than allowed, so that "too many" is seen as such rather
+    // than as a truncation.
+    msg.msg_control = cbuf.0.as_mut_ptr().cast();
+    msg.msg_controllen = cbuf.0.len();
+    let n = loop {
+        // SAFETY: `msg` points at live, writable buffers of the lengths it states.
+        let n =
+            unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, flags | libc::MSG_CMSG_CLOEXEC) };
+        if n >= 0 {
+            break n as usize;
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::ECONNRESET) => return Err(Error::PeerGone),
+            _ => {
+                return Err(Error::Os {
+                    op: "recvmsg",
+                    source: e,
+                });
+            }
+        }
+    };
+    // Take ownership of every fd first, so that any error below closes them.
+    let mut fds = Vec::new();
+    let mut foreign = None;
+    // SAFETY: the kernel filled `msg_control` with `msg_controllen` bytes of
+    // well-formed cmsgs; the CMSG_* macros walk only within that length.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(c);
+                let bytes = (*c).cmsg_len - (data as usize - c as usize);
+                let count = bytes / size_of::<i32>();
+                for i in 0..count {
+                    let fd: i32 = std::ptr::read_unaligned(data.cast::<i32>().add(i));
+                    fds.push(OwnedFd::from_raw_fd(fd));
+                }
+            } else {
+                foreign = Some(((*c).cmsg_level, (*c).cmsg_type));
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+        return Err(Error::Protocol(format!(
+            "control data truncated (MSG_CTRUNC): peer sent more than {} fds",
+            fds.len()
+        )));
+    }
+    if let Some((level, ty)) = foreign {
+        return Err(Error::Protocol(format!(
+            "unexpected control message (level {level}, type {ty})"
+        )));
+    }
+    if msg.msg_flags & libc::MSG_TRUNC != 0 {
+        return Err(Error::Protocol(format!(
+            "message longer than {} bytes (MSG_TRUNC)",
+            buf.len()
+        )));
+    }
+    if fds.len() > max_fds {
+        return Err(Error::Protocol(format!(
+            "message carries {} fds, at most {max_fds} allowed",
+            fds.len()
+        )));
+    }
+    if n == 0 && fds.is_empty() && is_stream_end(sock) {
+        return Err(Error::PeerGone);
+    }
+    Ok(Received { len: n, fds })
+}
+
+/// A zero-length read means end of stream on a stream socket, but an empty datagram
+/// on a seqpacket socket whose peer is still there; tell them apart with poll.
+fn is_stream_end(sock: BorrowedFd<'_>) -> bool {
+    let mut p = libc::pollfd {
+        fd: sock.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout.
+    let r = unsafe { libc::poll(&mut p, 1, 0) };
+    r > 0 && p.revents & (libc::POLLHUP | libc::POLLRDHUP) != 0
+}
+
+/// A control-message buffer aligned for `cmsghdr`, large enough for `MAX_FDS + 1` fds.
+struct CmsgBuf([u64; CMSG_WORDS]);
+const CMSG_WORDS: usize = (size_of::<libc::cmsghdr>() + (MAX_FDS + 1) * size_of::<i32>() + 64) / 8;
+
+impl CmsgBuf {
+    fn new() -> Self {
+        CmsgBuf([0; CMSG_WORDS])
+    }
+}
+
+/// A connected pair of `SOCK_SEQPACKET` unix sockets, close-on-exec.
+pub fn seqpacket_pair() -> Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0i32; 2];
+    // SAFETY: `fds` is a writable array of two ints, as socketpair requires.
+    let r = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    if r < 0 {
+        return Err(Error::last_os("socketpair"));
+    }
+    // SAFETY: socketpair returned two fresh fds that nothing else owns.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Checks that `fd` is a unix socket of type `ty` (e.g. `SOCK_SEQPACKET`).
+pub fn check_unix_socket(fd: BorrowedFd<'_>, ty: i32, what: &str) -> Result<()> {
+    let get = |opt: i32| -> Option<i32> {
+        let mut v: i32 = 0;
+        let mut l = size_of::<i32>() as libc::socklen_t;
+        // SAFETY: `v`/`l` are valid out-pointers of the sizes getsockopt expects.
+        let r = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&mut v as *mut i32).cast(),
+                &mut l,
+            )
+        };
+        (r == 0).then_some(v)
+    };
+    match (get(libc::SO_DOMAIN), get(libc::SO_TYPE)) {
+        (Some(libc::AF_UNIX), Some(t)) if t == ty => Ok(()),
+        (None, _) | (_, None) => Err(Error::BadFd(format!("{what} is not a socket"))),
+        (Some(d), Some(t)) => Err(Error::BadFd(format!(
+            "{what} is a socket of domain {d} type {t}, expected a unix socket of type {ty}"
+        ))),
+    }
+}

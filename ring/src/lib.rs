@@ -1,0 +1,57 @@
+//! # shmring: sealed shared-memory rings for processes that do not trust each other
+//!
+//! Zero-copy IPC on Linux where neither side can crash, hang or spy on the other:
+//!
+//! - **Regions are sealed memfds.** A receiver checks `F_GET_SEALS` and `fstat`
+//!   *before* `mmap` and refuses a memfd whose size could still change, so a peer
+//!   cannot truncate it under us and raise `SIGBUS` ([`memfd`], [`Region`]).
+//!   [`write_once`] hands out immutable blobs; `F_SEAL_FUTURE_WRITE` regions can only
+//!   be mapped read-only by peers.
+//! - **Every value read from shared memory is validated** before use: ring indices
+//!   (`head - tail <= capacity`, never backwards), headers (magic, version, element
+//!   size, capacity against the sealed size). A violation is an [`Error`] naming it,
+//!   never a panic or an out-of-bounds access. Shared memory is never turned into Rust
+//!   references: indices are atomics, payload is copied with `ptr::copy_nonoverlapping`.
+//! - **Doorbells never block** ([`Doorbell`]): each side holds its own end of a
+//!   `SOCK_SEQPACKET` pair, rings with `MSG_DONTWAIT` only when the other side said it
+//!   is waiting (no syscall per message while busy), and sees the peer's death as
+//!   `POLLHUP`. A [`Waker`] interrupts a wait from another thread.
+//! - **fds are passed strictly** ([`fdpass`]): `MSG_CMSG_CLOEXEC`, truncation is an
+//!   error, surplus fds are closed.
+//!
+//! ```
+//! use shmring::{Receiver, Sender};
+//!
+//! // Process A creates the ring; `fds` would travel to process B with `fds.send(sock)`.
+//! let (mut tx, fds) = Sender::<[u64; 4]>::create(64)?;
+//! // Process B validates and attaches.
+//! let mut rx = Receiver::<[u64; 4]>::attach(fds)?;
+//! tx.send(&[1, 2, 3, 4])?;
+//! assert_eq!(rx.recv()?, [1, 2, 3, 4]);
+//! drop(tx);
+//! assert!(matches!(rx.recv(), Err(shmring::Error::PeerGone)));
+//! # Ok::<(), shmring::Error>(())
+//! ```
+//!
+//! A peer can still change bytes it has already published (true of any zero-copy
+//! transport): a receiver sees possibly torn values, never undefined behaviour, since
+//! elements are [`bytemuck::Pod`] and copied out.
+
+mod blob;
+mod channel;
+mod doorbell;
+pub mod error;
+pub mod fdpass;
+mod layout;
+pub mod memfd;
+mod ring;
+mod sync;
+
+pub use blob::{DEFAULT_MAX_BLOB, ReadOnlyBlob, write_once};
+pub use bytemuck;
+pub use channel::{DEFAULT_SPIN, Receiver, RingFds, Sender};
+pub use doorbell::{Doorbell, Wake, Waker};
+pub use error::{Error, Result};
+pub use layout::{MAX_CAPACITY, MAX_RING_BYTES, RING_VERSION};
+pub use memfd::{Access, Mapping, Region, Seals};
+pub use ring::{HeapConsumer, HeapProducer, HeapRing};
