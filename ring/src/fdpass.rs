@@ -94,7 +94,7 @@ pub fn recv(sock: BorrowedFd<'_>, buf: &mut [u8], max_fds: usize, flags: i32) ->
     // Room for one more fd than allowed, so that "too many" is seen as such rather
     // than as a truncation.
     msg.msg_control = cbuf.0.as_mut_ptr().cast();
-    msg.msg_controllen = cbuf.0.len();
+    msg.msg_controllen = std::mem::size_of_val(&cbuf.0);
     let n = loop {
         // SAFETY: `msg` points at live, writable buffers of the lengths it states.
         let n =
@@ -138,8 +138,7 @@ pub fn recv(sock: BorrowedFd<'_>, buf: &mut [u8], max_fds: usize, flags: i32) ->
     }
     if msg.msg_flags & libc::MSG_CTRUNC != 0 {
         return Err(Error::Protocol(format!(
-            "control data truncated (MSG_CTRUNC): peer sent more than {} fds",
-            fds.len()
+            "control data truncated (MSG_CTRUNC): peer sent more than {MAX_FDS} fds"
         )));
     }
     if let Some((level, ty)) = foreign {
