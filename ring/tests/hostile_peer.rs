@@ -249,10 +249,8 @@ fn blocking_flags_on_a_shared_doorbell_description_change_nothing() {
     let stolen = dup(fds.doorbell.as_fd());
     let mut tx = Sender::<u64>::attach(fds).unwrap();
     // SAFETY: test code; F_SETFL with flags 0 clears O_NONBLOCK on the shared description.
-    assert_eq!(
-        unsafe { libc::fcntl(stolen.as_raw_fd(), libc::F_SETFL, 0) },
-        0
-    );
+    let r = unsafe { libc::fcntl(stolen.as_raw_fd(), libc::F_SETFL, 0) };
+    assert_eq!(r, 0);
     tx.set_spin(Duration::ZERO);
     // Our sender rings on a blocking description: must not block even when full.
     for i in 0..8u64 {

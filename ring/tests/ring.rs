@@ -73,11 +73,11 @@ fn capacity_must_be_a_power_of_two() {
 fn in_place_send_and_receive_see_the_same_bytes() {
     let (mut tx, fds) = Sender::<[u8; 4096]>::create(4).unwrap();
     let mut rx = Receiver::<[u8; 4096]>::attach(fds).unwrap();
-    // SAFETY: test code; the pointer is a free slot of one element; we write through it.
-    assert!(
-        tx.try_send_with(|p| unsafe { p.cast::<u8>().write_bytes(0xab, 4096) })
-            .unwrap()
-    );
+    let fill = |p: *mut [u8; 4096]| {
+        // SAFETY: test code; the pointer is a free slot of one element; we write through it.
+        unsafe { p.cast::<u8>().write_bytes(0xab, 4096) }
+    };
+    assert!(tx.try_send_with(fill).unwrap());
     let sum = rx
         .try_recv_with(|p| {
             let mut copy = [0u8; 4096];
@@ -236,10 +236,8 @@ fn future_write_region_is_writable_only_through_the_creators_mapping() {
     assert!(e.to_string().starts_with("mmap failed"), "{e}");
     // ...nor write(2) it...
     // SAFETY: test code; plain write(2) of a live buffer.
-    assert_eq!(
-        unsafe { libc::write(peer_fd.as_raw_fd(), b"x".as_ptr().cast(), 1) },
-        -1
-    );
+    let w = unsafe { libc::write(peer_fd.as_raw_fd(), b"x".as_ptr().cast(), 1) };
+    assert_eq!(w, -1);
     // ...but can map it read-only, and mprotect cannot upgrade that mapping.
     let ro = Region::open(
         peer_fd,
