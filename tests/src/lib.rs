@@ -1,1 +1,145 @@
-//! Helpers for the cross-process tests.
+//! Helpers shared by the cross-process tests and their peer programs.
+
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The test element: a sequence number and a check word derived from it.
+pub type Element = [u64; 2];
+
+/// The element with sequence number `seq`.
+pub fn element(seq: u64) -> Element {
+    [
+        seq,
+        seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xA5A5_5A5A_0F0F_F0F0,
+    ]
+}
+
+/// Checks that `e` is the element with sequence number `seq`.
+pub fn check(e: &Element, seq: u64) -> Result<(), String> {
+    if *e == element(seq) {
+        Ok(())
+    } else {
+        Err(format!("element {seq} corrupt or out of order: got {e:x?}"))
+    }
+}
+
+/// A fresh socket path in the temp dir, unique in this process and across processes.
+pub fn unique_socket_path(tag: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!(
+        "shmring-test-{}-{tag}-{n}.sock",
+        std::process::id()
+    ))
+}
+
+/// A listening socket a spawned peer connects to.
+pub struct Rendezvous {
+    listener: UnixListener,
+    /// Where it listens.
+    pub path: PathBuf,
+}
+
+impl Rendezvous {
+    /// Listens on a fresh path.
+    pub fn new(tag: &str) -> Rendezvous {
+        let path = unique_socket_path(tag);
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).expect("bind test socket");
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
+        Rendezvous { listener, path }
+    }
+
+    /// Accepts one connection, or panics after 20 s (a peer that never came).
+    pub fn accept(&self) -> UnixStream {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match self.listener.accept() {
+                Ok((s, _)) => {
+                    s.set_nonblocking(false).expect("blocking stream");
+                    return s;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "peer did not connect within 20 s"
+                    );
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        }
+    }
+}
+
+impl Drop for Rendezvous {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Spawns the peer program `bin` with `args`, stdout captured, stderr inherited.
+pub fn spawn(bin: &str, args: &[&str]) -> Child {
+    Command::new(bin)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn peer")
+}
+
+/// Waits for `child` to exit (at most 60 s, then kills it) and returns its stdout.
+pub fn finish(mut child: Child) -> (std::process::ExitStatus, String) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut out = String::new();
+            use std::io::Read;
+            child.stdout.take().map(|mut s| s.read_to_string(&mut out));
+            return (status, out);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("peer did not exit within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Kills `child` with SIGKILL and reaps it.
+pub fn kill9(child: &mut Child) {
+    child.kill().expect("SIGKILL peer");
+    child.wait().expect("reap peer");
+}
+
+/// Reads one line from the child's stdout (blocking); used for "ready" handshakes.
+pub fn read_line(child: &mut Child) -> String {
+    use std::io::Read;
+    let out = child.stdout.as_mut().expect("piped stdout");
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while out.read(&mut b).expect("read peer stdout") == 1 && b[0] != b'\n' {
+        line.push(b[0]);
+    }
+    String::from_utf8_lossy(&line).into_owned()
+}
+
+/// Number of fds this process has open.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .count()
+}
+
+/// Number of memory mappings this process has.
+pub fn mappings() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .expect("/proc/self/maps")
+        .lines()
+        .count()
+}
