@@ -1,0 +1,56 @@
+# shmring — one-command set-up, demo, tests and benchmarks.
+# Works on a fresh Debian 12 machine as root or via sudo. Every target is idempotent.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+# Debian packages the build and tests need (checked with dpkg, installed if missing).
+DEB_PACKAGES := build-essential pkg-config
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+LOOM_TARGET := target/loom
+
+.PHONY: all deps build demo test lint loom bench clean
+
+all: build
+
+## deps: install what is missing (Debian packages, Rust components) and nothing else
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	else echo "deps: Debian packages present"; fi
+	@command -v $(CARGO) >/dev/null || { echo "deps: cargo not found: install Rust (rustup) first" >&2; exit 1; }
+	@for c in rustfmt clippy; do \
+	  rustup component list --installed 2>/dev/null | grep -q "^$$c" || { echo "deps: adding rustup component $$c"; rustup component add $$c; }; \
+	done
+
+build: deps
+	$(CARGO) build --release --workspace --all-targets
+
+## demo: the main job — two processes streaming through the sealed ring
+demo: deps
+	$(CARGO) build --release -p examples --example ring-demo
+	./target/release/examples/ring-demo 3
+
+lint: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS=-Dwarnings $(CARGO) doc --workspace --no-deps --quiet
+
+## loom: model-check the ring's index and wake-up protocol
+loom: deps
+	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=$(LOOM_TARGET) $(CARGO) test -p shmring --test loom --release
+
+## test: deps, format, lints, every test (unit, doc, cross-process, loom)
+test: lint
+	$(CARGO) test --workspace
+	$(MAKE) --no-print-directory loom
+
+## bench: two-process ring benchmarks against a unix socket and shmem-ipc (not a test)
+bench: deps
+	$(CARGO) bench -p shmring --bench ring
+
+clean:
+	$(CARGO) clean
