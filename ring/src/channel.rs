@@ -31,7 +31,7 @@ pub const DEFAULT_SPIN: Duration = Duration::from_micros(20);
 pub struct RingFds {
     /// The ring region (sealed `F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL`).
     pub memfd: OwnedFd,
-    /// The attaching side's end of the doorbell (`SOCK_SEQPACKET` unix socket).
+    /// The attaching side's end of the doorbell (`SOCK_STREAM` unix socket).
     pub doorbell: OwnedFd,
 }
 

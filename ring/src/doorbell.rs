@@ -1,8 +1,9 @@
 //! Doorbells: how one side wakes the other, and how a sleeper notices a dead peer.
 //!
-//! A doorbell is one end of a connected `SOCK_SEQPACKET` socket pair; each side holds
-//! its own end. Ringing sends a one-byte message with `MSG_DONTWAIT`; the sleeper
-//! `poll`s its end and drains it with `recv(MSG_DONTWAIT)`.
+//! A doorbell is one end of a connected unix `SOCK_STREAM` socket pair; each side holds
+//! its own end. Ringing sends one byte with `MSG_DONTWAIT`; the sleeper `poll`s its end
+//! and drains it with `recv(MSG_DONTWAIT)`: one call takes every pending byte (a
+//! stream, unlike a seqpacket socket, returns all queued bytes at once).
 //!
 //! Why not an eventfd: a peer that shares an eventfd shares its *file description*.
 //! It can clear `O_NONBLOCK` on it and push the counter to its maximum, after which a
@@ -41,14 +42,14 @@ pub enum Wake {
 impl Doorbell {
     /// A connected pair: keep one, hand the other's fd to the peer.
     pub fn pair() -> Result<(Doorbell, OwnedFd)> {
-        let (a, b) = fdpass::seqpacket_pair()?;
+        let (a, b) = fdpass::socket_pair(libc::SOCK_STREAM)?;
         Ok((Doorbell { fd: a }, b))
     }
 
     /// Wraps a doorbell fd received from the peer, after checking that it is a unix
-    /// `SOCK_SEQPACKET` socket.
+    /// `SOCK_STREAM` socket.
     pub fn from_fd(fd: OwnedFd) -> Result<Doorbell> {
-        fdpass::check_unix_socket(fd.as_fd(), libc::SOCK_SEQPACKET, "doorbell fd")?;
+        fdpass::check_unix_socket(fd.as_fd(), libc::SOCK_STREAM, "doorbell fd")?;
         Ok(Doorbell { fd })
     }
 
@@ -85,11 +86,11 @@ impl Doorbell {
         }
     }
 
-    /// Empties our end without blocking. Reads at most a bounded number of messages so
-    /// that a peer flooding us cannot keep us here.
+    /// Empties our end without blocking. Reads a bounded amount so that a peer
+    /// flooding us cannot keep us here; usually one `recv` takes everything.
     pub fn drain(&self) {
-        let mut b = [0u8; 64];
-        for _ in 0..256 {
+        let mut b = [0u8; 256];
+        for _ in 0..16 {
             // SAFETY: receives into a live, writable buffer; MSG_DONTWAIT makes the call
             // non-blocking whatever flags the file description has.
             let r = unsafe {
@@ -100,11 +101,12 @@ impl Doorbell {
                     libc::MSG_DONTWAIT,
                 )
             };
-            if r <= 0 {
-                // 0 = peer closed (seen as POLLHUP by the next wait), <0 = empty or error.
-                if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                    continue;
-                }
+            if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            // Less than a full buffer: drained (or empty, or the peer closed, which the
+            // next wait sees as POLLHUP).
+            if r < b.len() as isize {
                 return;
             }
         }

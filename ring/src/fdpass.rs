@@ -189,16 +189,15 @@ impl CmsgBuf {
 
 /// A connected pair of `SOCK_SEQPACKET` unix sockets, close-on-exec.
 pub fn seqpacket_pair() -> Result<(OwnedFd, OwnedFd)> {
+    socket_pair(libc::SOCK_SEQPACKET)
+}
+
+/// A connected pair of unix sockets of type `ty` (e.g. `SOCK_STREAM`), close-on-exec.
+pub fn socket_pair(ty: i32) -> Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0i32; 2];
     // SAFETY: `fds` is a writable array of two ints, as socketpair requires.
-    let r = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    };
+    let r =
+        unsafe { libc::socketpair(libc::AF_UNIX, ty | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) };
     if r < 0 {
         return Err(Error::last_os("socketpair"));
     }

@@ -13,7 +13,7 @@
 //!   never a panic or an out-of-bounds access. Shared memory is never turned into Rust
 //!   references: indices are atomics, payload is copied with `ptr::copy_nonoverlapping`.
 //! - **Doorbells never block** ([`Doorbell`]): each side holds its own end of a
-//!   `SOCK_SEQPACKET` pair, rings with `MSG_DONTWAIT` only when the other side said it
+//!   unix socket pair, rings with `MSG_DONTWAIT` only when the other side said it
 //!   is waiting (no syscall per message while busy), and sees the peer's death as
 //!   `POLLHUP`. A [`Waker`] interrupts a wait from another thread.
 //! - **fds are passed strictly** ([`fdpass`]): `MSG_CMSG_CLOEXEC`, truncation is an
