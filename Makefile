@@ -8,7 +8,7 @@ DEB_PACKAGES := build-essential pkg-config
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LOOM_TARGET := target/loom
 
-.PHONY: all deps build demo test lint loom bench clean
+.PHONY: all deps build demo test lint loom valgrind bench clean
 
 all: build
 
@@ -47,6 +47,13 @@ loom: deps
 test: lint
 	$(CARGO) test --workspace
 	$(MAKE) --no-print-directory loom
+
+## valgrind: the ring's test binaries (in-process and cross-process) under memcheck
+valgrind: deps
+	@command -v valgrind >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq valgrind; }
+	$(CARGO) test -p shmring -p e2e --no-run --message-format=json 2>/dev/null \
+	  | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | grep -E '/(ring|hostile_peer|fd_passing|ring_cross_process)-[0-9a-f]+$$' \
+	  | while read -r t; do echo "valgrind $$t"; valgrind --error-exitcode=9 --quiet "$$t" --test-threads=2 || exit 1; done
 
 ## bench: two-process ring benchmarks against a unix socket and shmem-ipc (not a test)
 bench: deps
