@@ -8,7 +8,7 @@ DEB_PACKAGES := build-essential pkg-config
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LOOM_TARGET := target/loom
 
-.PHONY: all deps build demo test lint loom valgrind bench clean
+.PHONY: all deps build demo test lint loom valgrind fuzz bench clean
 
 all: build
 
@@ -54,6 +54,18 @@ valgrind: deps
 	$(CARGO) test -p shmring -p e2e --no-run --message-format=json 2>/dev/null \
 	  | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | grep -E '/(ring|hostile_peer|fd_passing|ring_cross_process)-[0-9a-f]+$$' \
 	  | while read -r t; do echo "valgrind $$t"; valgrind --error-exitcode=9 --quiet "$$t" --test-threads=2 || exit 1; done
+
+## fuzz: each fuzz target for FUZZ_SECONDS (needs the nightly toolchain; installs cargo-fuzz)
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS := wire_decode
+fuzz: deps
+	@rustup run nightly rustc --version >/dev/null 2>&1 || { echo "fuzz: no nightly toolchain; the committed corpus is replayed by 'make test' instead"; exit 0; }
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p target/fuzz-corpus/$$t; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	  (cd fuzz && $(CARGO) +nightly fuzz run $$t ../target/fuzz-corpus/$$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS)) || exit 1; \
+	done
 
 ## bench: two-process ring benchmarks against a unix socket and shmem-ipc (not a test)
 bench: deps

@@ -46,6 +46,7 @@ mod layout;
 pub mod memfd;
 mod ring;
 mod sync;
+pub mod wire;
 
 pub use blob::{DEFAULT_MAX_BLOB, ReadOnlyBlob, write_once};
 pub use bytemuck;
