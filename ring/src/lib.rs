@@ -43,6 +43,7 @@ mod doorbell;
 pub mod error;
 pub mod fdpass;
 mod layout;
+pub mod ledger;
 pub mod memfd;
 mod ring;
 mod sync;
