@@ -37,6 +37,7 @@
 //! transport): a receiver sees possibly torn values, never undefined behaviour, since
 //! elements are [`bytemuck::Pod`] and copied out.
 
+pub mod arena;
 mod blob;
 mod channel;
 mod doorbell;
