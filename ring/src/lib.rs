@@ -40,6 +40,7 @@
 pub mod arena;
 mod blob;
 mod channel;
+pub mod desc;
 mod doorbell;
 pub mod error;
 pub mod fdpass;
