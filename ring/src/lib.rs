@@ -46,6 +46,7 @@ pub mod error;
 pub mod fdpass;
 mod layout;
 pub mod ledger;
+pub mod listen;
 pub mod memfd;
 mod ring;
 mod sync;

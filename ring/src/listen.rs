@@ -1,0 +1,347 @@
+//! Owned `SOCK_SEQPACKET` listening sockets: stale-socket replacement, file mode,
+//! peer credentials.
+//!
+//! A producer that crashed leaves its socket file behind. [`SeqpacketListener::bind`]
+//! tells a stale file (nobody accepts on it: `ECONNREFUSED`) from a live one (a
+//! connect succeeds): the stale one is replaced, the live one is never stolen, and no
+//! other path is ever bound silently. The new socket is created in a private
+//! directory beside the target, given its mode there, and renamed into place, so it
+//! never exists at the target path with a wider mode than asked for.
+//!
+//! This is a building block of the frame channel (being built).
+
+use std::ffi::CString;
+use std::mem::{size_of, zeroed};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// A listening unix `SOCK_SEQPACKET` socket bound to a path it owns (and unlinks on drop).
+#[derive(Debug)]
+pub struct SeqpacketListener {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+/// The credentials of a connected peer (`SO_PEERCRED`), as the kernel recorded them
+/// at connect time: the peer cannot forge them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerCred {
+    /// Process id.
+    pub pid: i32,
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+}
+
+fn sockaddr(path: &Path) -> Result<(libc::sockaddr_un, libc::socklen_t)> {
+    // SAFETY: an all-zero sockaddr_un is valid.
+    let mut a: libc::sockaddr_un = unsafe { zeroed() };
+    a.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let b = path.as_os_str().as_bytes();
+    if b.is_empty() || b.len() >= a.sun_path.len() {
+        return Err(Error::Protocol(format!(
+            "socket path {} is empty or longer than {} bytes",
+            path.display(),
+            a.sun_path.len() - 1
+        )));
+    }
+    for (d, s) in a.sun_path.iter_mut().zip(b) {
+        *d = *s as libc::c_char;
+    }
+    let len = (size_of::<libc::sa_family_t>() + b.len() + 1) as libc::socklen_t;
+    Ok((a, len))
+}
+
+fn seqpacket_socket() -> Result<OwnedFd> {
+    // SAFETY: plain socket(2) call.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(Error::last_os("socket"));
+    }
+    // SAFETY: a fresh fd nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Connects a new `SOCK_SEQPACKET` socket to `path`.
+pub fn connect(path: &Path) -> Result<OwnedFd> {
+    let (a, len) = sockaddr(path)?;
+    let fd = seqpacket_socket()?;
+    // SAFETY: `a` is a valid sockaddr_un of `len` bytes.
+    let r = unsafe { libc::connect(fd.as_raw_fd(), (&a as *const libc::sockaddr_un).cast(), len) };
+    if r < 0 {
+        return Err(Error::last_os("connect"));
+    }
+    Ok(fd)
+}
+
+impl SeqpacketListener {
+    /// Binds and listens on `path` with file mode `mode` (e.g. `0o600`), replacing a
+    /// stale socket left by a dead producer. A path where someone still accepts
+    /// connections is an error naming it.
+    pub fn bind(path: &Path, mode: u32) -> Result<SeqpacketListener> {
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = path.file_name().ok_or_else(|| {
+            Error::Protocol(format!("socket path {} has no file name", path.display()))
+        })?;
+        match std::fs::symlink_metadata(path) {
+            Ok(md) if !std::os::unix::fs::FileTypeExt::is_socket(&md.file_type()) => {
+                return Err(Error::Protocol(format!(
+                    "socket path {} exists and is not a socket",
+                    path.display()
+                )));
+            }
+            Ok(_) => match connect(path) {
+                Ok(_) => {
+                    return Err(Error::Protocol(format!(
+                        "socket path {} is in use by a live producer",
+                        path.display()
+                    )));
+                }
+                Err(Error::Os { source, .. })
+                    if source.raw_os_error() == Some(libc::ECONNREFUSED) =>
+                {
+                    // Stale: replaced by the rename below.
+                }
+                Err(e) => {
+                    return Err(Error::Protocol(format!(
+                        "socket path {} exists and cannot be probed: {e}",
+                        path.display()
+                    )));
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(Error::Os {
+                    op: "stat(socket path)",
+                    source: e,
+                });
+            }
+        }
+        // Build the socket in a private directory beside the target, then rename.
+        let tmp_dir = private_dir(dir, name)?;
+        let tmp = tmp_dir.join("s");
+        let r = (|| {
+            let fd = seqpacket_socket()?;
+            let (a, len) = sockaddr(&tmp)?;
+            // SAFETY: `a` is a valid sockaddr_un of `len` bytes.
+            if unsafe { libc::bind(fd.as_raw_fd(), (&a as *const libc::sockaddr_un).cast(), len) }
+                < 0
+            {
+                return Err(Error::last_os("bind"));
+            }
+            std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(mode))
+                .map_err(|e| Error::Os {
+                    op: "chmod(socket)",
+                    source: e,
+                })?;
+            // SAFETY: plain listen(2) on our socket.
+            if unsafe { libc::listen(fd.as_raw_fd(), 64) } < 0 {
+                return Err(Error::last_os("listen"));
+            }
+            std::fs::rename(&tmp, path).map_err(|e| Error::Os {
+                op: "rename(socket into place)",
+                source: e,
+            })?;
+            Ok(fd)
+        })();
+        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_dir(&tmp_dir);
+        Ok(SeqpacketListener {
+            fd: r?,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Accepts one connection (blocking unless the socket was made non-blocking).
+    pub fn accept(&self) -> Result<OwnedFd> {
+        loop {
+            // SAFETY: accept4 with null address pointers is valid.
+            let fd = unsafe {
+                libc::accept4(
+                    self.fd.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    libc::SOCK_CLOEXEC,
+                )
+            };
+            if fd >= 0 {
+                // SAFETY: a fresh fd nothing else owns.
+                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EINTR) {
+                return Err(Error::Os {
+                    op: "accept",
+                    source: e,
+                });
+            }
+        }
+    }
+
+    /// The path it listens on.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsFd for SeqpacketListener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl Drop for SeqpacketListener {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn private_dir(dir: &Path, name: &std::ffi::OsStr) -> Result<PathBuf> {
+    for n in 0..100u32 {
+        let p = dir.join(format!(
+            ".{}.{}.{n}",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        let c = CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| Error::Protocol("socket path contains NUL".into()))?;
+        // SAFETY: `c` is a valid NUL-terminated path.
+        if unsafe { libc::mkdir(c.as_ptr(), 0o700) } == 0 {
+            return Ok(p);
+        }
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST) {
+            return Err(Error::last_os("mkdir(private socket dir)"));
+        }
+    }
+    Err(Error::Protocol(format!(
+        "cannot make a private directory in {}",
+        dir.display()
+    )))
+}
+
+/// The credentials of the peer of a connected unix socket.
+pub fn peer_cred(sock: BorrowedFd<'_>) -> Result<PeerCred> {
+    // SAFETY: an all-zero ucred is valid.
+    let mut c: libc::ucred = unsafe { zeroed() };
+    let mut l = size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `c`/`l` are valid out-pointers of the sizes SO_PEERCRED expects.
+    let r = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut c as *mut libc::ucred).cast(),
+            &mut l,
+        )
+    };
+    if r < 0 {
+        return Err(Error::last_os("getsockopt(SO_PEERCRED)"));
+    }
+    Ok(PeerCred {
+        pid: c.pid,
+        uid: c.uid,
+        gid: c.gid,
+    })
+}
+
+/// Checks a peer's uid against an allow-list (an empty list allows everyone the
+/// socket's file mode lets in).
+pub fn check_allowed(cred: PeerCred, allowed_uids: &[u32]) -> Result<()> {
+    if allowed_uids.is_empty() || allowed_uids.contains(&cred.uid) {
+        Ok(())
+    } else {
+        Err(Error::Protocol(format!(
+            "peer uid {} (pid {}) is not in the allowed uids {allowed_uids:?}",
+            cred.uid, cred.pid
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+
+    fn path(tag: &str) -> PathBuf {
+        let p =
+            std::env::temp_dir().join(format!("shmring-listen-{}-{tag}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&p);
+        p
+    }
+
+    #[test]
+    fn socket_gets_the_requested_mode() {
+        let p = path("mode");
+        let l = SeqpacketListener::bind(&p, 0o600).unwrap();
+        let md = std::fs::metadata(l.path()).unwrap();
+        assert!(md.file_type().is_socket());
+        assert_eq!(md.permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn stale_socket_of_a_dead_producer_is_replaced() {
+        let p = path("stale");
+        let l = SeqpacketListener::bind(&p, 0o600).unwrap();
+        // Simulate a crash: the socket closes, the file stays.
+        // SAFETY: test code; closes the listener's own fd, then forgets the listener so
+        // that neither the fd is closed twice nor the file unlinked.
+        unsafe { libc::close(l.fd.as_raw_fd()) };
+        std::mem::forget(l);
+        assert!(p.exists());
+        let l2 = SeqpacketListener::bind(&p, 0o600).unwrap();
+        let c = connect(&p).unwrap();
+        let s = l2.accept().unwrap();
+        assert_eq!(peer_cred(s.as_fd()).unwrap().pid, std::process::id() as i32);
+        drop(c);
+    }
+
+    #[test]
+    fn live_socket_is_never_stolen() {
+        let p = path("live");
+        let _l = SeqpacketListener::bind(&p, 0o600).unwrap();
+        let e = SeqpacketListener::bind(&p, 0o600).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "protocol violation: socket path {} is in use by a live producer",
+                p.display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_regular_file_at_the_path_is_not_replaced() {
+        let p = path("file");
+        std::fs::write(&p, b"important").unwrap();
+        let e = SeqpacketListener::bind(&p, 0o600).unwrap_err();
+        assert!(
+            e.to_string().contains("is not a socket") || e.to_string().contains("cannot be probed"),
+            "{e}"
+        );
+        assert_eq!(std::fs::read(&p).unwrap(), b"important");
+        std::fs::remove_file(&p).unwrap();
+    }
+
+    #[test]
+    fn allow_list_admits_listed_uids_only() {
+        let me = PeerCred {
+            pid: 1,
+            uid: 1000,
+            gid: 1000,
+        };
+        assert!(check_allowed(me, &[]).is_ok());
+        assert!(check_allowed(me, &[0, 1000]).is_ok());
+        let e = check_allowed(me, &[0]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "protocol violation: peer uid 1000 (pid 1) is not in the allowed uids [0]"
+        );
+    }
+}
