@@ -10,7 +10,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&fds, msg)) = data.split_first() else {
         return;
     };
-    if let Ok(m) = Msg::decode(msg, (fds % 4) as usize) {
+    if let Ok(m) = Msg::decode(msg, (fds % 5) as usize) {
         assert_eq!(
             m.encode(),
             msg,

@@ -7,7 +7,7 @@
 //! those seals and the exact size (`slot_size × slots`) before mapping it read-only,
 //! so it can neither scribble on frames other consumers see nor be hit by `SIGBUS`.
 //!
-//! This is a building block of the frame channel (being built).
+//! The frame channel ([`crate::frame`]) creates and hands out arenas.
 
 use std::os::fd::{BorrowedFd, OwnedFd};
 
@@ -133,26 +133,47 @@ impl ConsumerArena {
         self.slots
     }
 
+    /// The arena's geometry.
+    pub fn shape(&self) -> ArenaShape {
+        ArenaShape {
+            slot_size: self.slot_size as u64,
+            slots: self.slots,
+        }
+    }
+
     /// A read-only pointer to `len` bytes at `offset` in slot `slot`, after checking
     /// that the range lies inside the slot. The producer may still change those bytes
     /// (consumers see possibly torn data, never memory outside the arena).
     pub fn bytes(&self, slot: u32, offset: u32, len: u32) -> Result<*const u8> {
+        let at = self.shape().range(slot, offset, len)?;
+        // SAFETY: `range` checked slot < slots and offset + len <= slot_size, so
+        // `at + len` lies inside the mapping of slots * slot_size bytes.
+        Ok(unsafe { self.region.mapping().as_ptr().add(at as usize).cast_const() })
+    }
+}
+
+/// An arena's geometry as a consumer was told it: all that checking a frame's
+/// position needs (pure, so it can be fuzzed without a memfd).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArenaShape {
+    /// Bytes per slot.
+    pub slot_size: u64,
+    /// Number of slots.
+    pub slots: u32,
+}
+
+impl ArenaShape {
+    /// Checks that `len` bytes at `offset` in slot `slot` lie inside one slot, and
+    /// returns the range's start as an offset from the arena's start.
+    pub fn range(&self, slot: u32, offset: u32, len: u32) -> Result<u64> {
         let end = offset as u64 + len as u64;
-        if slot >= self.slots || end > self.slot_size as u64 {
+        if slot >= self.slots || end > self.slot_size {
             return Err(Error::Corrupt(format!(
                 "frame at slot {slot} offset {offset} length {len} is outside the arena ({} slots of {} bytes)",
                 self.slots, self.slot_size
             )));
         }
-        // SAFETY: slot < slots and offset + len <= slot_size, so the range lies inside
-        // the mapping of slots * slot_size bytes.
-        Ok(unsafe {
-            self.region
-                .mapping()
-                .as_ptr()
-                .add(slot as usize * self.slot_size + offset as usize)
-                .cast_const()
-        })
+        Ok(slot as u64 * self.slot_size + offset as u64)
     }
 }
 

@@ -567,4 +567,60 @@ impl<T: Pod> Sender<T> {
     pub fn check_header(&self) -> Result<()> {
         self.end.header_intact()
     }
+
+    /// Free elements right now (reads the shared tail; validates it).
+    pub fn room(&mut self) -> Result<usize> {
+        self.end.check()?;
+        match self.idx.free(&self.end, self.end.hdr.capacity) {
+            Ok(f) => Ok(f as usize),
+            Err(e) => self.end.fail(e),
+        }
+    }
+
+    /// For a wait on several rings at once: says "the sender waits for room", then
+    /// re-checks. Returns true if there is room already. Call [`Sender::disarm`]
+    /// after the wait, whatever it returned.
+    pub(crate) fn arm(&mut self) -> Result<bool> {
+        ring::announce_wait(&self.end, Word::ProducerWaiting);
+        Ok(self.room()? > 0)
+    }
+
+    /// Ends a wait begun with [`Sender::arm`].
+    pub(crate) fn disarm(&self) {
+        ring::end_wait(&self.end, Word::ProducerWaiting);
+    }
+
+    /// The doorbell, to poll alongside other fds.
+    pub(crate) fn bell(&self) -> &Doorbell {
+        &self.end.bell
+    }
+}
+
+impl<T: Pod> Receiver<T> {
+    /// Readable elements right now (reads the shared head; validates it).
+    pub fn ready(&mut self) -> Result<usize> {
+        self.end.check()?;
+        match self.idx.available(&self.end, self.end.hdr.capacity) {
+            Ok(a) => Ok(a as usize),
+            Err(e) => self.end.fail(e),
+        }
+    }
+
+    /// For a wait on several rings at once: says "the receiver waits for data", then
+    /// re-checks. Returns true if there is data already. Call [`Receiver::disarm`]
+    /// after the wait, whatever it returned.
+    pub(crate) fn arm(&mut self) -> Result<bool> {
+        ring::announce_wait(&self.end, Word::ConsumerWaiting);
+        Ok(self.ready()? > 0)
+    }
+
+    /// Ends a wait begun with [`Receiver::arm`].
+    pub(crate) fn disarm(&self) {
+        ring::end_wait(&self.end, Word::ConsumerWaiting);
+    }
+
+    /// The doorbell, to poll alongside other fds.
+    pub(crate) fn bell(&self) -> &Doorbell {
+        &self.end.bell
+    }
 }

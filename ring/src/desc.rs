@@ -7,7 +7,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::arena::ConsumerArena;
+use crate::arena::{ArenaShape, ConsumerArena};
 use crate::error::{Error, Result};
 use crate::ledger::SlotRef;
 
@@ -31,8 +31,9 @@ pub struct FrameDesc {
     pub seq: u64,
     /// Bytes of `meta` in use.
     pub meta_len: u32,
-    /// Reserved, zero.
-    pub reserved: u32,
+    /// Frames the producer dropped for this consumer just before this one (its
+    /// slow-consumer policy), so the consumer can flag a discontinuity.
+    pub dropped: u32,
     /// Opaque metadata, `meta_len` bytes used.
     pub meta: [u8; META_BYTES],
 }
@@ -48,6 +49,26 @@ impl FrameDesc {
                 self.seq, self.meta_len
             ))
         })
+    }
+
+    /// Validates every field against what the consumer knows: the frame number it
+    /// expects next, and the shape of the arena the descriptor names (`None`: no such
+    /// arena was announced). Returns the frame's start as an offset in the arena.
+    pub fn validate(&self, expected_seq: u64, arena: Option<ArenaShape>) -> Result<u64> {
+        if self.seq != expected_seq {
+            return Err(Error::Corrupt(format!(
+                "frame ring holds frame {}, expected frame {expected_seq}",
+                self.seq
+            )));
+        }
+        self.meta()?;
+        let Some(shape) = arena else {
+            return Err(Error::Protocol(format!(
+                "frame {} names arena {}, which was never announced",
+                self.seq, self.arena
+            )));
+        };
+        shape.range(self.slot, self.offset, self.len)
     }
 
     /// Checks the descriptor against the arena it names and returns a read-only

@@ -195,6 +195,44 @@ impl AsFd for Doorbell {
     }
 }
 
+/// Polls `fds` until one is ready or `deadline` passes (`None`: forever). Returns
+/// false on timeout. `EINTR` counts as "something may be ready": callers re-check.
+pub(crate) fn poll_until(fds: &mut [libc::pollfd], deadline: Option<Instant>) -> Result<bool> {
+    let timeout = match deadline {
+        None => -1,
+        Some(d) => {
+            let now = Instant::now();
+            if d <= now {
+                0
+            } else {
+                poll_timeout_ms(d - now)
+            }
+        }
+    };
+    // SAFETY: `fds` is a live, writable slice of pollfds (negative fds are ignored).
+    let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EINTR) {
+            return Ok(true);
+        }
+        return Err(Error::Os {
+            op: "poll",
+            source: e,
+        });
+    }
+    Ok(r > 0)
+}
+
+/// A pollfd for `fd` asking for `events`.
+pub(crate) fn pollfd(fd: BorrowedFd<'_>, events: i16) -> libc::pollfd {
+    libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events,
+        revents: 0,
+    }
+}
+
 /// Rounds a duration up to whole milliseconds for `poll`, capped at `i32::MAX`.
 pub(crate) fn poll_timeout_ms(d: Duration) -> i32 {
     let ms = d.as_nanos().div_ceil(1_000_000);

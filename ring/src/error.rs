@@ -67,6 +67,18 @@ pub enum Error {
     /// A [`Waker`](crate::Waker) interrupted the wait.
     #[error("interrupted by waker")]
     Interrupted,
+    /// The peer ended the connection with an error code and a reason (for a consumer:
+    /// the producer cut it off, or refused it).
+    #[error("peer closed the connection: {reason} (code {code})")]
+    Closed {
+        /// The peer's code (never 0: 0 is a clean end).
+        code: u32,
+        /// The peer's reason, as it sent it.
+        reason: String,
+    },
+    /// The caller passed something out of range (a local mistake, not the peer's).
+    #[error("invalid argument: {0}")]
+    Invalid(String),
     /// The endpoint saw a fatal error earlier and refuses further use.
     #[error("endpoint is broken: {0}")]
     Broken(String),
@@ -79,6 +91,11 @@ impl Error {
             op,
             source: io::Error::last_os_error(),
         }
+    }
+
+    /// True for an [`Error::Os`] that says "would block" (`EAGAIN`).
+    pub fn is_would_block(&self) -> bool {
+        matches!(self, Error::Os { source, .. } if source.raw_os_error() == Some(libc::EAGAIN))
     }
 
     /// True when the peer (not this process) is to blame: the connection should end.

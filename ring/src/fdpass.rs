@@ -16,6 +16,17 @@ pub const MAX_FDS: usize = 16;
 /// Sends `data` with `fds` attached as one message. Blocks only if the socket's send
 /// buffer is full and the socket is blocking.
 pub fn send(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> Result<()> {
+    send_flags(sock, data, fds, 0)
+}
+
+/// [`send`] with extra `sendmsg` flags, e.g. `MSG_DONTWAIT`: a full send buffer is
+/// then an [`Error::Os`] with `EAGAIN` (see [`Error::is_would_block`]).
+pub fn send_flags(
+    sock: BorrowedFd<'_>,
+    data: &[u8],
+    fds: &[BorrowedFd<'_>],
+    flags: i32,
+) -> Result<()> {
     assert!(fds.len() <= MAX_FDS, "at most {MAX_FDS} fds per message");
     let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
     let mut iov = libc::iovec {
@@ -45,7 +56,7 @@ pub fn send(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> Result
     }
     loop {
         // SAFETY: `msg` points at live buffers (`iov`, `cbuf`) for the duration of the call.
-        let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+        let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL | flags) };
         if n >= 0 {
             return Ok(());
         }
@@ -95,6 +106,7 @@ pub fn recv(sock: BorrowedFd<'_>, buf: &mut [u8], max_fds: usize, flags: i32) ->
     // than as a truncation.
     msg.msg_control = cbuf.0.as_mut_ptr().cast();
     msg.msg_controllen = std::mem::size_of_val(&cbuf.0);
+    let mut reset = false;
     let n = loop {
         // SAFETY: `msg` points at live, writable buffers of the lengths it states.
         let n =
@@ -105,7 +117,15 @@ pub fn recv(sock: BorrowedFd<'_>, buf: &mut [u8], max_fds: usize, flags: i32) ->
         let e = std::io::Error::last_os_error();
         match e.raw_os_error() {
             Some(libc::EINTR) => continue,
+            // A peer that closed with our data unread leaves ECONNRESET pending, and
+            // the kernel reports it *before* the messages the peer sent us (e.g. its
+            // goodbye). The error is cleared by reporting it: read once more.
+            Some(libc::ECONNRESET) if !reset => {
+                reset = true;
+                continue;
+            }
             Some(libc::ECONNRESET) => return Err(Error::PeerGone),
+            Some(libc::EAGAIN) if reset => return Err(Error::PeerGone),
             _ => {
                 return Err(Error::Os {
                     op: "recvmsg",

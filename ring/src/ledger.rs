@@ -7,9 +7,10 @@
 //! refuses a release of a slot that consumer does not hold (never got, or already
 //! released). When a consumer disconnects or dies, everything it held comes back.
 //!
-//! This is a building block of the frame channel (being built); it has no I/O.
+//! The frame channel's producer ([`crate::frame::Producer`]) keeps one; it has no I/O.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
 
 use crate::error::{Error, Result};
 
@@ -45,7 +46,7 @@ struct ArenaSlots {
 #[derive(Debug, Default)]
 pub struct Ledger {
     arenas: BTreeMap<u32, ArenaSlots>,
-    held: HashMap<ConsumerId, HashSet<SlotRef>>,
+    held: HashMap<ConsumerId, HashMap<SlotRef, Instant>>,
 }
 
 impl Ledger {
@@ -101,9 +102,10 @@ impl Ledger {
             "publish: slot not being written"
         );
         let mut n = 0;
+        let now = Instant::now();
         for c in consumers {
             let held = self.held.get_mut(c).expect("publish: unknown consumer");
-            if held.insert(s) {
+            if held.insert(s, now).is_none() {
                 n += 1;
             }
         }
@@ -126,7 +128,7 @@ impl Ledger {
             .held
             .get_mut(&c)
             .ok_or_else(|| Error::Corrupt(format!("release from unknown consumer {c}")))?;
-        if !held.remove(&s) {
+        if held.remove(&s).is_none() {
             return Err(Error::Corrupt(format!(
                 "consumer {c} released slot {} of arena {} that it does not hold",
                 s.slot, s.arena
@@ -162,7 +164,7 @@ impl Ledger {
             return 0;
         };
         let n = held.len();
-        for s in held {
+        for s in held.into_keys() {
             self.unref(s);
         }
         n
@@ -171,6 +173,11 @@ impl Ledger {
     /// How many slots consumer `c` holds.
     pub fn held_by(&self, c: ConsumerId) -> usize {
         self.held.get(&c).map_or(0, |h| h.len())
+    }
+
+    /// When consumer `c` was given the oldest slot it still holds.
+    pub fn oldest_held(&self, c: ConsumerId) -> Option<Instant> {
+        self.held.get(&c)?.values().min().copied()
     }
 
     /// Free slots of `arena`.

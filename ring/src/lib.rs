@@ -44,6 +44,7 @@ pub mod desc;
 mod doorbell;
 pub mod error;
 pub mod fdpass;
+pub mod frame;
 mod layout;
 pub mod ledger;
 pub mod listen;
@@ -57,6 +58,9 @@ pub use bytemuck;
 pub use channel::{DEFAULT_SPIN, Receiver, RingFds, Sender};
 pub use doorbell::{Doorbell, Wake, Waker};
 pub use error::{Error, Result};
+pub use frame::{
+    Backoff, Consumer, ConsumerConfig, Event, Frame, Policy, Producer, ProducerConfig, WriteSlot,
+};
 pub use layout::{MAX_CAPACITY, MAX_RING_BYTES, RING_VERSION};
 pub use memfd::{Access, Mapping, Region, Seals};
 pub use ring::{HeapConsumer, HeapProducer, HeapRing};

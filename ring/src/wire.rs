@@ -16,8 +16,7 @@
 //! the datagram's own size. The fd count in the header lets the receiver check the
 //! fds that arrived with the message before it looks at the body.
 //!
-//! This module is the codec only; the frame channel that speaks it is being built on
-//! top (see `docs/protocol.md`).
+//! This module is the codec only; [`crate::frame`] speaks it (see `docs/protocol.md`).
 
 use crate::error::{Error, Result};
 
@@ -44,8 +43,9 @@ pub enum Msg {
         /// Highest version the consumer speaks.
         max_version: u32,
     },
-    /// Producer → consumer: accepted. Carries 2 fds: the consumer's control region and
-    /// its end of the doorbell.
+    /// Producer → consumer: accepted. Carries 4 fds, the consumer's control region:
+    /// frame ring memfd, frame ring doorbell end, release ring memfd, release ring
+    /// doorbell end.
     Welcome {
         /// The version chosen.
         version: u32,
@@ -106,7 +106,7 @@ impl Msg {
     /// The number of fds this message carries.
     pub fn fd_count(&self) -> usize {
         match self {
-            Msg::Welcome { .. } => 2,
+            Msg::Welcome { .. } => 4,
             Msg::Arena { .. } => 1,
             _ => 0,
         }

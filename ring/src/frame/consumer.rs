@@ -1,0 +1,722 @@
+//! The consumer end of the frame channel.
+
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::arena::ConsumerArena;
+use crate::channel::{Receiver, RingFds, Sender};
+use crate::desc::{FrameDesc, META_BYTES, Release};
+use crate::doorbell::{Waker, poll_until, pollfd};
+use crate::error::{Error, Result};
+use crate::ledger::SlotRef;
+use crate::listen;
+use crate::wire::{Msg, PROTOCOL_VERSION};
+
+use super::{recv_msg, say_goodbye, send_msg, wait_readable};
+
+/// How a [`Consumer`] receives.
+#[derive(Clone, Debug)]
+pub struct ConsumerConfig {
+    /// Copy every frame out of shared memory on receipt and release its slot at once
+    /// (a stable private snapshot that a hostile producer cannot change).
+    /// Default false: frames are read in place.
+    pub copy: bool,
+    /// How long [`Consumer::recv`] polls the frame ring before sleeping on the
+    /// doorbell (0: sleep at once). Default 20 µs.
+    pub spin: Duration,
+    /// How long to wait for the producer's welcome. Default 2 s.
+    pub handshake_timeout: Duration,
+    /// Most arenas the producer may keep announced at once. Default 16.
+    pub max_arenas: usize,
+    /// Most side messages queued ahead of the frame they precede. Default 1024.
+    pub max_pending_side: usize,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        ConsumerConfig {
+            copy: false,
+            spin: crate::channel::DEFAULT_SPIN,
+            handshake_timeout: Duration::from_secs(2),
+            max_arenas: 16,
+            max_pending_side: 1024,
+        }
+    }
+}
+
+/// Reconnection pacing for [`Consumer::connect_with_backoff`]: the first retry waits
+/// `initial`, each next one twice as long, up to `max`.
+#[derive(Clone, Copy, Debug)]
+pub struct Backoff {
+    /// First delay.
+    pub initial: Duration,
+    /// Longest delay.
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: Duration::from_millis(10),
+            max: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What [`Consumer::recv`] returns.
+#[derive(Debug)]
+pub enum Event {
+    /// A frame.
+    Frame(Frame),
+    /// A side message, in order with the frames.
+    Side {
+        /// Its sticky key (0: not sticky).
+        key: u32,
+        /// Its bytes.
+        payload: Vec<u8>,
+    },
+    /// The producer ended the stream cleanly (after the last frame). Later calls
+    /// return [`Error::PeerGone`].
+    End {
+        /// The producer's reason.
+        reason: String,
+    },
+}
+
+/// Sends releases back to the producer; shared by the consumer and its frames so a
+/// frame can be dropped on any thread.
+#[derive(Debug)]
+struct Releaser {
+    q: Mutex<(Sender<Release>, Vec<Release>)>,
+}
+
+impl Releaser {
+    fn release(&self, r: Release) {
+        let mut g = self.q.lock().unwrap_or_else(|e| e.into_inner());
+        let (tx, backlog) = &mut *g;
+        backlog.push(r);
+        // The release ring holds more entries than there are slots, so it has room
+        // unless the producer stopped reading; then the backlog waits for the next
+        // release (and is bounded by the slots we can hold).
+        match tx.try_send_batch(backlog) {
+            Ok(n) => {
+                backlog.drain(..n);
+            }
+            // The producer is gone or broke the ring: nobody to give slots back to.
+            Err(_) => backlog.clear(),
+        }
+    }
+}
+
+enum Body {
+    Shared {
+        ptr: *const u8,
+        len: usize,
+        _arena: Arc<ConsumerArena>,
+        slot: SlotRef,
+        releaser: Arc<Releaser>,
+    },
+    Copied(Vec<u8>),
+}
+
+/// A received frame: payload, metadata, sequence number. Dropping it (on any
+/// thread) releases its slot to the producer.
+///
+/// In place (the default), the payload is shared memory that a hostile producer
+/// could still change: read it through [`Frame::as_ptr`] or copy it out
+/// ([`Frame::copy_to`], [`Frame::to_vec`]); it is never exposed as a `&[u8]`.
+/// [`ConsumerConfig::copy`] gives a private copy instead ([`Frame::as_slice`]).
+pub struct Frame {
+    seq: u64,
+    dropped: u32,
+    meta: [u8; META_BYTES],
+    meta_len: usize,
+    body: Body,
+}
+
+// SAFETY: the raw pointer points into a read-only mapping that the frame keeps alive
+// through its `Arc<ConsumerArena>`; nothing is ever written through it, so reading it
+// from another thread is no different from reading it from this one. The releaser is
+// behind a Mutex.
+unsafe impl Send for Frame {}
+// SAFETY: `&Frame` only gives out the pointer, copies of the bytes and the metadata;
+// no interior mutability is reachable without the Mutex.
+unsafe impl Sync for Frame {}
+
+impl std::fmt::Debug for Frame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Frame")
+            .field("seq", &self.seq)
+            .field("len", &self.len())
+            .field("dropped", &self.dropped)
+            .field("meta_len", &self.meta_len)
+            .field("copied", &self.is_copy())
+            .finish()
+    }
+}
+
+impl Frame {
+    /// The frame's number in this consumer's stream (0, 1, 2, …; drops leave no gap).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Frames the producer dropped for this consumer just before this one.
+    pub fn dropped_before(&self) -> u32 {
+        self.dropped
+    }
+
+    /// The metadata published with the frame.
+    pub fn meta(&self) -> &[u8] {
+        &self.meta[..self.meta_len]
+    }
+
+    /// Payload length in bytes.
+    pub fn len(&self) -> usize {
+        match &self.body {
+            Body::Shared { len, .. } => *len,
+            Body::Copied(v) => v.len(),
+        }
+    }
+
+    /// True for an empty payload.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// True when the payload is a private copy.
+    pub fn is_copy(&self) -> bool {
+        matches!(self.body, Body::Copied(_))
+    }
+
+    /// The payload's first byte: `len()` readable bytes that stay mapped while the
+    /// frame lives. In place, the producer may still change them.
+    pub fn as_ptr(&self) -> *const u8 {
+        match &self.body {
+            Body::Shared { ptr, .. } => *ptr,
+            Body::Copied(v) => v.as_ptr(),
+        }
+    }
+
+    /// The payload as a slice, for a private copy only ([`ConsumerConfig::copy`]).
+    pub fn as_slice(&self) -> Option<&[u8]> {
+        match &self.body {
+            Body::Shared { .. } => None,
+            Body::Copied(v) => Some(v),
+        }
+    }
+
+    /// Copies the payload into `dst` (which must be exactly `len()` bytes).
+    pub fn copy_to(&self, dst: &mut [u8]) {
+        assert_eq!(dst.len(), self.len(), "copy_to: destination size");
+        // SAFETY: `as_ptr` points at `len()` readable bytes kept mapped by `self`;
+        // `dst` is our own memory of the same length, so no overlap. A producer
+        // changing the source meanwhile gives us some bytes, never UB (`u8` has no
+        // invalid values and we hold no reference to the source).
+        unsafe { std::ptr::copy_nonoverlapping(self.as_ptr(), dst.as_mut_ptr(), dst.len()) };
+    }
+
+    /// The payload, copied.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = vec![0u8; self.len()];
+        self.copy_to(&mut v);
+        v
+    }
+}
+
+impl Drop for Frame {
+    fn drop(&mut self) {
+        if let Body::Shared { slot, releaser, .. } = &self.body {
+            releaser.release(Release::from(*slot));
+        }
+    }
+}
+
+struct PendingSide {
+    before_frame: u64,
+    key: u32,
+    payload: Vec<u8>,
+}
+
+/// The consumer end of a frame channel.
+pub struct Consumer {
+    sock: OwnedFd,
+    id: u32,
+    frames: Receiver<FrameDesc>,
+    releaser: Arc<Releaser>,
+    arenas: HashMap<u32, Arc<ConsumerArena>>,
+    sides: VecDeque<PendingSide>,
+    last_side_before: u64,
+    next_seq: u64,
+    stash: Option<FrameDesc>,
+    goodbye: Option<(u32, String)>,
+    ended: bool,
+    broken: Option<String>,
+    waker: Waker,
+    cfg: ConsumerConfig,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("id", &self.id)
+            .field("next_seq", &self.next_seq)
+            .field("arenas", &self.arenas.len())
+            .finish()
+    }
+}
+
+impl Consumer {
+    /// Connects to the producer listening on `path` and completes the hand-off.
+    pub fn connect(path: impl AsRef<Path>, cfg: ConsumerConfig) -> Result<Consumer> {
+        let sock = listen::connect(path.as_ref())?;
+        Consumer::from_fd(sock, cfg)
+    }
+
+    /// Connects, retrying with `backoff` while there is no producer (no socket file,
+    /// nobody listening, or one that went away during the hand-off), until `timeout`
+    /// passes (`None`: forever) or `waker` is woken. A producer that answers with
+    /// garbage is an error at once.
+    pub fn connect_with_backoff(
+        path: impl AsRef<Path>,
+        cfg: ConsumerConfig,
+        backoff: Backoff,
+        timeout: Option<Duration>,
+        waker: Option<&Waker>,
+    ) -> Result<Consumer> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut delay = backoff.initial;
+        loop {
+            match Consumer::connect(path.as_ref(), cfg.clone()) {
+                Ok(c) => return Ok(c),
+                Err(e) if !retryable(&e) => return Err(e),
+                Err(_) => {}
+            }
+            let mut wake_at = Instant::now() + delay;
+            if let Some(d) = deadline {
+                if Instant::now() >= d {
+                    return Err(Error::Timeout);
+                }
+                wake_at = wake_at.min(d);
+            }
+            match waker {
+                Some(w) => {
+                    let mut p = [pollfd(w.as_fd(), libc::POLLIN)];
+                    poll_until(&mut p, Some(wake_at))?;
+                    if w.take() {
+                        return Err(Error::Interrupted);
+                    }
+                }
+                None => std::thread::sleep(wake_at.saturating_duration_since(Instant::now())),
+            }
+            delay = (delay * 2).min(backoff.max);
+        }
+    }
+
+    /// Completes the hand-off on an already connected `SOCK_SEQPACKET` socket (e.g.
+    /// inherited from a parent or passed by a broker: no filesystem access needed).
+    pub fn from_fd(sock: OwnedFd, cfg: ConsumerConfig) -> Result<Consumer> {
+        crate::fdpass::check_unix_socket(sock.as_fd(), libc::SOCK_SEQPACKET, "producer socket")?;
+        let deadline = Instant::now() + cfg.handshake_timeout;
+        let hello = send_msg(
+            sock.as_fd(),
+            &Msg::Hello {
+                min_version: PROTOCOL_VERSION,
+                max_version: PROTOCOL_VERSION,
+            },
+            &[],
+            Some(deadline),
+        );
+        match hello {
+            // A producer that refused us at once (uid not allowed) may have closed
+            // before our hello arrived: its goodbye is still queued for us.
+            Ok(()) | Err(Error::PeerGone) => {}
+            Err(e) => return Err(e),
+        }
+        let (msg, fds) = loop {
+            if let Some(m) = recv_msg(sock.as_fd())? {
+                break m;
+            }
+            if !wait_readable(sock.as_fd(), Some(deadline))? {
+                return Err(Error::Timeout);
+            }
+        };
+        let (version, id, frame_ring, release_ring) = match msg {
+            Msg::Welcome {
+                version,
+                consumer_id,
+                frame_ring,
+                release_ring,
+            } => (version, consumer_id, frame_ring, release_ring),
+            Msg::Goodbye { code, reason } => return Err(Error::Closed { code, reason }),
+            m => {
+                return Err(Error::Protocol(format!(
+                    "expected Welcome, got {:?}",
+                    std::mem::discriminant(&m)
+                )));
+            }
+        };
+        if version != PROTOCOL_VERSION {
+            return Err(Error::Protocol(format!(
+                "producer chose protocol version {version}, this consumer speaks {PROTOCOL_VERSION}"
+            )));
+        }
+        let mut fds = fds.into_iter();
+        let (Some(fm), Some(fb), Some(rm), Some(rb)) =
+            (fds.next(), fds.next(), fds.next(), fds.next())
+        else {
+            return Err(Error::Protocol("Welcome without its 4 fds".into()));
+        };
+        let mut frames = Receiver::<FrameDesc>::attach(RingFds {
+            memfd: fm,
+            doorbell: fb,
+        })?;
+        let releases = Sender::<Release>::attach(RingFds {
+            memfd: rm,
+            doorbell: rb,
+        })?;
+        if frames.capacity() != frame_ring as usize || releases.capacity() != release_ring as usize
+        {
+            return Err(Error::Protocol(format!(
+                "Welcome announces rings of {frame_ring} and {release_ring}, the memfds hold {} and {}",
+                frames.capacity(),
+                releases.capacity()
+            )));
+        }
+        frames.set_spin(Duration::ZERO);
+        Ok(Consumer {
+            sock,
+            id,
+            frames,
+            releaser: Arc::new(Releaser {
+                q: Mutex::new((releases, Vec::new())),
+            }),
+            arenas: HashMap::new(),
+            sides: VecDeque::new(),
+            last_side_before: 0,
+            next_seq: 0,
+            stash: None,
+            goodbye: None,
+            ended: false,
+            broken: None,
+            waker: Waker::new()?,
+            cfg,
+        })
+    }
+
+    /// The producer's id for this consumer.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Frames received so far (the next frame's number).
+    pub fn frames_received(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// A handle that interrupts a blocked [`Consumer::recv`] from another thread.
+    pub fn waker(&self) -> Waker {
+        self.waker.clone()
+    }
+
+    /// Receives the next event, waiting as long as needed.
+    pub fn recv(&mut self) -> Result<Event> {
+        self.recv_deadline(None)
+    }
+
+    /// Receives the next event, waiting at most `timeout` ([`Error::Timeout`]).
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Event> {
+        self.recv_deadline(Some(Instant::now() + timeout))
+    }
+
+    /// Receives the next event if one is ready.
+    pub fn try_recv(&mut self) -> Result<Option<Event>> {
+        self.check()?;
+        let r = self.poll_event();
+        self.note(r)
+    }
+
+    /// Receives the next event, waiting until `deadline` (`None`: forever).
+    ///
+    /// Errors: [`Error::PeerGone`] when the producer vanished without a goodbye (or
+    /// after [`Event::End`]), [`Error::Closed`] when it cut this consumer off, a
+    /// protocol or corruption error naming the fault when it lied (the consumer is
+    /// then broken), [`Error::Timeout`], [`Error::Interrupted`].
+    pub fn recv_deadline(&mut self, deadline: Option<Instant>) -> Result<Event> {
+        self.check()?;
+        loop {
+            let r = self.poll_event();
+            if let Some(ev) = self.note(r)? {
+                return Ok(ev);
+            }
+            let r = self.sleep(deadline);
+            self.note(r)?;
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.ended {
+            return Err(Error::PeerGone);
+        }
+        match &self.broken {
+            Some(m) => Err(Error::Broken(m.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Remembers a fault of the producer so that every later call reports it.
+    fn note<T>(&mut self, r: Result<T>) -> Result<T> {
+        if let Err(e) = &r {
+            if e.is_peer_fault() {
+                self.broken = Some(e.to_string());
+                say_goodbye(&self.sock, 1, &e.to_string());
+            }
+        }
+        r
+    }
+
+    /// Everything that can be delivered without waiting.
+    fn poll_event(&mut self) -> Result<Option<Event>> {
+        self.pump()?;
+        if let Some(ev) = self.due_side() {
+            return Ok(Some(ev));
+        }
+        let desc = match self.stash.take() {
+            Some(d) => Some(d),
+            None => match self.frames.try_recv()? {
+                Some(d) => {
+                    // The producer sends side messages and arenas before it writes
+                    // the descriptors they precede: read them now.
+                    self.pump()?;
+                    Some(d)
+                }
+                None => None,
+            },
+        };
+        if let Some(d) = desc {
+            if self.sides.front().is_some_and(|s| s.before_frame <= d.seq) {
+                self.stash = Some(d);
+                return Ok(self.due_side());
+            }
+            return self.frame(d).map(|f| Some(Event::Frame(f)));
+        }
+        // Nothing in the ring. A goodbye was sent after the last descriptor, so once
+        // it is here and the ring is empty, the stream is over.
+        if let Some((code, reason)) = self.goodbye.take() {
+            // Only side messages queued ahead of frames that never came remain.
+            if let Some(s) = self.sides.pop_front() {
+                self.goodbye = Some((code, reason));
+                return Ok(Some(Event::Side {
+                    key: s.key,
+                    payload: s.payload,
+                }));
+            }
+            self.ended = true;
+            if code == 0 {
+                return Ok(Some(Event::End { reason }));
+            }
+            return Err(Error::Closed { code, reason });
+        }
+        Ok(None)
+    }
+
+    fn due_side(&mut self) -> Option<Event> {
+        if self
+            .sides
+            .front()
+            .is_some_and(|s| s.before_frame <= self.next_seq)
+        {
+            let s = self.sides.pop_front()?;
+            return Some(Event::Side {
+                key: s.key,
+                payload: s.payload,
+            });
+        }
+        None
+    }
+
+    /// Validates a descriptor and makes a frame of it.
+    fn frame(&mut self, d: FrameDesc) -> Result<Frame> {
+        let arena = self.arenas.get(&d.arena).cloned();
+        d.validate(self.next_seq, arena.as_ref().map(|a| a.shape()))?;
+        let arena = arena.expect("validate refuses unknown arenas");
+        let ptr = d.locate(&arena)?;
+        self.next_seq += 1;
+        let mut meta = [0u8; META_BYTES];
+        let meta_len = d.meta_len as usize;
+        meta[..meta_len].copy_from_slice(&d.meta[..meta_len]);
+        let mut f = Frame {
+            seq: d.seq,
+            dropped: d.dropped,
+            meta,
+            meta_len,
+            body: Body::Shared {
+                ptr,
+                len: d.len as usize,
+                _arena: arena,
+                slot: d.slot_ref(),
+                releaser: self.releaser.clone(),
+            },
+        };
+        if self.cfg.copy {
+            let v = f.to_vec();
+            // Dropping the shared body releases the slot at once.
+            let shared = std::mem::replace(&mut f.body, Body::Copied(v));
+            if let Body::Shared { slot, releaser, .. } = shared {
+                releaser.release(Release::from(slot));
+            }
+        }
+        Ok(f)
+    }
+
+    /// Reads every message waiting on the socket (without blocking).
+    fn pump(&mut self) -> Result<()> {
+        // A bounded number per call, so a flooding producer cannot keep us here.
+        for _ in 0..256 {
+            if self.goodbye.is_some() {
+                return Ok(());
+            }
+            let Some((msg, mut fds)) = (match recv_msg(self.sock.as_fd()) {
+                Err(Error::PeerGone) => return Ok(()),
+                r => r?,
+            }) else {
+                return Ok(());
+            };
+            match msg {
+                Msg::Arena {
+                    arena_id,
+                    slot_size,
+                    slots,
+                } => {
+                    if self.arenas.contains_key(&arena_id) {
+                        return Err(Error::Protocol(format!("arena {arena_id} announced twice")));
+                    }
+                    if self.arenas.len() >= self.cfg.max_arenas {
+                        return Err(Error::Protocol(format!(
+                            "more than {} arenas announced at once",
+                            self.cfg.max_arenas
+                        )));
+                    }
+                    let fd = fds.pop().expect("decode checked the fd count");
+                    let a = ConsumerArena::open(fd, slot_size, slots)?;
+                    self.arenas.insert(arena_id, Arc::new(a));
+                }
+                Msg::DropArena { arena_id } => {
+                    // Frames still held keep their own reference to the mapping.
+                    if self.arenas.remove(&arena_id).is_none() {
+                        return Err(Error::Protocol(format!(
+                            "DropArena for arena {arena_id}, which was never announced"
+                        )));
+                    }
+                }
+                Msg::Side {
+                    before_frame,
+                    sticky_key,
+                    payload,
+                } => {
+                    let floor = self.last_side_before.max(self.next_seq);
+                    if before_frame < floor {
+                        return Err(Error::Protocol(format!(
+                            "side message for before frame {before_frame} arrived after frame {floor}"
+                        )));
+                    }
+                    if self.sides.len() >= self.cfg.max_pending_side {
+                        return Err(Error::Protocol(format!(
+                            "more than {} side messages queued ahead of their frames",
+                            self.cfg.max_pending_side
+                        )));
+                    }
+                    self.last_side_before = before_frame;
+                    self.sides.push_back(PendingSide {
+                        before_frame,
+                        key: sticky_key,
+                        payload,
+                    });
+                }
+                Msg::Goodbye { code, reason } => self.goodbye = Some((code, reason)),
+                Msg::Hello { .. } | Msg::Welcome { .. } => {
+                    return Err(Error::Protocol(
+                        "producer sent a handshake message mid-stream".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the ring, the socket, the waker or the deadline. `Ok(())` means
+    /// "look again".
+    fn sleep(&mut self, deadline: Option<Instant>) -> Result<()> {
+        if !self.cfg.spin.is_zero() {
+            let until = Instant::now() + self.cfg.spin;
+            while Instant::now() < until {
+                if self.frames.ready()? > 0 {
+                    return Ok(());
+                }
+                for _ in 0..64 {
+                    std::hint::spin_loop();
+                }
+            }
+        }
+        if self.frames.arm()? {
+            self.frames.disarm();
+            return Ok(());
+        }
+        let mut fds = [
+            pollfd(self.sock.as_fd(), libc::POLLIN),
+            pollfd(self.frames.bell().as_fd(), libc::POLLIN),
+            pollfd(self.waker.as_fd(), libc::POLLIN),
+        ];
+        let r = poll_until(&mut fds, deadline);
+        self.frames.disarm();
+        if !r? {
+            return Err(Error::Timeout);
+        }
+        if fds[2].revents != 0 && self.waker.take() {
+            return Err(Error::Interrupted);
+        }
+        let hup = libc::POLLHUP | libc::POLLERR;
+        if (fds[0].revents | fds[1].revents) & hup != 0 {
+            // The producer is gone. Deliver what it left (frames in the ring, queued
+            // messages) first; only then report it.
+            self.pump()?;
+            if self.goodbye.is_none()
+                && self.stash.is_none()
+                && self.sides.is_empty()
+                && self.frames.ready()? == 0
+            {
+                self.ended = true;
+                return Err(Error::PeerGone);
+            }
+            return Ok(());
+        }
+        if fds[1].revents & libc::POLLIN != 0 {
+            self.frames.bell().drain();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        if !self.ended && self.broken.is_none() {
+            say_goodbye(&self.sock, 0, "consumer closed");
+        }
+    }
+}
+
+/// Errors after which trying again later makes sense: no producer yet, or it went
+/// away mid-hand-off.
+fn retryable(e: &Error) -> bool {
+    match e {
+        Error::PeerGone | Error::Timeout => true,
+        Error::Os { source, .. } => matches!(
+            source.raw_os_error(),
+            Some(libc::ENOENT | libc::ECONNREFUSED | libc::ECONNRESET | libc::EPIPE)
+        ),
+        _ => false,
+    }
+}

@@ -1,0 +1,123 @@
+//! The frame channel: one producer, many consumers, zero-copy slots, side messages in
+//! stream order, hand-off over a unix `SOCK_SEQPACKET` socket.
+//!
+//! ```text
+//!   Producer ──socket: Welcome(rings) · Arena(memfd) · Side · Goodbye──▶ Consumer
+//!      │   frame ring  (FrameDesc: arena, slot, offset, len, seq, meta) ──▶ │
+//!      │ ◀── release ring (Release: arena, slot)                           │
+//!      └── arenas: sealed memfds, written in place by the producer, mapped read-only by consumers
+//! ```
+//!
+//! - The [`Producer`] listens on a path ([`Producer::bind`]) or takes connected
+//!   sockets ([`Producer::add_connection`]); a service thread accepts consumers, checks
+//!   their credentials, and watches for hang-ups.
+//! - [`Producer::acquire`] hands out a [`WriteSlot`] of an arena (a bigger arena is
+//!   added when a frame outgrows the current one); the caller fills it in place and
+//!   [`WriteSlot::publish`]es it with up to [`META_BYTES`](crate::desc::META_BYTES)
+//!   of metadata to every consumer, each of which then holds a reference. The slot is
+//!   free again when all have released it. [`Producer::send_side`] sends opaque side
+//!   messages ordered with frames; sticky ones are replayed to consumers that join
+//!   later.
+//! - A [`Consumer`] connects ([`Consumer::connect`], or [`Consumer::from_fd`] for an
+//!   inherited socket) and receives [`Event`]s: frames (read-only payload and
+//!   metadata, released when the [`Frame`] is dropped, from any thread), side
+//!   messages, and the end of the stream.
+//!
+//! Slot ownership lives only in the producer's private [`Ledger`](crate::ledger::Ledger):
+//! a consumer that releases a slot it does not hold, scribbles on its rings, or
+//! sends anything but a goodbye is cut off; a consumer that dies gives back all it
+//! held. A slow consumer is handled by its [`Policy`]: the producer blocks for it up
+//! to a timeout and then cuts it off, or drops frames for that consumer alone.
+//! Everything a consumer receives (messages, fds, descriptors) is validated; a lying
+//! producer makes the consumer return an error naming the fault.
+
+mod consumer;
+mod producer;
+
+pub use consumer::{Backoff, Consumer, ConsumerConfig, Event, Frame};
+pub use producer::{
+    ConsumerEvent, ConsumerStats, Policy, Producer, ProducerConfig, ProducerStats, WriteSlot,
+};
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Instant;
+
+use crate::doorbell::{poll_until, pollfd};
+use crate::error::{Error, Result};
+use crate::fdpass;
+use crate::wire::{MAX_MESSAGE, Msg};
+
+/// Most fds any message carries (`Welcome`).
+const MAX_MSG_FDS: usize = 4;
+
+/// Sends `msg` with `fds` without ever blocking past `deadline`: a full socket buffer
+/// is waited out with `poll` (a peer that never reads cannot hang us), then
+/// [`Error::Timeout`].
+pub(crate) fn send_msg(
+    sock: BorrowedFd<'_>,
+    msg: &Msg,
+    fds: &[BorrowedFd<'_>],
+    deadline: Option<Instant>,
+) -> Result<()> {
+    debug_assert_eq!(msg.fd_count(), fds.len());
+    let bytes = msg.encode();
+    loop {
+        match fdpass::send_flags(sock, &bytes, fds, libc::MSG_DONTWAIT) {
+            Err(e) if e.is_would_block() => {
+                let mut p = [pollfd(sock, libc::POLLOUT)];
+                if !poll_until(&mut p, deadline)? {
+                    return Err(Error::Timeout);
+                }
+                if p[0].revents & (libc::POLLHUP | libc::POLLERR) != 0 {
+                    return Err(Error::PeerGone);
+                }
+            }
+            r => return r,
+        }
+    }
+}
+
+/// Receives and decodes one message without blocking: `Ok(None)` when none is
+/// waiting. End of stream is [`Error::PeerGone`]; anything malformed (bad bytes, too
+/// many or too few fds, truncation) is [`Error::Protocol`] and the fds are closed.
+pub(crate) fn recv_msg(sock: BorrowedFd<'_>) -> Result<Option<(Msg, Vec<OwnedFd>)>> {
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    match fdpass::recv(sock, &mut buf, MAX_MSG_FDS, libc::MSG_DONTWAIT) {
+        Ok(r) => {
+            let msg = Msg::decode(&buf[..r.len], r.fds.len())?;
+            Ok(Some((msg, r.fds)))
+        }
+        Err(e) if e.is_would_block() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Waits until `sock` is readable, hung up, or `deadline` passes (false).
+pub(crate) fn wait_readable(sock: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<bool> {
+    let mut p = [pollfd(sock, libc::POLLIN)];
+    poll_until(&mut p, deadline)
+}
+
+/// A `Goodbye` sent on a best-effort basis (the peer may be gone or not reading).
+pub(crate) fn say_goodbye(sock: &impl AsFd, code: u32, reason: &str) {
+    let reason = truncate_reason(reason);
+    let _ = send_msg(
+        sock.as_fd(),
+        &Msg::Goodbye {
+            code,
+            reason: reason.to_owned(),
+        },
+        &[],
+        Some(Instant::now()),
+    );
+}
+
+/// Cuts `s` to at most [`MAX_REASON`](crate::wire::MAX_REASON) bytes on a character
+/// boundary.
+pub(crate) fn truncate_reason(s: &str) -> &str {
+    let mut end = s.len().min(crate::wire::MAX_REASON);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}

@@ -1,0 +1,406 @@
+//! Frame channel behaviour, producer and consumers in one process (threads), over
+//! real sockets and memfds. Cross-process and hostile-peer tests live in `tests/`.
+
+use std::path::PathBuf;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use shmring::frame::{ConsumerEvent, Policy};
+use shmring::{Consumer, ConsumerConfig, Error, Event, Frame, Producer, ProducerConfig};
+
+fn sock_path(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("shmring-frame-{}-{tag}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    dir.join("sock")
+}
+
+fn connect(p: &Producer) -> Consumer {
+    Consumer::connect(p.path().unwrap(), ConsumerConfig::default()).unwrap()
+}
+
+/// Publishes a frame of `len` bytes, each byte `seq as u8`, with `seq` as metadata.
+fn publish(p: &Producer, seq: u64, len: usize) -> usize {
+    let mut s = p.acquire(len).unwrap();
+    s.write(0, &vec![seq as u8; len]).unwrap();
+    s.publish(len, &seq.to_le_bytes()).unwrap()
+}
+
+fn expect_frame(c: &mut Consumer) -> Frame {
+    match c.recv_timeout(Duration::from_secs(10)).unwrap() {
+        Event::Frame(f) => f,
+        other => panic!("expected a frame, got {other:?}"),
+    }
+}
+
+fn expect_side(c: &mut Consumer) -> (u32, Vec<u8>) {
+    match c.recv_timeout(Duration::from_secs(10)).unwrap() {
+        Event::Side { key, payload } => (key, payload),
+        other => panic!("expected a side message, got {other:?}"),
+    }
+}
+
+fn check_frame(f: &Frame, seq: u64, len: usize) {
+    assert_eq!(f.seq(), seq);
+    assert_eq!(f.len(), len);
+    assert_eq!(f.meta(), seq.to_le_bytes());
+    let v = f.to_vec();
+    assert!(v.iter().all(|&b| b == seq as u8), "frame {seq} payload");
+}
+
+fn wait_consumers(p: &Producer, n: usize) {
+    p.wait_for_consumers(n, Some(Duration::from_secs(10)))
+        .unwrap();
+}
+
+#[test]
+fn frames_and_side_messages_arrive_in_order_and_slots_come_back() {
+    let p = Producer::bind(sock_path("order"), ProducerConfig::default()).unwrap();
+    let mut c = connect(&p);
+    wait_consumers(&p, 1);
+    let reader = thread::spawn(move || {
+        let mut log = Vec::new();
+        loop {
+            match c.recv_timeout(Duration::from_secs(10)).unwrap() {
+                Event::Frame(f) => {
+                    check_frame(&f, f.seq(), 1000 + f.seq() as usize);
+                    log.push(format!("f{}", f.seq()));
+                }
+                Event::Side { key, payload } => {
+                    log.push(format!("s{key}:{}", String::from_utf8(payload).unwrap()))
+                }
+                Event::End { reason } => {
+                    log.push(format!("end:{reason}"));
+                    return (log, c);
+                }
+            }
+        }
+    });
+    let mut want = Vec::new();
+    for i in 0..200u64 {
+        if i % 50 == 0 {
+            p.send_side(format!("at {i}").as_bytes(), 0).unwrap();
+            want.push(format!("s0:at {i}"));
+        }
+        assert_eq!(publish(&p, i, 1000 + i as usize), 1);
+        want.push(format!("f{i}"));
+    }
+    // Every slot comes back once the reader dropped its frames.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = p.stats();
+        if s.free_slots == 8 || Instant::now() > deadline {
+            assert_eq!(s.free_slots, 8, "{s:?}");
+            assert_eq!(s.frames, 200);
+            assert_eq!(s.consumers[0].frames, 200);
+            assert_eq!(s.consumers[0].held, 0);
+            break;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    drop(p);
+    want.push("end:producer stopped".into());
+    let (log, mut c) = reader.join().unwrap();
+    assert_eq!(log, want);
+    assert!(matches!(c.recv(), Err(Error::PeerGone)));
+}
+
+#[test]
+fn late_joiner_gets_sticky_messages_before_its_first_frame() {
+    let p = Producer::bind(sock_path("sticky"), ProducerConfig::default()).unwrap();
+    p.send_side(b"caps-1", 2).unwrap();
+    p.send_side(b"stream-start", 1).unwrap();
+    p.send_side(b"not sticky", 0).unwrap();
+    publish(&p, 0, 64);
+    p.send_side(b"caps-2", 2).unwrap();
+    publish(&p, 1, 64);
+    let mut c = connect(&p);
+    wait_consumers(&p, 1);
+    publish(&p, 2, 64);
+    // Replayed in key order, latest of each key, nothing that was not sticky.
+    assert_eq!(expect_side(&mut c), (1, b"stream-start".to_vec()));
+    assert_eq!(expect_side(&mut c), (2, b"caps-2".to_vec()));
+    let f = expect_frame(&mut c);
+    assert_eq!(f.seq(), 0, "a late joiner's stream starts at 0");
+    assert_eq!(f.meta(), 2u64.to_le_bytes());
+    assert!(p.forget_sticky(1));
+    let _c2 = connect(&p);
+    wait_consumers(&p, 2);
+}
+
+#[test]
+fn a_bigger_frame_adds_an_arena_and_the_old_one_goes_once_released() {
+    let p = Producer::bind(sock_path("grow"), ProducerConfig::default()).unwrap();
+    let mut c = connect(&p);
+    wait_consumers(&p, 1);
+    publish(&p, 0, 4096);
+    let small = expect_frame(&mut c);
+    assert_eq!(p.stats().slot_size, 4096);
+    publish(&p, 1, 3 * 4096 + 5);
+    let big = expect_frame(&mut c);
+    check_frame(&big, 1, 3 * 4096 + 5);
+    let s = p.stats();
+    assert_eq!(
+        (s.arenas, s.slot_size),
+        (2, 4 * 4096),
+        "old arena still held"
+    );
+    drop(small);
+    drop(big);
+    // The old arena goes with its last slot; the consumer is told (DropArena).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p.stats().arenas != 1 {
+        assert!(Instant::now() < deadline, "old arena never dropped");
+        thread::sleep(Duration::from_millis(5));
+    }
+    // Smaller frames keep using the big slots.
+    publish(&p, 2, 100);
+    check_frame(&expect_frame(&mut c), 2, 100);
+}
+
+#[test]
+fn drop_policy_skips_a_consumer_that_does_not_read_and_says_how_many() {
+    let cfg = ProducerConfig {
+        policy: Policy::Drop,
+        frame_ring: 4,
+        ..Default::default()
+    };
+    let p = Producer::bind(sock_path("drop"), cfg).unwrap();
+    let mut c = connect(&p);
+    wait_consumers(&p, 1);
+    let t = Instant::now();
+    for i in 0..100 {
+        publish(&p, i, 256);
+    }
+    // Never blocked on the sleeping consumer (a generous bound, not a timing test:
+    // blocking would have taken 100 block timeouts).
+    assert!(t.elapsed() < Duration::from_secs(20));
+    let s = p.stats();
+    assert_eq!(s.consumers[0].frames + s.consumers[0].drops, 100);
+    assert!(s.consumers[0].drops >= 90, "{s:?}");
+    let mut got = Vec::new();
+    while let Some(Event::Frame(f)) = c.try_recv().unwrap() {
+        got.push(f);
+    }
+    assert_eq!(got.len() as u64, s.consumers[0].frames);
+    got.clear();
+    publish(&p, 100, 256);
+    let f = expect_frame(&mut c);
+    assert_eq!(f.dropped_before() as u64, s.consumers[0].drops);
+    assert_eq!(f.meta(), 100u64.to_le_bytes());
+}
+
+#[test]
+fn block_policy_waits_for_a_stalled_consumer_then_cuts_it_off() {
+    let cfg = ProducerConfig {
+        block_timeout: Duration::from_millis(300),
+        frame_ring: 4,
+        ..Default::default()
+    };
+    let p = Producer::bind(sock_path("block"), cfg).unwrap();
+    let mut stalled = connect(&p);
+    let mut healthy = connect(&p);
+    wait_consumers(&p, 2);
+    let reader = thread::spawn(move || {
+        let mut n = 0;
+        while n < 20 {
+            if let Event::Frame(f) = healthy.recv_timeout(Duration::from_secs(10)).unwrap() {
+                check_frame(&f, n, 128);
+                n += 1;
+            }
+        }
+        healthy
+    });
+    let t = Instant::now();
+    for i in 0..20 {
+        publish(&p, i, 128);
+    }
+    let waited = t.elapsed();
+    let _healthy = reader.join().unwrap();
+    assert!(
+        waited >= Duration::from_millis(300),
+        "never blocked: {waited:?}"
+    );
+    let ev = p.take_events();
+    let cut = ev
+        .iter()
+        .find_map(|e| match e {
+            ConsumerEvent::CutOff { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .expect("stalled consumer cut off");
+    assert!(cut.contains("took no frame for 300ms"), "{cut}");
+    assert_eq!(p.consumer_count(), 1);
+    // The stalled consumer gets what was queued for it, then the reason.
+    let mut frames = 0;
+    let err = loop {
+        match stalled.recv_timeout(Duration::from_secs(10)) {
+            Ok(Event::Frame(_)) => frames += 1,
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => break e,
+        }
+    };
+    assert!(frames >= 1);
+    match err {
+        Error::Closed { code, reason } => {
+            assert_eq!(code, 1);
+            assert!(reason.contains("took no frame"), "{reason}");
+        }
+        e => panic!("{e}"),
+    }
+    let s = p.stats();
+    assert_eq!(
+        s.free_slots, 8,
+        "the cut-off consumer's slots came back: {s:?}"
+    );
+}
+
+#[test]
+fn frames_released_on_other_threads_and_copies_release_at_once() {
+    let p = Producer::bind(sock_path("threads"), ProducerConfig::default()).unwrap();
+    let mut c = connect(&p);
+    let mut copier = Consumer::connect(
+        p.path().unwrap(),
+        ConsumerConfig {
+            copy: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    wait_consumers(&p, 2);
+    publish(&p, 0, 5000);
+    publish(&p, 1, 5000);
+    let a = expect_frame(&mut c);
+    let b = expect_frame(&mut c);
+    let ca = expect_frame(&mut copier);
+    assert!(ca.is_copy());
+    assert_eq!(ca.as_slice().unwrap(), vec![0u8; 5000].as_slice());
+    let _cb = expect_frame(&mut copier);
+    let s = p.stats();
+    let held: Vec<usize> = s.consumers.iter().map(|c| c.held).collect();
+    assert_eq!(held, vec![2, 0], "the copying consumer holds nothing");
+    thread::spawn(move || drop(a)).join().unwrap();
+    thread::spawn(move || drop(b)).join().unwrap();
+    assert_eq!(p.stats().consumers[0].held, 0);
+    assert_eq!(p.stats().free_slots, 8);
+}
+
+#[test]
+fn connected_socket_hand_off_needs_no_path() {
+    let p = Producer::new(ProducerConfig::default()).unwrap();
+    let (a, b) = shmring::fdpass::seqpacket_pair().unwrap();
+    p.add_connection(a).unwrap();
+    let mut c = Consumer::from_fd(b, ConsumerConfig::default()).unwrap();
+    wait_consumers(&p, 1);
+    publish(&p, 0, 10);
+    check_frame(&expect_frame(&mut c), 0, 10);
+}
+
+#[test]
+fn strangers_and_surplus_consumers_are_refused_with_a_reason() {
+    // SAFETY: getuid has no preconditions.
+    let me = unsafe { libc::getuid() };
+    let cfg = ProducerConfig {
+        allowed_uids: vec![me.wrapping_add(1)],
+        ..Default::default()
+    };
+    let p = Producer::bind(sock_path("uids"), cfg).unwrap();
+    match Consumer::connect(p.path().unwrap(), ConsumerConfig::default()) {
+        Err(Error::Closed { code: 2, reason }) => {
+            assert!(reason.contains(&format!("uid {me}")), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(p.stats().refused, 1);
+    let cfg = ProducerConfig {
+        max_consumers: 1,
+        ..Default::default()
+    };
+    let p = Producer::bind(sock_path("max"), cfg).unwrap();
+    let _first = connect(&p);
+    match Consumer::connect(p.path().unwrap(), ConsumerConfig::default()) {
+        Err(Error::Closed { reason, .. }) => assert!(reason.contains("serves 1"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn wakers_interrupt_blocked_calls_on_both_sides() {
+    let cfg = ProducerConfig {
+        block_timeout: Duration::from_secs(60),
+        frame_ring: 2,
+        ..Default::default()
+    };
+    let p = Producer::bind(sock_path("wake"), cfg).unwrap();
+    let mut c = connect(&p);
+    wait_consumers(&p, 1);
+    let w = c.waker();
+    let t = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(50));
+        w.wake();
+    });
+    assert!(matches!(c.recv(), Err(Error::Interrupted)));
+    t.join().unwrap();
+    publish(&p, 0, 8);
+    publish(&p, 1, 8);
+    let w = p.waker();
+    let t = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(50));
+        w.wake();
+    });
+    let s = p.acquire(8).unwrap();
+    assert!(matches!(s.publish(8, &[]), Err(Error::Interrupted)));
+    t.join().unwrap();
+    // The interrupted frame's slot came back: 2 held by the consumer, 6 free.
+    assert_eq!(p.stats().free_slots, 6);
+}
+
+#[test]
+fn lease_cuts_off_a_consumer_that_sits_on_a_slot() {
+    let cfg = ProducerConfig {
+        lease: Some(Duration::from_millis(200)),
+        policy: Policy::Drop,
+        ..Default::default()
+    };
+    let p = Producer::bind(sock_path("lease"), cfg).unwrap();
+    let mut c = connect(&p);
+    wait_consumers(&p, 1);
+    publish(&p, 0, 8);
+    let _held = expect_frame(&mut c);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p.consumer_count() != 0 {
+        assert!(Instant::now() < deadline, "never cut off");
+        thread::sleep(Duration::from_millis(10));
+    }
+    let ev = p.take_events();
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, ConsumerEvent::CutOff { reason, .. } if reason.contains("lease"))),
+        "{ev:?}"
+    );
+    assert!(matches!(
+        c.recv_timeout(Duration::from_secs(10)),
+        Err(Error::Closed { .. })
+    ));
+    assert_eq!(p.stats().free_slots, 8);
+}
+
+#[test]
+fn bad_arguments_are_refused_locally() {
+    let bad = ProducerConfig {
+        frame_ring: 3,
+        ..Default::default()
+    };
+    assert!(matches!(Producer::new(bad), Err(Error::Invalid(_))));
+    let p = Producer::new(ProducerConfig::default()).unwrap();
+    let mut s = p.acquire(100).unwrap();
+    assert!(s.write(4090, &[0; 7]).is_err());
+    assert!(matches!(
+        p.send_side(&vec![0; 70_000], 0),
+        Err(Error::Invalid(_))
+    ));
+    let e = s.publish(10, &[0; 97]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid argument: metadata of 97 bytes exceeds 96"
+    );
+}
