@@ -136,10 +136,61 @@ pub fn open_fds() -> usize {
         .count()
 }
 
-/// Number of memory mappings this process has.
+/// Number of shared-memory (memfd) mappings this process has: rings, arenas, blobs.
+/// Anonymous mappings are left out on purpose: glibc adds malloc arenas when threads
+/// contend, which is not a leak of ours.
 pub fn mappings() -> usize {
     std::fs::read_to_string("/proc/self/maps")
         .expect("/proc/self/maps")
         .lines()
+        .filter(|l| l.contains("/memfd:"))
         .count()
+}
+
+/// The bytes of test frame `seq`: its number (8 bytes, little-endian), then a pattern
+/// that depends on the number, `len` bytes in all.
+pub fn frame_bytes(seq: u64, len: usize) -> Vec<u8> {
+    let mut v: Vec<u8> = (0..len)
+        .map(|i| (i as u64).wrapping_mul(7).wrapping_add(seq) as u8)
+        .collect();
+    let n = len.min(8);
+    v[..n].copy_from_slice(&seq.to_le_bytes()[..n]);
+    v
+}
+
+/// Publishes test frame `seq` of `len` bytes with `seq` as its metadata; returns how
+/// many consumers it went to.
+pub fn publish_seq(p: &shmring::Producer, seq: u64, len: usize) -> shmring::Result<usize> {
+    let mut s = p.acquire(len)?;
+    s.write(0, &frame_bytes(seq, len))?;
+    s.publish(len, &seq.to_le_bytes())
+}
+
+/// Checks that `f` is test frame `seq`, payload and metadata, whatever its number in
+/// the consumer's own stream.
+pub fn check_frame(f: &shmring::Frame, seq: u64) -> Result<(), String> {
+    if f.meta() != seq.to_le_bytes() {
+        return Err(format!("frame metadata {:02x?}, expected {seq}", f.meta()));
+    }
+    if f.to_vec() != frame_bytes(seq, f.len()) {
+        return Err(format!("frame {seq} payload corrupt"));
+    }
+    Ok(())
+}
+
+/// The producer's sequence number carried in a test frame's metadata.
+pub fn frame_number(f: &shmring::Frame) -> u64 {
+    let mut b = [0u8; 8];
+    let m = f.meta();
+    b[..m.len().min(8)].copy_from_slice(&m[..m.len().min(8)]);
+    u64::from_le_bytes(b)
+}
+
+/// Polls `cond` every 5 ms until it holds, panicking with `what` after 20 s.
+pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < deadline, "not within 20 s: {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }

@@ -18,6 +18,7 @@ fn fifty_peers_killed_mid_stream_leave_no_fd_or_mapping_behind() {
         let mut child = spawn(PEER, &["hold-sender", rv.path.to_str().unwrap(), "3"]);
         let sock = rv.accept();
         let (mut rx, fds) = Receiver::<Element>::create(8).unwrap();
+        assert_eq!(mappings(), maps0 + 1, "the count sees the ring's mapping");
         fds.send(sock.as_fd()).unwrap();
         drop(fds);
         assert_eq!(read_line(&mut child), "ready");

@@ -481,6 +481,7 @@ impl Consumer {
     /// Everything that can be delivered without waiting.
     fn poll_event(&mut self) -> Result<Option<Event>> {
         self.pump()?;
+        self.check_cut_off()?;
         if let Some(ev) = self.due_side() {
             return Ok(Some(ev));
         }
@@ -491,6 +492,7 @@ impl Consumer {
                     // The producer sends side messages and arenas before it writes
                     // the descriptors they precede: read them now.
                     self.pump()?;
+                    self.check_cut_off()?;
                     Some(d)
                 }
                 None => None,
@@ -521,6 +523,24 @@ impl Consumer {
             return Err(Error::Closed { code, reason });
         }
         Ok(None)
+    }
+
+    /// A goodbye with an error code means the producer cut us off and has taken back
+    /// our slots: descriptors still in the ring name slots it may be rewriting, so
+    /// nothing more is delivered. (It sent the goodbye before reclaiming anything, so
+    /// checking after reading a descriptor is enough.)
+    fn check_cut_off(&mut self) -> Result<()> {
+        if let Some((code, reason)) = &self.goodbye {
+            if *code != 0 {
+                self.ended = true;
+                self.stash = None;
+                return Err(Error::Closed {
+                    code: *code,
+                    reason: reason.clone(),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn due_side(&mut self) -> Option<Event> {

@@ -1,0 +1,511 @@
+//! The frame channel between real processes: several consumers with policies,
+//! SIGKILL of either side, reconnect, late joiners, hostile consumers and producers.
+
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use e2e::{
+    check_frame, eventually, finish, frame_number, kill9, publish_seq, read_line, spawn,
+    unique_socket_path,
+};
+use shmring::frame::{ConsumerEvent, Policy};
+use shmring::{Backoff, Consumer, ConsumerConfig, Error, Event, Producer, ProducerConfig};
+
+const PEER: &str = env!("CARGO_BIN_EXE_frame-peer");
+
+fn peer(args: &[&str]) -> Child {
+    spawn(PEER, args)
+}
+
+fn cut_off_reasons(p: &Producer) -> Vec<String> {
+    p.take_events()
+        .into_iter()
+        .filter_map(|e| match e {
+            ConsumerEvent::CutOff { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Stdout of a finished consumer peer, as lines.
+fn lines(child: Child) -> Vec<String> {
+    let (status, out) = finish(child);
+    assert!(status.success(), "peer failed: {status}\n{out}");
+    out.lines().map(str::to_owned).collect()
+}
+
+fn totals(out: &[String]) -> (u64, u64) {
+    let t = out
+        .iter()
+        .find(|l| l.starts_with("frames "))
+        .unwrap_or_else(|| panic!("no totals in {out:?}"));
+    let w: Vec<&str> = t.split(' ').collect();
+    (w[1].parse().unwrap(), w[3].parse().unwrap())
+}
+
+#[test]
+fn drop_policy_three_consumers_the_fast_two_get_every_frame() {
+    let path = unique_socket_path("drop3");
+    let cfg = ProducerConfig {
+        policy: Policy::Drop,
+        slots: 16,
+        ..Default::default()
+    };
+    let max_held = 8;
+    let p = Producer::bind(&path, cfg).unwrap();
+    let ps = path.to_str().unwrap();
+    let mut fast1 = peer(&["consume", ps]);
+    let mut fast2 = peer(&["consume", ps]);
+    let mut slow = peer(&["consume", ps, "40"]);
+    for c in [&mut fast1, &mut fast2, &mut slow] {
+        assert!(read_line(c).starts_with("ready"));
+    }
+    p.wait_for_consumers(3, Some(Duration::from_secs(10)))
+        .unwrap();
+    let slow_pid = slow.id() as i32;
+    const N: u64 = 300;
+    for seq in 0..N {
+        // Pace the producer by the fast consumers only (never by the slow one), so
+        // that what this test sees does not depend on scheduling: a fast consumer is
+        // never more than a few frames behind, far from its share of slots.
+        eventually("fast consumers keep up", || {
+            p.stats()
+                .consumers
+                .iter()
+                .filter(|c| c.pid != slow_pid)
+                .all(|c| c.held < max_held - 2)
+        });
+        publish_seq(&p, seq, 16 * 1024).unwrap();
+    }
+    let s = p.stats();
+    let slow_stats = s.consumers.iter().find(|c| c.pid == slow_pid).unwrap();
+    assert!(slow_stats.drops > 0, "{s:?}");
+    for c in s.consumers.iter().filter(|c| c.pid != slow_pid) {
+        assert_eq!((c.frames, c.drops), (N, 0), "{s:?}");
+    }
+    drop(p);
+    for c in [fast1, fast2] {
+        let out = lines(c);
+        assert_eq!(totals(&out), (N, 0), "{out:?}");
+        assert_eq!(out.last().unwrap(), "end producer stopped");
+    }
+    let out = lines(slow);
+    let (frames, drops) = totals(&out);
+    assert!(frames < N && drops > 0, "{out:?}");
+}
+
+#[test]
+fn block_policy_waits_at_most_the_timeout_then_cuts_the_slow_consumer_off() {
+    let path = unique_socket_path("block3");
+    let cfg = ProducerConfig {
+        block_timeout: Duration::from_millis(300),
+        frame_ring: 8,
+        ..Default::default()
+    };
+    let p = Producer::bind(&path, cfg).unwrap();
+    let ps = path.to_str().unwrap();
+    let mut fast1 = peer(&["consume", ps]);
+    let mut fast2 = peer(&["consume", ps]);
+    let mut slow = peer(&["consume", ps, "1000"]);
+    for c in [&mut fast1, &mut fast2, &mut slow] {
+        assert!(read_line(c).starts_with("ready"));
+    }
+    p.wait_for_consumers(3, Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut longest = Duration::ZERO;
+    for seq in 0..100 {
+        let t = Instant::now();
+        publish_seq(&p, seq, 4096).unwrap();
+        longest = longest.max(t.elapsed());
+    }
+    // The producer blocked for the slow one (at least the timeout), and no frame
+    // took unboundedly long (a generous ceiling: a hang would be infinite).
+    assert!(longest >= Duration::from_millis(300), "{longest:?}");
+    assert!(longest < Duration::from_secs(20), "{longest:?}");
+    let reasons = cut_off_reasons(&p);
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(
+        reasons[0].contains("took no frame for 300ms"),
+        "{reasons:?}"
+    );
+    assert_eq!(p.consumer_count(), 2);
+    drop(p);
+    for c in [fast1, fast2] {
+        assert_eq!(totals(&lines(c)), (100, 0));
+    }
+    let out = lines(slow);
+    assert!(
+        out.last()
+            .unwrap()
+            .starts_with("error peer closed the connection: consumer"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn sigkill_of_a_consumer_gives_back_its_slots_and_the_others_carry_on() {
+    let path = unique_socket_path("killc");
+    let p = Producer::bind(&path, ProducerConfig::default()).unwrap();
+    let ps = path.to_str().unwrap();
+    let mut victim = peer(&["hold", ps, "3"]);
+    let mut other = peer(&["consume", ps]);
+    assert!(read_line(&mut other).starts_with("ready"));
+    p.wait_for_consumers(2, Some(Duration::from_secs(10)))
+        .unwrap();
+    for seq in 0..3 {
+        publish_seq(&p, seq, 100_000).unwrap();
+    }
+    assert_eq!(read_line(&mut victim), "ready");
+    let victim_pid = victim.id() as i32;
+    let held = |p: &Producer| {
+        p.stats()
+            .consumers
+            .iter()
+            .find(|c| c.pid == victim_pid)
+            .map_or(0, |c| c.held)
+    };
+    assert_eq!(held(&p), 3);
+    kill9(&mut victim);
+    eventually("victim removed", || p.consumer_count() == 1);
+    for seq in 3..50 {
+        publish_seq(&p, seq, 100_000).unwrap();
+    }
+    eventually("every slot back", || p.stats().free_slots == 8);
+    let ev = p.take_events();
+    assert!(
+        ev.iter().any(
+            |e| matches!(e, ConsumerEvent::Left { reason, .. } if reason.ends_with("hung up"))
+        ),
+        "{ev:?}"
+    );
+    drop(p);
+    assert_eq!(totals(&lines(other)), (50, 0));
+}
+
+#[test]
+fn sigkill_of_the_producer_then_a_new_one_on_the_same_path_consumer_resumes() {
+    let path = unique_socket_path("killp");
+    let ps = path.to_str().unwrap();
+    let mut prod = peer(&["produce", ps, "50000", "2"]);
+    assert_eq!(read_line(&mut prod), "ready");
+    let mut c = Consumer::connect(&path, ConsumerConfig::default()).unwrap();
+    let mut kept = None;
+    let mut frames = 0;
+    match c.recv_timeout(Duration::from_secs(10)).unwrap() {
+        Event::Side { key: 1, payload } => assert_eq!(payload, b"caps 50000"),
+        other => panic!("{other:?}"),
+    }
+    while frames < 20 {
+        if let Event::Frame(f) = c.recv_timeout(Duration::from_secs(10)).unwrap() {
+            check_frame(&f, frame_number(&f)).unwrap();
+            frames += 1;
+            kept = Some(f);
+        }
+    }
+    kill9(&mut prod);
+    let err = loop {
+        match c.recv_timeout(Duration::from_secs(10)) {
+            Ok(Event::Frame(_)) => {}
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(err, Error::PeerGone), "{err}");
+    // A frame held across the producer's death is still mapped and readable.
+    let kept = kept.unwrap();
+    check_frame(&kept, frame_number(&kept)).unwrap();
+    drop(kept);
+    drop(c);
+    // The dead producer's socket file is still there: the new one replaces it, and
+    // the consumer, retrying with backoff, finds it.
+    let path2 = path.clone();
+    let retry = std::thread::spawn(move || {
+        Consumer::connect_with_backoff(
+            &path2,
+            ConsumerConfig::default(),
+            Backoff::default(),
+            Some(Duration::from_secs(20)),
+            None,
+        )
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let mut prod = peer(&["produce", ps, "50000", "2"]);
+    assert_eq!(read_line(&mut prod), "ready");
+    let mut c = retry.join().unwrap().unwrap();
+    match c.recv_timeout(Duration::from_secs(10)).unwrap() {
+        Event::Side { key: 1, payload } => assert_eq!(payload, b"caps 50000"),
+        other => panic!("{other:?}"),
+    }
+    match c.recv_timeout(Duration::from_secs(10)).unwrap() {
+        Event::Frame(f) => check_frame(&f, frame_number(&f)).unwrap(),
+        other => panic!("{other:?}"),
+    }
+    kill9(&mut prod);
+}
+
+#[test]
+fn late_joiner_process_receives_sticky_messages_before_its_first_frame() {
+    let path = unique_socket_path("late");
+    let p = Producer::bind(&path, ProducerConfig::default()).unwrap();
+    p.send_side(b"stream-start", 1).unwrap();
+    p.send_side(b"caps v1", 2).unwrap();
+    for seq in 0..10 {
+        publish_seq(&p, seq, 1000).unwrap();
+    }
+    p.send_side(b"caps v2", 2).unwrap();
+    p.send_side(b"transient", 0).unwrap();
+    let mut late = peer(&["consume", path.to_str().unwrap(), "0", "5"]);
+    assert!(read_line(&mut late).starts_with("ready"));
+    p.wait_for_consumers(1, Some(Duration::from_secs(10)))
+        .unwrap();
+    for seq in 10..15 {
+        publish_seq(&p, seq, 1000).unwrap();
+    }
+    let out = lines(late);
+    assert_eq!(
+        out[..3],
+        ["side 1 stream-start", "side 2 caps v2", "first-frame 10"],
+        "{out:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// Hostile consumers: the producer and an honest consumer carry on.
+// ---------------------------------------------------------------------------------
+
+/// Runs the hostile consumer `act` next to an honest one, publishing until the
+/// producer has cut the hostile one off; returns the reason it logged and what the
+/// hostile peer printed.
+fn hostile_consumer(act: &str, cfg: ProducerConfig) -> (String, Vec<String>) {
+    let path = unique_socket_path(act);
+    let p = Producer::bind(&path, cfg).unwrap();
+    let ps = path.to_str().unwrap();
+    let mut honest = peer(&["consume", ps]);
+    assert!(read_line(&mut honest).starts_with("ready"));
+    p.wait_for_consumers(1, Some(Duration::from_secs(10)))
+        .unwrap();
+    // The honest consumer is waited for whatever the default policy (so that it
+    // gets every frame however the test is scheduled); the hostile one gets the
+    // configured policy.
+    let honest_id = p.stats().consumers[0].id;
+    assert!(p.set_policy(honest_id, Policy::Block));
+    let mut evil = peer(&["evil-consumer", ps, act]);
+    p.wait_for_consumers(2, Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut seq = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let reason = loop {
+        publish_seq(&p, seq, 8192).unwrap();
+        seq += 1;
+        if let Some(r) = cut_off_reasons(&p).pop() {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "{act}: never cut off");
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    assert_eq!(p.consumer_count(), 1, "{act}: the honest consumer stays");
+    for _ in 0..20 {
+        publish_seq(&p, seq, 8192).unwrap();
+        seq += 1;
+    }
+    eventually("every slot back", || p.stats().free_slots == 8);
+    drop(p);
+    let out = lines(honest);
+    assert_eq!(totals(&out), (seq, 0), "{act}: honest consumer {out:?}");
+    let (_, evil_out) = finish_or_kill(&mut evil);
+    (reason, evil_out)
+}
+
+fn finish_or_kill(child: &mut Child) -> (bool, Vec<String>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let exited = child.try_wait().unwrap().is_some();
+    if !exited {
+        kill9(child);
+    }
+    let mut out = String::new();
+    use std::io::Read;
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    (exited, out.lines().map(str::to_owned).collect())
+}
+
+#[test]
+fn hostile_consumer_releasing_a_slot_it_never_got_is_cut_off() {
+    let (reason, out) = hostile_consumer("bogus-release", ProducerConfig::default());
+    assert!(
+        reason.contains("released slot 5 of arena 0 that it does not hold"),
+        "{reason}"
+    );
+    assert!(
+        out.iter().any(|l| l.starts_with("goodbye 1 consumer")),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn hostile_consumer_releasing_twice_is_cut_off() {
+    let (reason, _) = hostile_consumer("double-release", ProducerConfig::default());
+    assert!(reason.contains("that it does not hold"), "{reason}");
+}
+
+#[test]
+fn hostile_consumer_that_never_releases_is_cut_off_by_the_block_policy() {
+    let cfg = ProducerConfig {
+        block_timeout: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let (reason, out) = hostile_consumer("never-release", cfg);
+    assert!(reason.contains("took no frame for 200ms"), "{reason}");
+    assert!(out.iter().any(|l| l.starts_with("goodbye 1")), "{out:?}");
+}
+
+#[test]
+fn hostile_consumer_that_never_releases_is_cut_off_by_the_lease_under_drop_policy() {
+    let cfg = ProducerConfig {
+        policy: Policy::Drop,
+        lease: Some(Duration::from_millis(300)),
+        ..Default::default()
+    };
+    let (reason, _) = hostile_consumer("never-release", cfg);
+    assert!(reason.contains("lease"), "{reason}");
+}
+
+#[test]
+fn hostile_consumer_scribbling_its_control_region_is_cut_off() {
+    let (reason, _) = hostile_consumer("scribble", ProducerConfig::default());
+    assert!(reason.contains("ring"), "{reason}");
+}
+
+#[test]
+fn hostile_consumer_sending_garbage_is_cut_off() {
+    let (reason, _) = hostile_consumer("garbage", ProducerConfig::default());
+    assert!(reason.contains("protocol violation"), "{reason}");
+}
+
+#[test]
+fn a_consumer_cannot_get_write_access_to_an_arena() {
+    let path = unique_socket_path("mapw");
+    let p = Producer::bind(&path, ProducerConfig::default()).unwrap();
+    publish_seq(&p, 0, 4096).unwrap(); // an arena exists before it joins
+    let mut evil = peer(&["evil-consumer", path.to_str().unwrap(), "map-writable"]);
+    let mut attempts = Vec::new();
+    loop {
+        let l = read_line(&mut evil);
+        if l == "ready" || l.is_empty() {
+            break;
+        }
+        attempts.push(l);
+    }
+    assert_eq!(
+        attempts,
+        [
+            "mmap read-write shared: refused",
+            "mprotect a read-only mapping writable: refused",
+            "pwrite: refused",
+            "ftruncate: refused",
+            "fallocate punch hole: refused",
+            "add a seal: refused",
+            "reopen via /proc and write: refused",
+        ]
+    );
+    // It is still served once it behaves.
+    for seq in 1..20 {
+        publish_seq(&p, seq, 4096).unwrap();
+    }
+    eventually("frames released", || p.stats().free_slots == 8);
+    drop(p);
+    let (status, _) = finish(evil);
+    assert!(status.success());
+}
+
+// ---------------------------------------------------------------------------------
+// Hostile producers: the consumer returns an error naming the fault.
+// ---------------------------------------------------------------------------------
+
+fn hostile_producer(act: &str) -> Error {
+    let path = unique_socket_path(act);
+    let mut evil = peer(&["evil-producer", path.to_str().unwrap(), act]);
+    assert_eq!(read_line(&mut evil), "ready");
+    let r: Result<(), Error> =
+        Consumer::connect(&path, ConsumerConfig::default()).and_then(|mut c| {
+            let r = loop {
+                match c.recv_timeout(Duration::from_secs(10)) {
+                    Ok(Event::Side { .. }) => {}
+                    Ok(other) => panic!("{act}: {other:?}"),
+                    Err(e) => break e,
+                }
+            };
+            // Broken for good, not crashed.
+            assert!(matches!(c.recv(), Err(Error::Broken(_))), "{act}");
+            Err(r)
+        });
+    kill9(&mut evil);
+    r.unwrap_err()
+}
+
+#[test]
+fn hostile_producer_unsealed_arena() {
+    let e = hostile_producer("unsealed-arena");
+    assert_eq!(e.to_string(), "memfd lacks F_SEAL_SHRINK");
+}
+
+#[test]
+fn hostile_producer_arena_consumers_could_write() {
+    let e = hostile_producer("writable-arena");
+    assert_eq!(e.to_string(), "memfd lacks F_SEAL_FUTURE_WRITE");
+}
+
+#[test]
+fn hostile_producer_undersized_arena() {
+    let e = hostile_producer("undersized-arena");
+    assert_eq!(e.to_string(), "memfd is 4096 bytes, arena needs 16384");
+}
+
+#[test]
+fn hostile_producer_descriptors_out_of_range() {
+    let e = hostile_producer("desc-out-of-range");
+    assert!(
+        e.to_string()
+            .contains("slot 9 offset 0 length 100 is outside the arena")
+    );
+    let e = hostile_producer("desc-overflow");
+    assert!(e.to_string().contains("offset 4000 length 200 is outside"));
+    let e = hostile_producer("desc-unknown-arena");
+    assert_eq!(
+        e.to_string(),
+        "protocol violation: frame 0 names arena 7, which was never announced"
+    );
+    let e = hostile_producer("desc-wrong-seq");
+    assert_eq!(e.to_string(), "frame ring holds frame 5, expected frame 0");
+    let e = hostile_producer("ring-head");
+    assert!(e.to_string().starts_with("ring head 1000000 is"), "{e}");
+}
+
+#[test]
+fn hostile_producer_bad_messages() {
+    let e = hostile_producer("oversized-msg");
+    assert!(e.to_string().contains("MSG_TRUNC"), "{e}");
+    let e = hostile_producer("malformed-msg");
+    assert!(e.to_string().starts_with("protocol violation"), "{e}");
+    let e = hostile_producer("wrong-fds");
+    assert_eq!(
+        e.to_string(),
+        "protocol violation: Arena carries 1 fds, 0 arrived"
+    );
+    let e = hostile_producer("many-fds");
+    assert!(e.to_string().starts_with("protocol violation"), "{e}");
+    let e = hostile_producer("side-flood");
+    assert!(e.to_string().contains("side messages queued"), "{e}");
+    let e = hostile_producer("bad-welcome-fds");
+    assert_eq!(
+        e.to_string(),
+        "protocol violation: Welcome carries 4 fds, 2 arrived"
+    );
+}
