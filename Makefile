@@ -52,12 +52,12 @@ test: lint
 valgrind: deps
 	@command -v valgrind >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq valgrind; }
 	$(CARGO) test -p shmring -p e2e --no-run --message-format=json 2>/dev/null \
-	  | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | grep -E '/(ring|hostile_peer|fd_passing|ring_cross_process)-[0-9a-f]+$$' \
+	  | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | grep -E '/(ring|hostile_peer|fd_passing|ring_cross_process|frame)-[0-9a-f]+$$' \
 	  | while read -r t; do echo "valgrind $$t"; valgrind --error-exitcode=9 --quiet "$$t" --test-threads=2 || exit 1; done
 
 ## fuzz: each fuzz target for FUZZ_SECONDS (needs the nightly toolchain; installs cargo-fuzz)
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS := wire_decode
+FUZZ_TARGETS := wire_decode desc_validate
 fuzz: deps
 	@rustup run nightly rustc --version >/dev/null 2>&1 || { echo "fuzz: no nightly toolchain; the committed corpus is replayed by 'make test' instead"; exit 0; }
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked

@@ -167,13 +167,17 @@ impl ArenaShape {
     /// returns the range's start as an offset from the arena's start.
     pub fn range(&self, slot: u32, offset: u32, len: u32) -> Result<u64> {
         let end = offset as u64 + len as u64;
-        if slot >= self.slots || end > self.slot_size {
-            return Err(Error::Corrupt(format!(
+        // The start is checked too, for shapes nobody could map (the fuzzer makes them).
+        let start = (slot as u64)
+            .checked_mul(self.slot_size)
+            .and_then(|s| s.checked_add(offset as u64));
+        match start {
+            Some(start) if slot < self.slots && end <= self.slot_size => Ok(start),
+            _ => Err(Error::Corrupt(format!(
                 "frame at slot {slot} offset {offset} length {len} is outside the arena ({} slots of {} bytes)",
                 self.slots, self.slot_size
-            )));
+            ))),
         }
-        Ok(slot as u64 * self.slot_size + offset as u64)
     }
 }
 

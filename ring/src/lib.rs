@@ -45,6 +45,8 @@ mod doorbell;
 pub mod error;
 pub mod fdpass;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 mod layout;
 pub mod ledger;
 pub mod listen;

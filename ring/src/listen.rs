@@ -8,12 +8,13 @@
 //! directory beside the target, given its mode there, and renamed into place, so it
 //! never exists at the target path with a wider mode than asked for.
 //!
-//! This is a building block of the frame channel (being built).
+//! The frame channel's [`Producer::bind`](crate::Producer::bind) listens with it.
 
 use std::ffi::CString;
 use std::mem::{size_of, zeroed};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -23,6 +24,8 @@ use crate::error::{Error, Result};
 pub struct SeqpacketListener {
     fd: OwnedFd,
     path: PathBuf,
+    /// Device and inode of the socket file we put in place.
+    id: (u64, u64),
 }
 
 /// The credentials of a connected peer (`SO_PEERCRED`), as the kernel recorded them
@@ -43,7 +46,7 @@ fn sockaddr(path: &Path) -> Result<(libc::sockaddr_un, libc::socklen_t)> {
     a.sun_family = libc::AF_UNIX as libc::sa_family_t;
     let b = path.as_os_str().as_bytes();
     if b.is_empty() || b.len() >= a.sun_path.len() {
-        return Err(Error::Protocol(format!(
+        return Err(Error::Invalid(format!(
             "socket path {} is empty or longer than {} bytes",
             path.display(),
             a.sun_path.len() - 1
@@ -88,18 +91,21 @@ impl SeqpacketListener {
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         let name = path.file_name().ok_or_else(|| {
-            Error::Protocol(format!("socket path {} has no file name", path.display()))
+            Error::Invalid(format!("socket path {} has no file name", path.display()))
         })?;
+        // Producers racing for the same path (both seeing a stale socket) take turns:
+        // the first replaces it, the next finds a live one.
+        let _lock = PathLock::take(dir, name)?;
         match std::fs::symlink_metadata(path) {
             Ok(md) if !std::os::unix::fs::FileTypeExt::is_socket(&md.file_type()) => {
-                return Err(Error::Protocol(format!(
+                return Err(Error::Invalid(format!(
                     "socket path {} exists and is not a socket",
                     path.display()
                 )));
             }
             Ok(_) => match connect(path) {
                 Ok(_) => {
-                    return Err(Error::Protocol(format!(
+                    return Err(Error::Invalid(format!(
                         "socket path {} is in use by a live producer",
                         path.display()
                     )));
@@ -110,7 +116,7 @@ impl SeqpacketListener {
                     // Stale: replaced by the rename below.
                 }
                 Err(e) => {
-                    return Err(Error::Protocol(format!(
+                    return Err(Error::Invalid(format!(
                         "socket path {} exists and cannot be probed: {e}",
                         path.display()
                     )));
@@ -153,9 +159,15 @@ impl SeqpacketListener {
         })();
         let _ = std::fs::remove_file(&tmp);
         let _ = std::fs::remove_dir(&tmp_dir);
+        let fd = r?;
+        let md = std::fs::symlink_metadata(path).map_err(|e| Error::Os {
+            op: "stat(socket path)",
+            source: e,
+        })?;
         Ok(SeqpacketListener {
-            fd: r?,
+            fd,
             path: path.to_path_buf(),
+            id: (md.dev(), md.ino()),
         })
     }
 
@@ -199,7 +211,47 @@ impl AsFd for SeqpacketListener {
 
 impl Drop for SeqpacketListener {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        // Only our own socket file: never one that replaced it.
+        if let Ok(md) = std::fs::symlink_metadata(&self.path) {
+            if (md.dev(), md.ino()) == self.id {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
+/// An exclusive `flock` on `.<name>.lock` beside the socket, held while a producer
+/// probes and replaces the socket file. The lock file stays (removing it would
+/// reopen the race it closes).
+struct PathLock(OwnedFd);
+
+impl PathLock {
+    fn take(dir: &Path, name: &std::ffi::OsStr) -> Result<PathLock> {
+        let p = dir.join(format!(".{}.lock", name.to_string_lossy()));
+        let c = CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| Error::Invalid("socket path contains NUL".into()))?;
+        // SAFETY: `c` is a valid NUL-terminated path; open returns a fresh fd or -1.
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                0o600,
+            )
+        };
+        if fd < 0 {
+            return Err(Error::last_os("open(socket lock file)"));
+        }
+        // SAFETY: a fresh fd nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        loop {
+            // SAFETY: flock on our own fd.
+            if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                return Ok(PathLock(fd));
+            }
+            if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                return Err(Error::last_os("flock(socket lock file)"));
+            }
+        }
     }
 }
 
@@ -211,7 +263,7 @@ fn private_dir(dir: &Path, name: &std::ffi::OsStr) -> Result<PathBuf> {
             std::process::id()
         ));
         let c = CString::new(p.as_os_str().as_bytes())
-            .map_err(|_| Error::Protocol("socket path contains NUL".into()))?;
+            .map_err(|_| Error::Invalid("socket path contains NUL".into()))?;
         // SAFETY: `c` is a valid NUL-terminated path.
         if unsafe { libc::mkdir(c.as_ptr(), 0o700) } == 0 {
             return Ok(p);
@@ -220,7 +272,7 @@ fn private_dir(dir: &Path, name: &std::ffi::OsStr) -> Result<PathBuf> {
             return Err(Error::last_os("mkdir(private socket dir)"));
         }
     }
-    Err(Error::Protocol(format!(
+    Err(Error::Invalid(format!(
         "cannot make a private directory in {}",
         dir.display()
     )))
@@ -310,10 +362,46 @@ mod tests {
         assert_eq!(
             e.to_string(),
             format!(
-                "protocol violation: socket path {} is in use by a live producer",
+                "invalid argument: socket path {} is in use by a live producer",
                 p.display()
             )
         );
+    }
+
+    #[test]
+    fn producers_racing_for_a_stale_path_take_turns() {
+        let p = path("race");
+        let l = SeqpacketListener::bind(&p, 0o600).unwrap();
+        // SAFETY: test code; as in the stale test above.
+        unsafe { libc::close(l.fd.as_raw_fd()) };
+        std::mem::forget(l);
+        let winners: Vec<SeqpacketListener> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| SeqpacketListener::bind(&p, 0o600)))
+                .collect();
+            hs.into_iter()
+                .filter_map(|h| h.join().unwrap().ok())
+                .collect()
+        });
+        assert_eq!(winners.len(), 1, "exactly one producer owns the path");
+        let c = connect(&p).unwrap();
+        winners[0].accept().unwrap();
+        drop(c);
+    }
+
+    #[test]
+    fn dropping_a_listener_leaves_a_replacement_alone() {
+        let p = path("replaced");
+        let old = SeqpacketListener::bind(&p, 0o600).unwrap();
+        std::fs::remove_file(&p).unwrap();
+        let new = SeqpacketListener::bind(&p, 0o600).unwrap();
+        drop(old);
+        assert!(
+            p.exists(),
+            "the old listener removed its successor's socket"
+        );
+        drop(new);
+        assert!(!p.exists());
     }
 
     #[test]

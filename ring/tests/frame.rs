@@ -400,3 +400,26 @@ fn bad_arguments_are_refused_locally() {
         "invalid argument: metadata of 97 bytes exceeds 96"
     );
 }
+
+#[test]
+fn socket_is_owner_only_by_default_and_its_mode_configurable() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Producer| {
+        std::fs::metadata(p.path().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let p = Producer::bind(sock_path("mode600"), ProducerConfig::default()).unwrap();
+    assert_eq!(mode(&p), 0o600);
+    let cfg = ProducerConfig {
+        socket_mode: 0o660,
+        ..Default::default()
+    };
+    let p = Producer::bind(sock_path("mode660"), cfg).unwrap();
+    assert_eq!(mode(&p), 0o660);
+    let path = p.path().unwrap().to_path_buf();
+    drop(p);
+    assert!(!path.exists(), "the socket goes with its producer");
+}

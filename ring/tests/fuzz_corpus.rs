@@ -1,0 +1,38 @@
+//! Replays the committed fuzz corpora (`fuzz/corpus/*`) through the fuzz targets'
+//! bodies on stable Rust, in every `make test`: no input may panic or break an
+//! invariant. The fuzzer itself runs with `make fuzz`.
+
+use shmring::fuzzing;
+
+fn replay(target: &str, run: fn(&[u8]) -> bool) -> (usize, usize) {
+    let dir = format!("{}/../fuzz/corpus/{target}", env!("CARGO_MANIFEST_DIR"));
+    let mut seen = 0;
+    let mut accepted = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{dir}: {e}")) {
+        let data = std::fs::read(entry.unwrap().path()).unwrap();
+        seen += 1;
+        accepted += run(&data) as usize;
+    }
+    (seen, accepted)
+}
+
+#[test]
+fn committed_wire_corpus_decodes_without_panic_and_round_trips() {
+    let (seen, accepted) = replay("wire_decode", fuzzing::wire_decode);
+    assert!(seen >= 8, "corpus has only {seen} inputs");
+    assert!(
+        accepted >= 7,
+        "only {accepted} of {seen} corpus inputs decode"
+    );
+}
+
+#[test]
+fn committed_descriptor_corpus_validates_without_panic() {
+    let (seen, accepted) = replay("desc_validate", fuzzing::desc_validate);
+    assert!(seen >= 6, "corpus has only {seen} inputs");
+    assert!(
+        accepted >= 2,
+        "only {accepted} of {seen} descriptors accepted"
+    );
+    assert!(accepted < seen, "no refused descriptor in the corpus");
+}
