@@ -223,7 +223,10 @@ impl Drop for SeqpacketListener {
 /// An exclusive `flock` on `.<name>.lock` beside the socket, held while a producer
 /// probes and replaces the socket file. The lock file stays (removing it would
 /// reopen the race it closes).
-struct PathLock(OwnedFd);
+struct PathLock {
+    /// Held for its `flock`; closing it releases the lock.
+    _fd: OwnedFd,
+}
 
 impl PathLock {
     fn take(dir: &Path, name: &std::ffi::OsStr) -> Result<PathLock> {
@@ -246,7 +249,7 @@ impl PathLock {
         loop {
             // SAFETY: flock on our own fd.
             if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX) } == 0 {
-                return Ok(PathLock(fd));
+                return Ok(PathLock { _fd: fd });
             }
             if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
                 return Err(Error::last_os("flock(socket lock file)"));
