@@ -146,6 +146,19 @@ impl End {
         })
     }
 
+    fn closed_word(&self) -> &AtomicU32 {
+        // SAFETY: as in `word`: a 4-aligned offset below DATA_OFF in a live mapping,
+        // accessed only atomically; any value is a valid u32.
+        unsafe {
+            &*self
+                .region
+                .mapping()
+                .as_ptr()
+                .add(layout::CLOSED_OFF)
+                .cast::<AtomicU32>()
+        }
+    }
+
     fn word(&self, w: Word) -> &AtomicU32 {
         let off = match w {
             Word::Head => layout::HEAD_OFF,
@@ -594,9 +607,21 @@ impl<T: Pod> Sender<T> {
     pub(crate) fn bell(&self) -> &Doorbell {
         &self.end.bell
     }
+
+    /// Marks the ring closed for the receiver ([`Receiver::sender_closed`]). Release:
+    /// whatever the sender does after this (e.g. reuse memory that descriptors in the
+    /// ring name) is ordered after the receiver can see the mark.
+    pub(crate) fn mark_closed(&self) {
+        self.end.closed_word().store(1, Ordering::Release);
+    }
 }
 
 impl<T: Pod> Receiver<T> {
+    /// Whether the sender marked the ring closed (a value the sender controls: it
+    /// only ever makes the receiver stop early).
+    pub(crate) fn sender_closed(&self) -> bool {
+        self.end.closed_word().load(Ordering::Acquire) != 0
+    }
     /// Readable elements right now (reads the shared head; validates it).
     pub fn ready(&mut self) -> Result<usize> {
         self.end.check()?;

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::ledger::SlotRef;
 
 /// Bytes of per-frame metadata a descriptor carries (timestamps, flags, layout).
-pub const META_BYTES: usize = 96;
+pub const META_BYTES: usize = 88;
 
 /// One published frame: where its bytes are, its sequence number and its metadata.
 /// 128 bytes, two cache lines.
@@ -29,8 +29,14 @@ pub struct FrameDesc {
     pub len: u32,
     /// Frame number in this consumer's stream (0, 1, 2, ...).
     pub seq: u64,
+    /// Socket messages (arenas, side messages) the producer sent this consumer before
+    /// this frame, counted from its welcome: the consumer reads that many before it
+    /// delivers the frame, so it never needs a system call to learn there are none.
+    pub msgs: u64,
     /// Bytes of `meta` in use.
-    pub meta_len: u32,
+    pub meta_len: u16,
+    /// Reserved, zero.
+    pub reserved: u16,
     /// Frames the producer dropped for this consumer just before this one (its
     /// slow-consumer policy), so the consumer can flag a discontinuity.
     pub dropped: u32,
@@ -145,10 +151,10 @@ mod tests {
         let pa = ProducerArena::create(4096, 2).unwrap();
         let ca = ConsumerArena::open(pa.dup_fd().unwrap(), 4096, 2).unwrap();
         let mut d = FrameDesc::zeroed();
-        d.meta_len = 97;
+        d.meta_len = 89;
         assert_eq!(
             d.meta().unwrap_err().to_string(),
-            "frame 0 metadata length 97 exceeds 96"
+            "frame 0 metadata length 89 exceeds 88"
         );
         let mut d = FrameDesc::zeroed();
         d.slot = 2;

@@ -3,7 +3,7 @@
 //! | offset | size | contents                                                   |
 //! |--------|------|------------------------------------------------------------|
 //! | 0      | 40   | header, written once by the creator (below)                |
-//! | 128    | 8    | `head: u32`, `producer_waiting: u32` (producer's line)     |
+//! | 128    | 12   | `head: u32`, `producer_waiting: u32`, `closed: u32` (sender's line) |
 //! | 256    | 8    | `tail: u32`, `consumer_waiting: u32` (consumer's line)     |
 //! | 4096   | n    | `capacity` elements of `elem_size` bytes                   |
 //!
@@ -21,6 +21,10 @@ pub(crate) const MAGIC: [u8; 8] = *b"SHMRING\0";
 pub const RING_VERSION: u32 = 1;
 pub(crate) const HEAD_OFF: usize = 128;
 pub(crate) const PRODUCER_WAITING_OFF: usize = 132;
+/// Non-zero once the sender closed the ring: nothing in it may be used any more (the
+/// frame channel's producer sets it when it cuts a consumer off, before it takes
+/// back the slots that consumer's descriptors name).
+pub(crate) const CLOSED_OFF: usize = 136;
 pub(crate) const TAIL_OFF: usize = 256;
 pub(crate) const CONSUMER_WAITING_OFF: usize = 260;
 pub(crate) const DATA_OFF: usize = 4096;

@@ -394,10 +394,10 @@ fn bad_arguments_are_refused_locally() {
         p.send_side(&vec![0; 70_000], 0),
         Err(Error::Invalid(_))
     ));
-    let e = s.publish(10, &[0; 97]).unwrap_err();
+    let e = s.publish(10, &[0; 89]).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "invalid argument: metadata of 97 bytes exceeds 96"
+        "invalid argument: metadata of 89 bytes exceeds 88"
     );
 }
 

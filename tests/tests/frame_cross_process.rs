@@ -484,6 +484,11 @@ fn hostile_producer_descriptors_out_of_range() {
     );
     let e = hostile_producer("desc-wrong-seq");
     assert_eq!(e.to_string(), "frame ring holds frame 5, expected frame 0");
+    let e = hostile_producer("desc-msgs-lie");
+    assert_eq!(
+        e.to_string(),
+        "protocol violation: frame 0 follows 3 socket messages, 1 arrived"
+    );
     let e = hostile_producer("ring-head");
     assert!(e.to_string().starts_with("ring head 1000000 is"), "{e}");
 }

@@ -252,6 +252,10 @@ pub struct Consumer {
     last_side_before: u64,
     next_seq: u64,
     stash: Option<FrameDesc>,
+    /// Messages read since the welcome (see [`FrameDesc::msgs`]).
+    msgs_read: u64,
+    /// Receive buffer for socket messages.
+    buf: Vec<u8>,
     goodbye: Option<(u32, String)>,
     ended: bool,
     broken: Option<String>,
@@ -337,7 +341,7 @@ impl Consumer {
             Err(e) => return Err(e),
         }
         let (msg, fds) = loop {
-            if let Some(m) = recv_msg(sock.as_fd())? {
+            if let Some(m) = recv_msg(sock.as_fd(), &mut Vec::new())? {
                 break m;
             }
             if !wait_readable(sock.as_fd(), Some(deadline))? {
@@ -399,6 +403,8 @@ impl Consumer {
             last_side_before: 0,
             next_seq: 0,
             stash: None,
+            msgs_read: 0,
+            buf: Vec::new(),
             goodbye: None,
             ended: false,
             broken: None,
@@ -480,33 +486,37 @@ impl Consumer {
 
     /// Everything that can be delivered without waiting.
     fn poll_event(&mut self) -> Result<Option<Event>> {
-        self.pump()?;
-        self.check_cut_off()?;
         if let Some(ev) = self.due_side() {
             return Ok(Some(ev));
         }
         let desc = match self.stash.take() {
             Some(d) => Some(d),
-            None => match self.frames.try_recv()? {
-                Some(d) => {
-                    // The producer sends side messages and arenas before it writes
-                    // the descriptors they precede: read them now.
-                    self.pump()?;
-                    self.check_cut_off()?;
-                    Some(d)
-                }
-                None => None,
-            },
+            None => self.frames.try_recv()?,
         };
         if let Some(d) = desc {
+            if self.frames.sender_closed() {
+                return Err(self.cut_off());
+            }
+            // The messages the producer sent before this frame (arenas, side
+            // messages) are on the socket: the descriptor says how many.
+            self.read_messages_before(&d)?;
             if self.sides.front().is_some_and(|s| s.before_frame <= d.seq) {
                 self.stash = Some(d);
                 return Ok(self.due_side());
             }
             return self.frame(d).map(|f| Some(Event::Frame(f)));
         }
-        // Nothing in the ring. A goodbye was sent after the last descriptor, so once
-        // it is here and the ring is empty, the stream is over.
+        // Nothing in the ring: whatever else the producer said is on the socket.
+        self.pump()?;
+        self.check_cut_off()?;
+        if let Some(ev) = self.due_side() {
+            return Ok(Some(ev));
+        }
+        if self.frames.ready()? > 0 {
+            return self.poll_event();
+        }
+        // A goodbye was sent after the last descriptor, so once it is here and the
+        // ring is empty, the stream is over.
         if let Some((code, reason)) = self.goodbye.take() {
             // Only side messages queued ahead of frames that never came remain.
             if let Some(s) = self.sides.pop_front() {
@@ -525,10 +535,39 @@ impl Consumer {
         Ok(None)
     }
 
+    /// Reads socket messages until all `d.msgs` the producer sent before frame `d`
+    /// are in. They are on the socket already (sent before the descriptor was
+    /// written); missing ones are a protocol violation.
+    fn read_messages_before(&mut self, d: &FrameDesc) -> Result<()> {
+        while self.msgs_read < d.msgs {
+            if self.goodbye.is_some() || !self.pump_one()? {
+                return Err(Error::Protocol(format!(
+                    "frame {} follows {} socket messages, {} arrived",
+                    d.seq, d.msgs, self.msgs_read
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The producer closed our frame ring: it cut us off. Its goodbye (sent first)
+    /// says why.
+    fn cut_off(&mut self) -> Error {
+        self.ended = true;
+        self.stash = None;
+        let _ = self.pump();
+        match self.goodbye.take() {
+            Some((code, reason)) => Error::Closed { code, reason },
+            None => Error::Closed {
+                code: 1,
+                reason: "producer closed the frame ring".into(),
+            },
+        }
+    }
+
     /// A goodbye with an error code means the producer cut us off and has taken back
     /// our slots: descriptors still in the ring name slots it may be rewriting, so
-    /// nothing more is delivered. (It sent the goodbye before reclaiming anything, so
-    /// checking after reading a descriptor is enough.)
+    /// nothing more is delivered.
     fn check_cut_off(&mut self) -> Result<()> {
         if let Some((code, reason)) = &self.goodbye {
             if *code != 0 {
@@ -596,15 +635,29 @@ impl Consumer {
     fn pump(&mut self) -> Result<()> {
         // A bounded number per call, so a flooding producer cannot keep us here.
         for _ in 0..256 {
-            if self.goodbye.is_some() {
-                return Ok(());
+            if !self.pump_one()? {
+                break;
             }
-            let Some((msg, mut fds)) = (match recv_msg(self.sock.as_fd()) {
-                Err(Error::PeerGone) => return Ok(()),
-                r => r?,
-            }) else {
-                return Ok(());
-            };
+        }
+        Ok(())
+    }
+
+    /// Reads and applies one message if one is waiting (and no goodbye came yet).
+    fn pump_one(&mut self) -> Result<bool> {
+        if self.goodbye.is_some() {
+            return Ok(false);
+        }
+        let buf = &mut self.buf;
+        let Some((msg, mut fds)) = (match recv_msg(self.sock.as_fd(), buf) {
+            Err(Error::PeerGone) => return Ok(false),
+            r => r?,
+        }) else {
+            return Ok(false);
+        };
+        if !matches!(msg, Msg::Goodbye { .. }) {
+            self.msgs_read += 1;
+        }
+        {
             match msg {
                 Msg::Arena {
                     arena_id,
@@ -664,7 +717,7 @@ impl Consumer {
                 }
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Waits for the ring, the socket, the waker or the deadline. `Ok(())` means

@@ -80,9 +80,16 @@ pub(crate) fn send_msg(
 /// Receives and decodes one message without blocking: `Ok(None)` when none is
 /// waiting. End of stream is [`Error::PeerGone`]; anything malformed (bad bytes, too
 /// many or too few fds, truncation) is [`Error::Protocol`] and the fds are closed.
-pub(crate) fn recv_msg(sock: BorrowedFd<'_>) -> Result<Option<(Msg, Vec<OwnedFd>)>> {
-    let mut buf = vec![0u8; MAX_MESSAGE];
-    match fdpass::recv(sock, &mut buf, MAX_MSG_FDS, libc::MSG_DONTWAIT) {
+///
+/// `buf` is the caller's receive buffer, grown to [`MAX_MESSAGE`] on first use.
+pub(crate) fn recv_msg(
+    sock: BorrowedFd<'_>,
+    buf: &mut Vec<u8>,
+) -> Result<Option<(Msg, Vec<OwnedFd>)>> {
+    if buf.len() < MAX_MESSAGE {
+        buf.resize(MAX_MESSAGE, 0);
+    }
+    match fdpass::recv(sock, buf, MAX_MSG_FDS, libc::MSG_DONTWAIT) {
         Ok(r) => {
             let msg = Msg::decode(&buf[..r.len], r.fds.len())?;
             Ok(Some((msg, r.fds)))

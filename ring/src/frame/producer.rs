@@ -206,6 +206,8 @@ struct Conn {
     bytes: u64,
     drops: u64,
     pending_dropped: u32,
+    /// Messages (arenas, side messages) sent to it since its welcome.
+    msgs: u64,
 }
 
 enum Leave {
@@ -552,7 +554,10 @@ impl Producer {
                 payload: payload.to_vec(),
             };
             match send_msg(c.sock.as_fd(), &msg, &[], Some(deadline)) {
-                Ok(()) => i += 1,
+                Ok(()) => {
+                    st.conns[i].msgs += 1;
+                    i += 1;
+                }
                 Err(e) => {
                     let reason = side_failure(c.id, &e, inner.cfg.block_timeout);
                     st.remove(inner, i, Leave::CutOff, reason);
@@ -699,6 +704,13 @@ impl State {
     /// Ends consumer `i`'s connection and takes back everything it held.
     fn remove(&mut self, inner: &Inner, i: usize, how: Leave, reason: String) {
         let c = self.conns.remove(i);
+        if let Leave::CutOff = how {
+            // Tell it why, then close its frame ring *before* its slots are taken
+            // back: a consumer that reads a descriptor and then sees the mark
+            // delivers nothing from a slot that may be rewritten.
+            say_goodbye(&*c.sock, 1, &reason);
+            c.frames.mark_closed();
+        }
         self.ledger.remove_consumer(c.id);
         match how {
             Leave::Left => {
@@ -706,7 +718,6 @@ impl State {
                 self.log(ConsumerEvent::Left { id: c.id, reason });
             }
             Leave::CutOff => {
-                say_goodbye(&*c.sock, 1, &reason);
                 self.stats.cut_off += 1;
                 self.log(ConsumerEvent::CutOff { id: c.id, reason });
             }
@@ -721,15 +732,19 @@ impl State {
     fn collect_arenas(&mut self) {
         for id in self.ledger.collect_retired() {
             self.arenas.remove(&id);
-            // Best effort: a consumer that cannot take this tiny message will fail
-            // its next real send and be cut off there.
-            for c in &self.conns {
-                let _ = send_msg(
+            // Best effort: a consumer that cannot take this tiny message now keeps
+            // the old arena mapped until it leaves (its next real send decides
+            // whether it is too slow).
+            for c in &mut self.conns {
+                let sent = send_msg(
                     c.sock.as_fd(),
                     &Msg::DropArena { arena_id: id },
                     &[],
                     Some(Instant::now()),
                 );
+                if sent.is_ok() {
+                    c.msgs += 1;
+                }
             }
         }
     }
@@ -782,7 +797,10 @@ impl State {
         let mut i = 0;
         while i < self.conns.len() {
             match send_arena(&self.conns[i].sock, id, &arena, deadline) {
-                Ok(()) => i += 1,
+                Ok(()) => {
+                    self.conns[i].msgs += 1;
+                    i += 1;
+                }
                 Err(e) => {
                     let reason = side_failure(self.conns[i].id, &e, inner.cfg.block_timeout);
                     self.remove(inner, i, Leave::CutOff, reason);
@@ -868,7 +886,7 @@ impl State {
             slot: slot.slot,
             offset,
             len,
-            meta_len: meta.len() as u32,
+            meta_len: meta.len() as u16,
             ..bytemuck::Zeroable::zeroed()
         };
         d.meta[..meta.len()].copy_from_slice(meta);
@@ -882,6 +900,7 @@ impl State {
             }
             d.seq = c.sent;
             d.dropped = c.pending_dropped;
+            d.msgs = c.msgs;
             match c.frames.try_send(&d) {
                 Ok(true) => {
                     c.sent += 1;
@@ -948,7 +967,7 @@ impl State {
         sock: OwnedFd,
         cred: PeerCred,
     ) -> std::result::Result<(), (OwnedFd, Error)> {
-        let (frames, releases) = match self.hand_off(inner, &sock) {
+        let (frames, releases, msgs) = match self.hand_off(inner, &sock) {
             Ok(r) => r,
             Err(e) => return Err((sock, e)),
         };
@@ -966,6 +985,7 @@ impl State {
             bytes: 0,
             drops: 0,
             pending_dropped: 0,
+            msgs,
         });
         self.stats.joined += 1;
         self.log(ConsumerEvent::Joined { id, cred });
@@ -979,7 +999,7 @@ impl State {
         &mut self,
         inner: &Inner,
         sock: &OwnedFd,
-    ) -> Result<(Sender<FrameDesc>, Receiver<Release>)> {
+    ) -> Result<(Sender<FrameDesc>, Receiver<Release>, u64)> {
         let cfg = &inner.cfg;
         if self.conns.len() >= cfg.max_consumers {
             return Err(Error::Invalid(format!(
@@ -1006,8 +1026,10 @@ impl State {
             ],
             Some(deadline),
         )?;
+        let mut msgs = 0;
         if let Some(cur) = self.current {
             send_arena(sock, cur, &self.arenas[&cur], deadline)?;
+            msgs += 1;
         }
         for (&key, payload) in &self.sticky {
             send_msg(
@@ -1020,8 +1042,9 @@ impl State {
                 &[],
                 Some(deadline),
             )?;
+            msgs += 1;
         }
-        Ok((frames, releases))
+        Ok((frames, releases, msgs))
     }
 }
 
@@ -1171,7 +1194,7 @@ fn handshake(inner: &Inner, p: Pending, expired: bool) -> Option<Pending> {
     let hello = if expired {
         Err(format!("no hello within {:?}", inner.cfg.handshake_timeout))
     } else {
-        match recv_msg(p.sock.as_fd()) {
+        match recv_msg(p.sock.as_fd(), &mut Vec::new()) {
             Ok(Some((
                 Msg::Hello {
                     min_version,
@@ -1220,7 +1243,7 @@ fn consumer_message(inner: &Inner, id: ConsumerId) {
     let Some(i) = st.conns.iter().position(|c| c.id == id) else {
         return;
     };
-    match recv_msg(st.conns[i].sock.as_fd()) {
+    match recv_msg(st.conns[i].sock.as_fd(), &mut Vec::new()) {
         Ok(None) => {}
         Ok(Some((Msg::Goodbye { code, reason }, _))) => {
             let reason = if code == 0 {

@@ -396,9 +396,10 @@ fn evil_producer(path: &str, act: &str) -> R {
         .encode()
     };
     let good_arena = ProducerArena::create(4096, 4).map_err(e)?;
-    let desc = |arena: u32, slot: u32, offset: u32, len: u32, seq: u64| {
+    // `msgs`: socket messages sent before the frame (the arena announcement).
+    let desc = |arena: u32, slot: u32, offset: u32, len: u32, seq: u64, msgs: u64| {
         let mut d: FrameDesc = shmring::bytemuck::Zeroable::zeroed();
-        (d.arena, d.slot, d.offset, d.len, d.seq) = (arena, slot, offset, len, seq);
+        (d.arena, d.slot, d.offset, d.len, d.seq, d.msgs) = (arena, slot, offset, len, seq, msgs);
         d
     };
     match act {
@@ -418,18 +419,22 @@ fn evil_producer(path: &str, act: &str) -> R {
         }
         "desc-out-of-range" => {
             send(&arena_msg(4096, 4), &[good_arena.fd()])?;
-            tx.send(&desc(0, 9, 0, 100, 0)).map_err(e)?;
+            tx.send(&desc(0, 9, 0, 100, 0, 1)).map_err(e)?;
         }
         "desc-overflow" => {
             send(&arena_msg(4096, 4), &[good_arena.fd()])?;
-            tx.send(&desc(0, 3, 4000, 200, 0)).map_err(e)?;
+            tx.send(&desc(0, 3, 4000, 200, 0, 1)).map_err(e)?;
         }
         "desc-unknown-arena" => {
-            tx.send(&desc(7, 0, 0, 10, 0)).map_err(e)?;
+            tx.send(&desc(7, 0, 0, 10, 0, 0)).map_err(e)?;
         }
         "desc-wrong-seq" => {
             send(&arena_msg(4096, 4), &[good_arena.fd()])?;
-            tx.send(&desc(0, 0, 0, 10, 5)).map_err(e)?;
+            tx.send(&desc(0, 0, 0, 10, 5, 1)).map_err(e)?;
+        }
+        "desc-msgs-lie" => {
+            send(&arena_msg(4096, 4), &[good_arena.fd()])?;
+            tx.send(&desc(0, 0, 0, 10, 0, 3)).map_err(e)?;
         }
         "ring-head" => {
             let len = memfd::size(ffds.memfd.as_fd()).map_err(e)? as usize;
