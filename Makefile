@@ -8,7 +8,7 @@ DEB_PACKAGES := build-essential pkg-config
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LOOM_TARGET := target/loom
 
-.PHONY: all deps build demo test lint loom valgrind fuzz bench clean
+.PHONY: all deps build demo frame-demo test lint loom valgrind fuzz bench clean
 
 all: build
 
@@ -33,6 +33,11 @@ build: deps
 demo: deps
 	$(CARGO) build --release -p examples --example ring-demo
 	./target/release/examples/ring-demo 3
+
+## frame-demo: a producer and two consumer processes on the frame channel
+frame-demo: deps
+	$(CARGO) build --release -p examples --example frame-demo
+	./target/release/examples/frame-demo 3
 
 lint: deps
 	$(CARGO) fmt --all -- --check
@@ -67,7 +72,7 @@ fuzz: deps
 	  (cd fuzz && $(CARGO) +nightly fuzz run $$t ../target/fuzz-corpus/$$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS)) || exit 1; \
 	done
 
-## bench: two-process ring benchmarks against a unix socket and shmem-ipc (not a test)
+## bench: two-process ring and frame channel benchmarks against a unix socket, shmem-ipc and memcpy (not a test)
 bench: deps
 	$(CARGO) bench -p shmring --bench ring
 

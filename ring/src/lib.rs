@@ -18,6 +18,11 @@
 //!   `POLLHUP`. A [`Waker`] interrupts a wait from another thread.
 //! - **fds are passed strictly** ([`fdpass`]): `MSG_CMSG_CLOEXEC`, truncation is an
 //!   error, surplus fds are closed.
+//! - **The frame channel** ([`frame`]: [`Producer`], [`Consumer`]) moves frames from
+//!   one producer to many consumers without copying: sealed arenas of page-aligned
+//!   slots that consumers can only map read-only, slot ownership in the producer's
+//!   private memory, side messages in order with frames, per-consumer policies for
+//!   slow consumers, hang-up detection and reconnect.
 //!
 //! ```
 //! use shmring::{Receiver, Sender};

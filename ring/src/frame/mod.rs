@@ -47,6 +47,17 @@ use crate::error::{Error, Result};
 use crate::fdpass;
 use crate::wire::{MAX_MESSAGE, Msg};
 
+// Endpoints move between threads (a GStreamer element's streaming thread and its
+// state changes); frames and slots are released from any thread.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    const fn send<T: Send>() {}
+    send_sync::<Producer>();
+    send_sync::<WriteSlot>();
+    send_sync::<Frame>();
+    send::<Consumer>();
+};
+
 /// Most fds any message carries (`Welcome`).
 const MAX_MSG_FDS: usize = 4;
 
