@@ -447,7 +447,7 @@ impl Producer {
     }
 
     /// Takes the consumer events logged since the last call (the newest
-    /// [`MAX_EVENTS`] are kept).
+    /// 256 are kept).
     pub fn take_events(&self) -> Vec<ConsumerEvent> {
         self.inner.lock().events.drain(..).collect()
     }
