@@ -47,6 +47,24 @@ fn check_frame(f: &Frame, seq: u64, len: usize) {
     assert!(v.iter().all(|&b| b == seq as u8), "frame {seq} payload");
 }
 
+/// For tests whose consumers are honest: the producer waits for them as long as a
+/// slow machine (or valgrind) may need, so only a real hang trips the block policy.
+fn patient() -> ProducerConfig {
+    ProducerConfig {
+        block_timeout: Duration::from_secs(60),
+        ..Default::default()
+    }
+}
+
+/// Waits until consumer `id` holds no slot (has taken and released every frame).
+fn wait_idle(p: &Producer, id: u32) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while p.stats().consumers.iter().any(|c| c.id == id && c.held > 0) {
+        assert!(Instant::now() < deadline, "consumer {id} stuck");
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
 fn wait_consumers(p: &Producer, n: usize) {
     p.wait_for_consumers(n, Some(Duration::from_secs(10)))
         .unwrap();
@@ -54,7 +72,7 @@ fn wait_consumers(p: &Producer, n: usize) {
 
 #[test]
 fn frames_and_side_messages_arrive_in_order_and_slots_come_back() {
-    let p = Producer::bind(sock_path("order"), ProducerConfig::default()).unwrap();
+    let p = Producer::bind(sock_path("order"), patient()).unwrap();
     let mut c = connect(&p);
     wait_consumers(&p, 1);
     let reader = thread::spawn(move || {
@@ -106,7 +124,7 @@ fn frames_and_side_messages_arrive_in_order_and_slots_come_back() {
 
 #[test]
 fn late_joiner_gets_sticky_messages_before_its_first_frame() {
-    let p = Producer::bind(sock_path("sticky"), ProducerConfig::default()).unwrap();
+    let p = Producer::bind(sock_path("sticky"), patient()).unwrap();
     p.send_side(b"caps-1", 2).unwrap();
     p.send_side(b"stream-start", 1).unwrap();
     p.send_side(b"not sticky", 0).unwrap();
@@ -129,7 +147,7 @@ fn late_joiner_gets_sticky_messages_before_its_first_frame() {
 
 #[test]
 fn a_bigger_frame_adds_an_arena_and_the_old_one_goes_once_released() {
-    let p = Producer::bind(sock_path("grow"), ProducerConfig::default()).unwrap();
+    let p = Producer::bind(sock_path("grow"), patient()).unwrap();
     let mut c = connect(&p);
     wait_consumers(&p, 1);
     publish(&p, 0, 4096);
@@ -199,6 +217,7 @@ fn block_policy_waits_for_a_stalled_consumer_then_cuts_it_off() {
     let p = Producer::bind(sock_path("block"), cfg).unwrap();
     let mut stalled = connect(&p);
     let mut healthy = connect(&p);
+    let healthy_id = healthy.id();
     wait_consumers(&p, 2);
     let reader = thread::spawn(move || {
         let mut n = 0;
@@ -210,11 +229,14 @@ fn block_policy_waits_for_a_stalled_consumer_then_cuts_it_off() {
         }
         healthy
     });
-    let t = Instant::now();
+    let mut waited = Duration::ZERO;
     for i in 0..20 {
+        // The healthy consumer is never the one waited for, however slowly this runs.
+        wait_idle(&p, healthy_id);
+        let t = Instant::now();
         publish(&p, i, 128);
+        waited += t.elapsed();
     }
-    let waited = t.elapsed();
     let _healthy = reader.join().unwrap();
     assert!(
         waited >= Duration::from_millis(300),
@@ -252,7 +274,7 @@ fn block_policy_waits_for_a_stalled_consumer_then_cuts_it_off() {
 
 #[test]
 fn frames_released_on_other_threads_and_copies_release_at_once() {
-    let p = Producer::bind(sock_path("threads"), ProducerConfig::default()).unwrap();
+    let p = Producer::bind(sock_path("threads"), patient()).unwrap();
     let mut c = connect(&p);
     let mut copier = Consumer::connect(
         p.path().unwrap(),
@@ -282,7 +304,7 @@ fn frames_released_on_other_threads_and_copies_release_at_once() {
 
 #[test]
 fn connected_socket_hand_off_needs_no_path() {
-    let p = Producer::new(ProducerConfig::default()).unwrap();
+    let p = Producer::new(patient()).unwrap();
     let (a, b) = shmring::fdpass::seqpacket_pair().unwrap();
     p.add_connection(a).unwrap();
     let mut c = Consumer::from_fd(b, ConsumerConfig::default()).unwrap();

@@ -194,3 +194,36 @@ pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// Waits until every consumer `which` selects holds no slot (it has taken and
+/// released every frame so far). Tests pace the producer by their honest consumers
+/// with it, so that a block timeout never depends on how fast this machine is.
+pub fn wait_idle(p: &shmring::Producer, which: impl Fn(&shmring::frame::ConsumerStats) -> bool) {
+    eventually("honest consumers caught up", || {
+        p.stats()
+            .consumers
+            .iter()
+            .filter(|c| which(c))
+            .all(|c| c.held == 0)
+    });
+}
+
+/// A producer configuration that waits for slow consumers far longer than any test
+/// machine needs, for tests where every consumer is honest.
+pub fn patient() -> shmring::ProducerConfig {
+    shmring::ProducerConfig {
+        block_timeout: Duration::from_secs(60),
+        ..Default::default()
+    }
+}
+
+/// A peer process that is killed and reaped when this goes out of scope, even when
+/// the test panics (so a failing test leaves no process behind).
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -439,6 +439,13 @@ fn evil_producer(path: &str, act: &str) -> R {
         "ring-head" => {
             let len = memfd::size(ffds.memfd.as_fd()).map_err(e)? as usize;
             scribble(&ffds.memfd, len, 128, 1_000_000)?;
+            // Garbage alone rings no bell: say something so the consumer looks.
+            let m = Msg::Side {
+                before_frame: 0,
+                sticky_key: 0,
+                payload: b"look".to_vec(),
+            };
+            send(&m.encode(), &[])?;
         }
         "oversized-msg" => {
             let mut big = Msg::DropArena { arena_id: 0 }.encode();
