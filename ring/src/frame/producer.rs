@@ -215,6 +215,13 @@ enum Leave {
     CutOff,
 }
 
+/// Why a consumer cannot take a frame.
+#[derive(Clone, Copy, Debug)]
+struct Congestion {
+    ring_full: bool,
+    share_full: bool,
+}
+
 struct State {
     ledger: Ledger,
     arenas: BTreeMap<u32, Arc<ProducerArena>>,
@@ -811,11 +818,15 @@ impl State {
         Ok(id)
     }
 
-    /// Whether consumer `i` can take a frame now (room in its ring, under its share).
-    fn can_take(&mut self, inner: &Inner, i: usize) -> Result<bool> {
+    /// What keeps consumer `i` from taking a frame now: a full frame ring, its full
+    /// share of slots, both, or nothing.
+    fn congestion(&mut self, inner: &Inner, i: usize) -> Result<Congestion> {
         self.drain_one(i)?;
         let held = self.ledger.held_by(self.conns[i].id);
-        Ok(self.conns[i].frames.room()? > 0 && held < inner.cfg.max_held())
+        Ok(Congestion {
+            ring_full: self.conns[i].frames.room()? == 0,
+            share_full: held >= inner.cfg.max_held(),
+        })
     }
 
     fn publish(
@@ -832,18 +843,18 @@ impl State {
         'consumers: while i < self.conns.len() {
             let mut deadline = None;
             loop {
-                match self.can_take(inner, i) {
-                    Ok(true) => {
+                let why = match self.congestion(inner, i) {
+                    Ok(c) if !c.ring_full && !c.share_full => {
                         targets.push(self.conns[i].id);
                         break;
                     }
-                    Ok(false) => {}
+                    Ok(c) => c,
                     Err(e) => {
                         let reason = format!("consumer {}: {e}", self.conns[i].id);
                         self.remove(inner, i, Leave::CutOff, reason);
                         continue 'consumers;
                     }
-                }
+                };
                 if self.conns[i].policy == Policy::Drop {
                     let c = &mut self.conns[i];
                     c.drops += 1;
@@ -864,7 +875,7 @@ impl State {
                     self.remove(inner, i, Leave::CutOff, reason);
                     continue 'consumers;
                 }
-                match self.wait_for(inner, i, d) {
+                match self.wait_for(inner, i, why, d) {
                     Ok(()) => {}
                     Err(Error::Interrupted) => {
                         self.ledger.abandon(slot);
@@ -926,10 +937,28 @@ impl State {
 
     /// Sleeps (holding the state) until consumer `i` may have taken a frame or
     /// released a slot, or until `deadline`, or a wake-up.
-    fn wait_for(&mut self, inner: &Inner, i: usize, deadline: Instant) -> Result<()> {
+    ///
+    /// Only what blocks it is watched: room in the frame ring when that is full,
+    /// releases when it holds its share (watching the other would return at once and
+    /// turn the wait into a busy loop).
+    fn wait_for(
+        &mut self,
+        inner: &Inner,
+        i: usize,
+        why: Congestion,
+        deadline: Instant,
+    ) -> Result<()> {
         let c = &mut self.conns[i];
-        let a = c.frames.arm();
-        let b = c.releases.arm();
+        let a = if why.ring_full {
+            c.frames.arm()
+        } else {
+            Ok(false)
+        };
+        let b = if why.share_full {
+            c.releases.arm()
+        } else {
+            Ok(false)
+        };
         let result = match (a, b) {
             (Err(e), _) | (_, Err(e)) => Err(e),
             (Ok(true), _) | (_, Ok(true)) => Ok(()),
