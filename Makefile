@@ -4,7 +4,8 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 # Debian packages the build and tests need (checked with dpkg, installed if missing).
-DEB_PACKAGES := build-essential pkg-config
+DEB_PACKAGES := build-essential pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-tools
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LOOM_TARGET := target/loom
 

@@ -1,0 +1,48 @@
+//! GStreamer elements over the shmring frame channel:
+//!
+//! - **`shmringsink`** serves any number of `shmringsrc`s on a unix socket path.
+//! - **`shmringsrc`** connects to it and outputs the producer's caps and buffers.
+//!
+//! ```text
+//! gst-launch-1.0 videotestsrc is-live=true ! video/x-raw,width=1920,height=1080 ! shmringsink socket-path=/run/user/1000/cam
+//! gst-launch-1.0 shmringsrc socket-path=/run/user/1000/cam ! videoconvert ! autovideosink
+//! ```
+//!
+//! The library is both the plugin (`libgstshmring.so`, for `GST_PLUGIN_PATH`) and an
+//! rlib: [`plugin_register_static`] registers the elements in-process (tests).
+
+use gst::glib;
+
+pub mod meta;
+mod sink;
+mod src;
+
+pub use sink::ShmringSink;
+pub use src::ShmringSrc;
+
+fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    sink::register(plugin)?;
+    src::register(plugin)?;
+    Ok(())
+}
+
+/// What `gst::plugin_define!` generates (the plugin descriptor GStreamer looks up,
+/// and `plugin_register_static`).
+#[allow(missing_docs)]
+mod registration {
+    use super::plugin_init;
+
+    gst::plugin_define!(
+        shmring,
+        env!("CARGO_PKG_DESCRIPTION"),
+        plugin_init,
+        concat!(env!("CARGO_PKG_VERSION"), "-shmring"),
+        "MIT/X11",
+        env!("CARGO_PKG_NAME"),
+        env!("CARGO_PKG_NAME"),
+        "https://example.invalid/shmring",
+        "2026-11-28"
+    );
+}
+
+pub use registration::plugin_register_static;

@@ -1,0 +1,303 @@
+//! What travels with each buffer (the frame descriptor's 88 metadata bytes) and the
+//! side messages that carry caps and serialized events, ordered with the buffers.
+//!
+//! GStreamer 1.22 has no meta serialization API, so both are encoded here, strictly:
+//! a consumer decodes whatever a hostile producer wrote into a valid value or an
+//! error naming the fault.
+
+use std::str::FromStr;
+
+use gst::glib;
+
+/// "No value" for a timestamp or offset (GStreamer's `NONE`).
+pub const NONE: u64 = u64::MAX;
+/// Most planes a video layout describes.
+pub const MAX_PLANES: usize = 4;
+
+/// Sticky keys of the side messages the sink sends (latest of each key replayed to
+/// consumers that join later, in key order: stream-start, caps, tags).
+pub mod key {
+    /// `stream-start`.
+    pub const STREAM_START: u32 = 1;
+    /// Caps.
+    pub const CAPS: u32 = 2;
+    /// Stream tags.
+    pub const TAGS: u32 = 3;
+}
+
+/// The layout of one video frame in its slot, as `GstVideoMeta` says it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct VideoLayout {
+    /// Planes in use (1..=4).
+    pub n_planes: u8,
+    /// Offset of each plane from the frame's first byte.
+    pub offsets: [u32; MAX_PLANES],
+    /// Stride of each plane in bytes.
+    pub strides: [i32; MAX_PLANES],
+}
+
+/// Per-buffer metadata.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BufferMeta {
+    /// Presentation time as running time of the producer ([`NONE`] if unset).
+    pub pts: u64,
+    /// Decoding time as running time ([`NONE`] if unset).
+    pub dts: u64,
+    /// Duration ([`NONE`] if unset).
+    pub duration: u64,
+    /// `GST_BUFFER_OFFSET`.
+    pub offset: u64,
+    /// `GST_BUFFER_OFFSET_END`.
+    pub offset_end: u64,
+    /// The producer's base time: the monotonic clock time of its running time 0
+    /// ([`NONE`] when its pipeline had no clock). Running time + base time is an
+    /// absolute time both processes' clocks agree on.
+    pub base_time: u64,
+    /// `GstBufferFlags` bits.
+    pub flags: u32,
+    /// The video layout, when the buffer had a `GstVideoMeta`.
+    pub video: Option<VideoLayout>,
+}
+
+/// Encoded size (fits the frame descriptor's 88 bytes).
+pub const BUFFER_META_LEN: usize = 6 * 8 + 4 + 4 + MAX_PLANES * 8;
+const _: () = assert!(BUFFER_META_LEN <= shmring::desc::META_BYTES);
+
+impl BufferMeta {
+    /// The encoded bytes.
+    pub fn encode(&self) -> [u8; BUFFER_META_LEN] {
+        let mut b = [0u8; BUFFER_META_LEN];
+        let words = [
+            self.pts,
+            self.dts,
+            self.duration,
+            self.offset,
+            self.offset_end,
+            self.base_time,
+        ];
+        for (i, w) in words.iter().enumerate() {
+            b[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
+        }
+        b[48..52].copy_from_slice(&self.flags.to_le_bytes());
+        if let Some(v) = &self.video {
+            b[52] = v.n_planes;
+            for p in 0..MAX_PLANES {
+                let o = 56 + p * 8;
+                b[o..o + 4].copy_from_slice(&v.offsets[p].to_le_bytes());
+                b[o + 4..o + 8].copy_from_slice(&v.strides[p].to_le_bytes());
+            }
+        }
+        b
+    }
+
+    /// Decodes metadata a producer published.
+    pub fn decode(b: &[u8]) -> Result<BufferMeta, String> {
+        if b.len() != BUFFER_META_LEN {
+            return Err(format!(
+                "buffer metadata is {} bytes, expected {BUFFER_META_LEN}",
+                b.len()
+            ));
+        }
+        let w = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        let n_planes = b[52];
+        if n_planes as usize > MAX_PLANES {
+            return Err(format!("video layout has {n_planes} planes"));
+        }
+        let video = (n_planes > 0).then(|| {
+            let mut v = VideoLayout {
+                n_planes,
+                ..Default::default()
+            };
+            for p in 0..MAX_PLANES {
+                let o = 56 + p * 8;
+                v.offsets[p] = u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
+                v.strides[p] = i32::from_le_bytes(b[o + 4..o + 8].try_into().expect("4 bytes"));
+            }
+            v
+        });
+        Ok(BufferMeta {
+            pts: w(0),
+            dts: w(1),
+            duration: w(2),
+            offset: w(3),
+            offset_end: w(4),
+            base_time: w(5),
+            flags: u32::from_le_bytes(b[48..52].try_into().expect("4 bytes")),
+            video,
+        })
+    }
+}
+
+/// A side message of the sink: caps or a serialized event.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Side {
+    /// New caps.
+    Caps(gst::Caps),
+    /// `stream-start` with its stream id (group ids are local to a process: a
+    /// consumer makes its own).
+    StreamStart {
+        /// The stream id.
+        stream_id: String,
+    },
+    /// A tag list (stream or global scope).
+    Tags(gst::TagList),
+    /// A gap: no data for `duration` from `pts` (running time of the producer).
+    Gap {
+        /// Start, as running time.
+        pts: u64,
+        /// Length ([`NONE`] if unknown).
+        duration: u64,
+    },
+    /// End of stream.
+    Eos,
+    /// A custom downstream serialized event.
+    Custom(gst::Structure),
+}
+
+const T_CAPS: u8 = 1;
+const T_STREAM_START: u8 = 2;
+const T_TAGS: u8 = 3;
+const T_GAP: u8 = 4;
+const T_EOS: u8 = 5;
+const T_CUSTOM: u8 = 6;
+
+impl Side {
+    /// The message bytes: a type byte, then the body.
+    pub fn encode(&self) -> Vec<u8> {
+        let (t, body): (u8, Vec<u8>) = match self {
+            Side::Caps(c) => (T_CAPS, c.to_string().into_bytes()),
+            Side::StreamStart { stream_id } => (T_STREAM_START, stream_id.clone().into_bytes()),
+            Side::Tags(t) => (T_TAGS, t.to_string().into_bytes()),
+            Side::Gap { pts, duration } => {
+                let mut b = pts.to_le_bytes().to_vec();
+                b.extend_from_slice(&duration.to_le_bytes());
+                (T_GAP, b)
+            }
+            Side::Eos => (T_EOS, Vec::new()),
+            Side::Custom(s) => (T_CUSTOM, s.to_string().into_bytes()),
+        };
+        let mut out = vec![t];
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Decodes a side message; anything malformed is an error naming it.
+    pub fn decode(b: &[u8]) -> Result<Side, String> {
+        let (&t, body) = b.split_first().ok_or("empty side message")?;
+        let text = || std::str::from_utf8(body).map_err(|e| format!("side message text: {e}"));
+        Ok(match t {
+            T_CAPS => {
+                let s = text()?;
+                let caps = gst::Caps::from_str(s).map_err(|_| format!("unparsable caps {s:?}"))?;
+                if !caps.is_fixed() {
+                    return Err(format!("caps {caps} are not fixed"));
+                }
+                Side::Caps(caps)
+            }
+            T_STREAM_START => Side::StreamStart {
+                stream_id: text()?.to_owned(),
+            },
+            T_TAGS => {
+                let s = text()?;
+                Side::Tags(tags_from_str(s).ok_or_else(|| format!("unparsable tags {s:?}"))?)
+            }
+            T_GAP => {
+                if body.len() != 16 {
+                    return Err("gap message is not 16 bytes".into());
+                }
+                Side::Gap {
+                    pts: u64::from_le_bytes(body[..8].try_into().expect("8 bytes")),
+                    duration: u64::from_le_bytes(body[8..].try_into().expect("8 bytes")),
+                }
+            }
+            T_EOS if body.is_empty() => Side::Eos,
+            T_CUSTOM => {
+                let s = text()?;
+                Side::Custom(
+                    gst::Structure::from_str(s)
+                        .map_err(|_| format!("unparsable structure {s:?}"))?,
+                )
+            }
+            t => return Err(format!("unknown side message type {t}")),
+        })
+    }
+}
+
+/// Parses a serialized tag list (`gst_tag_list_new_from_string`).
+fn tags_from_str(s: &str) -> Option<gst::TagList> {
+    let c = std::ffi::CString::new(s).ok()?;
+    // SAFETY: `c` is a valid NUL-terminated string; the function returns a new tag
+    // list (full transfer) or NULL on a parse error.
+    unsafe {
+        let t = gst::ffi::gst_tag_list_new_from_string(c.as_ptr());
+        (!t.is_null()).then(|| glib::translate::from_glib_full(t))
+    }
+}
+
+/// `Option<ClockTime>` as a u64 with [`NONE`].
+pub fn ct(t: Option<gst::ClockTime>) -> u64 {
+    t.map_or(NONE, |t| t.nseconds())
+}
+
+/// A u64 with [`NONE`] as `Option<ClockTime>`.
+pub fn to_ct(v: u64) -> Option<gst::ClockTime> {
+    (v != NONE).then(|| gst::ClockTime::from_nseconds(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffer_meta_round_trips_and_bad_layouts_are_refused() {
+        let m = BufferMeta {
+            pts: 1,
+            dts: NONE,
+            duration: 3,
+            offset: 4,
+            offset_end: 5,
+            base_time: 6,
+            flags: 0x40,
+            video: Some(VideoLayout {
+                n_planes: 3,
+                offsets: [0, 100, 150, 0],
+                strides: [10, 5, 5, 0],
+            }),
+        };
+        assert_eq!(BufferMeta::decode(&m.encode()).unwrap(), m);
+        let mut b = m.encode();
+        b[52] = 9;
+        assert_eq!(
+            BufferMeta::decode(&b).unwrap_err(),
+            "video layout has 9 planes"
+        );
+        assert!(BufferMeta::decode(&b[..10]).is_err());
+    }
+
+    #[test]
+    fn side_messages_round_trip_and_garbage_is_refused() {
+        gst::init().unwrap();
+        let msgs = [
+            Side::Caps(gst::Caps::from_str("video/x-raw,format=I420,width=4,height=2").unwrap()),
+            Side::StreamStart {
+                stream_id: "abc".into(),
+            },
+            Side::Gap {
+                pts: 10,
+                duration: NONE,
+            },
+            Side::Eos,
+            Side::Custom(gst::Structure::from_str("my-event, n=(int)3").unwrap()),
+        ];
+        for m in msgs {
+            assert_eq!(Side::decode(&m.encode()).unwrap(), m);
+        }
+        assert!(Side::decode(&[]).is_err());
+        assert!(Side::decode(&[T_CAPS, 0xff]).is_err());
+        assert!(Side::decode(b"\x01video/x-raw,width=[1,5]").is_err());
+        assert_eq!(
+            Side::decode(&[99]).unwrap_err(),
+            "unknown side message type 99"
+        );
+    }
+}

@@ -1,0 +1,499 @@
+//! `shmringsink`: serves buffers to any number of `shmringsrc`s over the frame channel.
+
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::subclass::prelude::*;
+use shmring::frame::Policy;
+use shmring::{Producer, ProducerConfig};
+
+use crate::meta::{self, BufferMeta, Side, VideoLayout, ct};
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "shmringsink",
+        gst::DebugColorFlags::empty(),
+        Some("shmring sink: serves buffers over sealed shared memory"),
+    )
+});
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, glib::Enum)]
+#[repr(i32)]
+#[enum_type(name = "GstShmringSlowConsumer")]
+enum SlowConsumer {
+    #[default]
+    #[enum_value(
+        name = "Block up to block-timeout, then disconnect the consumer",
+        nick = "block"
+    )]
+    Block = 0,
+    #[enum_value(name = "Drop frames for that consumer only", nick = "drop")]
+    Drop = 1,
+}
+
+#[derive(Clone, Debug)]
+struct Settings {
+    socket_path: Option<String>,
+    socket_mode: u32,
+    allowed_uids: String,
+    max_consumers: u32,
+    slots: u32,
+    on_slow: SlowConsumer,
+    block_timeout_ms: u32,
+    wait_for_connection: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            socket_path: None,
+            socket_mode: 0o600,
+            allowed_uids: String::new(),
+            max_consumers: 16,
+            slots: 8,
+            on_slow: SlowConsumer::Block,
+            block_timeout_ms: 1000,
+            wait_for_connection: false,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    copies: u64,
+    zero_copy: u64,
+}
+
+struct State {
+    producer: Producer,
+    segment: Option<gst::FormattedSegment<gst::ClockTime>>,
+    waited: bool,
+}
+
+/// The element's private state.
+#[derive(Default)]
+pub struct Sink {
+    settings: Mutex<Settings>,
+    state: Mutex<Option<State>>,
+    counters: Mutex<Counters>,
+    /// Interrupts a blocked render (unlock); cloned out of the producer at start.
+    waker: Mutex<Option<shmring::Waker>>,
+}
+
+fn parse_uids(s: &str) -> Result<Vec<u32>, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse()
+                .map_err(|_| format!("bad uid {t:?} in allowed-uids"))
+        })
+        .collect()
+}
+
+impl Sink {
+    fn side(&self, side: &Side, key: u32) -> bool {
+        let guard = self.state.lock().unwrap();
+        let Some(st) = guard.as_ref() else {
+            return true;
+        };
+        match st.producer.send_side(&side.encode(), key) {
+            Ok(()) => true,
+            Err(e) => {
+                gst::warning!(CAT, imp = self, "side message not sent: {e}");
+                false
+            }
+        }
+    }
+
+    fn buffer_meta(&self, buffer: &gst::BufferRef, st: &State) -> BufferMeta {
+        let running = |t: Option<gst::ClockTime>| match (&st.segment, t) {
+            (Some(seg), Some(t)) => seg.to_running_time(t),
+            _ => t,
+        };
+        let obj = self.obj();
+        let base_time = match obj.clock() {
+            Some(_) => ct(obj.base_time()),
+            None => meta::NONE,
+        };
+        let video = buffer.meta::<gst_video::VideoMeta>().map(|vm| {
+            let mut v = VideoLayout {
+                n_planes: vm.n_planes().min(meta::MAX_PLANES as u32) as u8,
+                ..Default::default()
+            };
+            for p in 0..v.n_planes as usize {
+                v.offsets[p] = vm.offset()[p] as u32;
+                v.strides[p] = vm.stride()[p];
+            }
+            v
+        });
+        BufferMeta {
+            pts: ct(running(buffer.pts())),
+            dts: ct(running(buffer.dts())),
+            duration: ct(buffer.duration()),
+            offset: buffer.offset(),
+            offset_end: buffer.offset_end(),
+            base_time,
+            flags: buffer.flags().bits(),
+            video,
+        }
+    }
+
+    fn stats(&self) -> gst::Structure {
+        let c = self.counters.lock().unwrap();
+        let mut s = gst::Structure::builder("shmringsink-stats")
+            .field("copies", c.copies)
+            .field("zero-copy", c.zero_copy)
+            .build();
+        if let Some(st) = self.state.lock().unwrap().as_ref() {
+            let p = st.producer.stats();
+            s.set("frames", p.frames);
+            s.set("bytes", p.bytes);
+            s.set("consumers", p.consumers.len() as u32);
+            s.set("drops", p.consumers.iter().map(|c| c.drops).sum::<u64>());
+            s.set("cut-off", p.cut_off);
+            let per: Vec<glib::SendValue> = p
+                .consumers
+                .iter()
+                .map(|c| {
+                    gst::Structure::builder("consumer")
+                        .field("id", c.id)
+                        .field("pid", c.pid)
+                        .field("uid", c.uid)
+                        .field("frames", c.frames)
+                        .field("bytes", c.bytes)
+                        .field("drops", c.drops)
+                        .field("held", c.held as u32)
+                        .build()
+                        .to_send_value()
+                })
+                .collect();
+            s.set("consumer-stats", gst::Array::new(per));
+        }
+        s
+    }
+
+    fn log_events(&self, p: &Producer) {
+        for e in p.take_events() {
+            gst::info!(CAT, imp = self, "{e:?}");
+        }
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for Sink {
+    const NAME: &'static str = "GstShmringSink";
+    type Type = ShmringSink;
+    type ParentType = gst_base::BaseSink;
+}
+
+impl ObjectImpl for Sink {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecString::builder("socket-path")
+                    .nick("Socket path")
+                    .blurb("Unix socket path consumers connect to (a stale socket left by a crashed sink is replaced; a live one is never taken)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("socket-mode")
+                    .nick("Socket mode")
+                    .blurb("File mode of the socket (0600 by default: only this user may connect)")
+                    .maximum(0o777)
+                    .default_value(0o600)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("allowed-uids")
+                    .nick("Allowed uids")
+                    .blurb("Comma-separated user ids allowed to connect (checked with SO_PEERCRED); empty: anyone the socket mode lets in")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("max-consumers")
+                    .nick("Maximum consumers")
+                    .blurb("Consumers served at once; more are refused")
+                    .minimum(1)
+                    .maximum(1024)
+                    .default_value(16)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("slots")
+                    .nick("Slots")
+                    .blurb("Shared-memory slots (buffers in flight across all consumers)")
+                    .minimum(2)
+                    .maximum(4096)
+                    .default_value(8)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder::<SlowConsumer>("on-slow-consumer")
+                    .nick("On slow consumer")
+                    .blurb("What to do when a consumer cannot take the next buffer")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("block-timeout")
+                    .nick("Block timeout")
+                    .blurb("Milliseconds to wait for a slow consumer (block policy), a free slot or a consumer's socket before disconnecting that consumer")
+                    .minimum(1)
+                    .default_value(1000)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("wait-for-connection")
+                    .nick("Wait for connection")
+                    .blurb("Hold the first buffer until a consumer is connected (otherwise buffers with no consumer are dropped)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb("frames, bytes, copies, zero-copy, consumers, drops, cut-off, and per consumer id, pid, uid, frames, bytes, drops, held")
+                    .read_only()
+                    .build(),
+            ]
+        });
+        PROPS.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = self.settings.lock().unwrap();
+        match pspec.name() {
+            "socket-path" => s.socket_path = value.get().unwrap(),
+            "socket-mode" => s.socket_mode = value.get().unwrap(),
+            "allowed-uids" => {
+                s.allowed_uids = value.get::<Option<String>>().unwrap().unwrap_or_default()
+            }
+            "max-consumers" => s.max_consumers = value.get().unwrap(),
+            "slots" => s.slots = value.get().unwrap(),
+            "on-slow-consumer" => s.on_slow = value.get().unwrap(),
+            "block-timeout" => s.block_timeout_ms = value.get().unwrap(),
+            "wait-for-connection" => s.wait_for_connection = value.get().unwrap(),
+            other => unreachable!("no property {other}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let s = self.settings.lock().unwrap().clone();
+        match pspec.name() {
+            "socket-path" => s.socket_path.to_value(),
+            "socket-mode" => s.socket_mode.to_value(),
+            "allowed-uids" => s.allowed_uids.to_value(),
+            "max-consumers" => s.max_consumers.to_value(),
+            "slots" => s.slots.to_value(),
+            "on-slow-consumer" => s.on_slow.to_value(),
+            "block-timeout" => s.block_timeout_ms.to_value(),
+            "wait-for-connection" => s.wait_for_connection.to_value(),
+            "stats" => self.stats().to_value(),
+            other => unreachable!("no property {other}"),
+        }
+    }
+}
+
+impl GstObjectImpl for Sink {}
+
+impl ElementImpl for Sink {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "shmring sink",
+                "Sink/Video/Audio",
+                "Serves raw buffers, caps and events to shmringsrc consumers in other processes through sealed shared memory; consumers cannot crash, stall or write to it",
+                "shmring developers",
+            )
+        });
+        Some(&*META)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static T: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            vec![
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &gst::Caps::new_any(),
+                )
+                .unwrap(),
+            ]
+        });
+        T.as_ref()
+    }
+}
+
+impl BaseSinkImpl for Sink {
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let s = self.settings.lock().unwrap().clone();
+        let Some(path) = s.socket_path.clone() else {
+            return Err(gst::error_msg!(
+                gst::ResourceError::Settings,
+                ["socket-path is not set"]
+            ));
+        };
+        let uids = parse_uids(&s.allowed_uids)
+            .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ["{}", e]))?;
+        let cfg = ProducerConfig {
+            slots: s.slots,
+            max_consumers: s.max_consumers as usize,
+            policy: match s.on_slow {
+                SlowConsumer::Block => Policy::Block,
+                SlowConsumer::Drop => Policy::Drop,
+            },
+            block_timeout: Duration::from_millis(s.block_timeout_ms as u64),
+            socket_mode: s.socket_mode,
+            allowed_uids: uids,
+            ..Default::default()
+        };
+        let producer = Producer::bind(&path, cfg).map_err(|e| {
+            gst::error_msg!(
+                gst::ResourceError::OpenWrite,
+                ["Cannot serve on {}: {}", path, e]
+            )
+        })?;
+        gst::info!(CAT, imp = self, "serving on {path}");
+        *self.waker.lock().unwrap() = Some(producer.waker());
+        *self.counters.lock().unwrap() = Counters::default();
+        *self.state.lock().unwrap() = Some(State {
+            producer,
+            segment: None,
+            waited: false,
+        });
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        if let Some(st) = self.state.lock().unwrap().take() {
+            self.log_events(&st.producer);
+            gst::info!(CAT, imp = self, "stopped: {:?}", st.producer.stats());
+        }
+        *self.waker.lock().unwrap() = None;
+        Ok(())
+    }
+
+    fn unlock(&self) -> Result<(), gst::ErrorMessage> {
+        if let Some(w) = self.waker.lock().unwrap().as_ref() {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    fn unlock_stop(&self) -> Result<(), gst::ErrorMessage> {
+        if let Some(w) = self.waker.lock().unwrap().as_ref() {
+            w.take();
+        }
+        Ok(())
+    }
+
+    fn set_caps(&self, caps: &gst::Caps) -> Result<(), gst::LoggableError> {
+        gst::debug!(CAT, imp = self, "caps {caps}");
+        if self.side(&Side::Caps(caps.clone()), meta::key::CAPS) {
+            Ok(())
+        } else {
+            Err(gst::loggable_error!(CAT, "cannot send caps"))
+        }
+    }
+
+    fn event(&self, event: gst::Event) -> bool {
+        use gst::EventView;
+        match event.view() {
+            EventView::StreamStart(e) => {
+                let side = Side::StreamStart {
+                    stream_id: e.stream_id().to_owned(),
+                };
+                self.side(&side, meta::key::STREAM_START);
+            }
+            EventView::Segment(e) => {
+                if let Some(st) = self.state.lock().unwrap().as_mut() {
+                    st.segment = e.segment().downcast_ref::<gst::ClockTime>().cloned();
+                }
+            }
+            EventView::Tag(e) => {
+                self.side(&Side::Tags(e.tag_owned()), meta::key::TAGS);
+            }
+            EventView::Gap(e) => {
+                let (pts, duration) = e.get();
+                let running = self
+                    .state
+                    .lock()
+                    .unwrap()
+                    .as_ref()
+                    .and_then(|st| st.segment.as_ref().and_then(|s| s.to_running_time(pts)))
+                    .unwrap_or(pts);
+                self.side(
+                    &Side::Gap {
+                        pts: running.nseconds(),
+                        duration: ct(duration),
+                    },
+                    0,
+                );
+            }
+            EventView::Eos(_) => {
+                self.side(&Side::Eos, 0);
+            }
+            EventView::CustomDownstream(e) => {
+                if let Some(s) = e.structure() {
+                    self.side(&Side::Custom(s.to_owned()), 0);
+                }
+            }
+            EventView::FlushStop(_) => {
+                if let Some(st) = self.state.lock().unwrap().as_mut() {
+                    st.segment = None;
+                }
+            }
+            _ => {}
+        }
+        self.parent_event(event)
+    }
+
+    fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let wait = self.settings.lock().unwrap().wait_for_connection;
+        let mut guard = self.state.lock().unwrap();
+        let st = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+        if wait && !st.waited {
+            gst::info!(CAT, imp = self, "waiting for a consumer");
+            match st.producer.wait_for_consumers(1, None) {
+                Ok(()) => st.waited = true,
+                Err(shmring::Error::Interrupted) => return Err(gst::FlowError::Flushing),
+                Err(e) => {
+                    gst::element_imp_error!(self, gst::ResourceError::Write, ["{}", e]);
+                    return Err(gst::FlowError::Error);
+                }
+            }
+        }
+        let m = self.buffer_meta(buffer, st);
+        let map = buffer.map_readable().map_err(|_| {
+            gst::element_imp_error!(self, gst::ResourceError::Read, ["Cannot map buffer"]);
+            gst::FlowError::Error
+        })?;
+        let r = st.producer.acquire(map.len()).and_then(|mut slot| {
+            slot.write(0, &map)?;
+            slot.publish(map.len(), &m.encode())
+        });
+        drop(map);
+        self.log_events(&st.producer);
+        match r {
+            Ok(n) => {
+                self.counters.lock().unwrap().copies += 1;
+                gst::trace!(CAT, imp = self, "buffer to {n} consumers");
+                Ok(gst::FlowSuccess::Ok)
+            }
+            Err(shmring::Error::Interrupted) => Err(gst::FlowError::Flushing),
+            Err(e) => {
+                gst::element_imp_error!(self, gst::ResourceError::Write, ["{}", e]);
+                Err(gst::FlowError::Error)
+            }
+        }
+    }
+}
+
+glib::wrapper! {
+    /// `shmringsink`.
+    pub struct ShmringSink(ObjectSubclass<Sink>) @extends gst_base::BaseSink, gst::Element, gst::Object;
+}
+
+pub(crate) fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    gst::Element::register(
+        Some(plugin),
+        "shmringsink",
+        gst::Rank::NONE,
+        ShmringSink::static_type(),
+    )
+}

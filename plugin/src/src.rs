@@ -1,0 +1,703 @@
+//! `shmringsrc`: receives the buffers, caps and events of a `shmringsink` in another
+//! process.
+
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+use gst_base::subclass::base_src::CreateSuccess;
+use gst_base::subclass::prelude::*;
+use shmring::{Backoff, Consumer, ConsumerConfig, Event, Frame};
+
+use crate::meta::{self, BufferMeta, Side, to_ct};
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "shmringsrc",
+        gst::DebugColorFlags::empty(),
+        Some("shmring source: receives buffers over sealed shared memory"),
+    )
+});
+
+#[derive(Clone, Debug)]
+struct Settings {
+    socket_path: Option<String>,
+    socket_fd: i32,
+    copy: bool,
+    reconnect: bool,
+    reconnect_interval_ms: u32,
+    spin_time_us: u32,
+    is_live: bool,
+    zero_copy_limit: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            socket_path: None,
+            socket_fd: -1,
+            copy: false,
+            reconnect: false,
+            reconnect_interval_ms: 100,
+            spin_time_us: 20,
+            is_live: true,
+            zero_copy_limit: 3,
+        }
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+struct Counters {
+    frames: u64,
+    bytes: u64,
+    copies: u64,
+    dropped: u64,
+    reconnects: u64,
+}
+
+struct State {
+    consumer: Option<Consumer>,
+    caps: Option<gst::Caps>,
+    /// A caps change that arrived with no buffer yet to carry it.
+    stream_started: bool,
+}
+
+/// The element's private state.
+#[derive(Default)]
+pub struct Src {
+    settings: Mutex<Settings>,
+    state: Mutex<Option<State>>,
+    counters: Mutex<Counters>,
+    /// Interrupts a blocked `create` (unlock): the element's own, and the current
+    /// consumer's.
+    wakers: Mutex<Vec<shmring::Waker>>,
+    /// Shared slots downstream holds right now (wrapped, not yet freed).
+    outstanding: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+enum Next {
+    Buffer(gst::Buffer),
+    Again,
+}
+
+impl Src {
+    fn consumer_config(s: &Settings) -> ConsumerConfig {
+        ConsumerConfig {
+            copy: s.copy,
+            spin: Duration::from_micros(s.spin_time_us as u64),
+            ..Default::default()
+        }
+    }
+
+    fn connect(&self, s: &Settings) -> Result<Consumer, shmring::Error> {
+        let cfg = Self::consumer_config(s);
+        if s.socket_fd >= 0 {
+            // SAFETY: the application handed this fd over through the socket-fd
+            // property and gives up ownership of it (documented in the blurb); it is
+            // checked to be a seqpacket socket before any use.
+            let fd = unsafe { OwnedFd::from_raw_fd(libc::dup(s.socket_fd)) };
+            return Consumer::from_fd(fd, cfg);
+        }
+        let path = s.socket_path.clone().unwrap_or_default();
+        if s.reconnect {
+            let waker = self.wakers.lock().unwrap()[0].clone();
+            Consumer::connect_with_backoff(
+                &path,
+                cfg,
+                Backoff {
+                    initial: Duration::from_millis(s.reconnect_interval_ms as u64),
+                    max: Duration::from_millis(s.reconnect_interval_ms as u64),
+                },
+                None,
+                Some(&waker),
+            )
+        } else {
+            Consumer::connect(&path, cfg)
+        }
+    }
+
+    fn install(&self, c: Consumer) {
+        let mut w = self.wakers.lock().unwrap();
+        w.truncate(1);
+        w.push(c.waker());
+        drop(w);
+        let mut st = self.state.lock().unwrap();
+        if let Some(st) = st.as_mut() {
+            st.consumer = Some(c);
+            st.stream_started = false;
+        }
+    }
+
+    fn buffer_of(&self, f: Frame) -> Result<gst::Buffer, String> {
+        let m = BufferMeta::decode(f.meta())?;
+        let len = f.len();
+        let (live, limit) = {
+            let s = self.settings.lock().unwrap();
+            (s.is_live, s.zero_copy_limit as usize)
+        };
+        let held = self.outstanding.load(Ordering::Acquire);
+        let mut buffer = if f.is_copy() || held >= limit {
+            // Downstream already holds its share of slots (a queue, filesink's
+            // write buffer, an encoder's lookahead): copy, so the producer never waits
+            // for it, and let the slot go at once.
+            self.counters.lock().unwrap().copies += 1;
+            let v = f.to_vec();
+            drop(f);
+            gst::Buffer::from_mut_slice(v)
+        } else {
+            wrap_frame(f, self.outstanding.clone())
+        };
+        let obj = self.obj();
+        let my_base = obj.base_time();
+        // Running time of the producer -> absolute monotonic time -> our running time.
+        let map = |t: u64| -> Option<gst::ClockTime> {
+            let t = to_ct(t)?;
+            if live && m.base_time != meta::NONE {
+                let abs = t.nseconds().checked_add(m.base_time)?;
+                let mine = my_base?.nseconds();
+                Some(gst::ClockTime::from_nseconds(abs.saturating_sub(mine)))
+            } else {
+                Some(t)
+            }
+        };
+        gst::trace!(
+            CAT,
+            imp = self,
+            "frame pts {} (producer running time) base {} -> {:?} (my base {:?})",
+            m.pts,
+            m.base_time,
+            map(m.pts),
+            my_base
+        );
+        {
+            let b = buffer.get_mut().expect("fresh buffer");
+            b.set_pts(map(m.pts));
+            b.set_dts(map(m.dts));
+            b.set_duration(to_ct(m.duration));
+            b.set_offset(m.offset);
+            b.set_offset_end(m.offset_end);
+            b.set_flags(gst::BufferFlags::from_bits_truncate(m.flags));
+            if let Some(v) = m.video {
+                let st = self.state.lock().unwrap();
+                let info = st
+                    .as_ref()
+                    .and_then(|s| s.caps.as_ref())
+                    .and_then(|c| gst_video::VideoInfo::from_caps(c).ok());
+                if let Some(info) = info {
+                    let n = v.n_planes as usize;
+                    if n != info.n_planes() as usize {
+                        return Err(format!(
+                            "buffer has {n} planes, caps say {}",
+                            info.n_planes()
+                        ));
+                    }
+                    let offsets: Vec<usize> = v.offsets[..n].iter().map(|&o| o as usize).collect();
+                    gst_video::VideoMeta::add_full(
+                        b,
+                        gst_video::VideoFrameFlags::empty(),
+                        info.format(),
+                        info.width(),
+                        info.height(),
+                        &offsets,
+                        &v.strides[..n],
+                    )
+                    .map_err(|e| format!("video layout does not fit the buffer: {e}"))?;
+                }
+            }
+        }
+        let mut c = self.counters.lock().unwrap();
+        c.frames += 1;
+        c.bytes += len as u64;
+        Ok(buffer)
+    }
+
+    /// Handles one event of the consumer; `Next::Again` when nothing goes downstream
+    /// as a buffer yet.
+    fn handle(&self, ev: Event) -> Result<Next, gst::FlowError> {
+        match ev {
+            Event::Frame(f) => {
+                self.counters.lock().unwrap().dropped += f.dropped_before() as u64;
+                let discont = f.dropped_before() > 0;
+                let mut b = self.buffer_of(f).map_err(|e| {
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::Decode,
+                        ["Producer sent bad buffer metadata: {}", e]
+                    );
+                    gst::FlowError::Error
+                })?;
+                if discont {
+                    b.make_mut().set_flags(gst::BufferFlags::DISCONT);
+                }
+                Ok(Next::Buffer(b))
+            }
+            Event::Side { payload, .. } => {
+                let side = Side::decode(&payload).map_err(|e| {
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::Decode,
+                        ["Producer sent a bad side message: {}", e]
+                    );
+                    gst::FlowError::Error
+                })?;
+                self.side(side)
+            }
+            Event::End { reason } => {
+                gst::info!(CAT, imp = self, "producer ended the stream: {reason}");
+                Err(gst::FlowError::Eos)
+            }
+        }
+    }
+
+    fn side(&self, side: Side) -> Result<Next, gst::FlowError> {
+        let obj = self.obj();
+        let pad = obj.static_pad("src").expect("src pad");
+        match side {
+            Side::Caps(caps) => {
+                let same = self
+                    .state
+                    .lock()
+                    .unwrap()
+                    .as_ref()
+                    .and_then(|s| s.caps.clone())
+                    .is_some_and(|c| c == caps);
+                if !same {
+                    gst::debug!(CAT, imp = self, "caps {caps}");
+                    if obj.set_caps(&caps).is_err() {
+                        let theirs = pad.peer_query_caps(None);
+                        gst::element_imp_error!(
+                            self,
+                            gst::CoreError::Negotiation,
+                            [
+                                "Downstream refuses the producer's caps {} (it accepts {})",
+                                caps,
+                                theirs
+                            ]
+                        );
+                        return Err(gst::FlowError::NotNegotiated);
+                    }
+                    if let Some(st) = self.state.lock().unwrap().as_mut() {
+                        st.caps = Some(caps);
+                    }
+                }
+            }
+            Side::StreamStart { stream_id } => {
+                let first = self
+                    .state
+                    .lock()
+                    .unwrap()
+                    .as_mut()
+                    .map(|s| !std::mem::replace(&mut s.stream_started, true))
+                    .unwrap_or(false);
+                // BaseSrc sends one stream-start itself; after a reconnect the new
+                // stream gets its own, in a new group.
+                if first && self.counters.lock().unwrap().reconnects > 0 {
+                    pad.push_event(
+                        gst::event::StreamStart::builder(&stream_id)
+                            .group_id(gst::GroupId::next())
+                            .build(),
+                    );
+                }
+            }
+            Side::Tags(t) => {
+                pad.push_event(gst::event::Tag::new(t));
+            }
+            Side::Gap { pts, duration } => {
+                if let Some(p) = to_ct(pts) {
+                    pad.push_event(
+                        gst::event::Gap::builder(p)
+                            .duration(to_ct(duration))
+                            .build(),
+                    );
+                }
+            }
+            Side::Eos => return Err(gst::FlowError::Eos),
+            Side::Custom(s) => {
+                pad.push_event(gst::event::CustomDownstream::new(s));
+            }
+        }
+        Ok(Next::Again)
+    }
+
+    fn stats(&self) -> gst::Structure {
+        let c = *self.counters.lock().unwrap();
+        gst::Structure::builder("shmringsrc-stats")
+            .field("frames", c.frames)
+            .field("bytes", c.bytes)
+            .field("copies", c.copies)
+            .field("dropped", c.dropped)
+            .field("reconnects", c.reconnects)
+            .build()
+    }
+}
+
+/// Wraps a frame's shared payload as a read-only `GstMemory` without copying; the
+/// frame (and with it the slot) is released when GStreamer frees the memory.
+fn wrap_frame(f: Frame, outstanding: Arc<AtomicUsize>) -> gst::Buffer {
+    unsafe extern "C" fn free_frame(p: glib::ffi::gpointer) {
+        // SAFETY: `p` is the Box leaked below, handed to GStreamer exactly once as the
+        // memory's user data; GStreamer calls this notify exactly once.
+        let b = unsafe { Box::from_raw(p as *mut (Frame, Arc<AtomicUsize>)) };
+        b.1.fetch_sub(1, Ordering::AcqRel);
+    }
+    let len = f.len();
+    let ptr = f.as_ptr();
+    outstanding.fetch_add(1, Ordering::AcqRel);
+    let boxed = Box::into_raw(Box::new((f, outstanding)));
+    // SAFETY: `ptr` points at `len` bytes mapped read-only for as long as the Frame
+    // lives; the Frame is owned by the memory and freed by `free_frame` only when
+    // GStreamer drops the memory. The memory is flagged READONLY, so GStreamer never
+    // writes through it (and the mapping is PROT_READ anyway: a write would fault,
+    // never corrupt). A hostile producer may still change the bytes: downstream sees
+    // possibly torn pixels, which the trust model accepts for zero-copy.
+    unsafe {
+        let mem = gst::ffi::gst_memory_new_wrapped(
+            gst::ffi::GST_MEMORY_FLAG_READONLY,
+            ptr as glib::ffi::gpointer,
+            len,
+            0,
+            len,
+            boxed as glib::ffi::gpointer,
+            Some(free_frame),
+        );
+        let mut buffer = gst::Buffer::new();
+        buffer
+            .get_mut()
+            .expect("fresh buffer")
+            .append_memory(glib::translate::from_glib_full(mem));
+        buffer
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for Src {
+    const NAME: &'static str = "GstShmringSrc";
+    type Type = ShmringSrc;
+    type ParentType = gst_base::PushSrc;
+}
+
+impl ObjectImpl for Src {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecString::builder("socket-path")
+                    .nick("Socket path")
+                    .blurb("Unix socket path of the shmringsink to receive from")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecInt::builder("socket-fd")
+                    .nick("Socket fd")
+                    .blurb("An inherited, already connected socket to the producer (used instead of socket-path; -1: none). The element uses a duplicate; the application keeps its fd")
+                    .minimum(-1)
+                    .default_value(-1)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("copy")
+                    .nick("Copy")
+                    .blurb("Copy each buffer out of shared memory (a private snapshot the producer cannot change) instead of wrapping the shared slot read-only")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("reconnect")
+                    .nick("Reconnect")
+                    .blurb("Wait for a producer to (re)appear instead of failing: survives producer restarts with a new stream-start, caps and segment")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("reconnect-interval")
+                    .nick("Reconnect interval")
+                    .blurb("Milliseconds between connection attempts when reconnect=true")
+                    .minimum(1)
+                    .default_value(100)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("spin-time")
+                    .nick("Spin time")
+                    .blurb("Microseconds to poll shared memory before sleeping on the doorbell (0: sleep at once; more: lower latency, more CPU)")
+                    .default_value(20)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("is-live")
+                    .nick("Live")
+                    .blurb("Act as a live source, mapping the producer's running time onto this pipeline's through the monotonic clock (A/V sync across processes)")
+                    .default_value(true)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("zero-copy-limit")
+                    .nick("Zero-copy limit")
+                    .blurb("Most shared slots downstream may hold at once; further buffers are copied so that an element holding buffers (queue, filesink, encoder lookahead) never stalls the producer. Keep it below the sink's slots / 2")
+                    .minimum(0)
+                    .default_value(3)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb("frames, bytes, copies, dropped (by the producer for this consumer), reconnects")
+                    .read_only()
+                    .build(),
+            ]
+        });
+        PROPS.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = self.settings.lock().unwrap();
+        match pspec.name() {
+            "socket-path" => s.socket_path = value.get().unwrap(),
+            "socket-fd" => s.socket_fd = value.get().unwrap(),
+            "copy" => s.copy = value.get().unwrap(),
+            "reconnect" => s.reconnect = value.get().unwrap(),
+            "reconnect-interval" => s.reconnect_interval_ms = value.get().unwrap(),
+            "spin-time" => s.spin_time_us = value.get().unwrap(),
+            "zero-copy-limit" => s.zero_copy_limit = value.get().unwrap(),
+            "is-live" => {
+                s.is_live = value.get().unwrap();
+                // BaseSrc reads this before `start`, when it decides on preroll.
+                self.obj().set_live(s.is_live);
+            }
+            other => unreachable!("no property {other}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let s = self.settings.lock().unwrap().clone();
+        match pspec.name() {
+            "socket-path" => s.socket_path.to_value(),
+            "socket-fd" => s.socket_fd.to_value(),
+            "copy" => s.copy.to_value(),
+            "reconnect" => s.reconnect.to_value(),
+            "reconnect-interval" => s.reconnect_interval_ms.to_value(),
+            "spin-time" => s.spin_time_us.to_value(),
+            "is-live" => s.is_live.to_value(),
+            "zero-copy-limit" => s.zero_copy_limit.to_value(),
+            "stats" => self.stats().to_value(),
+            other => unreachable!("no property {other}"),
+        }
+    }
+
+    fn constructed(&self) {
+        self.parent_constructed();
+        let obj = self.obj();
+        obj.set_format(gst::Format::Time);
+        obj.set_live(Settings::default().is_live);
+    }
+}
+
+impl GstObjectImpl for Src {}
+
+impl ElementImpl for Src {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "shmring source",
+                "Source/Video/Audio",
+                "Receives raw buffers, caps and events from a shmringsink in another process through sealed shared memory, without copying; a lying producer gets an error, never a crash",
+                "shmring developers",
+            )
+        });
+        Some(&*META)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static T: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            vec![
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &gst::Caps::new_any(),
+                )
+                .unwrap(),
+            ]
+        });
+        T.as_ref()
+    }
+}
+
+impl BaseSrcImpl for Src {
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let s = self.settings.lock().unwrap().clone();
+        if s.socket_path.is_none() && s.socket_fd < 0 {
+            return Err(gst::error_msg!(
+                gst::ResourceError::Settings,
+                ["neither socket-path nor socket-fd is set"]
+            ));
+        }
+        let own = shmring::Waker::new()
+            .map_err(|e| gst::error_msg!(gst::ResourceError::Failed, ["{}", e]))?;
+        *self.wakers.lock().unwrap() = vec![own];
+        *self.counters.lock().unwrap() = Counters::default();
+        *self.state.lock().unwrap() = Some(State {
+            consumer: None,
+            caps: None,
+            stream_started: false,
+        });
+        if !s.reconnect {
+            // Fail at start, where the user sees why, rather than at the first buffer.
+            let c = self.connect(&s).map_err(|e| {
+                gst::error_msg!(
+                    gst::ResourceError::OpenRead,
+                    [
+                        "Cannot receive from {}: {}",
+                        s.socket_path.as_deref().unwrap_or("socket-fd"),
+                        e
+                    ]
+                )
+            })?;
+            self.install(c);
+        }
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        *self.state.lock().unwrap() = None;
+        self.wakers.lock().unwrap().clear();
+        Ok(())
+    }
+
+    fn is_seekable(&self) -> bool {
+        false
+    }
+
+    fn unlock(&self) -> Result<(), gst::ErrorMessage> {
+        for w in self.wakers.lock().unwrap().iter() {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    fn unlock_stop(&self) -> Result<(), gst::ErrorMessage> {
+        for w in self.wakers.lock().unwrap().iter() {
+            w.take();
+        }
+        Ok(())
+    }
+
+    fn query(&self, query: &mut gst::QueryRef) -> bool {
+        if let gst::QueryViewMut::Latency(q) = query.view_mut() {
+            let live = self.settings.lock().unwrap().is_live;
+            q.set(live, gst::ClockTime::ZERO, gst::ClockTime::NONE);
+            return true;
+        }
+        BaseSrcImplExt::parent_query(self, query)
+    }
+}
+
+impl PushSrcImpl for Src {
+    fn create(
+        &self,
+        _buffer: Option<&mut gst::BufferRef>,
+    ) -> Result<CreateSuccess, gst::FlowError> {
+        loop {
+            let s = self.settings.lock().unwrap().clone();
+            // Take the consumer out so that unlock and property reads do not wait
+            // for a blocked receive.
+            let consumer = self
+                .state
+                .lock()
+                .unwrap()
+                .as_mut()
+                .ok_or(gst::FlowError::Flushing)?
+                .consumer
+                .take();
+            let mut consumer = match consumer {
+                Some(c) => c,
+                None => match self.connect(&s) {
+                    Ok(c) => {
+                        gst::info!(CAT, imp = self, "connected to the producer");
+                        if self.counters.lock().unwrap().frames > 0 {
+                            self.counters.lock().unwrap().reconnects += 1;
+                        }
+                        self.install(c);
+                        continue;
+                    }
+                    Err(shmring::Error::Interrupted) => return Err(gst::FlowError::Flushing),
+                    Err(e) => {
+                        gst::element_imp_error!(
+                            self,
+                            gst::ResourceError::OpenRead,
+                            ["Cannot connect to the producer: {}", e]
+                        );
+                        return Err(gst::FlowError::Error);
+                    }
+                },
+            };
+            let r = consumer.recv();
+            let put_back = |c: Consumer| {
+                if let Some(st) = self.state.lock().unwrap().as_mut() {
+                    st.consumer = Some(c);
+                }
+            };
+            match r {
+                Ok(ev) => {
+                    put_back(consumer);
+                    match self.handle(ev) {
+                        Ok(Next::Buffer(b)) => return Ok(CreateSuccess::NewBuffer(b)),
+                        Ok(Next::Again) => continue,
+                        Err(gst::FlowError::Eos) if s.reconnect => {
+                            // The producer ended this stream; wait for the next one.
+                            self.drop_consumer();
+                            return Err(gst::FlowError::Eos);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(shmring::Error::Interrupted) => {
+                    put_back(consumer);
+                    return Err(gst::FlowError::Flushing);
+                }
+                Err(e) if s.reconnect => {
+                    gst::warning!(CAT, imp = self, "producer lost ({e}); reconnecting");
+                    self.counters.lock().unwrap().reconnects += 1;
+                    self.drop_consumer();
+                    continue;
+                }
+                Err(shmring::Error::PeerGone) => {
+                    gst::element_imp_error!(
+                        self,
+                        gst::ResourceError::Read,
+                        ["The producer went away without ending the stream"]
+                    );
+                    return Err(gst::FlowError::Error);
+                }
+                Err(e) => {
+                    gst::element_imp_error!(
+                        self,
+                        gst::ResourceError::Read,
+                        ["Producer failed: {}", e]
+                    );
+                    return Err(gst::FlowError::Error);
+                }
+            }
+        }
+    }
+}
+
+impl Src {
+    fn drop_consumer(&self) {
+        let mut w = self.wakers.lock().unwrap();
+        w.truncate(1);
+        drop(w);
+        if let Some(st) = self.state.lock().unwrap().as_mut() {
+            st.consumer = None;
+            st.stream_started = false;
+        }
+    }
+}
+
+glib::wrapper! {
+    /// `shmringsrc`.
+    pub struct ShmringSrc(ObjectSubclass<Src>) @extends gst_base::PushSrc, gst_base::BaseSrc, gst::Element, gst::Object;
+}
+
+pub(crate) fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    gst::Element::register(
+        Some(plugin),
+        "shmringsrc",
+        gst::Rank::NONE,
+        ShmringSrc::static_type(),
+    )
+}

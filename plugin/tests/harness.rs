@@ -1,0 +1,287 @@
+//! The elements in-process with `gst_check::Harness`, each against the other end of
+//! the frame channel played directly with `shmring` (real sockets and memfds).
+
+use std::str::FromStr;
+use std::sync::Once;
+use std::time::Duration;
+
+use gst::prelude::*;
+use gst_check::Harness;
+use gstshmring::meta::{self, BufferMeta, Side, VideoLayout};
+use shmring::{Consumer, ConsumerConfig, Event, Producer, ProducerConfig};
+
+fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        gst::init().unwrap();
+        gstshmring::plugin_register_static().unwrap();
+    });
+}
+
+fn sock(tag: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("shmring-plugin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(tag).to_str().unwrap().to_owned()
+}
+
+fn next(c: &mut Consumer) -> Event {
+    c.recv_timeout(Duration::from_secs(60)).unwrap()
+}
+
+fn side(c: &mut Consumer) -> Side {
+    match next(c) {
+        Event::Side { payload, .. } => Side::decode(&payload).unwrap(),
+        other => panic!("expected a side message, got {other:?}"),
+    }
+}
+
+#[test]
+fn sink_sends_events_in_order_and_buffers_with_their_metadata() {
+    init();
+    let path = sock("sink");
+    let e = gst::ElementFactory::make("shmringsink")
+        .property("socket-path", &path)
+        .build()
+        .unwrap();
+    let mut h = Harness::with_element(&e, Some("sink"), None);
+    h.play();
+    let mut c = Consumer::connect(&path, ConsumerConfig::default()).unwrap();
+    h.push_event(gst::event::StreamStart::new("the-stream"));
+    let caps =
+        gst::Caps::from_str("video/x-raw,format=GRAY8,width=4,height=2,framerate=30/1").unwrap();
+    h.push_event(gst::event::Caps::new(&caps));
+    let mut seg = gst::FormattedSegment::<gst::ClockTime>::new();
+    seg.set_start(gst::ClockTime::from_seconds(10));
+    h.push_event(gst::event::Segment::new(&seg));
+    let mut b = gst::Buffer::from_slice(vec![1u8, 2, 3, 4, 5, 6, 7, 8]);
+    {
+        let b = b.get_mut().unwrap();
+        b.set_pts(gst::ClockTime::from_seconds(11));
+        b.set_duration(gst::ClockTime::from_mseconds(33));
+        b.set_offset(7);
+        b.set_offset_end(8);
+        b.set_flags(gst::BufferFlags::DELTA_UNIT);
+    }
+    assert_eq!(h.push(b), Ok(gst::FlowSuccess::Ok));
+    let tags = gst::TagList::new();
+    h.push_event(gst::event::Tag::new(tags));
+    h.push_event(gst::event::CustomDownstream::new(
+        gst::Structure::from_str("app-event, n=(int)5").unwrap(),
+    ));
+    h.push_event(gst::event::Eos::new());
+
+    assert_eq!(
+        side(&mut c),
+        Side::StreamStart {
+            stream_id: "the-stream".into()
+        }
+    );
+    assert_eq!(side(&mut c), Side::Caps(caps));
+    match next(&mut c) {
+        Event::Frame(f) => {
+            assert_eq!(f.to_vec(), [1, 2, 3, 4, 5, 6, 7, 8]);
+            let m = BufferMeta::decode(f.meta()).unwrap();
+            assert_eq!(
+                m.pts,
+                gst::ClockTime::from_seconds(1).nseconds(),
+                "running time"
+            );
+            assert_eq!(m.dts, meta::NONE);
+            assert_eq!(m.duration, 33_000_000);
+            assert_eq!((m.offset, m.offset_end), (7, 8));
+            assert_eq!(m.flags, gst::BufferFlags::DELTA_UNIT.bits());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(side(&mut c), Side::Tags(_)));
+    match side(&mut c) {
+        Side::Custom(s) => assert_eq!(s.name(), "app-event"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(side(&mut c), Side::Eos);
+    let stats = h.element().unwrap().property::<gst::Structure>("stats");
+    assert_eq!(stats.get::<u64>("frames").unwrap(), 1);
+    assert_eq!(stats.get::<u32>("consumers").unwrap(), 1);
+}
+
+#[test]
+fn sink_refuses_to_start_without_a_path_and_on_a_live_socket() {
+    init();
+    let e = gst::ElementFactory::make("shmringsink").build().unwrap();
+    assert!(e.set_state(gst::State::Paused).is_err());
+    let path = sock("taken");
+    let _p = Producer::bind(&path, ProducerConfig::default()).unwrap();
+    e.set_property("socket-path", &path);
+    assert!(e.set_state(gst::State::Paused).is_err());
+    e.set_state(gst::State::Null).unwrap();
+}
+
+fn publish(p: &Producer, bytes: &[u8], m: &BufferMeta) {
+    let mut s = p.acquire(bytes.len()).unwrap();
+    s.write(0, bytes).unwrap();
+    s.publish(bytes.len(), &m.encode()).unwrap();
+}
+
+fn meta(pts_ms: u64) -> BufferMeta {
+    BufferMeta {
+        pts: pts_ms * 1_000_000,
+        dts: meta::NONE,
+        duration: 10_000_000,
+        offset: 3,
+        offset_end: 4,
+        base_time: meta::NONE,
+        flags: 0,
+        video: None,
+    }
+}
+
+fn src_harness(path: &str, copy: bool) -> Harness {
+    let e = gst::ElementFactory::make("shmringsrc")
+        .property("socket-path", path)
+        .property("is-live", false)
+        .property("copy", copy)
+        .build()
+        .unwrap();
+    // The element's messages (errors) land here.
+    e.set_bus(Some(&gst::Bus::new()));
+    let mut h = Harness::with_element(&e, None, Some("src"));
+    h.play();
+    h
+}
+
+#[test]
+fn src_outputs_the_producers_caps_buffers_timestamps_and_video_layout() {
+    init();
+    let path = sock("src");
+    let p = Producer::bind(&path, ProducerConfig::default()).unwrap();
+    let caps =
+        gst::Caps::from_str("video/x-raw,format=I420,width=4,height=2,framerate=30/1").unwrap();
+    p.send_side(&Side::Caps(caps.clone()).encode(), meta::key::CAPS)
+        .unwrap();
+    let mut h = src_harness(&path, false);
+    p.wait_for_consumers(1, Some(Duration::from_secs(60)))
+        .unwrap();
+    // A padded I420 frame: Y stride 8 (4 used), U and V stride 4 (2 used).
+    let frame: Vec<u8> = (0..32u8).collect();
+    let mut m = meta(20);
+    m.video = Some(VideoLayout {
+        n_planes: 3,
+        offsets: [0, 16, 24, 0],
+        strides: [8, 4, 4, 0],
+    });
+    publish(&p, &frame, &m);
+    let b = h.pull().unwrap();
+    assert_eq!(h.sinkpad().unwrap().current_caps().unwrap(), caps);
+    assert_eq!(b.map_readable().unwrap().as_slice(), frame.as_slice());
+    assert_eq!(b.pts(), Some(gst::ClockTime::from_mseconds(20)));
+    assert_eq!(b.duration(), Some(gst::ClockTime::from_mseconds(10)));
+    assert_eq!((b.offset(), b.offset_end()), (3, 4));
+    let vm = b.meta::<gst_video::VideoMeta>().expect("video meta");
+    assert_eq!(vm.stride()[..3], [8, 4, 4]);
+    assert_eq!(vm.offset()[..3], [0, 16, 24]);
+    // Zero copy: the buffer's memory is the shared slot, read-only.
+    assert!(
+        b.peek_memory(0)
+            .flags()
+            .contains(gst::MemoryFlags::READONLY)
+    );
+    // The slot goes back when the buffer is dropped.
+    assert_eq!(p.stats().consumers[0].held, 1);
+    drop(b);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while p.stats().consumers[0].held != 0 {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn src_changes_caps_mid_stream_and_ends_on_eos() {
+    init();
+    let path = sock("caps");
+    let p = Producer::bind(&path, ProducerConfig::default()).unwrap();
+    let caps1 =
+        gst::Caps::from_str("audio/x-raw,format=S16LE,rate=48000,channels=2,layout=interleaved")
+            .unwrap();
+    let caps2 =
+        gst::Caps::from_str("audio/x-raw,format=S16LE,rate=44100,channels=1,layout=interleaved")
+            .unwrap();
+    p.send_side(&Side::Caps(caps1.clone()).encode(), meta::key::CAPS)
+        .unwrap();
+    let mut h = src_harness(&path, false);
+    p.wait_for_consumers(1, Some(Duration::from_secs(60)))
+        .unwrap();
+    publish(&p, &[0u8; 1920], &meta(0));
+    p.send_side(&Side::Caps(caps2.clone()).encode(), meta::key::CAPS)
+        .unwrap();
+    publish(&p, &[1u8; 882], &meta(10));
+    p.send_side(&Side::Eos.encode(), 0).unwrap();
+    assert_eq!(h.pull().unwrap().size(), 1920);
+    assert_eq!(h.pull().unwrap().size(), 882);
+    // The events, in order: two caps, then EOS.
+    let mut caps = Vec::new();
+    loop {
+        let ev = h.pull_event().unwrap();
+        match ev.view() {
+            gst::EventView::Caps(c) => caps.push(c.caps_owned()),
+            gst::EventView::Eos(_) => break,
+            _ => {}
+        }
+    }
+    assert_eq!(caps, [caps1, caps2]);
+}
+
+#[test]
+fn src_copy_mode_gives_private_writable_buffers() {
+    init();
+    let path = sock("copy");
+    let p = Producer::bind(&path, ProducerConfig::default()).unwrap();
+    p.send_side(
+        &Side::Caps(gst::Caps::from_str("application/x-test").unwrap()).encode(),
+        meta::key::CAPS,
+    )
+    .unwrap();
+    let mut h = src_harness(&path, true);
+    p.wait_for_consumers(1, Some(Duration::from_secs(60)))
+        .unwrap();
+    publish(&p, b"hello", &meta(0));
+    let b = h.pull().unwrap();
+    assert!(
+        !b.peek_memory(0)
+            .flags()
+            .contains(gst::MemoryFlags::READONLY)
+    );
+    assert_eq!(b.map_readable().unwrap().as_slice(), b"hello");
+    // Released at receipt, before the buffer goes.
+    assert_eq!(p.stats().consumers[0].held, 0);
+    let stats = h.element().unwrap().property::<gst::Structure>("stats");
+    assert_eq!(stats.get::<u64>("copies").unwrap(), 1);
+}
+
+#[test]
+fn src_posts_an_error_naming_a_lying_producers_fault() {
+    init();
+    let path = sock("liar");
+    let p = Producer::bind(&path, ProducerConfig::default()).unwrap();
+    let pipeline = gst::parse::launch(&format!(
+        "shmringsrc socket-path={path} is-live=false ! fakesink"
+    ))
+    .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    p.wait_for_consumers(1, Some(Duration::from_secs(60)))
+        .unwrap();
+    p.send_side(b"\x63garbage", 0).unwrap();
+    let msg = pipeline
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(gst::ClockTime::from_seconds(60), &[gst::MessageType::Error])
+        .expect("an error message");
+    let gst::MessageView::Error(err) = msg.view() else {
+        unreachable!()
+    };
+    let text = format!("{} {:?}", err.error(), err.debug());
+    assert!(text.contains("unknown side message type 99"), "{text}");
+    pipeline.set_state(gst::State::Null).unwrap();
+    // The process (this test) is still here, and the producer still serves.
+    assert!(p.stats().joined == 1);
+}
