@@ -9,7 +9,7 @@ DEB_PACKAGES := build-essential pkg-config libgstreamer1.0-dev libgstreamer-plug
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LOOM_TARGET := target/loom
 
-.PHONY: all deps build demo frame-demo test lint loom valgrind fuzz bench clean
+.PHONY: all deps build demo ring-demo frame-demo test lint loom valgrind fuzz bench clean
 
 all: build
 
@@ -30,8 +30,13 @@ deps:
 build: deps
 	$(CARGO) build --release --workspace --all-targets
 
-## demo: the main job — two processes streaming through the sealed ring
+## demo: the main job — two gst-launch-1.0 processes pass live 1080p video through shmring
 demo: deps
+	$(CARGO) build --release -p gst-plugin-shmring
+	./examples/gst-demo.sh 3
+
+## ring-demo: two processes streaming 64 KiB messages through the sealed ring alone
+ring-demo: deps
 	$(CARGO) build --release -p examples --example ring-demo
 	./target/release/examples/ring-demo 3
 
