@@ -56,6 +56,7 @@ loom: deps
 
 ## test: deps, format, lints, every test (unit, doc, cross-process, loom)
 test: lint
+	$(CARGO) build -p gst-plugin-shmring   # libgstshmring.so, which the gst-launch tests load
 	$(CARGO) test --workspace
 	$(MAKE) --no-print-directory loom
 

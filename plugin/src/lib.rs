@@ -14,6 +14,7 @@
 use gst::glib;
 
 pub mod meta;
+mod pool;
 mod sink;
 mod src;
 

@@ -1,6 +1,6 @@
 //! `shmringsink`: serves buffers to any number of `shmringsrc`s over the frame channel.
 
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use gst::glib;
@@ -11,6 +11,7 @@ use shmring::frame::Policy;
 use shmring::{Producer, ProducerConfig};
 
 use crate::meta::{self, BufferMeta, Side, VideoLayout, ct};
+use crate::pool::{Registry, SlotPool, SlotState};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -68,7 +69,7 @@ struct Counters {
 }
 
 struct State {
-    producer: Producer,
+    producer: Arc<Producer>,
     segment: Option<gst::FormattedSegment<gst::ClockTime>>,
     waited: bool,
 }
@@ -81,6 +82,8 @@ pub struct Sink {
     counters: Mutex<Counters>,
     /// Interrupts a blocked render (unlock); cloned out of the producer at start.
     waker: Mutex<Option<shmring::Waker>>,
+    /// The slots our pool's buffers wrap, by address.
+    registry: Arc<Registry>,
 }
 
 fn parse_uids(s: &str) -> Result<Vec<u32>, String> {
@@ -174,6 +177,34 @@ impl Sink {
             s.set("consumer-stats", gst::Array::new(per));
         }
         s
+    }
+
+    /// The unpublished slot `buffer` was rendered into, if it comes from our pool
+    /// and still covers the slot from its start.
+    fn slot_of(
+        &self,
+        buffer: &gst::Buffer,
+    ) -> Option<(Arc<crate::pool::Holder>, shmring::WriteSlot)> {
+        if buffer.n_memory() != 1 {
+            return None;
+        }
+        let mem = buffer.peek_memory(0);
+        let holder = self.registry.get(mem.as_ptr() as usize)?;
+        // Upstream may have resized the memory; publish from the slot's start only.
+        if mem.offset() != 0 {
+            return None;
+        }
+        let mut h = holder.lock().unwrap();
+        match &*h {
+            SlotState::Writable(slot) if buffer.size() <= slot.capacity() => {}
+            // Published already (the same buffer rendered twice) or resized: copy it.
+            _ => return None,
+        }
+        let SlotState::Writable(slot) = std::mem::replace(&mut *h, SlotState::Taken) else {
+            unreachable!("checked above")
+        };
+        drop(h);
+        Some((holder, slot))
     }
 
     fn log_events(&self, p: &Producer) {
@@ -352,7 +383,7 @@ impl BaseSinkImpl for Sink {
         *self.waker.lock().unwrap() = Some(producer.waker());
         *self.counters.lock().unwrap() = Counters::default();
         *self.state.lock().unwrap() = Some(State {
-            producer,
+            producer: Arc::new(producer),
             segment: None,
             waited: false,
         });
@@ -362,7 +393,15 @@ impl BaseSinkImpl for Sink {
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         if let Some(st) = self.state.lock().unwrap().take() {
             self.log_events(&st.producer);
-            gst::info!(CAT, imp = self, "stopped: {:?}", st.producer.stats());
+            let c = self.counters.lock().unwrap();
+            gst::info!(
+                CAT,
+                imp = self,
+                "stopped: {} buffers zero-copy, {} copied; {:?}",
+                c.zero_copy,
+                c.copies,
+                st.producer.stats()
+            );
         }
         *self.waker.lock().unwrap() = None;
         Ok(())
@@ -389,6 +428,51 @@ impl BaseSinkImpl for Sink {
         } else {
             Err(gst::loggable_error!(CAT, "cannot send caps"))
         }
+    }
+
+    fn propose_allocation(
+        &self,
+        query: &mut gst::query::Allocation,
+    ) -> Result<(), gst::LoggableError> {
+        self.parent_propose_allocation(query)?;
+        let (caps, need_pool) = query.get_owned();
+        // Raw video: a pool of shared slots, so upstream renders in place. Other
+        // streams (audio buffers vary in size) are copied once into a slot.
+        let Some(info) = caps
+            .as_ref()
+            .and_then(|c| gst_video::VideoInfo::from_caps(c).ok())
+        else {
+            return Ok(());
+        };
+        query.add_allocation_meta::<gst_video::VideoMeta>(None);
+        if !need_pool {
+            return Ok(());
+        }
+        let Some(producer) = self
+            .state
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|s| s.producer.clone())
+        else {
+            return Ok(());
+        };
+        let slots = self.settings.lock().unwrap().slots;
+        let max = (slots / 2).max(2);
+        let size = info.size() as u32;
+        let pool = SlotPool::new(producer, self.registry.clone());
+        let mut config = pool.config();
+        config.set_params(caps.as_ref(), size, 2, max);
+        config.add_option("GstBufferPoolOptionVideoMeta");
+        pool.set_config(config)
+            .map_err(|e| gst::loggable_error!(CAT, "pool config: {e}"))?;
+        query.add_allocation_pool(Some(&pool), size, 2, max);
+        gst::debug!(
+            CAT,
+            imp = self,
+            "proposed a pool of {max} slots of {size} bytes"
+        );
+        Ok(())
     }
 
     fn event(&self, event: gst::Event) -> bool {
@@ -459,6 +543,26 @@ impl BaseSinkImpl for Sink {
             }
         }
         let m = self.buffer_meta(buffer, st);
+        // Rendered into one of our slots (our pool upstream): publish it as it is.
+        if let Some((holder, slot)) = self.slot_of(buffer) {
+            let r = slot.publish_held(0, buffer.size(), &m.encode());
+            let r = r.map(|(n, held)| {
+                *holder.lock().unwrap() = SlotState::Published { _held: held };
+                n
+            });
+            self.log_events(&st.producer);
+            return match r {
+                Ok(_) => {
+                    self.counters.lock().unwrap().zero_copy += 1;
+                    Ok(gst::FlowSuccess::Ok)
+                }
+                Err(shmring::Error::Interrupted) => Err(gst::FlowError::Flushing),
+                Err(e) => {
+                    gst::element_imp_error!(self, gst::ResourceError::Write, ["{}", e]);
+                    Err(gst::FlowError::Error)
+                }
+            };
+        }
         let map = buffer.map_readable().map_err(|_| {
             gst::element_imp_error!(self, gst::ResourceError::Read, ["Cannot map buffer"]);
             gst::FlowError::Error

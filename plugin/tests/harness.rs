@@ -285,3 +285,59 @@ fn src_posts_an_error_naming_a_lying_producers_fault() {
     // The process (this test) is still here, and the producer still serves.
     assert!(p.stats().joined == 1);
 }
+
+#[test]
+fn videotestsrc_renders_into_shared_slots_without_a_copy() {
+    init();
+    let path = sock("zerocopy");
+    let caps = "video/x-raw,format=I420,width=320,height=240,framerate=30/1";
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=20 pattern=smpte ! {caps} ! shmringsink name=s socket-path={path} wait-for-connection=true"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut c = Consumer::connect(&path, ConsumerConfig::default()).unwrap();
+    // The same frames straight from the source, for comparison.
+    let direct = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=20 pattern=smpte ! {caps} ! appsink name=a sync=false"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let appsink = direct.by_name("a").unwrap();
+    direct.set_state(gst::State::Playing).unwrap();
+    let mut frames = 0;
+    loop {
+        match next(&mut c) {
+            Event::Frame(f) => {
+                let sample = appsink.emit_by_name::<Option<gst::Sample>>("pull-sample", &[]);
+                let want = sample
+                    .unwrap()
+                    .buffer()
+                    .unwrap()
+                    .map_readable()
+                    .unwrap()
+                    .to_vec();
+                assert!(f.to_vec() == want, "frame {frames} differs");
+                frames += 1;
+            }
+            Event::Side { payload, .. } => {
+                if Side::decode(&payload).unwrap() == Side::Eos {
+                    break;
+                }
+            }
+            Event::End { .. } => break,
+        }
+    }
+    assert_eq!(frames, 20);
+    let stats = pipeline
+        .by_name("s")
+        .unwrap()
+        .property::<gst::Structure>("stats");
+    assert_eq!(stats.get::<u64>("zero-copy").unwrap(), 20, "{stats}");
+    assert_eq!(stats.get::<u64>("copies").unwrap(), 0, "{stats}");
+    pipeline.set_state(gst::State::Null).unwrap();
+    direct.set_state(gst::State::Null).unwrap();
+}

@@ -445,3 +445,24 @@ fn socket_is_owner_only_by_default_and_its_mode_configurable() {
     drop(p);
     assert!(!path.exists(), "the socket goes with its producer");
 }
+
+#[test]
+fn a_held_slot_is_not_reused_until_its_holder_lets_go() {
+    let p = Producer::bind(sock_path("held"), patient()).unwrap();
+    let mut c = connect(&p);
+    wait_consumers(&p, 1);
+    let mut s = p.acquire(100).unwrap();
+    s.write(0, &[7; 100]).unwrap();
+    let slot = s.slot();
+    let (n, held) = s.publish_held(0, 100, &0u64.to_le_bytes()).unwrap();
+    assert_eq!(n, 1);
+    drop(expect_frame(&mut c)); // the consumer is done with it
+    assert_eq!(p.stats().consumers[0].held, 0);
+    assert_eq!(p.stats().free_slots, 7, "still held locally");
+    // Every other slot can be handed out; this one cannot.
+    let others: Vec<_> = (0..7).map(|_| p.acquire(100).unwrap()).collect();
+    assert!(others.iter().all(|o| o.slot() != slot));
+    drop(others);
+    drop(held);
+    assert_eq!(p.stats().free_slots, 8);
+}

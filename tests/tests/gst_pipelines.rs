@@ -225,3 +225,13 @@ fn producer_gone_without_eos_is_an_error_unless_reconnect() {
     let (ok, err) = wait(reconnecting);
     assert!(ok, "reconnecting consumer failed: {err}");
 }
+
+#[test]
+fn buffers_pushed_twice_arrive_intact() {
+    // videorate pushes the same buffer again to double the frame rate: the sink
+    // publishes it once in place, then copies it (its slot stays held meanwhile).
+    same_bytes_as_direct(
+        "dup",
+        "videotestsrc num-buffers=10 pattern=ball ! video/x-raw,format=I420,width=320,height=240,framerate=15/1 ! videorate ! video/x-raw,framerate=30/1",
+    );
+}

@@ -36,7 +36,8 @@ mod producer;
 
 pub use consumer::{Backoff, Consumer, ConsumerConfig, Event, Frame};
 pub use producer::{
-    ConsumerEvent, ConsumerStats, Policy, Producer, ProducerConfig, ProducerStats, WriteSlot,
+    ConsumerEvent, ConsumerStats, HeldSlot, Policy, Producer, ProducerConfig, ProducerStats,
+    WriteSlot,
 };
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -54,6 +55,7 @@ const _: () = {
     const fn send<T: Send>() {}
     send_sync::<Producer>();
     send_sync::<WriteSlot>();
+    send_sync::<HeldSlot>();
     send_sync::<Frame>();
     send::<Consumer>();
 };

@@ -316,7 +316,11 @@ impl Producer {
         let inner = Arc::new(Inner {
             cfg,
             state: Mutex::new(State {
-                ledger: Ledger::new(),
+                ledger: {
+                    let mut l = Ledger::new();
+                    l.add_consumer(LOCAL_HOLDER);
+                    l
+                },
                 arenas: BTreeMap::new(),
                 current: None,
                 next_arena: 0,
@@ -670,7 +674,37 @@ impl WriteSlot {
     }
 
     /// Publishes `len` bytes at `offset` in the slot.
-    pub fn publish_range(mut self, offset: usize, len: usize, meta: &[u8]) -> Result<usize> {
+    pub fn publish_range(self, offset: usize, len: usize, meta: &[u8]) -> Result<usize> {
+        self.publish_inner(offset, len, meta, false).map(|(n, _)| n)
+    }
+
+    /// Publishes like [`WriteSlot::publish_range`] and keeps a local reference: the
+    /// slot is not reused while the returned [`HeldSlot`] lives, whatever the
+    /// consumers do. For memory this process still reads after publishing (e.g. a
+    /// GStreamer buffer that stays referenced): it must not be written any more.
+    pub fn publish_held(self, offset: usize, len: usize, meta: &[u8]) -> Result<(usize, HeldSlot)> {
+        let inner = self.inner.clone();
+        let arena = self.arena.clone();
+        let slot = self.slot;
+        let (n, held) = self.publish_inner(offset, len, meta, true)?;
+        debug_assert!(held);
+        Ok((
+            n,
+            HeldSlot {
+                inner,
+                _arena: arena,
+                slot,
+            },
+        ))
+    }
+
+    fn publish_inner(
+        mut self,
+        offset: usize,
+        len: usize,
+        meta: &[u8],
+        keep: bool,
+    ) -> Result<(usize, bool)> {
         if offset.checked_add(len).is_none_or(|e| e > self.capacity()) {
             return Err(Error::Invalid(format!(
                 "frame of {len} bytes at offset {offset} overflows a slot of {}",
@@ -686,9 +720,39 @@ impl WriteSlot {
         self.done = true;
         let inner = self.inner.clone();
         let mut st = inner.lock();
-        st.publish(&inner, self.slot, offset as u32, len as u32, meta)
+        let n = st.publish(&inner, self.slot, offset as u32, len as u32, meta, keep)?;
+        Ok((n, keep))
     }
 }
+
+/// A published slot this process keeps a reference to ([`WriteSlot::publish_held`]):
+/// it stays mapped and is not handed out again until this is dropped.
+pub struct HeldSlot {
+    inner: Arc<Inner>,
+    _arena: Arc<ProducerArena>,
+    slot: SlotRef,
+}
+
+impl std::fmt::Debug for HeldSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeldSlot")
+            .field("slot", &self.slot)
+            .finish()
+    }
+}
+
+impl Drop for HeldSlot {
+    fn drop(&mut self) {
+        let mut st = self.inner.lock();
+        // The local holder always holds what it kept; an error would be a bug here.
+        let _ = st.ledger.release(LOCAL_HOLDER, self.slot);
+        st.collect_arenas();
+    }
+}
+
+/// The ledger id of this process's own references ([`HeldSlot`]); consumers are
+/// numbered from 1.
+const LOCAL_HOLDER: ConsumerId = 0;
 
 impl Drop for WriteSlot {
     fn drop(&mut self) {
@@ -836,6 +900,7 @@ impl State {
         offset: u32,
         len: u32,
         meta: &[u8],
+        keep: bool,
     ) -> Result<usize> {
         self.drain_releases(inner);
         let mut targets = Vec::with_capacity(self.conns.len());
@@ -891,7 +956,13 @@ impl State {
             }
             i += 1;
         }
+        if keep {
+            targets.push(LOCAL_HOLDER);
+        }
         self.ledger.publish(slot, &targets);
+        if keep {
+            targets.pop();
+        }
         let mut d = FrameDesc {
             arena: slot.arena,
             slot: slot.slot,
