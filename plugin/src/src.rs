@@ -268,7 +268,7 @@ impl Src {
                     .is_some_and(|c| c == caps);
                 if !same {
                     gst::debug!(CAT, imp = self, "caps {caps}");
-                    if obj.set_caps(&caps).is_err() {
+                    if !pad.peer_query_accept_caps(&caps) || obj.set_caps(&caps).is_err() {
                         let theirs = pad.peer_query_caps(None);
                         gst::element_imp_error!(
                             self,

@@ -341,3 +341,33 @@ fn videotestsrc_renders_into_shared_slots_without_a_copy() {
     pipeline.set_state(gst::State::Null).unwrap();
     direct.set_state(gst::State::Null).unwrap();
 }
+
+#[test]
+fn src_refusal_by_downstream_names_both_caps() {
+    init();
+    let path = sock("refused");
+    let p = Producer::bind(&path, ProducerConfig::default()).unwrap();
+    let caps = gst::Caps::from_str("video/x-raw,format=I420,width=4,height=2").unwrap();
+    p.send_side(&Side::Caps(caps).encode(), meta::key::CAPS)
+        .unwrap();
+    let pipeline = gst::parse::launch(&format!(
+        "shmringsrc socket-path={path} is-live=false ! audio/x-raw ! fakesink"
+    ))
+    .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let msg = pipeline
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(gst::ClockTime::from_seconds(60), &[gst::MessageType::Error])
+        .expect("an error message");
+    let gst::MessageView::Error(err) = msg.view() else {
+        unreachable!()
+    };
+    let text = format!("{} {:?}", err.error(), err.debug());
+    assert!(text.contains("negotiation"), "{text}");
+    assert!(
+        text.contains("video/x-raw") && text.contains("audio/x-raw"),
+        "{text}"
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+}

@@ -235,3 +235,29 @@ fn buffers_pushed_twice_arrive_intact() {
         "videotestsrc num-buffers=10 pattern=ball ! video/x-raw,format=I420,width=320,height=240,framerate=15/1 ! videorate ! video/x-raw,framerate=30/1",
     );
 }
+
+#[test]
+fn two_consumers_one_joining_late_both_get_caps_and_eos() {
+    let sock = unique_socket_path("two");
+    let producer = launch(&format!(
+        "videotestsrc is-live=true num-buffers=60 ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 ! shmringsink socket-path={} wait-for-connection=true",
+        sock.display()
+    ));
+    wait_for_socket(&sock);
+    let first = launch(&format!(
+        "shmringsrc socket-path={} ! video/x-raw,format=I420,width=320,height=240 ! fakesink",
+        sock.display()
+    ));
+    std::thread::sleep(Duration::from_millis(700));
+    // Joins mid-stream: the sticky caps reach it before its first buffer, so a
+    // capsfilter that insists on them negotiates.
+    let late = launch(&format!(
+        "shmringsrc socket-path={} ! video/x-raw,format=I420,width=320,height=240 ! fakesink",
+        sock.display()
+    ));
+    for (who, c) in [("producer", producer), ("first", first), ("late", late)] {
+        let (ok, err) = wait(c);
+        assert!(ok, "{who} failed: {err}");
+        assert!(err.is_empty(), "{who} not silent: {err}");
+    }
+}
