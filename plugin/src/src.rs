@@ -83,6 +83,8 @@ pub struct Src {
 enum Next {
     Buffer(gst::Buffer),
     Again,
+    /// The producer sent something invalid: an error, or a reconnect when asked.
+    Fault(String),
 }
 
 impl Src {
@@ -223,33 +225,28 @@ impl Src {
             Event::Frame(f) => {
                 self.counters.lock().unwrap().dropped += f.dropped_before() as u64;
                 let discont = f.dropped_before() > 0;
-                let mut b = self.buffer_of(f).map_err(|e| {
-                    gst::element_imp_error!(
-                        self,
-                        gst::StreamError::Decode,
-                        ["Producer sent bad buffer metadata: {}", e]
-                    );
-                    gst::FlowError::Error
-                })?;
+                let mut b = match self.buffer_of(f) {
+                    Ok(b) => b,
+                    Err(e) => return Ok(Next::Fault(format!("bad buffer metadata: {e}"))),
+                };
                 if discont {
                     b.make_mut().set_flags(gst::BufferFlags::DISCONT);
                 }
                 Ok(Next::Buffer(b))
             }
-            Event::Side { payload, .. } => {
-                let side = Side::decode(&payload).map_err(|e| {
-                    gst::element_imp_error!(
-                        self,
-                        gst::StreamError::Decode,
-                        ["Producer sent a bad side message: {}", e]
-                    );
-                    gst::FlowError::Error
-                })?;
-                self.side(side)
-            }
+            Event::Side { payload, .. } => match Side::decode(&payload) {
+                Ok(side) => self.side(side),
+                Err(e) => Ok(Next::Fault(format!("bad side message: {e}"))),
+            },
             Event::End { reason } => {
-                gst::info!(CAT, imp = self, "producer ended the stream: {reason}");
-                Err(gst::FlowError::Eos)
+                // The producer stopped without sending EOS: the stream is over, unless
+                // we wait for it to come back.
+                gst::info!(CAT, imp = self, "producer stopped: {reason}");
+                if self.settings.lock().unwrap().reconnect {
+                    Ok(Next::Fault(format!("a goodbye ({reason})")))
+                } else {
+                    Err(gst::FlowError::Eos)
+                }
             }
         }
     }
@@ -637,10 +634,19 @@ impl PushSrcImpl for Src {
                     match self.handle(ev) {
                         Ok(Next::Buffer(b)) => return Ok(CreateSuccess::NewBuffer(b)),
                         Ok(Next::Again) => continue,
-                        Err(gst::FlowError::Eos) if s.reconnect => {
-                            // The producer ended this stream; wait for the next one.
+                        Ok(Next::Fault(what)) if s.reconnect => {
+                            gst::info!(CAT, imp = self, "producer sent {what}; reconnecting");
+                            self.counters.lock().unwrap().reconnects += 1;
                             self.drop_consumer();
-                            return Err(gst::FlowError::Eos);
+                            continue;
+                        }
+                        Ok(Next::Fault(what)) => {
+                            gst::element_imp_error!(
+                                self,
+                                gst::StreamError::Decode,
+                                ["Producer sent {}", what]
+                            );
+                            return Err(gst::FlowError::Error);
                         }
                         Err(e) => return Err(e),
                     }

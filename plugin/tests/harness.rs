@@ -371,3 +371,92 @@ fn src_refusal_by_downstream_names_both_caps() {
     );
     pipeline.set_state(gst::State::Null).unwrap();
 }
+
+#[test]
+fn src_with_reconnect_outlives_a_lying_producer_and_takes_the_next_one() {
+    init();
+    let path = sock("liar-reconnect");
+    let liar = Producer::bind(&path, ProducerConfig::default()).unwrap();
+    let pipeline = gst::parse::launch(&format!(
+        "shmringsrc socket-path={path} is-live=false reconnect=true reconnect-interval=10 ! appsink name=a sync=false"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let appsink = pipeline.by_name("a").unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    liar.wait_for_consumers(1, Some(Duration::from_secs(60)))
+        .unwrap();
+    liar.send_side(b"\x63garbage", 0).unwrap();
+    // The source drops that connection and comes back: to the liar, which is still
+    // there. Replace it with an honest producer.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while liar.stats().joined < 2 {
+        assert!(std::time::Instant::now() < deadline, "no reconnect");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(liar);
+    let honest = Producer::bind(&path, ProducerConfig::default()).unwrap();
+    honest
+        .send_side(
+            &Side::Caps(gst::Caps::from_str("application/x-test").unwrap()).encode(),
+            meta::key::CAPS,
+        )
+        .unwrap();
+    honest
+        .wait_for_consumers(1, Some(Duration::from_secs(60)))
+        .unwrap();
+    publish(&honest, b"after", &meta(0));
+    let sample = appsink
+        .emit_by_name::<Option<gst::Sample>>(
+            "try-pull-sample",
+            &[&gst::ClockTime::from_seconds(60)],
+        )
+        .expect("a buffer from the honest producer");
+    assert_eq!(
+        sample.buffer().unwrap().map_readable().unwrap().as_slice(),
+        b"after"
+    );
+    // No error reached the bus.
+    assert!(
+        pipeline
+            .bus()
+            .unwrap()
+            .pop_filtered(&[gst::MessageType::Error])
+            .is_none()
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn src_timestamps_are_the_producers_running_time_when_not_live() {
+    init();
+    let path = sock("pts");
+    let producer = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=5 ! video/x-raw,format=GRAY8,width=16,height=16,framerate=25/1 ! shmringsink socket-path={path} wait-for-connection=true"
+    ))
+    .unwrap();
+    producer.set_state(gst::State::Playing).unwrap();
+    let consumer = gst::parse::launch(&format!(
+        "shmringsrc socket-path={path} is-live=false ! appsink name=a sync=false"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let appsink = consumer.by_name("a").unwrap();
+    consumer.set_state(gst::State::Playing).unwrap();
+    for i in 0..5u64 {
+        let s = appsink
+            .emit_by_name::<Option<gst::Sample>>(
+                "try-pull-sample",
+                &[&gst::ClockTime::from_seconds(60)],
+            )
+            .unwrap();
+        let b = s.buffer().unwrap();
+        assert_eq!(b.pts(), Some(gst::ClockTime::from_mseconds(40 * i)));
+        assert_eq!(b.duration(), Some(gst::ClockTime::from_mseconds(40)));
+        assert_eq!((b.offset(), b.offset_end()), (i, i + 1));
+    }
+    consumer.set_state(gst::State::Null).unwrap();
+    producer.set_state(gst::State::Null).unwrap();
+}
