@@ -460,3 +460,65 @@ fn src_timestamps_are_the_producers_running_time_when_not_live() {
     consumer.set_state(gst::State::Null).unwrap();
     producer.set_state(gst::State::Null).unwrap();
 }
+
+#[test]
+fn sink_flush_resets_the_segment_and_keeps_serving() {
+    init();
+    let path = sock("flush");
+    let e = gst::ElementFactory::make("shmringsink")
+        .property("socket-path", &path)
+        .build()
+        .unwrap();
+    let mut h = Harness::with_element(&e, Some("sink"), None);
+    h.play();
+    let mut c = Consumer::connect(&path, ConsumerConfig::default()).unwrap();
+    h.set_src_caps_str("application/x-test");
+    let mut seg = gst::FormattedSegment::<gst::ClockTime>::new();
+    seg.set_start(gst::ClockTime::from_seconds(100));
+    h.push_event(gst::event::Segment::new(&seg));
+    let mut b = gst::Buffer::from_slice(vec![1u8]);
+    b.get_mut()
+        .unwrap()
+        .set_pts(gst::ClockTime::from_seconds(101));
+    assert_eq!(h.push(b), Ok(gst::FlowSuccess::Ok));
+    assert!(h.push_event(gst::event::FlushStart::new()));
+    assert!(h.push_event(gst::event::FlushStop::new(true)));
+    h.push_event(gst::event::Segment::new(&gst::FormattedSegment::<
+        gst::ClockTime,
+    >::new()));
+    let mut b = gst::Buffer::from_slice(vec![2u8]);
+    b.get_mut()
+        .unwrap()
+        .set_pts(gst::ClockTime::from_seconds(5));
+    assert_eq!(h.push(b), Ok(gst::FlowSuccess::Ok));
+    let mut pts = Vec::new();
+    while pts.len() < 2 {
+        if let Event::Frame(f) = next(&mut c) {
+            pts.push(BufferMeta::decode(f.meta()).unwrap().pts / 1_000_000_000);
+        }
+    }
+    assert_eq!(pts, [1, 5], "running time in each segment");
+}
+
+#[test]
+fn src_blocked_waiting_for_data_stops_promptly() {
+    init();
+    let path = sock("unlock");
+    let p = Producer::bind(&path, ProducerConfig::default()).unwrap();
+    let pipeline =
+        gst::parse::launch(&format!("shmringsrc socket-path={path} ! fakesink")).unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    p.wait_for_consumers(1, Some(Duration::from_secs(60)))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50)); // create is now waiting
+    // Unlock interrupts the wait: the state change completes (it would hang forever
+    // otherwise) and posts no error.
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(
+        pipeline
+            .bus()
+            .unwrap()
+            .pop_filtered(&[gst::MessageType::Error])
+            .is_none()
+    );
+}
