@@ -32,8 +32,8 @@ build: deps
 
 ## demo: the main job — two gst-launch-1.0 processes pass live 1080p video through shmring
 demo: deps
-	$(CARGO) build --release -p gst-plugin-shmring
-	./examples/gst-demo.sh 3
+	$(CARGO) build --release -p examples --example gst-demo
+	./target/release/examples/gst-demo 3
 
 ## ring-demo: two processes streaming 64 KiB messages through the sealed ring alone
 ring-demo: deps
