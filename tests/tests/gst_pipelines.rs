@@ -261,3 +261,39 @@ fn two_consumers_one_joining_late_both_get_caps_and_eos() {
         assert!(err.is_empty(), "{who} not silent: {err}");
     }
 }
+
+#[test]
+fn timestamps_offsets_and_durations_survive_the_trip() {
+    let sock = unique_socket_path("pts");
+    let producer = launch(&format!(
+        "videotestsrc num-buffers=5 ! video/x-raw,format=GRAY8,width=16,height=16,framerate=25/1 ! shmringsink socket-path={} wait-for-connection=true",
+        sock.display()
+    ));
+    wait_for_socket(&sock);
+    let consumer = Command::new("gst-launch-1.0")
+        .args(
+            format!(
+                "-v shmringsrc socket-path={} is-live=false ! fakesink silent=false",
+                sock.display()
+            )
+            .split_whitespace(),
+        )
+        .env("GST_PLUGIN_PATH", plugin_dir())
+        .env("GST_REGISTRY", plugin_dir().join("gst-registry.bin"))
+        .output()
+        .unwrap();
+    let (ok, err) = wait(producer);
+    assert!(ok, "{err}");
+    assert!(consumer.status.success());
+    let out = String::from_utf8_lossy(&consumer.stdout);
+    let chains: Vec<&str> = out.lines().filter(|l| l.contains("chain")).collect();
+    assert_eq!(chains.len(), 5, "{out}");
+    for (i, line) in chains.iter().enumerate() {
+        let want = format!(
+            "pts: 0:00:00.{:09}, duration: 0:00:00.040000000, offset: {i}, offset_end: {}",
+            40_000_000 * i,
+            i + 1
+        );
+        assert!(line.contains(&want), "buffer {i}: {line}\nwanted {want}");
+    }
+}
