@@ -112,6 +112,22 @@ impl Msg {
         }
     }
 
+    /// The message's type name, e.g. `"Welcome"` (for logs and errors).
+    pub fn name(&self) -> &'static str {
+        Msg::type_name(self.type_number())
+    }
+
+    fn type_number(&self) -> u16 {
+        match self {
+            Msg::Hello { .. } => ty::HELLO,
+            Msg::Welcome { .. } => ty::WELCOME,
+            Msg::Arena { .. } => ty::ARENA,
+            Msg::DropArena { .. } => ty::DROP_ARENA,
+            Msg::Side { .. } => ty::SIDE,
+            Msg::Goodbye { .. } => ty::GOODBYE,
+        }
+    }
+
     fn type_name(t: u16) -> &'static str {
         match t {
             ty::HELLO => "Hello",

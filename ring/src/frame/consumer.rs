@@ -358,8 +358,8 @@ impl Consumer {
             Msg::Goodbye { code, reason } => return Err(Error::Closed { code, reason }),
             m => {
                 return Err(Error::Protocol(format!(
-                    "expected Welcome, got {:?}",
-                    std::mem::discriminant(&m)
+                    "expected Welcome, got {}",
+                    m.name()
                 )));
             }
         };

@@ -1312,7 +1312,7 @@ fn handshake(inner: &Inner, p: Pending, expired: bool) -> Option<Pending> {
             }
             Ok(Some((m, _))) => Err(format!(
                 "protocol violation: expected Hello, got {}",
-                msg_name(&m)
+                m.name()
             )),
             Ok(None) => return Some(p),
             Err(Error::PeerGone) => return None,
@@ -1356,7 +1356,7 @@ fn consumer_message(inner: &Inner, id: ConsumerId) {
         Ok(Some((m, _))) => {
             let reason = format!(
                 "protocol violation: consumer {id} sent {} after its hello",
-                msg_name(&m)
+                m.name()
             );
             st.remove(inner, i, Leave::CutOff, reason);
         }
@@ -1367,17 +1367,6 @@ fn consumer_message(inner: &Inner, id: ConsumerId) {
             let reason = format!("consumer {id}: {e}");
             st.remove(inner, i, Leave::CutOff, reason);
         }
-    }
-}
-
-fn msg_name(m: &Msg) -> &'static str {
-    match m {
-        Msg::Hello { .. } => "Hello",
-        Msg::Welcome { .. } => "Welcome",
-        Msg::Arena { .. } => "Arena",
-        Msg::DropArena { .. } => "DropArena",
-        Msg::Side { .. } => "Side",
-        Msg::Goodbye { .. } => "Goodbye",
     }
 }
 
