@@ -63,7 +63,9 @@ struct Counters {
 struct State {
     consumer: Option<Consumer>,
     caps: Option<gst::Caps>,
-    /// A caps change that arrived with no buffer yet to carry it.
+    /// The video layout the caps describe (parsed once per caps, not per buffer).
+    video_info: Option<gst_video::VideoInfo>,
+    /// Whether the current connection's stream-start was seen.
     stream_started: bool,
 }
 
@@ -99,10 +101,19 @@ impl Src {
     fn connect(&self, s: &Settings) -> Result<Consumer, shmring::Error> {
         let cfg = Self::consumer_config(s);
         if s.socket_fd >= 0 {
-            // SAFETY: the application handed this fd over through the socket-fd
-            // property and gives up ownership of it (documented in the blurb); it is
-            // checked to be a seqpacket socket before any use.
-            let fd = unsafe { OwnedFd::from_raw_fd(libc::dup(s.socket_fd)) };
+            // The application keeps its fd (as the blurb says): work on a duplicate.
+            // SAFETY: fcntl(F_DUPFD_CLOEXEC) on any integer is defined: it returns a
+            // new fd or -1 (a bad fd number is EBADF, never undefined behaviour).
+            let dup = unsafe { libc::fcntl(s.socket_fd, libc::F_DUPFD_CLOEXEC, 0) };
+            if dup < 0 {
+                return Err(shmring::Error::Os {
+                    op: "dup(socket-fd)",
+                    source: std::io::Error::last_os_error(),
+                });
+            }
+            // SAFETY: `dup` is a fresh, valid fd that nothing else owns; it is checked
+            // to be a connected seqpacket socket before any use.
+            let fd = unsafe { OwnedFd::from_raw_fd(dup) };
             return Consumer::from_fd(fd, cfg);
         }
         let path = s.socket_path.clone().unwrap_or_default();
@@ -186,10 +197,7 @@ impl Src {
             b.set_flags(gst::BufferFlags::from_bits_truncate(m.flags));
             if let Some(v) = m.video {
                 let st = self.state.lock().unwrap();
-                let info = st
-                    .as_ref()
-                    .and_then(|s| s.caps.as_ref())
-                    .and_then(|c| gst_video::VideoInfo::from_caps(c).ok());
+                let info = st.as_ref().and_then(|s| s.video_info.as_ref());
                 if let Some(info) = info {
                     let n = v.n_planes as usize;
                     if n != info.n_planes() as usize {
@@ -279,6 +287,7 @@ impl Src {
                         return Err(gst::FlowError::NotNegotiated);
                     }
                     if let Some(st) = self.state.lock().unwrap().as_mut() {
+                        st.video_info = gst_video::VideoInfo::from_caps(&caps).ok();
                         st.caps = Some(caps);
                     }
                 }
@@ -530,6 +539,7 @@ impl BaseSrcImpl for Src {
         *self.state.lock().unwrap() = Some(State {
             consumer: None,
             caps: None,
+            video_info: None,
             stream_started: false,
         });
         if !s.reconnect {
@@ -588,8 +598,8 @@ impl PushSrcImpl for Src {
         &self,
         _buffer: Option<&mut gst::BufferRef>,
     ) -> Result<CreateSuccess, gst::FlowError> {
+        let reconnect = self.settings.lock().unwrap().reconnect;
         loop {
-            let s = self.settings.lock().unwrap().clone();
             // Take the consumer out so that unlock and property reads do not wait
             // for a blocked receive.
             let consumer = self
@@ -602,7 +612,7 @@ impl PushSrcImpl for Src {
                 .take();
             let mut consumer = match consumer {
                 Some(c) => c,
-                None => match self.connect(&s) {
+                None => match self.connect(&self.settings()) {
                     Ok(c) => {
                         gst::info!(CAT, imp = self, "connected to the producer");
                         if self.counters.lock().unwrap().frames > 0 {
@@ -634,7 +644,7 @@ impl PushSrcImpl for Src {
                     match self.handle(ev) {
                         Ok(Next::Buffer(b)) => return Ok(CreateSuccess::NewBuffer(b)),
                         Ok(Next::Again) => continue,
-                        Ok(Next::Fault(what)) if s.reconnect => {
+                        Ok(Next::Fault(what)) if reconnect => {
                             gst::info!(CAT, imp = self, "producer sent {what}; reconnecting");
                             self.counters.lock().unwrap().reconnects += 1;
                             self.drop_consumer();
@@ -655,7 +665,7 @@ impl PushSrcImpl for Src {
                     put_back(consumer);
                     return Err(gst::FlowError::Flushing);
                 }
-                Err(e) if s.reconnect => {
+                Err(e) if reconnect => {
                     gst::warning!(CAT, imp = self, "producer lost ({e}); reconnecting");
                     self.counters.lock().unwrap().reconnects += 1;
                     self.drop_consumer();
@@ -683,6 +693,11 @@ impl PushSrcImpl for Src {
 }
 
 impl Src {
+    /// A copy of the settings (the lock is not held while using them).
+    fn settings(&self) -> Settings {
+        self.settings.lock().unwrap().clone()
+    }
+
     fn drop_consumer(&self) {
         let mut w = self.wakers.lock().unwrap();
         w.truncate(1);

@@ -522,3 +522,35 @@ fn src_blocked_waiting_for_data_stops_promptly() {
             .is_none()
     );
 }
+
+#[test]
+fn src_on_an_inherited_socket_needs_no_path_and_leaves_the_fd_to_its_owner() {
+    use std::os::fd::AsRawFd;
+    init();
+    let p = Producer::new(ProducerConfig::default()).unwrap();
+    let (mine, theirs) = shmring::fdpass::seqpacket_pair().unwrap();
+    p.add_connection(mine).unwrap();
+    p.send_side(
+        &Side::Caps(gst::Caps::from_str("application/x-test").unwrap()).encode(),
+        meta::key::CAPS,
+    )
+    .unwrap();
+    let e = gst::ElementFactory::make("shmringsrc")
+        .property("socket-fd", theirs.as_raw_fd())
+        .property("is-live", false)
+        .build()
+        .unwrap();
+    let mut h = Harness::with_element(&e, None, Some("src"));
+    h.play();
+    p.wait_for_consumers(1, Some(Duration::from_secs(60)))
+        .unwrap();
+    publish(&p, b"via fd", &meta(0));
+    assert_eq!(
+        h.pull().unwrap().map_readable().unwrap().as_slice(),
+        b"via fd"
+    );
+    drop(h);
+    // Our fd is still ours and open.
+    // SAFETY: fcntl(F_GETFD) on an fd we own.
+    assert!(unsafe { libc::fcntl(theirs.as_raw_fd(), libc::F_GETFD) } >= 0);
+}
