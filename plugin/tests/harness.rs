@@ -24,6 +24,31 @@ fn sock(tag: &str) -> String {
     dir.join(tag).to_str().unwrap().to_owned()
 }
 
+/// A playing `shmringsink` harness on `path`, and a consumer connected to it.
+fn sink_harness(path: &str) -> (Harness, Consumer) {
+    let e = gst::ElementFactory::make("shmringsink")
+        .property("socket-path", path)
+        .build()
+        .unwrap();
+    let mut h = Harness::with_element(&e, Some("sink"), None);
+    h.play();
+    let c = Consumer::connect(path, ConsumerConfig::default()).unwrap();
+    (h, c)
+}
+
+/// The first error `pipeline` posts (message and debug text), within 60 s.
+fn first_error(pipeline: &gst::Element) -> String {
+    let msg = pipeline
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(gst::ClockTime::from_seconds(60), &[gst::MessageType::Error])
+        .expect("an error message");
+    let gst::MessageView::Error(err) = msg.view() else {
+        unreachable!()
+    };
+    format!("{} {:?}", err.error(), err.debug())
+}
+
 fn next(c: &mut Consumer) -> Event {
     c.recv_timeout(Duration::from_secs(60)).unwrap()
 }
@@ -39,13 +64,7 @@ fn side(c: &mut Consumer) -> Side {
 fn sink_sends_events_in_order_and_buffers_with_their_metadata() {
     init();
     let path = sock("sink");
-    let e = gst::ElementFactory::make("shmringsink")
-        .property("socket-path", &path)
-        .build()
-        .unwrap();
-    let mut h = Harness::with_element(&e, Some("sink"), None);
-    h.play();
-    let mut c = Consumer::connect(&path, ConsumerConfig::default()).unwrap();
+    let (mut h, mut c) = sink_harness(&path);
     h.push_event(gst::event::StreamStart::new("the-stream"));
     let caps =
         gst::Caps::from_str("video/x-raw,format=GRAY8,width=4,height=2,framerate=30/1").unwrap();
@@ -271,15 +290,7 @@ fn src_posts_an_error_naming_a_lying_producers_fault() {
     p.wait_for_consumers(1, Some(Duration::from_secs(60)))
         .unwrap();
     p.send_side(b"\x63garbage", 0).unwrap();
-    let msg = pipeline
-        .bus()
-        .unwrap()
-        .timed_pop_filtered(gst::ClockTime::from_seconds(60), &[gst::MessageType::Error])
-        .expect("an error message");
-    let gst::MessageView::Error(err) = msg.view() else {
-        unreachable!()
-    };
-    let text = format!("{} {:?}", err.error(), err.debug());
+    let text = first_error(&pipeline);
     assert!(text.contains("unknown side message type 99"), "{text}");
     pipeline.set_state(gst::State::Null).unwrap();
     // The process (this test) is still here, and the producer still serves.
@@ -355,15 +366,7 @@ fn src_refusal_by_downstream_names_both_caps() {
     ))
     .unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
-    let msg = pipeline
-        .bus()
-        .unwrap()
-        .timed_pop_filtered(gst::ClockTime::from_seconds(60), &[gst::MessageType::Error])
-        .expect("an error message");
-    let gst::MessageView::Error(err) = msg.view() else {
-        unreachable!()
-    };
-    let text = format!("{} {:?}", err.error(), err.debug());
+    let text = first_error(&pipeline);
     assert!(text.contains("negotiation"), "{text}");
     assert!(
         text.contains("video/x-raw") && text.contains("audio/x-raw"),
@@ -465,13 +468,7 @@ fn src_timestamps_are_the_producers_running_time_when_not_live() {
 fn sink_flush_resets_the_segment_and_keeps_serving() {
     init();
     let path = sock("flush");
-    let e = gst::ElementFactory::make("shmringsink")
-        .property("socket-path", &path)
-        .build()
-        .unwrap();
-    let mut h = Harness::with_element(&e, Some("sink"), None);
-    h.play();
-    let mut c = Consumer::connect(&path, ConsumerConfig::default()).unwrap();
+    let (mut h, mut c) = sink_harness(&path);
     h.set_src_caps_str("application/x-test");
     let mut seg = gst::FormattedSegment::<gst::ClockTime>::new();
     seg.set_start(gst::ClockTime::from_seconds(100));
