@@ -15,7 +15,7 @@ pub const NONE: u64 = u64::MAX;
 pub const MAX_PLANES: usize = 4;
 
 /// Sticky keys of the side messages the sink sends (latest of each key replayed to
-/// consumers that join later, in key order: stream-start, caps, tags).
+/// consumers that join later, in key order: stream-start, caps, tags, latency).
 pub mod key {
     /// `stream-start`.
     pub const STREAM_START: u32 = 1;
@@ -23,6 +23,8 @@ pub mod key {
     pub const CAPS: u32 = 2;
     /// Stream tags.
     pub const TAGS: u32 = 3;
+    /// The producer's upstream latency.
+    pub const LATENCY: u32 = 4;
 }
 
 /// The layout of one video frame in its slot, as `GstVideoMeta` says it.
@@ -152,6 +154,16 @@ pub enum Side {
     Eos,
     /// A custom downstream serialized event.
     Custom(gst::Structure),
+    /// The latency of the producer's pipeline upstream of its sink: a buffer with
+    /// running time `t` reaches the sink at `t + min` at the earliest.
+    Latency {
+        /// Whether the producer's upstream is live.
+        live: bool,
+        /// Minimum latency in nanoseconds.
+        min: u64,
+        /// Maximum latency in nanoseconds ([`NONE`]: unbounded).
+        max: u64,
+    },
 }
 
 const T_CAPS: u8 = 1;
@@ -160,6 +172,7 @@ const T_TAGS: u8 = 3;
 const T_GAP: u8 = 4;
 const T_EOS: u8 = 5;
 const T_CUSTOM: u8 = 6;
+const T_LATENCY: u8 = 7;
 
 impl Side {
     /// The message bytes: a type byte, then the body.
@@ -175,6 +188,12 @@ impl Side {
             }
             Side::Eos => (T_EOS, Vec::new()),
             Side::Custom(s) => (T_CUSTOM, s.to_string().into_bytes()),
+            Side::Latency { live, min, max } => {
+                let mut b = vec![*live as u8];
+                b.extend_from_slice(&min.to_le_bytes());
+                b.extend_from_slice(&max.to_le_bytes());
+                (T_LATENCY, b)
+            }
         };
         let mut out = vec![t];
         out.extend_from_slice(&body);
@@ -217,6 +236,21 @@ impl Side {
                     gst::Structure::from_str(s)
                         .map_err(|_| format!("unparsable structure {s:?}"))?,
                 )
+            }
+            T_LATENCY => {
+                if body.len() != 17 || body[0] > 1 {
+                    return Err("latency message is not a flag and two times".into());
+                }
+                let min = u64::from_le_bytes(body[1..9].try_into().expect("8 bytes"));
+                let max = u64::from_le_bytes(body[9..].try_into().expect("8 bytes"));
+                if min == NONE || (max != NONE && max < min) {
+                    return Err(format!("latency min {min} max {max} is not a range"));
+                }
+                Side::Latency {
+                    live: body[0] == 1,
+                    min,
+                    max,
+                }
             }
             t => return Err(format!("unknown side message type {t}")),
         })
@@ -288,11 +322,32 @@ mod tests {
             },
             Side::Eos,
             Side::Custom(gst::Structure::from_str("my-event, n=(int)3").unwrap()),
+            Side::Latency {
+                live: true,
+                min: 33_000_000,
+                max: NONE,
+            },
         ];
         for m in msgs {
             assert_eq!(Side::decode(&m.encode()).unwrap(), m);
         }
         assert!(Side::decode(&[]).is_err());
+        let mut lat = Side::Latency {
+            live: true,
+            min: 5,
+            max: 4,
+        }
+        .encode();
+        assert_eq!(
+            Side::decode(&lat).unwrap_err(),
+            "latency min 5 max 4 is not a range"
+        );
+        assert!(Side::decode(&lat[..5]).is_err(), "short");
+        lat[1] = 2;
+        assert!(
+            Side::decode(&lat).is_err(),
+            "a flag that is neither 0 nor 1"
+        );
         assert!(Side::decode(&[T_CAPS, 0xff]).is_err());
         assert!(Side::decode(b"\x01video/x-raw,width=[1,5]").is_err());
         assert_eq!(

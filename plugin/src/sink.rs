@@ -72,6 +72,12 @@ struct State {
     producer: Arc<Producer>,
     segment: Option<gst::FormattedSegment<gst::ClockTime>>,
     waited: bool,
+    /// Non-interleaved audio caps: buffers are published with tightly packed planes.
+    planar: Option<gst_audio::AudioInfo>,
+    /// The next buffer follows a flush: mark it DISCONT.
+    flushed: bool,
+    /// Upstream latency told to consumers (sent again when it changes).
+    latency: Option<(bool, u64, u64)>,
 }
 
 /// The element's private state.
@@ -386,6 +392,9 @@ impl BaseSinkImpl for Sink {
             producer: Arc::new(producer),
             segment: None,
             waited: false,
+            planar: None,
+            flushed: false,
+            latency: None,
         });
         Ok(())
     }
@@ -423,6 +432,12 @@ impl BaseSinkImpl for Sink {
 
     fn set_caps(&self, caps: &gst::Caps) -> Result<(), gst::LoggableError> {
         gst::debug!(CAT, imp = self, "caps {caps}");
+        if let Some(st) = self.state.lock().unwrap().as_mut() {
+            st.planar = gst_audio::AudioInfo::from_caps(caps)
+                .ok()
+                .filter(|i| i.layout() == gst_audio::AudioLayout::NonInterleaved);
+            st.latency = None;
+        }
         if self.side(&Side::Caps(caps.clone()), meta::key::CAPS) {
             Ok(())
         } else {
@@ -436,16 +451,21 @@ impl BaseSinkImpl for Sink {
     ) -> Result<(), gst::LoggableError> {
         self.parent_propose_allocation(query)?;
         let (caps, need_pool) = query.get_owned();
-        // Raw video: a pool of shared slots, so upstream renders in place. Other
-        // streams (audio buffers vary in size) are copied once into a slot.
-        let Some(info) = caps
-            .as_ref()
-            .and_then(|c| gst_video::VideoInfo::from_caps(c).ok())
-        else {
+        // Raw video and audio: a pool of shared slots, so upstream renders in place.
+        // Video slots hold a frame; audio slots 100 ms (upstream fills what it
+        // needs and sets the size). Other buffers are copied once into a slot.
+        let Some(caps) = caps else {
             return Ok(());
         };
-        query.add_allocation_meta::<gst_video::VideoMeta>(None);
-        if !need_pool {
+        let size = if let Ok(info) = gst_video::VideoInfo::from_caps(&caps) {
+            query.add_allocation_meta::<gst_video::VideoMeta>(None);
+            info.size() as u32
+        } else if let Ok(info) = gst_audio::AudioInfo::from_caps(&caps) {
+            (info.rate() / 10).max(1) * info.bpf()
+        } else {
+            return Ok(());
+        };
+        if !need_pool || size == 0 {
             return Ok(());
         }
         let Some(producer) = self
@@ -459,10 +479,9 @@ impl BaseSinkImpl for Sink {
         };
         let slots = self.settings.lock().unwrap().slots;
         let max = (slots / 2).max(2);
-        let size = info.size() as u32;
         let pool = SlotPool::new(producer, self.registry.clone());
         let mut config = pool.config();
-        config.set_params(caps.as_ref(), size, 2, max);
+        config.set_params(Some(&caps), size, 2, max);
         config.add_option("GstBufferPoolOptionVideoMeta");
         pool.set_config(config)
             .map_err(|e| gst::loggable_error!(CAT, "pool config: {e}"))?;
@@ -518,8 +537,13 @@ impl BaseSinkImpl for Sink {
                 }
             }
             EventView::FlushStop(_) => {
+                // Consumers keep what they have; the next buffer tells them of the
+                // break (DISCONT). Timestamps stay right across the flush: each
+                // buffer carries the base time its running time counts from.
                 if let Some(st) = self.state.lock().unwrap().as_mut() {
                     st.segment = None;
+                    st.flushed = true;
+                    st.latency = None;
                 }
             }
             _ => {}
@@ -528,6 +552,7 @@ impl BaseSinkImpl for Sink {
     }
 
     fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
+        self.tell_latency();
         let wait = self.settings.lock().unwrap().wait_for_connection;
         let mut guard = self.state.lock().unwrap();
         let st = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
@@ -542,40 +567,67 @@ impl BaseSinkImpl for Sink {
                 }
             }
         }
-        let m = self.buffer_meta(buffer, st);
-        // Rendered into one of our slots (our pool upstream): publish it as it is.
-        if let Some((holder, slot)) = self.slot_of(buffer) {
-            let r = slot.publish_held(0, buffer.size(), &m.encode());
-            let r = r.map(|(n, held)| {
-                *holder.lock().unwrap() = SlotState::Published { _held: held };
-                n
-            });
-            self.log_events(&st.producer);
-            return match r {
-                Ok(_) => {
-                    self.counters.lock().unwrap().zero_copy += 1;
-                    Ok(gst::FlowSuccess::Ok)
-                }
-                Err(shmring::Error::Interrupted) => Err(gst::FlowError::Flushing),
-                Err(e) => {
-                    gst::element_imp_error!(self, gst::ResourceError::Write, ["{}", e]);
-                    Err(gst::FlowError::Error)
-                }
-            };
+        let mut m = self.buffer_meta(buffer, st);
+        if std::mem::take(&mut st.flushed) {
+            m.flags |= gst::BufferFlags::DISCONT.bits();
+        }
+        let planes = match &st.planar {
+            Some(info) => audio_planes(buffer, info).map_err(|e| {
+                gst::element_imp_error!(self, gst::StreamError::Format, ["{}", e]);
+                gst::FlowError::Error
+            })?,
+            None => None,
+        };
+        // Rendered into one of our slots (our pool upstream), laid out as consumers
+        // expect: publish it as it is.
+        if planes.is_none() {
+            if let Some((holder, slot)) = self.slot_of(buffer) {
+                let r = slot.publish_held(0, buffer.size(), &m.encode());
+                let r = r.map(|(n, held)| {
+                    *holder.lock().unwrap() = SlotState::Published { _held: held };
+                    n
+                });
+                return self.published(&st.producer, r, true);
+            }
         }
         let map = buffer.map_readable().map_err(|_| {
             gst::element_imp_error!(self, gst::ResourceError::Read, ["Cannot map buffer"]);
             gst::FlowError::Error
         })?;
-        let r = st.producer.acquire(map.len()).and_then(|mut slot| {
-            slot.write(0, &map)?;
-            slot.publish(map.len(), &m.encode())
+        // The whole buffer, or its audio planes packed back to back.
+        let whole = std::iter::once(0..map.len());
+        let parts: Vec<std::ops::Range<usize>> = planes.unwrap_or_else(|| whole.collect());
+        let len = parts.iter().map(|r| r.len()).sum();
+        let r = st.producer.acquire(len).and_then(|mut slot| {
+            let mut at = 0;
+            for r in parts {
+                slot.write(at, &map[r.clone()])?;
+                at += r.len();
+            }
+            slot.publish(len, &m.encode())
         });
         drop(map);
-        self.log_events(&st.producer);
+        self.published(&st.producer, r, false)
+    }
+}
+
+impl Sink {
+    /// Counts a publication and turns its error into a flow return.
+    fn published(
+        &self,
+        producer: &Producer,
+        r: shmring::Result<usize>,
+        zero_copy: bool,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        self.log_events(producer);
         match r {
             Ok(n) => {
-                self.counters.lock().unwrap().copies += 1;
+                let mut c = self.counters.lock().unwrap();
+                if zero_copy {
+                    c.zero_copy += 1;
+                } else {
+                    c.copies += 1;
+                }
                 gst::trace!(CAT, imp = self, "buffer to {n} consumers");
                 Ok(gst::FlowSuccess::Ok)
             }
@@ -586,6 +638,77 @@ impl BaseSinkImpl for Sink {
             }
         }
     }
+
+    /// Tells consumers the latency upstream of this sink (once per caps or flush,
+    /// and whenever it changed), so that their pipelines add it to their own.
+    fn tell_latency(&self) {
+        if self
+            .state
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_none_or(|st| st.latency.is_some())
+        {
+            return;
+        }
+        let mut q = gst::query::Latency::new();
+        let pad = self.obj().static_pad("sink").expect("sink pad");
+        if !pad.peer_query(&mut q) {
+            return;
+        }
+        let (live, min, max) = q.result();
+        let l = (live, min.nseconds(), ct(max));
+        let changed = match self.state.lock().unwrap().as_mut() {
+            Some(st) => st.latency.replace(l) != Some(l),
+            None => false,
+        };
+        if changed {
+            gst::debug!(CAT, imp = self, "upstream latency {l:?}");
+            let side = Side::Latency {
+                live: l.0,
+                min: l.1,
+                max: l.2,
+            };
+            self.side(&side, meta::key::LATENCY);
+        }
+    }
+}
+
+/// Where the channel planes of a non-interleaved audio buffer are, when they are not
+/// already packed back to back from the buffer's start (`None`: publish as it is).
+/// Consumers read planar audio as packed planes of `size / bpf` samples each.
+fn audio_planes(
+    buffer: &gst::BufferRef,
+    info: &gst_audio::AudioInfo,
+) -> Result<Option<Vec<std::ops::Range<usize>>>, String> {
+    let size = buffer.size();
+    let bpf = info.bpf() as usize;
+    let bps = bpf / info.channels() as usize;
+    let Some(am) = buffer.meta::<gst_audio::AudioMeta>() else {
+        if size % bpf != 0 {
+            return Err(format!(
+                "planar audio buffer of {size} bytes is not a whole number of {bpf}-byte frames"
+            ));
+        }
+        return Ok(None);
+    };
+    let samples = am.samples();
+    let plane = samples * bps;
+    let offsets = am.offsets();
+    if samples * bpf == size && offsets.iter().enumerate().all(|(c, &o)| o == c * plane) {
+        return Ok(None);
+    }
+    offsets
+        .iter()
+        .map(|&o| {
+            (o.checked_add(plane).is_some_and(|end| end <= size))
+                .then_some(o..o + plane)
+                .ok_or_else(|| {
+                    format!("audio plane at {o} of {plane} bytes exceeds the buffer's {size}")
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }
 
 glib::wrapper! {

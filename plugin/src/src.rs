@@ -33,7 +33,8 @@ struct Settings {
     reconnect_interval_ms: u32,
     spin_time_us: u32,
     is_live: bool,
-    zero_copy_limit: u32,
+    /// -1: automatic (one less than the producer's slot share).
+    zero_copy_limit: i32,
 }
 
 impl Default for Settings {
@@ -46,7 +47,7 @@ impl Default for Settings {
             reconnect_interval_ms: 100,
             spin_time_us: 20,
             is_live: true,
-            zero_copy_limit: 3,
+            zero_copy_limit: -1,
         }
     }
 }
@@ -65,8 +66,14 @@ struct State {
     caps: Option<gst::Caps>,
     /// The video layout the caps describe (parsed once per caps, not per buffer).
     video_info: Option<gst_video::VideoInfo>,
+    /// Non-interleaved audio caps: buffers carry packed planes.
+    planar: Option<gst_audio::AudioInfo>,
     /// Whether the current connection's stream-start was seen.
     stream_started: bool,
+    /// Slots the producer lets this consumer hold (from its welcome).
+    max_held: u32,
+    /// The producer's upstream latency (live, min, max), as it last told us.
+    latency: Option<(bool, gst::ClockTime, Option<gst::ClockTime>)>,
 }
 
 /// The element's private state.
@@ -141,6 +148,7 @@ impl Src {
         drop(w);
         let mut st = self.state.lock().unwrap();
         if let Some(st) = st.as_mut() {
+            st.max_held = c.max_held();
             st.consumer = Some(c);
             st.stream_started = false;
         }
@@ -151,7 +159,18 @@ impl Src {
         let len = f.len();
         let (live, limit) = {
             let s = self.settings.lock().unwrap();
-            (s.is_live, s.zero_copy_limit as usize)
+            (s.is_live, s.zero_copy_limit)
+        };
+        let limit = match usize::try_from(limit) {
+            Ok(l) => l,
+            // Automatic: leave the producer at least one slot of our share to queue
+            // the next buffer in, whatever downstream keeps.
+            Err(_) => self
+                .state
+                .lock()
+                .unwrap()
+                .as_ref()
+                .map_or(1, |s| s.max_held.saturating_sub(1).max(1) as usize),
         };
         let held = self.outstanding.load(Ordering::Acquire);
         let mut buffer = if f.is_copy() || held >= limit {
@@ -195,6 +214,22 @@ impl Src {
             b.set_offset(m.offset);
             b.set_offset_end(m.offset_end);
             b.set_flags(gst::BufferFlags::from_bits_truncate(m.flags));
+            if let Some(info) = self
+                .state
+                .lock()
+                .unwrap()
+                .as_ref()
+                .and_then(|s| s.planar.as_ref())
+            {
+                let bpf = info.bpf() as usize;
+                if len % bpf != 0 {
+                    return Err(format!(
+                        "planar audio buffer of {len} bytes is not a whole number of {bpf}-byte frames"
+                    ));
+                }
+                gst_audio::AudioMeta::add(b, info, len / bpf, &[])
+                    .map_err(|e| format!("audio layout does not fit the buffer: {e}"))?;
+            }
             if let Some(v) = m.video {
                 let st = self.state.lock().unwrap();
                 let info = st.as_ref().and_then(|s| s.video_info.as_ref());
@@ -288,6 +323,9 @@ impl Src {
                     }
                     if let Some(st) = self.state.lock().unwrap().as_mut() {
                         st.video_info = gst_video::VideoInfo::from_caps(&caps).ok();
+                        st.planar = gst_audio::AudioInfo::from_caps(&caps)
+                            .ok()
+                            .filter(|i| i.layout() == gst_audio::AudioLayout::NonInterleaved);
                         st.caps = Some(caps);
                     }
                 }
@@ -325,6 +363,20 @@ impl Src {
             Side::Eos => return Err(gst::FlowError::Eos),
             Side::Custom(s) => {
                 pad.push_event(gst::event::CustomDownstream::new(s));
+            }
+            Side::Latency { live, min, max } => {
+                let l = (live, gst::ClockTime::from_nseconds(min), meta::to_ct(max));
+                let changed = self
+                    .state
+                    .lock()
+                    .unwrap()
+                    .as_mut()
+                    .is_some_and(|s| s.latency.replace(l) != Some(l));
+                if changed {
+                    gst::debug!(CAT, imp = self, "producer latency {l:?}");
+                    // The pipeline asks everyone again and redistributes.
+                    let _ = obj.post_message(gst::message::Latency::builder().src(&*obj).build());
+                }
             }
         }
         Ok(Next::Again)
@@ -410,7 +462,7 @@ impl ObjectImpl for Src {
                     .build(),
                 glib::ParamSpecBoolean::builder("reconnect")
                     .nick("Reconnect")
-                    .blurb("Wait for a producer to (re)appear instead of failing: survives producer restarts with a new stream-start, caps and segment")
+                    .blurb("Wait for a producer to (re)appear instead of failing: survives producer restarts (new stream-start, caps and segment downstream) and keeps trying past a producer that lies. socket-path only: an inherited socket-fd cannot be reconnected")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("reconnect-interval")
@@ -432,11 +484,11 @@ impl ObjectImpl for Src {
                     .default_value(true)
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecUInt::builder("zero-copy-limit")
+                glib::ParamSpecInt::builder("zero-copy-limit")
                     .nick("Zero-copy limit")
-                    .blurb("Most shared slots downstream may hold at once; further buffers are copied so that an element holding buffers (queue, filesink, encoder lookahead) never stalls the producer. Keep it below the sink's slots / 2")
-                    .minimum(0)
-                    .default_value(3)
+                    .blurb("Most shared slots downstream may hold at once; further buffers are copied so that an element holding buffers (queue, filesink, encoder lookahead) never stalls the producer. -1: one less than the slots the producer lets this consumer hold (half the sink's slots by default)")
+                    .minimum(-1)
+                    .default_value(-1)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
@@ -540,7 +592,10 @@ impl BaseSrcImpl for Src {
             consumer: None,
             caps: None,
             video_info: None,
+            planar: None,
             stream_started: false,
+            max_held: 1,
+            latency: None,
         });
         if !s.reconnect {
             // Fail at start, where the user sees why, rather than at the first buffer.
@@ -585,8 +640,14 @@ impl BaseSrcImpl for Src {
 
     fn query(&self, query: &mut gst::QueryRef) -> bool {
         if let gst::QueryViewMut::Latency(q) = query.view_mut() {
+            // Live: a buffer stamped t (our running time) leaves here at t plus the
+            // producer pipeline's latency (plus transport, microseconds).
             let live = self.settings.lock().unwrap().is_live;
-            q.set(live, gst::ClockTime::ZERO, gst::ClockTime::NONE);
+            let producer = self.state.lock().unwrap().as_ref().and_then(|s| s.latency);
+            match producer {
+                Some((_, min, max)) if live => q.set(true, min, max),
+                _ => q.set(live, gst::ClockTime::ZERO, gst::ClockTime::NONE),
+            }
             return true;
         }
         BaseSrcImplExt::parent_query(self, query)
@@ -598,7 +659,9 @@ impl PushSrcImpl for Src {
         &self,
         _buffer: Option<&mut gst::BufferRef>,
     ) -> Result<CreateSuccess, gst::FlowError> {
-        let reconnect = self.settings.lock().unwrap().reconnect;
+        let s = self.settings();
+        // An inherited socket cannot be connected again.
+        let reconnect = s.reconnect && s.socket_fd < 0;
         loop {
             // Take the consumer out so that unlock and property reads do not wait
             // for a blocked receive.
@@ -612,16 +675,20 @@ impl PushSrcImpl for Src {
                 .take();
             let mut consumer = match consumer {
                 Some(c) => c,
-                None => match self.connect(&self.settings()) {
+                None => match self.connect(&s) {
                     Ok(c) => {
                         gst::info!(CAT, imp = self, "connected to the producer");
-                        if self.counters.lock().unwrap().frames > 0 {
-                            self.counters.lock().unwrap().reconnects += 1;
-                        }
                         self.install(c);
                         continue;
                     }
                     Err(shmring::Error::Interrupted) => return Err(gst::FlowError::Flushing),
+                    Err(e) if reconnect => {
+                        // Something answers at the path but is no producer we can
+                        // trust: keep waiting for a real one.
+                        gst::warning!(CAT, imp = self, "cannot connect ({e}); trying again");
+                        self.pause(&s)?;
+                        continue;
+                    }
                     Err(e) => {
                         gst::element_imp_error!(
                             self,
@@ -638,17 +705,14 @@ impl PushSrcImpl for Src {
                     st.consumer = Some(c);
                 }
             };
-            match r {
+            let lost = match r {
                 Ok(ev) => {
                     put_back(consumer);
                     match self.handle(ev) {
                         Ok(Next::Buffer(b)) => return Ok(CreateSuccess::NewBuffer(b)),
                         Ok(Next::Again) => continue,
                         Ok(Next::Fault(what)) if reconnect => {
-                            gst::info!(CAT, imp = self, "producer sent {what}; reconnecting");
-                            self.counters.lock().unwrap().reconnects += 1;
-                            self.drop_consumer();
-                            continue;
+                            format!("producer sent {what}")
                         }
                         Ok(Next::Fault(what)) => {
                             gst::element_imp_error!(
@@ -665,12 +729,7 @@ impl PushSrcImpl for Src {
                     put_back(consumer);
                     return Err(gst::FlowError::Flushing);
                 }
-                Err(e) if reconnect => {
-                    gst::warning!(CAT, imp = self, "producer lost ({e}); reconnecting");
-                    self.counters.lock().unwrap().reconnects += 1;
-                    self.drop_consumer();
-                    continue;
-                }
+                Err(e) if reconnect => format!("producer lost ({e})"),
                 Err(shmring::Error::PeerGone) => {
                     gst::element_imp_error!(
                         self,
@@ -687,7 +746,11 @@ impl PushSrcImpl for Src {
                     );
                     return Err(gst::FlowError::Error);
                 }
-            }
+            };
+            gst::warning!(CAT, imp = self, "{lost}; reconnecting");
+            self.counters.lock().unwrap().reconnects += 1;
+            self.drop_consumer();
+            self.pause(&s)?;
         }
     }
 }
@@ -696,6 +759,23 @@ impl Src {
     /// A copy of the settings (the lock is not held while using them).
     fn settings(&self) -> Settings {
         self.settings.lock().unwrap().clone()
+    }
+
+    /// Waits `reconnect-interval` before the next connection attempt (so that a
+    /// producer that keeps failing or lying is not hammered); `Flushing` if unlocked.
+    fn pause(&self, s: &Settings) -> Result<(), gst::FlowError> {
+        let w = self.wakers.lock().unwrap().first().cloned();
+        let Some(w) = w else {
+            return Err(gst::FlowError::Flushing);
+        };
+        match w.sleep(Duration::from_millis(s.reconnect_interval_ms as u64)) {
+            Err(shmring::Error::Interrupted) => {
+                // Leave the wake-up for unlock_stop to clear, as for any other wait.
+                w.wake();
+                Err(gst::FlowError::Flushing)
+            }
+            _ => Ok(()),
+        }
     }
 
     fn drop_consumer(&self) {

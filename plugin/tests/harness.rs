@@ -65,6 +65,7 @@ fn sink_sends_events_in_order_and_buffers_with_their_metadata() {
     init();
     let path = sock("sink");
     let (mut h, mut c) = sink_harness(&path);
+    h.set_upstream_latency(gst::ClockTime::from_mseconds(5));
     h.push_event(gst::event::StreamStart::new("the-stream"));
     let caps =
         gst::Caps::from_str("video/x-raw,format=GRAY8,width=4,height=2,framerate=30/1").unwrap();
@@ -96,6 +97,11 @@ fn sink_sends_events_in_order_and_buffers_with_their_metadata() {
         }
     );
     assert_eq!(side(&mut c), Side::Caps(caps));
+    // What upstream of the sink answers to a latency query, before the first buffer.
+    match side(&mut c) {
+        Side::Latency { live, min, .. } => assert_eq!((live, min), (true, 5_000_000)),
+        other => panic!("expected the latency, got {other:?}"),
+    }
     match next(&mut c) {
         Event::Frame(f) => {
             assert_eq!(f.to_vec(), [1, 2, 3, 4, 5, 6, 7, 8]);
@@ -550,4 +556,242 @@ fn src_on_an_inherited_socket_needs_no_path_and_leaves_the_fd_to_its_owner() {
     // Our fd is still ours and open.
     // SAFETY: fcntl(F_GETFD) on an fd we own.
     assert!(unsafe { libc::fcntl(theirs.as_raw_fd(), libc::F_GETFD) } >= 0);
+}
+
+#[test]
+fn src_with_reconnect_keeps_waiting_past_a_liar_at_the_handshake() {
+    use std::os::fd::AsFd;
+    init();
+    let path = sock("liar-handshake");
+    let liar = shmring::listen::SeqpacketListener::bind(path.as_ref(), 0o600).unwrap();
+    let pipeline = gst::parse::launch(&format!(
+        "shmringsrc socket-path={path} is-live=false reconnect=true reconnect-interval=10 ! appsink name=a sync=false"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let appsink = pipeline.by_name("a").unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    // Three hellos answered with garbage instead of a welcome.
+    for _ in 0..3 {
+        let s = liar.accept().unwrap();
+        shmring::fdpass::send(s.as_fd(), b"this is no welcome", &[]).unwrap();
+    }
+    drop(liar);
+    let honest = Producer::bind(&path, ProducerConfig::default()).unwrap();
+    honest
+        .send_side(
+            &Side::Caps(gst::Caps::from_str("application/x-test").unwrap()).encode(),
+            meta::key::CAPS,
+        )
+        .unwrap();
+    honest
+        .wait_for_consumers(1, Some(Duration::from_secs(60)))
+        .unwrap();
+    publish(&honest, b"honest", &meta(0));
+    let sample = appsink
+        .emit_by_name::<Option<gst::Sample>>(
+            "try-pull-sample",
+            &[&gst::ClockTime::from_seconds(60)],
+        )
+        .expect("a buffer from the honest producer");
+    assert_eq!(
+        sample.buffer().unwrap().map_readable().unwrap().as_slice(),
+        b"honest"
+    );
+    assert!(
+        pipeline
+            .bus()
+            .unwrap()
+            .pop_filtered(&[gst::MessageType::Error])
+            .is_none(),
+        "waiting past a liar is not an error"
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+}
+
+fn planar_caps() -> gst::Caps {
+    gst::Caps::from_str(
+        "audio/x-raw,format=S16LE,rate=48000,channels=2,layout=non-interleaved,channel-mask=(bitmask)0x3",
+    )
+    .unwrap()
+}
+
+#[test]
+fn sink_packs_planar_audio_planes_back_to_back() {
+    init();
+    let path = sock("planar-sink");
+    let (mut h, mut c) = sink_harness(&path);
+    h.set_src_caps(planar_caps());
+    let info = gst_audio::AudioInfo::from_caps(&planar_caps()).unwrap();
+    // 10 samples a channel (20 bytes a plane), the right plane 100 bytes in, with
+    // junk around and between.
+    let mut bytes = vec![0xEEu8; 130];
+    bytes[0..20].fill(1);
+    bytes[100..120].fill(2);
+    let mut b = gst::Buffer::from_slice(bytes);
+    gst_audio::AudioMeta::add(b.get_mut().unwrap(), &info, 10, &[0, 100]).unwrap();
+    assert_eq!(h.push(b), Ok(gst::FlowSuccess::Ok));
+    // A tightly packed one goes as it is.
+    let mut tight = vec![3u8; 40];
+    tight[20..].fill(4);
+    let mut b = gst::Buffer::from_slice(tight.clone());
+    gst_audio::AudioMeta::add(b.get_mut().unwrap(), &info, 10, &[]).unwrap();
+    assert_eq!(h.push(b), Ok(gst::FlowSuccess::Ok));
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        if let Event::Frame(f) = next(&mut c) {
+            got.push(f.to_vec());
+        }
+    }
+    let mut packed = vec![1u8; 20];
+    packed.extend([2u8; 20]);
+    assert_eq!(got, [packed, tight]);
+    // A layout that points outside the buffer is refused with a clear error.
+    let e = h.element().unwrap();
+    e.set_bus(Some(&gst::Bus::new()));
+    let mut b = gst::Buffer::from_slice(vec![0u8; 40]);
+    {
+        let b = b.get_mut().unwrap();
+        // A layout whose right plane ends past the (shrunk) buffer.
+        gst_audio::AudioMeta::add(b, &info, 10, &[0, 20]).unwrap();
+        b.set_size(30);
+    }
+    assert_eq!(h.push(b), Err(gst::FlowError::Error));
+    let msg = e
+        .bus()
+        .unwrap()
+        .pop_filtered(&[gst::MessageType::Error])
+        .expect("an error");
+    let gst::MessageView::Error(err) = msg.view() else {
+        unreachable!()
+    };
+    let text = format!("{} {:?}", err.error(), err.debug());
+    assert!(text.contains("exceeds the buffer's 30"), "{text}");
+}
+
+#[test]
+fn src_gives_planar_audio_its_layout() {
+    init();
+    let path = sock("planar-src");
+    let p = Producer::bind(&path, ProducerConfig::default()).unwrap();
+    p.send_side(&Side::Caps(planar_caps()).encode(), meta::key::CAPS)
+        .unwrap();
+    let mut h = src_harness(&path, false);
+    p.wait_for_consumers(1, Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut planes = vec![1u8; 960];
+    planes.extend([2u8; 960]);
+    publish(&p, &planes, &meta(0));
+    let b = h.pull().unwrap();
+    let am = b.meta::<gst_audio::AudioMeta>().expect("audio meta");
+    assert_eq!(am.samples(), 480);
+    assert_eq!(am.offsets(), [0, 960]);
+    // Downstream reads each channel where the layout says.
+    let info = gst_audio::AudioInfo::from_caps(&planar_caps()).unwrap();
+    let ab = gst_audio::AudioBufferRef::from_buffer_ref_readable(&b, &info).unwrap();
+    assert!(ab.plane_data(0).unwrap().iter().all(|&x| x == 1));
+    assert!(ab.plane_data(1).unwrap().iter().all(|&x| x == 2));
+    // A buffer that is not whole frames is named as the fault.
+    let e = h.element().unwrap();
+    publish(&p, &[0u8; 7], &meta(10));
+    let msg = e
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(gst::ClockTime::from_seconds(60), &[gst::MessageType::Error])
+        .expect("an error");
+    let gst::MessageView::Error(err) = msg.view() else {
+        unreachable!()
+    };
+    let text = format!("{:?}", err.debug());
+    assert!(
+        text.contains("not a whole number of 4-byte frames"),
+        "{text}"
+    );
+    assert!(
+        h.try_pull().is_none(),
+        "nothing goes downstream after the fault"
+    );
+}
+
+#[test]
+fn sink_marks_the_first_buffer_after_a_flush_discont() {
+    init();
+    let path = sock("flush-discont");
+    let (mut h, mut c) = sink_harness(&path);
+    h.set_src_caps_str("application/x-test");
+    for round in 0..2u8 {
+        for i in 0..2u8 {
+            assert_eq!(
+                h.push(gst::Buffer::from_slice(vec![round, i])),
+                Ok(gst::FlowSuccess::Ok)
+            );
+        }
+        if round == 0 {
+            assert!(h.push_event(gst::event::FlushStart::new()));
+            assert!(h.push_event(gst::event::FlushStop::new(true)));
+            h.push_event(gst::event::Segment::new(&gst::FormattedSegment::<
+                gst::ClockTime,
+            >::new()));
+        }
+    }
+    let mut discont = Vec::new();
+    while discont.len() < 4 {
+        if let Event::Frame(f) = next(&mut c) {
+            let m = BufferMeta::decode(f.meta()).unwrap();
+            discont.push(m.flags & gst::BufferFlags::DISCONT.bits() != 0);
+        }
+    }
+    assert_eq!(discont, [false, false, true, false]);
+}
+
+#[test]
+fn src_reports_the_producers_latency_when_live() {
+    init();
+    let path = sock("latency");
+    let p = Producer::bind(&path, ProducerConfig::default()).unwrap();
+    p.send_side(
+        &Side::Caps(gst::Caps::from_str("application/x-test").unwrap()).encode(),
+        meta::key::CAPS,
+    )
+    .unwrap();
+    p.send_side(
+        &Side::Latency {
+            live: true,
+            min: 40_000_000,
+            max: meta::NONE,
+        }
+        .encode(),
+        meta::key::LATENCY,
+    )
+    .unwrap();
+    let pipeline = gst::parse::launch(&format!(
+        "shmringsrc name=s socket-path={path} ! appsink name=a sync=false"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let appsink = pipeline.by_name("a").unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    p.wait_for_consumers(1, Some(Duration::from_secs(60)))
+        .unwrap();
+    publish(&p, b"x", &meta(0));
+    appsink
+        .emit_by_name::<Option<gst::Sample>>(
+            "try-pull-sample",
+            &[&gst::ClockTime::from_seconds(60)],
+        )
+        .expect("a buffer");
+    let src = pipeline.by_name("s").unwrap();
+    let mut q = gst::query::Latency::new();
+    assert!(src.static_pad("src").unwrap().query(&mut q));
+    assert_eq!(
+        q.result(),
+        (
+            true,
+            gst::ClockTime::from_mseconds(40),
+            gst::ClockTime::NONE
+        )
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
 }

@@ -277,6 +277,17 @@ impl Waker {
         r == 8
     }
 
+    /// Sleeps for `d` unless woken: [`Error::Interrupted`] (the wake-up taken) if
+    /// [`wake`](Waker::wake) was called before or during the sleep.
+    pub fn sleep(&self, d: Duration) -> Result<()> {
+        let mut p = [pollfd(self.as_fd(), libc::POLLIN)];
+        poll_until(&mut p, Some(Instant::now() + d))?;
+        if self.take() {
+            return Err(Error::Interrupted);
+        }
+        Ok(())
+    }
+
     /// The eventfd, for callers that poll it themselves.
     pub fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()

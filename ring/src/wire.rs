@@ -55,6 +55,9 @@ pub enum Msg {
         frame_ring: u32,
         /// Capacity of the release ring (slot ids), a power of two.
         release_ring: u32,
+        /// Most slots this consumer may hold (queued or in use) before the producer
+        /// blocks or drops for it; at least 1.
+        max_held: u32,
     },
     /// Producer → consumer: a new arena. Carries 1 fd (sealed memfd, read-only for
     /// the consumer).
@@ -160,8 +163,9 @@ impl Msg {
                 consumer_id,
                 frame_ring,
                 release_ring,
+                max_held,
             } => {
-                for v in [version, consumer_id, frame_ring, release_ring] {
+                for v in [version, consumer_id, frame_ring, release_ring, max_held] {
                     put32(&mut body, *v);
                 }
                 ty::WELCOME
@@ -250,6 +254,7 @@ impl Msg {
                 consumer_id: r.u32()?,
                 frame_ring: r.pow2("frame ring capacity")?,
                 release_ring: r.pow2("release ring capacity")?,
+                max_held: r.nonzero("slot share")?,
             },
             ty::ARENA => Msg::Arena {
                 arena_id: r.u32()?,
@@ -378,6 +383,7 @@ mod tests {
                 consumer_id: 7,
                 frame_ring: 64,
                 release_ring: 128,
+                max_held: 4,
             },
             Msg::Arena {
                 arena_id: 2,
@@ -487,6 +493,7 @@ mod tests {
             consumer_id: 1,
             frame_ring: 64,
             release_ring: 64,
+            max_held: 4,
         }
         .encode();
         b[HEADER_LEN + 8..HEADER_LEN + 12].copy_from_slice(&100u32.to_le_bytes());

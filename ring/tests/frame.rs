@@ -303,6 +303,28 @@ fn frames_released_on_other_threads_and_copies_release_at_once() {
 }
 
 #[test]
+fn the_welcome_tells_the_consumer_its_slot_share() {
+    let p = Producer::new(ProducerConfig {
+        slots: 12,
+        ..patient()
+    })
+    .unwrap();
+    let (a, b) = shmring::fdpass::seqpacket_pair().unwrap();
+    p.add_connection(a).unwrap();
+    let c = Consumer::from_fd(b, ConsumerConfig::default()).unwrap();
+    assert_eq!(c.max_held(), 6, "half the slots by default");
+    let p = Producer::new(ProducerConfig {
+        max_held: Some(2),
+        ..patient()
+    })
+    .unwrap();
+    let (a, b) = shmring::fdpass::seqpacket_pair().unwrap();
+    p.add_connection(a).unwrap();
+    let c = Consumer::from_fd(b, ConsumerConfig::default()).unwrap();
+    assert_eq!(c.max_held(), 2);
+}
+
+#[test]
 fn connected_socket_hand_off_needs_no_path() {
     let p = Producer::new(patient()).unwrap();
     let (a, b) = shmring::fdpass::seqpacket_pair().unwrap();

@@ -153,6 +153,26 @@ fn waker_interrupts_a_blocked_receive() {
 }
 
 #[test]
+fn waker_sleep_runs_its_time_or_ends_early_when_woken() {
+    let w = shmring::Waker::new().unwrap();
+    let t0 = Instant::now();
+    w.sleep(Duration::from_millis(20)).unwrap();
+    assert!(t0.elapsed() >= Duration::from_millis(20));
+    let w2 = w.clone();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(30));
+        w2.wake();
+    });
+    // Far longer than any test runs: only the wake-up can end it.
+    assert!(matches!(
+        w.sleep(Duration::from_secs(3600)),
+        Err(Error::Interrupted)
+    ));
+    t.join().unwrap();
+    assert!(!w.take(), "the wake-up was consumed");
+}
+
+#[test]
 fn receiver_drains_what_was_sent_before_the_sender_left() {
     let (mut tx, fds) = Sender::<u64>::create(8).unwrap();
     let mut rx = Receiver::<u64>::attach(fds).unwrap();

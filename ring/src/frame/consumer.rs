@@ -245,6 +245,7 @@ struct PendingSide {
 pub struct Consumer {
     sock: OwnedFd,
     id: u32,
+    max_held: u32,
     frames: Receiver<FrameDesc>,
     releaser: Arc<Releaser>,
     arenas: HashMap<u32, Arc<ConsumerArena>>,
@@ -348,13 +349,14 @@ impl Consumer {
                 return Err(Error::Timeout);
             }
         };
-        let (version, id, frame_ring, release_ring) = match msg {
+        let (version, id, frame_ring, release_ring, max_held) = match msg {
             Msg::Welcome {
                 version,
                 consumer_id,
                 frame_ring,
                 release_ring,
-            } => (version, consumer_id, frame_ring, release_ring),
+                max_held,
+            } => (version, consumer_id, frame_ring, release_ring, max_held),
             Msg::Goodbye { code, reason } => return Err(Error::Closed { code, reason }),
             m => {
                 return Err(Error::Protocol(format!(
@@ -394,6 +396,7 @@ impl Consumer {
         Ok(Consumer {
             sock,
             id,
+            max_held,
             frames,
             releaser: Arc::new(Releaser {
                 q: Mutex::new((releases, Vec::new())),
@@ -416,6 +419,14 @@ impl Consumer {
     /// The producer's id for this consumer.
     pub fn id(&self) -> u32 {
         self.id
+    }
+
+    /// Most frames this consumer may hold at once (queued in its ring or not yet
+    /// dropped) before the producer blocks or drops for it, as the producer
+    /// announced. A consumer that keeps frames (a GStreamer queue downstream) should
+    /// copy past a share of this, or it stalls the producer.
+    pub fn max_held(&self) -> u32 {
+        self.max_held
     }
 
     /// Frames received so far (the next frame's number).

@@ -1117,6 +1117,7 @@ impl State {
                 consumer_id: self.next_id,
                 frame_ring: cfg.frame_ring,
                 release_ring: cfg.release_ring(),
+                max_held: cfg.max_held() as u32,
             },
             &[
                 ffds.memfd.as_fd(),

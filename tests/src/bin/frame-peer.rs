@@ -370,6 +370,7 @@ fn evil_producer(path: &str, act: &str) -> R {
         consumer_id: 1,
         frame_ring: 64,
         release_ring: 64,
+        max_held: 4,
     }
     .encode();
     let all = [
