@@ -70,6 +70,8 @@ struct State {
     planar: Option<gst_audio::AudioInfo>,
     /// Whether the current connection's stream-start was seen.
     stream_started: bool,
+    /// A new stream began after a reconnect: send a segment before its first buffer.
+    new_segment: bool,
     /// Slots the producer lets this consumer hold (from its welcome).
     max_held: u32,
     /// The producer's upstream latency (live, min, max), as it last told us.
@@ -308,7 +310,12 @@ impl Src {
                     .is_some_and(|c| c == caps);
                 if !same {
                     gst::debug!(CAT, imp = self, "caps {caps}");
-                    if !pad.peer_query_accept_caps(&caps) || obj.set_caps(&caps).is_err() {
+                    // After a new stream-start the caps go again even if unchanged
+                    // (set_caps would skip them).
+                    let again = pad.current_caps().is_some_and(|c| c == caps);
+                    if again {
+                        pad.push_event(gst::event::Caps::new(&caps));
+                    } else if !pad.peer_query_accept_caps(&caps) || obj.set_caps(&caps).is_err() {
                         let theirs = pad.peer_query_caps(None);
                         gst::element_imp_error!(
                             self,
@@ -339,8 +346,13 @@ impl Src {
                     .map(|s| !std::mem::replace(&mut s.stream_started, true))
                     .unwrap_or(false);
                 // BaseSrc sends one stream-start itself; after a reconnect the new
-                // stream gets its own, in a new group.
+                // stream gets its own, in a new group, then caps (even if the same)
+                // and a segment before its first buffer, as for any new stream.
                 if first && self.counters.lock().unwrap().reconnects > 0 {
+                    if let Some(st) = self.state.lock().unwrap().as_mut() {
+                        st.caps = None;
+                        st.new_segment = true;
+                    }
                     pad.push_event(
                         gst::event::StreamStart::builder(&stream_id)
                             .group_id(gst::GroupId::next())
@@ -594,6 +606,7 @@ impl BaseSrcImpl for Src {
             video_info: None,
             planar: None,
             stream_started: false,
+            new_segment: false,
             max_held: 1,
             latency: None,
         });
@@ -709,7 +722,10 @@ impl PushSrcImpl for Src {
                 Ok(ev) => {
                     put_back(consumer);
                     match self.handle(ev) {
-                        Ok(Next::Buffer(b)) => return Ok(CreateSuccess::NewBuffer(b)),
+                        Ok(Next::Buffer(b)) => {
+                            self.segment_if_new();
+                            return Ok(CreateSuccess::NewBuffer(b));
+                        }
                         Ok(Next::Again) => continue,
                         Ok(Next::Fault(what)) if reconnect => {
                             format!("producer sent {what}")
@@ -775,6 +791,23 @@ impl Src {
                 Err(gst::FlowError::Flushing)
             }
             _ => Ok(()),
+        }
+    }
+
+    /// Sends the segment again before the first buffer of a stream that began
+    /// after a reconnect.
+    fn segment_if_new(&self) {
+        let new = self
+            .state
+            .lock()
+            .unwrap()
+            .as_mut()
+            .is_some_and(|s| std::mem::take(&mut s.new_segment));
+        if new {
+            let obj = self.obj();
+            let segment = obj.segment();
+            let pad = obj.static_pad("src").expect("src pad");
+            pad.push_event(gst::event::Segment::new(&segment));
         }
     }
 

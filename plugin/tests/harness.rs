@@ -795,3 +795,75 @@ fn src_reports_the_producers_latency_when_live() {
     );
     pipeline.set_state(gst::State::Null).unwrap();
 }
+
+#[test]
+fn src_starts_a_new_stream_downstream_after_reconnecting() {
+    init();
+    let path = sock("restart");
+    let caps = gst::Caps::from_str("application/x-test").unwrap();
+    let serve = |id: &str| {
+        let p = Producer::bind(&path, ProducerConfig::default()).unwrap();
+        p.send_side(
+            &Side::StreamStart {
+                stream_id: id.into(),
+            }
+            .encode(),
+            meta::key::STREAM_START,
+        )
+        .unwrap();
+        p.send_side(&Side::Caps(caps.clone()).encode(), meta::key::CAPS)
+            .unwrap();
+        p
+    };
+    let first = serve("first");
+    let e = gst::ElementFactory::make("shmringsrc")
+        .property("socket-path", &path)
+        .property("is-live", false)
+        .property("reconnect", true)
+        .property("reconnect-interval", 10u32)
+        .build()
+        .unwrap();
+    e.set_bus(Some(&gst::Bus::new()));
+    let mut h = Harness::with_element(&e, None, Some("src"));
+    h.play();
+    first
+        .wait_for_consumers(1, Some(Duration::from_secs(60)))
+        .unwrap();
+    publish(&first, b"one", &meta(0));
+    assert_eq!(h.pull().unwrap().map_readable().unwrap().as_slice(), b"one");
+    drop(first); // a producer restart
+    let second = serve("second");
+    second
+        .wait_for_consumers(1, Some(Duration::from_secs(60)))
+        .unwrap();
+    publish(&second, b"two", &meta(0));
+    assert_eq!(h.pull().unwrap().map_readable().unwrap().as_slice(), b"two");
+    let mut seen = Vec::new();
+    while let Some(ev) = h.try_pull_event() {
+        match ev.view() {
+            gst::EventView::StreamStart(_) => seen.push("stream-start"),
+            gst::EventView::Caps(_) => seen.push("caps"),
+            gst::EventView::Segment(_) => seen.push("segment"),
+            _ => {}
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            "stream-start",
+            "caps",
+            "segment",
+            "stream-start",
+            "caps",
+            "segment"
+        ]
+    );
+    let stats = e.property::<gst::Structure>("stats");
+    assert_eq!(stats.get::<u64>("reconnects").unwrap(), 1);
+    assert!(
+        e.bus()
+            .unwrap()
+            .pop_filtered(&[gst::MessageType::Error])
+            .is_none()
+    );
+}
