@@ -79,9 +79,21 @@ fuzz: deps
 	  (cd fuzz && $(CARGO) +nightly fuzz run $$t ../target/fuzz-corpus/$$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS)) || exit 1; \
 	done
 
-## bench: two-process ring and frame channel benchmarks against a unix socket, shmem-ipc and memcpy (not a test)
+## bench: the ring and frame channel against a unix socket, shmem-ipc and memcpy, then
+## the GStreamer elements against every rival transport this GStreamer has (not a test).
+## Writes target/bench/{ring,gst}.json, gst.md, video.png, latency.png.
+# The rivals (shmsink/shmsrc, gdppay/gdpdepay) and the plots' font.
+BENCH_PACKAGES := gstreamer1.0-plugins-bad fonts-dejavu-core
 bench: deps
+	@missing=""; for p in $(BENCH_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "bench: installing$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
 	$(CARGO) bench -p shmring --bench ring
+	$(CARGO) bench -p gst-plugin-shmring --bench gst
 
 clean:
 	$(CARGO) clean

@@ -6,6 +6,7 @@ use std::time::Duration;
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
+use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 use shmring::frame::Policy;
 use shmring::{Producer, ProducerConfig};
@@ -214,6 +215,11 @@ impl Sink {
     }
 
     fn log_events(&self, p: &Producer) {
+        // Per buffer: only take the producer's lock when someone reads the log (the
+        // producer keeps a bounded backlog otherwise).
+        if !CAT.above_threshold(gst::DebugLevel::Info) {
+            return;
+        }
         for e in p.take_events() {
             gst::info!(CAT, imp = self, "{e:?}");
         }
@@ -228,6 +234,13 @@ impl ObjectSubclass for Sink {
 }
 
 impl ObjectImpl for Sink {
+    fn constructed(&self) {
+        self.parent_constructed();
+        // A kept last sample would pin a shared slot (consumers' memory) for a
+        // snapshot nobody asked for, and one more slot in rotation costs cache.
+        self.obj().set_enable_last_sample(false);
+    }
+
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
             vec![

@@ -672,9 +672,12 @@ impl PushSrcImpl for Src {
         &self,
         _buffer: Option<&mut gst::BufferRef>,
     ) -> Result<CreateSuccess, gst::FlowError> {
-        let s = self.settings();
-        // An inherited socket cannot be connected again.
-        let reconnect = s.reconnect && s.socket_fd < 0;
+        // An inherited socket cannot be connected again. (No settings clone per
+        // buffer: the path is only needed to connect.)
+        let (reconnect, interval) = {
+            let s = self.settings.lock().unwrap();
+            (s.reconnect && s.socket_fd < 0, s.reconnect_interval_ms)
+        };
         loop {
             // Take the consumer out so that unlock and property reads do not wait
             // for a blocked receive.
@@ -688,7 +691,7 @@ impl PushSrcImpl for Src {
                 .take();
             let mut consumer = match consumer {
                 Some(c) => c,
-                None => match self.connect(&s) {
+                None => match self.connect(&self.settings()) {
                     Ok(c) => {
                         gst::info!(CAT, imp = self, "connected to the producer");
                         self.install(c);
@@ -699,7 +702,7 @@ impl PushSrcImpl for Src {
                         // Something answers at the path but is no producer we can
                         // trust: keep waiting for a real one.
                         gst::warning!(CAT, imp = self, "cannot connect ({e}); trying again");
-                        self.pause(&s)?;
+                        self.pause(interval)?;
                         continue;
                     }
                     Err(e) => {
@@ -766,7 +769,7 @@ impl PushSrcImpl for Src {
             gst::warning!(CAT, imp = self, "{lost}; reconnecting");
             self.counters.lock().unwrap().reconnects += 1;
             self.drop_consumer();
-            self.pause(&s)?;
+            self.pause(interval)?;
         }
     }
 }
@@ -779,12 +782,12 @@ impl Src {
 
     /// Waits `reconnect-interval` before the next connection attempt (so that a
     /// producer that keeps failing or lying is not hammered); `Flushing` if unlocked.
-    fn pause(&self, s: &Settings) -> Result<(), gst::FlowError> {
+    fn pause(&self, interval_ms: u32) -> Result<(), gst::FlowError> {
         let w = self.wakers.lock().unwrap().first().cloned();
         let Some(w) = w else {
             return Err(gst::FlowError::Flushing);
         };
-        match w.sleep(Duration::from_millis(s.reconnect_interval_ms as u64)) {
+        match w.sleep(Duration::from_millis(interval_ms as u64)) {
             Err(shmring::Error::Interrupted) => {
                 // Leave the wake-up for unlock_stop to clear, as for any other wait.
                 w.wake();
