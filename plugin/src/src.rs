@@ -24,6 +24,9 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
+/// Default `wake-ahead`, µs.
+const DEFAULT_WAKE_AHEAD_US: u32 = 200;
+
 #[derive(Clone, Debug)]
 struct Settings {
     socket_path: Option<String>,
@@ -32,6 +35,7 @@ struct Settings {
     reconnect: bool,
     reconnect_interval_ms: u32,
     spin_time_us: u32,
+    wake_ahead_us: u32,
     is_live: bool,
     /// -1: automatic (one less than the producer's slot share).
     zero_copy_limit: i32,
@@ -46,6 +50,7 @@ impl Default for Settings {
             reconnect: false,
             reconnect_interval_ms: 100,
             spin_time_us: 20,
+            wake_ahead_us: DEFAULT_WAKE_AHEAD_US,
             is_live: true,
             zero_copy_limit: -1,
         }
@@ -103,6 +108,7 @@ impl Src {
         ConsumerConfig {
             copy: s.copy,
             spin: Duration::from_micros(s.spin_time_us as u64),
+            wake_ahead: Duration::from_micros(s.wake_ahead_us as u64),
             ..Default::default()
         }
     }
@@ -490,6 +496,12 @@ impl ObjectImpl for Src {
                     .default_value(20)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt::builder("wake-ahead")
+                    .nick("Wake ahead")
+                    .blurb("Microseconds before the next buffer is due (judged from the spacing of the last ones) to wake and poll for it instead of waiting to be woken: lower, steadier latency for live streams for about this much CPU per buffer interval (0: off)")
+                    .default_value(DEFAULT_WAKE_AHEAD_US)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoolean::builder("is-live")
                     .nick("Live")
                     .blurb("Act as a live source, mapping the producer's running time onto this pipeline's through the monotonic clock (A/V sync across processes)")
@@ -522,6 +534,7 @@ impl ObjectImpl for Src {
             "reconnect" => s.reconnect = value.get().unwrap(),
             "reconnect-interval" => s.reconnect_interval_ms = value.get().unwrap(),
             "spin-time" => s.spin_time_us = value.get().unwrap(),
+            "wake-ahead" => s.wake_ahead_us = value.get().unwrap(),
             "zero-copy-limit" => s.zero_copy_limit = value.get().unwrap(),
             "is-live" => {
                 s.is_live = value.get().unwrap();
@@ -541,6 +554,7 @@ impl ObjectImpl for Src {
             "reconnect" => s.reconnect.to_value(),
             "reconnect-interval" => s.reconnect_interval_ms.to_value(),
             "spin-time" => s.spin_time_us.to_value(),
+            "wake-ahead" => s.wake_ahead_us.to_value(),
             "is-live" => s.is_live.to_value(),
             "zero-copy-limit" => s.zero_copy_limit.to_value(),
             "stats" => self.stats().to_value(),

@@ -143,17 +143,16 @@ impl Doorbell {
             },
         ];
         let timeout = match deadline {
-            None => -1,
+            None => None,
             Some(d) => {
                 let now = Instant::now();
                 if d <= now {
                     return Ok(Wake::TimedOut);
                 }
-                poll_timeout_ms(d - now)
+                Some(d - now)
             }
         };
-        // SAFETY: two valid pollfds (a negative fd is ignored by poll).
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout) };
+        let r = ppoll(&mut fds, timeout);
         if r < 0 {
             let e = std::io::Error::last_os_error();
             if e.raw_os_error() == Some(libc::EINTR) {
@@ -198,19 +197,8 @@ impl AsFd for Doorbell {
 /// Polls `fds` until one is ready or `deadline` passes (`None`: forever). Returns
 /// false on timeout. `EINTR` counts as "something may be ready": callers re-check.
 pub(crate) fn poll_until(fds: &mut [libc::pollfd], deadline: Option<Instant>) -> Result<bool> {
-    let timeout = match deadline {
-        None => -1,
-        Some(d) => {
-            let now = Instant::now();
-            if d <= now {
-                0
-            } else {
-                poll_timeout_ms(d - now)
-            }
-        }
-    };
-    // SAFETY: `fds` is a live, writable slice of pollfds (negative fds are ignored).
-    let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+    let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+    let r = ppoll(fds, timeout);
     if r < 0 {
         let e = std::io::Error::last_os_error();
         if e.raw_os_error() == Some(libc::EINTR) {
@@ -233,10 +221,26 @@ pub(crate) fn pollfd(fd: BorrowedFd<'_>, events: i16) -> libc::pollfd {
     }
 }
 
-/// Rounds a duration up to whole milliseconds for `poll`, capped at `i32::MAX`.
-pub(crate) fn poll_timeout_ms(d: Duration) -> i32 {
-    let ms = d.as_nanos().div_ceil(1_000_000);
-    ms.min(i32::MAX as u128) as i32
+/// `ppoll` for at most `timeout` (`None`: forever), to the nanosecond (`poll` would
+/// round a wake-up to whole milliseconds); its return value (errno on -1).
+fn ppoll(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> i32 {
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: t.subsec_nanos() as libc::c_long,
+    });
+    let tp = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `fds` is a live, writable slice of pollfds (negative fds are ignored);
+    // `tp` is null or points at a timespec that outlives the call; no signal mask.
+    unsafe {
+        libc::ppoll(
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            tp,
+            std::ptr::null(),
+        )
+    }
 }
 
 /// Interrupts a blocking wait from another thread. Cheap to clone; all clones wake

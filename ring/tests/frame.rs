@@ -488,3 +488,56 @@ fn a_held_slot_is_not_reused_until_its_holder_lets_go() {
     drop(held);
     assert_eq!(p.stats().free_slots, 8);
 }
+
+#[test]
+fn waking_ahead_of_paced_frames_loses_nothing_and_still_hears_wakers_and_goodbyes() {
+    let p = Producer::bind(sock_path("ahead"), patient()).unwrap();
+    let cfg = ConsumerConfig {
+        wake_ahead: Duration::from_millis(2),
+        ..Default::default()
+    };
+    let mut c = Consumer::connect(p.path().unwrap(), cfg).unwrap();
+    wait_consumers(&p, 1);
+    let p = std::sync::Arc::new(p);
+    let pp = p.clone();
+    // A paced stream (every 5 ms), a side message in the middle.
+    let t = thread::spawn(move || {
+        for seq in 0..30u64 {
+            thread::sleep(Duration::from_millis(5));
+            if seq == 15 {
+                pp.send_side(b"mid", 0).unwrap();
+            }
+            publish(&pp, seq, 100);
+        }
+    });
+    for seq in 0..30u64 {
+        if seq == 15 {
+            assert_eq!(expect_side(&mut c), (0, b"mid".to_vec()));
+        }
+        check_frame(&expect_frame(&mut c), seq, 100);
+    }
+    t.join().unwrap();
+    // The stream has a pace now; a waker still interrupts the anticipating wait
+    // (long after the next frame was due) ...
+    let w = c.waker();
+    let t = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(50));
+        w.wake();
+    });
+    assert!(matches!(c.recv(), Err(Error::Interrupted)));
+    t.join().unwrap();
+    // ... and a frame that comes much later than the pace says still arrives.
+    thread::sleep(Duration::from_millis(30));
+    publish(&p, 30, 100);
+    check_frame(&expect_frame(&mut c), 30, 100);
+    // Between paced frames, the producer leaving is heard at once.
+    let t = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(2));
+        drop(p);
+    });
+    assert!(matches!(
+        c.recv_timeout(Duration::from_secs(60)),
+        Ok(Event::End { .. }) | Err(Error::PeerGone)
+    ));
+    t.join().unwrap();
+}
