@@ -9,7 +9,7 @@ DEB_PACKAGES := build-essential pkg-config libgstreamer1.0-dev libgstreamer-plug
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LOOM_TARGET := target/loom
 
-.PHONY: all deps build demo ring-demo frame-demo test lint loom valgrind fuzz bench clean
+.PHONY: all deps build demo ring-demo frame-demo test lint loom valgrind fuzz bench install uninstall clean
 
 all: build
 
@@ -94,6 +94,24 @@ bench: deps
 	fi
 	$(CARGO) bench -p shmring --bench ring
 	$(CARGO) bench -p gst-plugin-shmring --bench gst
+
+## install: libgstshmring.so into the system's GStreamer plugin directory, or with
+## PREFIX=~/.local into the user's (~/.local/share/gstreamer-1.0/plugins, which
+## GStreamer searches by itself); no GST_PLUGIN_PATH needed afterwards.
+## PROFILE=dev installs the debug build; SKIP_BUILD=1 installs what is built (tests).
+PROFILE ?= release
+PROFILE_DIR := $(if $(filter dev,$(PROFILE)),debug,$(PROFILE))
+PLUGIN_DIR = $(if $(PREFIX),$(PREFIX)/share/gstreamer-1.0/plugins,$(shell pkg-config --variable=pluginsdir gstreamer-1.0))
+INSTALL_SUDO = $(if $(PREFIX),,$(SUDO))
+install: $(if $(SKIP_BUILD),,deps)
+	$(if $(SKIP_BUILD),,$(CARGO) build --profile $(PROFILE) -p gst-plugin-shmring)
+	@test -n "$(PLUGIN_DIR)" || { echo "install: no plugin directory (pkg-config gstreamer-1.0)" >&2; exit 1; }
+	$(INSTALL_SUDO) install -D -m 0644 target/$(PROFILE_DIR)/libgstshmring.so $(DESTDIR)$(PLUGIN_DIR)/libgstshmring.so
+	@echo "installed $(DESTDIR)$(PLUGIN_DIR)/libgstshmring.so: try gst-inspect-1.0 shmring"
+
+uninstall:
+	$(INSTALL_SUDO) rm -f $(DESTDIR)$(PLUGIN_DIR)/libgstshmring.so
+	@echo "removed $(DESTDIR)$(PLUGIN_DIR)/libgstshmring.so"
 
 clean:
 	$(CARGO) clean

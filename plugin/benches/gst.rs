@@ -309,7 +309,7 @@ fn parse(lines: &[String]) -> Result<Report, String> {
 
 /// Runs a producer process and, once it is ready, a consumer process.
 fn run_pair(producer: &Role, consumer: &Role) -> Result<(Report, Report), String> {
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_secs(45);
     let mut p = role_cmd(producer, true);
     let release = p.stdin.take();
     // Wait for "ready" on the producer's stdout before starting the consumer.
@@ -339,19 +339,19 @@ fn run_pair(producer: &Role, consumer: &Role) -> Result<(Report, Report), String
         Err(_) => {
             let _ = p.kill();
             let _ = p.wait();
-            Err("producer timed out".into())
+            Err("did not finish within 45 s".into())
         }
     };
     match (prod, cons) {
         (Ok(p), Ok(c)) => Ok((p, c)),
-        (Err(e), _) => Err(format!("producer: {e}")),
         (_, Err(e)) => Err(format!("consumer: {e}")),
+        (Err(e), _) => Err(format!("producer: {e}")),
     }
 }
 
 fn run_one(r: &Role) -> Result<Report, String> {
     let c = role_cmd(r, false);
-    collect(c, Instant::now() + Duration::from_secs(120)).and_then(|l| parse(&l))
+    collect(c, Instant::now() + Duration::from_secs(45)).and_then(|l| parse(&l))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -387,6 +387,7 @@ enum Transport {
     Shmring,
     ShmringCopy,
     ShmringSpin,
+    ShmringSleep,
     Shm,
     ShmCopy,
     Tcp,
@@ -400,6 +401,7 @@ impl Transport {
             Transport::Shmring => "shmring",
             Transport::ShmringCopy => "shmring_copy",
             Transport::ShmringSpin => "shmring_spin",
+            Transport::ShmringSleep => "shmring_sleep",
             Transport::Shm => "shm",
             Transport::ShmCopy => "shm_copy",
             Transport::Tcp => "tcp",
@@ -413,6 +415,7 @@ impl Transport {
             Transport::Shmring => "shmringsink/src, zero-copy",
             Transport::ShmringCopy => "shmringsink/src, copy path",
             Transport::ShmringSpin => "shmringsink/src, spin-time=20000",
+            Transport::ShmringSleep => "shmringsink/src, wake-ahead=0",
             Transport::Shm => "shmsink/shmsrc, upstream in its memory",
             Transport::ShmCopy => "shmsink/shmsrc, copying",
             Transport::Tcp => "tcpserversink/tcpclientsrc + gdp",
@@ -424,7 +427,10 @@ impl Transport {
     fn absent(self) -> Option<String> {
         let need: &[&str] = match self {
             Transport::InProcess => &[],
-            Transport::Shmring | Transport::ShmringCopy | Transport::ShmringSpin => &[],
+            Transport::Shmring
+            | Transport::ShmringCopy
+            | Transport::ShmringSpin
+            | Transport::ShmringSleep => &[],
             Transport::Shm | Transport::ShmCopy => &["shmsink", "shmsrc"],
             Transport::Tcp => &["tcpserversink", "tcpclientsrc", "gdppay", "gdpdepay"],
             Transport::UnixFd => &["unixfdsink", "unixfdsrc"],
@@ -498,17 +504,20 @@ fn roles(t: Transport, w: &Work, names: &mut Names, latency: bool) -> (Role, Opt
             },
             None,
         ),
-        Transport::Shmring | Transport::ShmringCopy | Transport::ShmringSpin => {
+        Transport::Shmring
+        | Transport::ShmringCopy
+        | Transport::ShmringSpin
+        | Transport::ShmringSleep => {
             let p = names.socket();
             let c = if t == Transport::ShmringCopy {
                 copy
             } else {
                 ""
             };
-            let spin = if t == Transport::ShmringSpin {
-                " spin-time=20000"
-            } else {
-                ""
+            let spin = match t {
+                Transport::ShmringSpin => " spin-time=20000",
+                Transport::ShmringSleep => " wake-ahead=0",
+                _ => "",
             };
             (
                 role(
@@ -809,6 +818,7 @@ fn main() {
     let lat_transports = [
         Transport::InProcess,
         Transport::Shmring,
+        Transport::ShmringSleep,
         Transport::ShmringSpin,
         Transport::Shm,
         Transport::Tcp,
@@ -1020,6 +1030,16 @@ fn plots(
         .copied()
         .filter(|t| out.get(&format!("v1080_{}_fps", t.key())).is_some())
         .collect();
+    let top = ["v1080", "v4k"]
+        .iter()
+        .flat_map(|tag| {
+            let base = out.get(&format!("{tag}_inprocess_fps"));
+            shown
+                .iter()
+                .filter_map(move |t| Some(out.get(&format!("{tag}_{}_fps", t.key()))? / base?))
+        })
+        .fold(1.2f64, f64::max)
+        * 1.05;
     let path = dir.join("video.png");
     let root = BitMapBackend::new(&path, (1000, 560)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -1031,12 +1051,16 @@ fn plots(
         .margin(20)
         .x_label_area_size(60)
         .y_label_area_size(60)
-        .build_cartesian_2d(0f64..shown.len() as f64, 0f64..1.2f64)?;
+        .build_cartesian_2d(0f64..shown.len() as f64, 0f64..top)?;
     chart
         .configure_mesh()
         .disable_x_mesh()
-        .x_labels(shown.len())
+        // A label in the middle of each group of bars.
+        .x_labels(shown.len() * 2 + 1)
         .x_label_formatter(&|x| {
+            if (x.fract() - 0.5).abs() > 0.01 {
+                return String::new();
+            }
             shown
                 .get(x.floor() as usize)
                 .map(|t| t.key().to_owned())
@@ -1054,7 +1078,7 @@ fn plots(
                 let v = out.get(&format!("{tag}_{}_fps", t.key()))? / base?;
                 let x0 = x as f64 + 0.1 + 0.4 * i as f64;
                 Some(Rectangle::new(
-                    [(x0, 0.0), (x0 + 0.38, v.min(1.2))],
+                    [(x0, 0.0), (x0 + 0.38, v)],
                     color.mix(0.7).filled(),
                 ))
             })
@@ -1093,8 +1117,12 @@ fn plots(
     chart
         .configure_mesh()
         .disable_x_mesh()
-        .x_labels(shown.len())
+        // A label in the middle of each group of bars.
+        .x_labels(shown.len() * 2 + 1)
         .x_label_formatter(&|x| {
+            if (x.fract() - 0.5).abs() > 0.01 {
+                return String::new();
+            }
             shown
                 .get(x.floor() as usize)
                 .map(|t| t.key().to_owned())

@@ -493,7 +493,7 @@ fn a_held_slot_is_not_reused_until_its_holder_lets_go() {
 fn waking_ahead_of_paced_frames_loses_nothing_and_still_hears_wakers_and_goodbyes() {
     let p = Producer::bind(sock_path("ahead"), patient()).unwrap();
     let cfg = ConsumerConfig {
-        wake_ahead: Duration::from_millis(2),
+        wake_ahead: Duration::from_micros(400),
         ..Default::default()
     };
     let mut c = Consumer::connect(p.path().unwrap(), cfg).unwrap();

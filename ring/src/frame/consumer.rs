@@ -37,8 +37,9 @@ pub struct ConsumerConfig {
     /// sleeping until the producer's doorbell wakes this consumer: lower, steadier
     /// latency for paced (live) streams, for a little CPU (about `wake_ahead` per
     /// frame interval). When the next frame is due is judged from the spacing of
-    /// the last frames; a frame that is late by more than `wake_ahead` is waited
-    /// for on the doorbell as usual. 0: off. Default 0.
+    /// the last frames (only streams whose frames are at least 10 × `wake_ahead`
+    /// apart); a frame that is late by more than `wake_ahead` is waited for on the
+    /// doorbell as usual. 0: off. Default 0.
     pub wake_ahead: Duration,
 }
 
@@ -783,7 +784,11 @@ impl Consumer {
     /// `wake_ahead` late. True when there is something to look at.
     fn anticipate(&mut self, deadline: Option<Instant>) -> Result<bool> {
         let ahead = self.cfg.wake_ahead;
-        let Some(due) = self.pace.due().filter(|_| !ahead.is_zero()) else {
+        // Only for streams paced well apart: a fast stream keeps the consumer busy
+        // anyway, and polling a large share of each interval would cost CPU for
+        // nothing.
+        let paced = self.pace.gap.is_some_and(|g| g >= ahead * 10);
+        let Some(due) = self.pace.due().filter(|_| !ahead.is_zero() && paced) else {
             return Ok(false);
         };
         let give_up = match deadline {
