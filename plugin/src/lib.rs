@@ -13,6 +13,8 @@
 
 use gst::glib;
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod meta;
 mod pool;
 mod sink;

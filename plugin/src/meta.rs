@@ -203,13 +203,26 @@ impl Side {
     /// Decodes a side message; anything malformed is an error naming it.
     pub fn decode(b: &[u8]) -> Result<Side, String> {
         let (&t, body) = b.split_first().ok_or("empty side message")?;
-        let text = || std::str::from_utf8(body).map_err(|e| format!("side message text: {e}"));
+        let text = || {
+            let t = std::str::from_utf8(body).map_err(|e| format!("side message text: {e}"))?;
+            // GStreamer takes C strings: an interior NUL would make the bindings panic.
+            match t.find('\0') {
+                Some(at) => Err(format!("side message text has a NUL byte at {at}")),
+                None => Ok(t),
+            }
+        };
         Ok(match t {
             T_CAPS => {
                 let s = text()?;
                 let caps = gst::Caps::from_str(s).map_err(|_| format!("unparsable caps {s:?}"))?;
-                if !caps.is_fixed() {
+                // One fixed structure: "NONE", "ANY" and lists are no stream's caps.
+                if caps.is_any() || caps.size() != 1 || !caps.is_fixed() {
                     return Err(format!("caps {caps} are not fixed"));
+                }
+                // And text that means one thing: " NONE" parses as a structure named
+                // NONE, which prints as "NONE", which parses as no caps at all.
+                if gst::Caps::from_str(&caps.to_string()).ok().as_ref() != Some(&caps) {
+                    return Err(format!("caps {s:?} do not read back as themselves"));
                 }
                 Side::Caps(caps)
             }
@@ -349,6 +362,13 @@ mod tests {
             "a flag that is neither 0 nor 1"
         );
         assert!(Side::decode(&[T_CAPS, 0xff]).is_err());
+        // Found by the fuzzer: text with a NUL byte made GStreamer's bindings panic.
+        for t in [T_CAPS, T_STREAM_START, T_TAGS, T_CUSTOM] {
+            assert_eq!(
+                Side::decode(&[t, b'a', 0, b'b']).unwrap_err(),
+                "side message text has a NUL byte at 1"
+            );
+        }
         assert!(Side::decode(b"\x01video/x-raw,width=[1,5]").is_err());
         assert_eq!(
             Side::decode(&[99]).unwrap_err(),

@@ -57,3 +57,49 @@ pub fn desc_validate(data: &[u8]) -> bool {
         Err(_) => false,
     }
 }
+
+/// Parses a ring header a peer wrote: 40 header bytes, then 8 bytes of file length,
+/// then a byte whose low bit says which side created the ring. Whatever is accepted
+/// must describe a ring that fits the file exactly, with a power-of-two capacity
+/// within the limits. Returns whether it was accepted.
+pub fn ring_header(data: &[u8]) -> bool {
+    use crate::layout::{HEADER_LEN, Header, MAX_CAPACITY, Role};
+    if data.len() < HEADER_LEN + 8 {
+        return false;
+    }
+    let mut h = [0u8; HEADER_LEN];
+    h.copy_from_slice(&data[..HEADER_LEN]);
+    let file_len = u64::from_le_bytes(data[HEADER_LEN..HEADER_LEN + 8].try_into().expect("8"));
+    let creator = match data.get(HEADER_LEN + 8) {
+        Some(b) if b & 1 == 1 => Role::Receiver,
+        _ => Role::Sender,
+    };
+    match Header::parse(&h, 64, 8, creator, file_len) {
+        Ok(hdr) => {
+            assert_eq!(
+                hdr.total_len, file_len,
+                "accepted a header that does not fit"
+            );
+            assert!(hdr.capacity.is_power_of_two() && hdr.capacity <= MAX_CAPACITY);
+            assert_eq!(hdr.encode(), h, "accepted bytes that encode differently");
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// A valid ring header input for [`ring_header`] (a corpus seed).
+#[doc(hidden)]
+pub fn ring_header_seed(capacity: usize, receiver_created: bool) -> Vec<u8> {
+    use crate::layout::{Header, Role};
+    let role = if receiver_created {
+        Role::Receiver
+    } else {
+        Role::Sender
+    };
+    let h = Header::new(64, 8, capacity, role).expect("valid shape");
+    let mut v = h.encode().to_vec();
+    v.extend_from_slice(&h.total_len.to_le_bytes());
+    v.push(receiver_created as u8);
+    v
+}

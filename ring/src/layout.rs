@@ -32,7 +32,7 @@ pub(crate) const DATA_OFF: usize = 4096;
 pub const MAX_CAPACITY: u32 = 1 << 24;
 /// Largest ring region accepted from a peer (4 GiB).
 pub const MAX_RING_BYTES: u64 = 1 << 32;
-const HEADER_LEN: usize = 40;
+pub(crate) const HEADER_LEN: usize = 40;
 
 /// Which side created a ring (the other attaches).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,7 +93,7 @@ impl Header {
         })
     }
 
-    fn encode(&self) -> [u8; HEADER_LEN] {
+    pub(crate) fn encode(&self) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];
         b[0..8].copy_from_slice(&MAGIC);
         b[8..12].copy_from_slice(&RING_VERSION.to_le_bytes());

@@ -36,3 +36,16 @@ fn committed_descriptor_corpus_validates_without_panic() {
     );
     assert!(accepted < seen, "no refused descriptor in the corpus");
 }
+
+#[test]
+fn committed_ring_header_corpus_parses_without_panic() {
+    let (seen, accepted) = replay("ring_header", fuzzing::ring_header);
+    assert!(seen >= 6, "corpus has only {seen} inputs");
+    assert!(accepted >= 3, "only {accepted} of {seen} headers accepted");
+    assert!(accepted < seen, "no refused header in the corpus");
+    for (cap, receiver) in [(1, false), (64, true), (1 << 20, false)] {
+        assert!(fuzzing::ring_header(&fuzzing::ring_header_seed(
+            cap, receiver
+        )));
+    }
+}
