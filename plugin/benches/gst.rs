@@ -1022,6 +1022,17 @@ fn parse_flat_json(s: &str) -> Vec<(String, Option<f64>)> {
         .collect()
 }
 
+/// The label under the middle of group `x` of bars (one group per transport).
+fn group_label(shown: &[Transport], x: f64) -> String {
+    if (x.fract() - 0.5).abs() > 0.01 {
+        return String::new();
+    }
+    shown
+        .get(x.floor() as usize)
+        .map(|t| t.key().to_owned())
+        .unwrap_or_default()
+}
+
 fn plots(
     out: &Out,
     video: &[Transport],
@@ -1067,15 +1078,7 @@ fn plots(
         .disable_x_mesh()
         // A label in the middle of each group of bars.
         .x_labels(shown.len() * 2 + 1)
-        .x_label_formatter(&|x| {
-            if (x.fract() - 0.5).abs() > 0.01 {
-                return String::new();
-            }
-            shown
-                .get(x.floor() as usize)
-                .map(|t| t.key().to_owned())
-                .unwrap_or_default()
-        })
+        .x_label_formatter(&|x| group_label(&shown, *x))
         .y_desc("× in-process frames/s")
         .label_style(("sans-serif", 16))
         .draw()?;
@@ -1129,15 +1132,7 @@ fn plots(
         .disable_x_mesh()
         // A label in the middle of each group of bars.
         .x_labels(shown.len() * 2 + 1)
-        .x_label_formatter(&|x| {
-            if (x.fract() - 0.5).abs() > 0.01 {
-                return String::new();
-            }
-            shown
-                .get(x.floor() as usize)
-                .map(|t| t.key().to_owned())
-                .unwrap_or_default()
-        })
+        .x_label_formatter(&|x| group_label(&shown, *x))
         .y_desc("µs")
         .label_style(("sans-serif", 16))
         .draw()?;

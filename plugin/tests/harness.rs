@@ -381,6 +381,46 @@ fn src_refusal_by_downstream_names_both_caps() {
     pipeline.set_state(gst::State::Null).unwrap();
 }
 
+/// An honest producer comes up on `path`: the reconnecting source of `pipeline`
+/// streams from it (its buffer reaches `appsink`), and no error reached the bus.
+fn takes_the_honest_producer(
+    path: &str,
+    pipeline: &gst::Pipeline,
+    appsink: &gst::Element,
+    payload: &[u8],
+) {
+    let honest = Producer::bind(path, ProducerConfig::default()).unwrap();
+    honest
+        .send_side(
+            &Side::Caps(gst::Caps::from_str("application/x-test").unwrap()).encode(),
+            meta::key::CAPS,
+        )
+        .unwrap();
+    honest
+        .wait_for_consumers(1, Some(Duration::from_secs(60)))
+        .unwrap();
+    publish(&honest, payload, &meta(0));
+    let sample = appsink
+        .emit_by_name::<Option<gst::Sample>>(
+            "try-pull-sample",
+            &[&gst::ClockTime::from_seconds(60)],
+        )
+        .expect("a buffer from the honest producer");
+    assert_eq!(
+        sample.buffer().unwrap().map_readable().unwrap().as_slice(),
+        payload
+    );
+    assert!(
+        pipeline
+            .bus()
+            .unwrap()
+            .pop_filtered(&[gst::MessageType::Error])
+            .is_none(),
+        "waiting past a liar is not an error"
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+}
+
 #[test]
 fn src_with_reconnect_outlives_a_lying_producer_and_takes_the_next_one() {
     init();
@@ -405,36 +445,7 @@ fn src_with_reconnect_outlives_a_lying_producer_and_takes_the_next_one() {
         std::thread::sleep(Duration::from_millis(5));
     }
     drop(liar);
-    let honest = Producer::bind(&path, ProducerConfig::default()).unwrap();
-    honest
-        .send_side(
-            &Side::Caps(gst::Caps::from_str("application/x-test").unwrap()).encode(),
-            meta::key::CAPS,
-        )
-        .unwrap();
-    honest
-        .wait_for_consumers(1, Some(Duration::from_secs(60)))
-        .unwrap();
-    publish(&honest, b"after", &meta(0));
-    let sample = appsink
-        .emit_by_name::<Option<gst::Sample>>(
-            "try-pull-sample",
-            &[&gst::ClockTime::from_seconds(60)],
-        )
-        .expect("a buffer from the honest producer");
-    assert_eq!(
-        sample.buffer().unwrap().map_readable().unwrap().as_slice(),
-        b"after"
-    );
-    // No error reached the bus.
-    assert!(
-        pipeline
-            .bus()
-            .unwrap()
-            .pop_filtered(&[gst::MessageType::Error])
-            .is_none()
-    );
-    pipeline.set_state(gst::State::Null).unwrap();
+    takes_the_honest_producer(&path, &pipeline, &appsink, b"after");
 }
 
 #[test]
@@ -578,36 +589,7 @@ fn src_with_reconnect_keeps_waiting_past_a_liar_at_the_handshake() {
         shmring::fdpass::send(s.as_fd(), b"this is no welcome", &[]).unwrap();
     }
     drop(liar);
-    let honest = Producer::bind(&path, ProducerConfig::default()).unwrap();
-    honest
-        .send_side(
-            &Side::Caps(gst::Caps::from_str("application/x-test").unwrap()).encode(),
-            meta::key::CAPS,
-        )
-        .unwrap();
-    honest
-        .wait_for_consumers(1, Some(Duration::from_secs(60)))
-        .unwrap();
-    publish(&honest, b"honest", &meta(0));
-    let sample = appsink
-        .emit_by_name::<Option<gst::Sample>>(
-            "try-pull-sample",
-            &[&gst::ClockTime::from_seconds(60)],
-        )
-        .expect("a buffer from the honest producer");
-    assert_eq!(
-        sample.buffer().unwrap().map_readable().unwrap().as_slice(),
-        b"honest"
-    );
-    assert!(
-        pipeline
-            .bus()
-            .unwrap()
-            .pop_filtered(&[gst::MessageType::Error])
-            .is_none(),
-        "waiting past a liar is not an error"
-    );
-    pipeline.set_state(gst::State::Null).unwrap();
+    takes_the_honest_producer(&path, &pipeline, &appsink, b"honest");
 }
 
 fn planar_caps() -> gst::Caps {

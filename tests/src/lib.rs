@@ -227,3 +227,16 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// The directory holding `libgstshmring.so`: the target directory of the running
+/// test binary (`target/<profile>`), for `GST_PLUGIN_PATH`.
+pub fn gst_plugin_dir() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    assert!(
+        dir.join("libgstshmring.so").exists(),
+        "{} has no libgstshmring.so: build the workspace first (cargo test --workspace)",
+        dir.display()
+    );
+    dir
+}

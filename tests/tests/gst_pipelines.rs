@@ -5,19 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::{KillOnDrop, unique_socket_path};
-
-/// The directory holding `libgstshmring.so` (this test's target directory).
-fn plugin_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf(); // target/<profile>
-    assert!(
-        dir.join("libgstshmring.so").exists(),
-        "{} has no libgstshmring.so: build the workspace first (cargo test --workspace)",
-        dir.display()
-    );
-    dir
-}
+use e2e::{KillOnDrop, gst_plugin_dir as plugin_dir, unique_socket_path};
 
 fn launch(pipeline: &str) -> Child {
     Command::new("gst-launch-1.0")

@@ -6,16 +6,11 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::{KillOnDrop, mappings, unique_socket_path};
+use e2e::{KillOnDrop, gst_plugin_dir as plugin_dir, mappings, unique_socket_path};
 use gst::prelude::*;
 
 const CONSUMERS: usize = 8;
 const FRAMES: u64 = 150;
-
-fn plugin_dir() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
-}
 
 fn consumer(path: &str) -> Child {
     Command::new("gst-launch-1.0")
