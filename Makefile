@@ -54,10 +54,13 @@ lint: deps
 loom: deps
 	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=$(LOOM_TARGET) $(CARGO) test -p shmring --test loom --release
 
+TEST_TIMEOUT ?= 900
 ## test: deps, format, lints, every test (unit, doc, cross-process, loom)
 test: lint
 	$(CARGO) build -p gst-plugin-shmring   # libgstshmring.so, which the gst-launch tests load
-	$(CARGO) test --workspace
+	$(CARGO) test --workspace --no-run
+	@# A hang is a failure, not a CI timeout: the suite runs in ~1 min here.
+	timeout --kill-after=30 $(TEST_TIMEOUT) $(CARGO) test --workspace
 	$(MAKE) --no-print-directory loom
 
 ## valgrind: the ring's test binaries (in-process and cross-process) under memcheck

@@ -105,12 +105,20 @@ fn parse_uids(s: &str) -> Result<Vec<u32>, String> {
 }
 
 impl Sink {
+    /// The running producer, if started.
+    fn producer(&self) -> Option<Arc<Producer>> {
+        self.state
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|st| st.producer.clone())
+    }
+
     fn side(&self, side: &Side, key: u32) -> bool {
-        let guard = self.state.lock().unwrap();
-        let Some(st) = guard.as_ref() else {
+        let Some(producer) = self.producer() else {
             return true;
         };
-        match st.producer.send_side(&side.encode(), key) {
+        match producer.send_side(&side.encode(), key) {
             Ok(()) => true,
             Err(e) => {
                 gst::warning!(CAT, imp = self, "side message not sent: {e}");
@@ -153,13 +161,17 @@ impl Sink {
     }
 
     fn stats(&self) -> gst::Structure {
-        let c = self.counters.lock().unwrap();
+        // One lock at a time: render takes the state lock and then the counters'.
+        let (copies, zero_copy) = {
+            let c = self.counters.lock().unwrap();
+            (c.copies, c.zero_copy)
+        };
         let mut s = gst::Structure::builder("shmringsink-stats")
-            .field("copies", c.copies)
-            .field("zero-copy", c.zero_copy)
+            .field("copies", copies)
+            .field("zero-copy", zero_copy)
             .build();
-        if let Some(st) = self.state.lock().unwrap().as_ref() {
-            let p = st.producer.stats();
+        if let Some(producer) = self.producer() {
+            let p = producer.stats();
             s.set("frames", p.frames);
             s.set("bytes", p.bytes);
             s.set("consumers", p.consumers.len() as u32);
@@ -567,12 +579,17 @@ impl BaseSinkImpl for Sink {
     fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
         self.tell_latency();
         let wait = self.settings.lock().unwrap().wait_for_connection;
-        let mut guard = self.state.lock().unwrap();
-        let st = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
-        if wait && !st.waited {
+        let waited = {
+            let guard = self.state.lock().unwrap();
+            guard.as_ref().ok_or(gst::FlowError::Flushing)?.waited
+        };
+        // Blocking calls run without the state lock, so that `stats` and events
+        // on other threads never wait for a slow consumer.
+        if wait && !waited {
             gst::info!(CAT, imp = self, "waiting for a consumer");
-            match st.producer.wait_for_consumers(1, None) {
-                Ok(()) => st.waited = true,
+            let producer = self.producer().ok_or(gst::FlowError::Flushing)?;
+            match producer.wait_for_consumers(1, None) {
+                Ok(()) => {}
                 Err(shmring::Error::Interrupted) => return Err(gst::FlowError::Flushing),
                 Err(e) => {
                     gst::element_imp_error!(self, gst::ResourceError::Write, ["{}", e]);
@@ -580,16 +597,22 @@ impl BaseSinkImpl for Sink {
                 }
             }
         }
-        let mut m = self.buffer_meta(buffer, st);
-        if std::mem::take(&mut st.flushed) {
-            m.flags |= gst::BufferFlags::DISCONT.bits();
-        }
-        let planes = match &st.planar {
-            Some(info) => audio_planes(buffer, info).map_err(|e| {
-                gst::element_imp_error!(self, gst::StreamError::Format, ["{}", e]);
-                gst::FlowError::Error
-            })?,
-            None => None,
+        let (producer, m, planes) = {
+            let mut guard = self.state.lock().unwrap();
+            let st = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+            st.waited |= wait;
+            let mut m = self.buffer_meta(buffer, st);
+            if std::mem::take(&mut st.flushed) {
+                m.flags |= gst::BufferFlags::DISCONT.bits();
+            }
+            let planes = match &st.planar {
+                Some(info) => audio_planes(buffer, info).map_err(|e| {
+                    gst::element_imp_error!(self, gst::StreamError::Format, ["{}", e]);
+                    gst::FlowError::Error
+                })?,
+                None => None,
+            };
+            (st.producer.clone(), m, planes)
         };
         // Rendered into one of our slots (our pool upstream), laid out as consumers
         // expect: publish it as it is.
@@ -600,7 +623,7 @@ impl BaseSinkImpl for Sink {
                     *holder.lock().unwrap() = SlotState::Published { _held: held };
                     n
                 });
-                return self.published(&st.producer, r, true);
+                return self.published(&producer, r, true);
             }
         }
         let map = buffer.map_readable().map_err(|_| {
@@ -611,7 +634,7 @@ impl BaseSinkImpl for Sink {
         let whole = std::iter::once(0..map.len());
         let parts: Vec<std::ops::Range<usize>> = planes.unwrap_or_else(|| whole.collect());
         let len = parts.iter().map(|r| r.len()).sum();
-        let r = st.producer.acquire(len).and_then(|mut slot| {
+        let r = producer.acquire(len).and_then(|mut slot| {
             let mut at = 0;
             for r in parts {
                 slot.write(at, &map[r.clone()])?;
@@ -620,7 +643,7 @@ impl BaseSinkImpl for Sink {
             slot.publish(len, &m.encode())
         });
         drop(map);
-        self.published(&st.producer, r, false)
+        self.published(&producer, r, false)
     }
 }
 

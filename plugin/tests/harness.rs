@@ -849,3 +849,57 @@ fn src_starts_a_new_stream_downstream_after_reconnecting() {
             .is_none()
     );
 }
+
+#[test]
+fn sink_stats_answer_while_render_waits_for_a_slow_consumer() {
+    init();
+    let path = sock("stats-while-blocked");
+    let e = gst::ElementFactory::make("shmringsink")
+        .property("socket-path", &path)
+        .property("block-timeout", 60_000u32)
+        .build()
+        .unwrap();
+    let mut h = Harness::with_element(&e, Some("sink"), None);
+    h.play();
+    // Connected, but reads nothing until told: the sink soon waits for it.
+    let mut c = Consumer::connect(&path, ConsumerConfig::default()).unwrap();
+    let caps = gst::Caps::from_str("video/x-raw,format=GRAY8,width=4,height=2").unwrap();
+    h.set_src_caps(caps);
+    const N: u64 = 40;
+    let pusher = std::thread::spawn(move || {
+        for i in 0..N {
+            let mut b = gst::Buffer::from_slice(vec![i as u8; 8]);
+            b.get_mut()
+                .unwrap()
+                .set_pts(gst::ClockTime::from_mseconds(i));
+            assert_eq!(h.push(b), Ok(gst::FlowSuccess::Ok));
+        }
+        h
+    });
+    let stats = || e.property::<gst::Structure>("stats");
+    let frames = |s: &gst::Structure| s.get::<u64>("frames").unwrap();
+    // Until the count stands still, well short of N: render is waiting. Every
+    // read answers at once (none waits out the 60 s block timeout).
+    let mut last = (0, 0);
+    while last.1 < 200 {
+        let n = frames(&stats());
+        last = if n == last.0 { (n, last.1 + 1) } else { (n, 0) };
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let s = stats();
+    assert!(frames(&s) < N, "{s}");
+    assert!(!pusher.is_finished());
+    assert_eq!(s.get::<u32>("consumers").unwrap(), 1, "{s}");
+    assert_eq!(s.get::<u64>("cut-off").unwrap(), 0, "{s}");
+    // The consumer reads: every buffer arrives.
+    let mut got = 0;
+    while got < N {
+        if let Event::Frame(f) = next(&mut c) {
+            assert_eq!(f.to_vec(), vec![got as u8; 8]);
+            got += 1;
+        }
+    }
+    let mut h = pusher.join().unwrap();
+    h.push_event(gst::event::Eos::new());
+    assert_eq!(stats().get::<u64>("cut-off").unwrap(), 0);
+}

@@ -273,6 +273,48 @@ fn block_policy_waits_for_a_stalled_consumer_then_cuts_it_off() {
 }
 
 #[test]
+fn while_publish_waits_for_a_slow_consumer_others_join_and_stats_answer() {
+    // Patient: only the test's own unblocking ends the wait.
+    let cfg = ProducerConfig {
+        frame_ring: 2,
+        ..patient()
+    };
+    let p = Producer::bind(sock_path("wait-unlocked"), cfg).unwrap();
+    let mut slow = connect(&p);
+    wait_consumers(&p, 1);
+    thread::scope(|s| {
+        let publisher = s.spawn(|| {
+            for i in 0..3 {
+                publish(&p, i, 64);
+            }
+        });
+        // Two frames fill the slow consumer's ring; the third waits for it.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while p.stats().frames < 2 {
+            assert!(Instant::now() < deadline, "publisher stuck");
+            thread::sleep(Duration::from_millis(1));
+        }
+        // Meanwhile a consumer joins and stats answer (neither waits out the
+        // block timeout): the slow one is still there, the publisher still waiting.
+        let mut late = connect(&p);
+        let st = p.stats();
+        assert_eq!(st.consumers.len(), 2, "{st:?}");
+        assert_eq!(st.cut_off, 0, "{st:?}");
+        assert_eq!(st.frames, 2, "third frame not published yet: {st:?}");
+        assert!(!publisher.is_finished());
+        // The slow consumer reads; the third frame reaches both, in order.
+        for i in 0..3 {
+            check_frame(&expect_frame(&mut slow), i, 64);
+        }
+        publisher.join().unwrap();
+        let f = expect_frame(&mut late);
+        assert_eq!(f.seq(), 0);
+        assert_eq!(f.meta(), 2u64.to_le_bytes());
+    });
+    assert_eq!(p.stats().cut_off, 0);
+}
+
+#[test]
 fn frames_released_on_other_threads_and_copies_release_at_once() {
     let p = Producer::bind(sock_path("threads"), patient()).unwrap();
     let mut c = connect(&p);

@@ -719,10 +719,140 @@ impl WriteSlot {
         }
         self.done = true;
         let inner = self.inner.clone();
-        let mut st = inner.lock();
-        let n = st.publish(&inner, self.slot, offset as u32, len as u32, meta, keep)?;
+        let st = inner.lock();
+        let n = publish(&inner, st, self.slot, offset as u32, len as u32, meta, keep)?;
         Ok((n, keep))
     }
+}
+
+/// Publishes the frame in `slot`: decides which consumers take it (a congested
+/// consumer is skipped under `Policy::Drop`, waited for under `Policy::Block`, and
+/// cut off after the block timeout), then sends it to them all under one hold of
+/// the lock. Waits happen *without* the lock, so that joins, releases, `stats` and
+/// everything else go on while a slow consumer is waited for; after each wait
+/// every consumer is looked at again.
+fn publish<'a>(
+    inner: &'a Inner,
+    mut st: MutexGuard<'a, State>,
+    slot: SlotRef,
+    offset: u32,
+    len: u32,
+    meta: &[u8],
+    keep: bool,
+) -> Result<usize> {
+    // Block deadlines and drops of this frame, by consumer id, across passes.
+    let mut deadlines: Vec<(ConsumerId, Instant)> = Vec::new();
+    let mut dropped: Vec<ConsumerId> = Vec::new();
+    'pass: loop {
+        st.drain_releases(inner);
+        let mut targets = Vec::with_capacity(st.conns.len());
+        let mut i = 0;
+        while i < st.conns.len() {
+            let id = st.conns[i].id;
+            if dropped.contains(&id) {
+                i += 1;
+                continue;
+            }
+            let why = match st.congestion(inner, i) {
+                Ok(c) if !c.ring_full && !c.share_full => {
+                    targets.push(id);
+                    i += 1;
+                    continue;
+                }
+                Ok(c) => c,
+                Err(e) => {
+                    st.remove(inner, i, Leave::CutOff, format!("consumer {id}: {e}"));
+                    continue;
+                }
+            };
+            if st.conns[i].policy == Policy::Drop {
+                let c = &mut st.conns[i];
+                c.drops += 1;
+                c.pending_dropped = c.pending_dropped.saturating_add(1);
+                dropped.push(id);
+                i += 1;
+                continue;
+            }
+            let deadline = match deadlines.iter().find(|(c, _)| *c == id) {
+                Some(&(_, d)) => d,
+                None => {
+                    let d = Instant::now() + inner.cfg.block_timeout;
+                    deadlines.push((id, d));
+                    d
+                }
+            };
+            if Instant::now() >= deadline {
+                let c = &st.conns[i];
+                let reason = format!(
+                    "consumer {id} took no frame for {:?} (ring {}/{} used, {} slots held)",
+                    inner.cfg.block_timeout,
+                    c.frames.in_flight(),
+                    c.frames.capacity(),
+                    st.ledger.held_by(id)
+                );
+                st.remove(inner, i, Leave::CutOff, reason);
+                continue;
+            }
+            let bells = match st.arm_wait(i, why) {
+                Ok(Some(bells)) => bells,
+                Ok(None) => {
+                    st.disarm_wait(id);
+                    continue 'pass;
+                }
+                Err(e) => {
+                    st.disarm_wait(id);
+                    st.remove(inner, i, Leave::CutOff, format!("consumer {id}: {e}"));
+                    continue;
+                }
+            };
+            drop(st);
+            let woke = wait_bells(inner, &bells, deadline);
+            st = inner.lock();
+            st.disarm_wait(id);
+            match woke {
+                Ok(()) => {}
+                Err(Error::Interrupted) => {
+                    st.ledger.abandon(slot);
+                    st.collect_arenas();
+                    return Err(Error::Interrupted);
+                }
+                Err(e) => {
+                    if let Some(j) = st.conns.iter().position(|c| c.id == id) {
+                        st.remove(inner, j, Leave::CutOff, format!("consumer {id}: {e}"));
+                    }
+                }
+            }
+            continue 'pass;
+        }
+        return st.send_frame(inner, slot, targets, offset, len, meta, keep);
+    }
+}
+
+/// Sleeps on a consumer's two doorbells (frame taken, slot released) until one
+/// rings, `deadline` (capped at 50 ms: the arm flags are shared with other
+/// waiters), or a wake-up. A hung-up bell is [`Error::PeerGone`].
+fn wait_bells(inner: &Inner, bells: &[Option<OwnedFd>; 2], deadline: Instant) -> Result<()> {
+    // poll() skips a negative fd: a missing bell is never ready.
+    let bell = |b: &Option<OwnedFd>| libc::pollfd {
+        fd: b.as_ref().map_or(-1, |b| b.as_raw_fd()),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let mut fds = [
+        bell(&bells[0]),
+        bell(&bells[1]),
+        pollfd(inner.waker.as_fd(), libc::POLLIN),
+    ];
+    let until = deadline.min(Instant::now() + Duration::from_millis(50));
+    poll_until(&mut fds, Some(until))?;
+    if fds[2].revents != 0 && inner.waker.take() {
+        return Err(Error::Interrupted);
+    }
+    let hup = libc::POLLHUP | libc::POLLERR;
+    if (fds[0].revents | fds[1].revents) & hup != 0 {
+        return Err(Error::PeerGone);
+    }
+    Ok(())
 }
 
 /// A published slot this process keeps a reference to ([`WriteSlot::publish_held`]):
@@ -893,69 +1023,19 @@ impl State {
         })
     }
 
-    fn publish(
+    /// Sends the frame in `slot` to `targets` (every consumer ready for it, as just
+    /// checked under this same hold of the lock).
+    #[allow(clippy::too_many_arguments)]
+    fn send_frame(
         &mut self,
         inner: &Inner,
         slot: SlotRef,
+        mut targets: Vec<ConsumerId>,
         offset: u32,
         len: u32,
         meta: &[u8],
         keep: bool,
     ) -> Result<usize> {
-        self.drain_releases(inner);
-        let mut targets = Vec::with_capacity(self.conns.len());
-        let mut i = 0;
-        'consumers: while i < self.conns.len() {
-            let mut deadline = None;
-            loop {
-                let why = match self.congestion(inner, i) {
-                    Ok(c) if !c.ring_full && !c.share_full => {
-                        targets.push(self.conns[i].id);
-                        break;
-                    }
-                    Ok(c) => c,
-                    Err(e) => {
-                        let reason = format!("consumer {}: {e}", self.conns[i].id);
-                        self.remove(inner, i, Leave::CutOff, reason);
-                        continue 'consumers;
-                    }
-                };
-                if self.conns[i].policy == Policy::Drop {
-                    let c = &mut self.conns[i];
-                    c.drops += 1;
-                    c.pending_dropped = c.pending_dropped.saturating_add(1);
-                    break;
-                }
-                let d = *deadline.get_or_insert_with(|| Instant::now() + inner.cfg.block_timeout);
-                if Instant::now() >= d {
-                    let c = &self.conns[i];
-                    let reason = format!(
-                        "consumer {} took no frame for {:?} (ring {}/{} used, {} slots held)",
-                        c.id,
-                        inner.cfg.block_timeout,
-                        c.frames.in_flight(),
-                        c.frames.capacity(),
-                        self.ledger.held_by(c.id)
-                    );
-                    self.remove(inner, i, Leave::CutOff, reason);
-                    continue 'consumers;
-                }
-                match self.wait_for(inner, i, why, d) {
-                    Ok(()) => {}
-                    Err(Error::Interrupted) => {
-                        self.ledger.abandon(slot);
-                        self.collect_arenas();
-                        return Err(Error::Interrupted);
-                    }
-                    Err(e) => {
-                        let reason = format!("consumer {}: {e}", self.conns[i].id);
-                        self.remove(inner, i, Leave::CutOff, reason);
-                        continue 'consumers;
-                    }
-                }
-            }
-            i += 1;
-        }
         if keep {
             targets.push(LOCAL_HOLDER);
         }
@@ -1006,19 +1086,9 @@ impl State {
         Ok(sent)
     }
 
-    /// Sleeps (holding the state) until consumer `i` may have taken a frame or
-    /// released a slot, or until `deadline`, or a wake-up.
-    ///
-    /// Only what blocks it is watched: room in the frame ring when that is full,
-    /// releases when it holds its share (watching the other would return at once and
-    /// turn the wait into a busy loop).
-    fn wait_for(
-        &mut self,
-        inner: &Inner,
-        i: usize,
-        why: Congestion,
-        deadline: Instant,
-    ) -> Result<()> {
+    /// Arms consumer `i`'s doorbells for what congests it. `None`: it may have
+    /// moved already (look again); otherwise the bells to sleep on.
+    fn arm_wait(&mut self, i: usize, why: Congestion) -> Result<Option<[Option<OwnedFd>; 2]>> {
         let c = &mut self.conns[i];
         let a = if why.ring_full {
             c.frames.arm()
@@ -1030,33 +1100,25 @@ impl State {
         } else {
             Ok(false)
         };
-        let result = match (a, b) {
+        match (a, b) {
             (Err(e), _) | (_, Err(e)) => Err(e),
-            (Ok(true), _) | (_, Ok(true)) => Ok(()),
-            _ => {
-                let mut fds = [
-                    pollfd(c.frames.bell().as_fd(), libc::POLLIN),
-                    pollfd(c.releases.bell().as_fd(), libc::POLLIN),
-                    pollfd(inner.waker.as_fd(), libc::POLLIN),
-                ];
-                let until = deadline.min(Instant::now() + Duration::from_millis(50));
-                poll_until(&mut fds, Some(until)).and_then(|_| {
-                    if fds[2].revents != 0 && inner.waker.take() {
-                        return Err(Error::Interrupted);
-                    }
-                    let hup = libc::POLLHUP | libc::POLLERR;
-                    if (fds[0].revents | fds[1].revents) & hup != 0 {
-                        return Err(Error::PeerGone);
-                    }
-                    c.frames.bell().drain();
-                    c.releases.bell().drain();
-                    Ok(())
-                })
-            }
-        };
-        c.frames.disarm();
-        c.releases.disarm();
-        result
+            (Ok(true), _) | (_, Ok(true)) => Ok(None),
+            // Out of fds, a bell is left out: the capped sleep still comes back.
+            _ => Ok(Some([
+                c.frames.bell().as_fd().try_clone_to_owned().ok(),
+                c.releases.bell().as_fd().try_clone_to_owned().ok(),
+            ])),
+        }
+    }
+
+    /// Disarms and drains the doorbells of the consumer `id`, if still here.
+    fn disarm_wait(&mut self, id: ConsumerId) {
+        if let Some(c) = self.conns.iter_mut().find(|c| c.id == id) {
+            c.frames.disarm();
+            c.releases.disarm();
+            c.frames.bell().drain();
+            c.releases.bell().drain();
+        }
     }
 
     /// Makes a consumer of a connection that said hello; on failure the socket
