@@ -712,6 +712,10 @@ fn main() {
     };
     let mut out = Out::default();
     let started = Instant::now();
+    // For experiments: `SHMRING_GST_BENCH_ONLY=latency` (or video, audio; commas)
+    // runs only those parts (the report then has only their figures).
+    let only = std::env::var("SHMRING_GST_BENCH_ONLY").unwrap_or_default();
+    let runs_part = |part: &str| only.is_empty() || only.split(',').any(|p| p == part);
 
     // -- video throughput --
     let video = |w: u32, h: u32, n: u32| Work {
@@ -734,7 +738,10 @@ fn main() {
     for (tag, w, h, frame_bytes) in [
         ("v1080", 1920, 1080, 1920 * 1080 * 3 / 2),
         ("v4k", 3840, 2160, 3840 * 2160 * 3 / 2),
-    ] {
+    ]
+    .into_iter()
+    .filter(|_| runs_part("video"))
+    {
         // About a second of work a round at each transport's speed.
         let n = |t: Transport| match (t, tag) {
             (Transport::Tcp, "v1080") => 300,
@@ -803,13 +810,17 @@ fn main() {
         Transport::Tcp,
         Transport::UnixFd,
     ];
-    let runs = rounds(
-        &audio_transports,
-        &mut out,
-        "audio",
-        |t, names| throughput(t, &audio(100_000, false), names).map(|r| (r.0, r.1)),
-        &mut names,
-    );
+    let runs = if runs_part("audio") {
+        rounds(
+            &audio_transports,
+            &mut out,
+            "audio",
+            |t, names| throughput(t, &audio(100_000, false), names).map(|r| (r.0, r.1)),
+            &mut names,
+        )
+    } else {
+        Vec::new()
+    };
     for (t, v) in runs {
         out.put(format!("audio_{}_bufs_per_s", t.key()), v.map(|v| v.0));
     }
@@ -833,7 +844,10 @@ fn main() {
     // Interleaved rounds, samples pooled: one hiccup of the machine lands on every
     // transport alike instead of on whichever ran at the time.
     const LAT_ROUNDS: usize = 3;
-    for (tag, wk) in [("audio", audio(200, true)), ("v1080", video_live)] {
+    for (tag, wk) in [("audio", audio(200, true)), ("v1080", video_live)]
+        .into_iter()
+        .filter(|_| runs_part("latency"))
+    {
         let mut samples: Vec<(Transport, Result<Vec<i64>, String>)> = lat_transports
             .iter()
             .map(|&t| (t, t.absent().map_or(Ok(Vec::new()), Err)))
