@@ -903,3 +903,46 @@ fn sink_stats_answer_while_render_waits_for_a_slow_consumer() {
     h.push_event(gst::event::Eos::new());
     assert_eq!(stats().get::<u64>("cut-off").unwrap(), 0);
 }
+
+#[test]
+fn sink_skips_a_tag_event_too_big_for_a_side_message_and_streams_on() {
+    init();
+    let path = sock("huge-tags");
+    let (mut h, mut c) = sink_harness(&path);
+    h.set_src_caps(gst::Caps::from_str("video/x-raw,format=GRAY8,width=4,height=2").unwrap());
+    // 200 KB of title: more than a side message carries (64 KiB).
+    let mut tags = gst::TagList::new();
+    tags.get_mut()
+        .unwrap()
+        .add::<gst::tags::Title>(&"x".repeat(200_000).as_str(), gst::TagMergeMode::Replace);
+    h.push_event(gst::event::Tag::new(tags));
+    let mut small = gst::TagList::new();
+    small
+        .get_mut()
+        .unwrap()
+        .add::<gst::tags::Title>(&"fits", gst::TagMergeMode::Replace);
+    h.push_event(gst::event::Tag::new(small));
+    assert_eq!(
+        h.push(gst::Buffer::from_slice(vec![7u8; 8])),
+        Ok(gst::FlowSuccess::Ok)
+    );
+    h.push_event(gst::event::Eos::new());
+    // The consumer gets everything but the oversized tags.
+    let mut titles = Vec::new();
+    let mut frames = 0;
+    loop {
+        match next(&mut c) {
+            Event::Frame(f) => {
+                assert_eq!(f.to_vec(), [7u8; 8]);
+                frames += 1;
+            }
+            Event::Side { payload, .. } => match Side::decode(&payload).unwrap() {
+                Side::Tags(t) => titles.push(t.get::<gst::tags::Title>().unwrap().get().to_owned()),
+                Side::Eos => break,
+                _ => {}
+            },
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((frames, titles), (1, vec!["fits".to_owned()]));
+}

@@ -523,3 +523,78 @@ fn hostile_producer_bad_messages() {
         "protocol violation: Welcome carries 4 fds, 2 arrived"
     );
 }
+
+#[test]
+fn hostile_consumer_sending_a_message_larger_than_the_protocol_allows_is_cut_off() {
+    let (reason, _) = hostile_consumer("huge-msg", ProducerConfig::default());
+    assert!(reason.contains("MSG_TRUNC"), "{reason}");
+}
+
+#[test]
+fn a_connection_that_never_says_hello_is_refused_and_keeps_no_one_out() {
+    let path = unique_socket_path("silent");
+    let cfg = ProducerConfig {
+        handshake_timeout: Duration::from_millis(300),
+        ..patient()
+    };
+    let p = Producer::bind(&path, cfg).unwrap();
+    let ps = path.to_str().unwrap();
+    let mut silent = peer(&["evil-consumer", ps, "silent"]);
+    assert_eq!(read_line(&mut silent), "ready");
+    // Meanwhile an honest consumer joins and is served.
+    let mut honest = peer(&["consume", ps]);
+    assert!(read_line(&mut honest).starts_with("ready"));
+    p.wait_for_consumers(1, Some(Duration::from_secs(20)))
+        .unwrap();
+    for seq in 0..10 {
+        publish_seq(&p, seq, 4096).unwrap();
+    }
+    // The silent one is told why it was dropped.
+    let (_, out) = finish_or_kill(&mut silent);
+    assert!(
+        out.iter()
+            .any(|l| l.starts_with("goodbye 2 no hello within 300ms")),
+        "{out:?}"
+    );
+    let refused: Vec<String> = p
+        .take_events()
+        .into_iter()
+        .filter_map(|e| match e {
+            ConsumerEvent::Refused { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refused, ["no hello within 300ms"]);
+    assert_eq!(p.consumer_count(), 1);
+    drop(p);
+    assert_eq!(totals(&lines(honest)), (10, 0));
+}
+
+#[test]
+fn a_consumer_releasing_and_ringing_at_a_furious_rate_starves_no_one() {
+    let path = unique_socket_path("furious");
+    let p = Producer::bind(&path, patient()).unwrap();
+    let ps = path.to_str().unwrap();
+    let mut honest = peer(&["consume", ps]);
+    assert!(read_line(&mut honest).starts_with("ready"));
+    p.wait_for_consumers(1, Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut furious = KillOnDrop(peer(&["evil-consumer", ps, "furious-release"]));
+    assert_eq!(read_line(&mut furious.0), "ready");
+    p.wait_for_consumers(2, Some(Duration::from_secs(20)))
+        .unwrap();
+    // Block policy: every frame waits for both consumers, so the doorbell storm is
+    // in every wait the producer makes.
+    const N: u64 = 300;
+    for seq in 0..N {
+        publish_seq(&p, seq, 8192).unwrap();
+    }
+    eventually("every slot back", || p.stats().free_slots == 8);
+    let s = p.stats();
+    assert_eq!((s.cut_off, s.consumers.len()), (0, 2), "{s:?}");
+    drop(p);
+    assert_eq!(totals(&lines(honest)), (N, 0));
+    let (exited, out) = finish_or_kill(&mut furious.0);
+    assert!(exited, "{out:?}");
+    assert!(out.contains(&format!("released {N}")), "{out:?}");
+}

@@ -1234,6 +1234,20 @@ fn set_nonblocking(fd: std::os::fd::BorrowedFd<'_>) -> Result<()> {
     Ok(())
 }
 
+/// How many connections may wait for their hello at once.
+const MAX_PENDING: usize = 128;
+
+/// The pending connection that has waited longest.
+fn oldest(pending: &[Pending]) -> Option<usize> {
+    (0..pending.len()).min_by_key(|&k| pending[k].deadline)
+}
+
+/// `EMFILE` or `ENFILE`.
+fn out_of_fds(e: &Error) -> bool {
+    matches!(e, Error::Os { source, .. }
+        if matches!(source.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)))
+}
+
 /// A connection that has not said hello yet.
 struct Pending {
     sock: OwnedFd,
@@ -1285,18 +1299,8 @@ fn service(inner: Arc<Inner>, listener: Option<SeqpacketListener>) {
             continue;
         }
         inner.svc.take();
-        if let Some(l) = &listener {
-            if fds[1].revents != 0 {
-                for _ in 0..64 {
-                    match l.accept() {
-                        Ok(sock) => admit(&inner, &mut pending, sock),
-                        Err(_) => break,
-                    }
-                }
-            }
-        }
         // Hand-offs: readable or expired pending connections among those polled
-        // (newly accepted ones sit at the end), in reverse so indices hold.
+        // (ones given back go to the end), in reverse so indices hold.
         for k in (0..polled_pending).rev() {
             let re = fds[first_pending + k].revents;
             if re == 0 && pending[k].deadline > now {
@@ -1305,6 +1309,34 @@ fn service(inner: Arc<Inner>, listener: Option<SeqpacketListener>) {
             let p = pending.swap_remove(k);
             if let Some(p) = handshake(&inner, p, re == 0) {
                 pending.push(p);
+            }
+        }
+        // New connections after the hand-offs, which index `pending` as polled.
+        if let Some(l) = &listener {
+            if fds[1].revents != 0 {
+                for _ in 0..64 {
+                    match l.accept() {
+                        Ok(sock) => admit(&inner, &mut pending, sock),
+                        Err(e) => {
+                            if out_of_fds(&e) {
+                                // The listener stays readable: free an fd (the
+                                // oldest silent connection) or pause, never spin.
+                                if let Some(k) = oldest(&pending) {
+                                    let p = pending.swap_remove(k);
+                                    refuse(
+                                        &inner,
+                                        &p.sock,
+                                        p.cred,
+                                        "out of file descriptors".into(),
+                                    );
+                                } else {
+                                    std::thread::sleep(Duration::from_millis(10));
+                                }
+                            }
+                            break;
+                        }
+                    }
+                }
             }
         }
         for (k, (id, _)) in snapshot.iter().enumerate() {
@@ -1336,6 +1368,15 @@ fn admit(inner: &Inner, pending: &mut Vec<Pending>, sock: OwnedFd) {
     }
     if set_nonblocking(sock.as_fd()).is_err() {
         return;
+    }
+    // A flood of connections that never say hello costs a bounded number of fds:
+    // the oldest one waiting makes room.
+    if pending.len() >= MAX_PENDING {
+        if let Some(k) = oldest(pending) {
+            let p = pending.swap_remove(k);
+            let reason = format!("{MAX_PENDING} connections already waiting for their hello");
+            refuse(inner, &p.sock, p.cred, reason);
+        }
     }
     pending.push(Pending {
         sock,

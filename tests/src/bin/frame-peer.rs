@@ -34,6 +34,7 @@ fn main() {
         "hold" => hold(path, n(3)),
         "produce" => produce(path, n(3) as usize, n(4)),
         "evil-consumer" => evil_consumer(path, arg(3)),
+        "flood" => flood(path, n(3) as usize),
         "evil-producer" => evil_producer(path, arg(3)),
         other => Err(format!("unknown role {other}")),
     };
@@ -143,6 +144,8 @@ struct RawConsumer {
     /// Duplicates of the two ring memfds, for scribbling.
     frame_memfd: OwnedFd,
     release_memfd: OwnedFd,
+    /// A duplicate of the producer's release doorbell, for ringing it at will.
+    release_bell: OwnedFd,
 }
 
 fn recv_raw(sock: &OwnedFd) -> Result<(Msg, Vec<OwnedFd>), String> {
@@ -172,6 +175,7 @@ fn raw_connect(path: &str) -> Result<RawConsumer, String> {
     );
     let frame_memfd = fm.try_clone().map_err(e)?;
     let release_memfd = rm.try_clone().map_err(e)?;
+    let release_bell = rb.try_clone().map_err(e)?;
     Ok(RawConsumer {
         sock,
         frames: Receiver::attach(RingFds {
@@ -186,6 +190,7 @@ fn raw_connect(path: &str) -> Result<RawConsumer, String> {
         .map_err(e)?,
         frame_memfd,
         release_memfd,
+        release_bell,
     })
 }
 
@@ -217,7 +222,38 @@ fn scribble(fd: &OwnedFd, len: usize, offset: usize, value: u32) -> R {
     Ok(())
 }
 
+/// Opens connections to `path` without a word, as fast as it can, keeping up to
+/// `n` of them (the oldest goes when there are more), until killed.
+fn flood(path: &str, n: usize) -> R {
+    let mut open = std::collections::VecDeque::new();
+    let mut made = 0usize;
+    // SAFETY: getppid has no preconditions.
+    let parent = unsafe { libc::getppid() };
+    // Until killed, or orphaned (a test that failed before killing it).
+    // SAFETY: as above.
+    while unsafe { libc::getppid() } == parent {
+        // A full backlog may refuse for a moment: keep pushing.
+        if let Ok(s) = listen::connect(path.as_ref()) {
+            open.push_back(s);
+            made += 1;
+            if made == n {
+                say("ready");
+            }
+        }
+        if open.len() > n {
+            open.pop_front();
+        }
+    }
+    Ok(())
+}
+
 fn evil_consumer(path: &str, act: &str) -> R {
+    // Connected, but never says hello: waits for what the producer says.
+    if act == "silent" {
+        let sock = listen::connect(path.as_ref()).map_err(e)?;
+        say("ready");
+        return await_goodbye(&sock);
+    }
     let mut c = raw_connect(path)?;
     match act {
         // A slot it was never given.
@@ -271,6 +307,40 @@ fn evil_consumer(path: &str, act: &str) -> R {
                 c.releases.send(&Release::from(d.slot_ref())).map_err(e)?;
             }
             return Ok(());
+        }
+        // Gives every frame back at once, and rings the producer's release
+        // doorbell flat out from another thread, until the producer goes.
+        "furious-release" => {
+            let bell = c.release_bell;
+            std::thread::spawn(move || {
+                loop {
+                    // Saturated (EAGAIN) or not, ring again.
+                    // SAFETY: writes 8 bytes from a live local to an fd we own.
+                    unsafe { libc::write(bell.as_raw_fd(), [1u64].as_ptr().cast(), 8) };
+                }
+            });
+            let released = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let (mut frames, mut releases, n) = (c.frames, c.releases, released.clone());
+            std::thread::spawn(move || {
+                while let Ok(d) = frames.recv() {
+                    if releases.send(&Release::from(d.slot_ref())).is_err() {
+                        break;
+                    }
+                    n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+            say("ready");
+            await_goodbye(&c.sock)?;
+            say(format!(
+                "released {}",
+                released.load(std::sync::atomic::Ordering::SeqCst)
+            ));
+            return Ok(());
+        }
+        // A datagram three times the protocol's largest message.
+        "huge-msg" => {
+            let big = vec![0x5a_u8; 3 * shmring::wire::MAX_MESSAGE];
+            fdpass::send(c.sock.as_fd(), &big, &[]).map_err(e)?;
         }
         // A message the protocol does not have.
         "garbage" => {
