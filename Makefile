@@ -9,7 +9,7 @@ DEB_PACKAGES := build-essential pkg-config libgstreamer1.0-dev libgstreamer-plug
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LOOM_TARGET := target/loom
 
-.PHONY: all deps build demo ring-demo frame-demo test lint loom valgrind fuzz bench install uninstall clean
+.PHONY: all deps build demo ring-demo frame-demo test lint loom valgrind chaos fuzz bench install uninstall clean
 
 all: build
 
@@ -63,12 +63,19 @@ test: lint
 	timeout --kill-after=30 $(TEST_TIMEOUT) $(CARGO) test --workspace
 	$(MAKE) --no-print-directory loom
 
-## valgrind: the ring's test binaries (in-process and cross-process) under memcheck
+## chaos: the chaos test at full length (make test runs 40 cycles)
+CHAOS_CYCLES ?= 200
+chaos: deps
+	CHAOS_CYCLES=$(CHAOS_CYCLES) $(CARGO) test -p e2e --test chaos -- --nocapture
+
+## valgrind: the ring's test binaries under memcheck, and the cross-process ones
+## (two processes passing frames, hostile peers, a connection flood) with their peer
+## processes under memcheck too
 valgrind: deps
 	@command -v valgrind >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq valgrind; }
 	$(CARGO) test -p shmring -p e2e --no-run --message-format=json 2>/dev/null \
-	  | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | grep -E '/(ring|hostile_peer|fd_passing|ring_cross_process|frame)-[0-9a-f]+$$' \
-	  | while read -r t; do echo "valgrind $$t"; valgrind --error-exitcode=9 --quiet "$$t" --test-threads=2 || exit 1; done
+	  | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | grep -E '/(ring|hostile_peer|fd_passing|ring_cross_process|frame|frame_cross_process|adversaries)-[0-9a-f]+$$' \
+	  | while read -r t; do echo "valgrind $$t"; valgrind --error-exitcode=9 --quiet --trace-children=yes "$$t" --test-threads=2 || exit 1; done
 
 ## fuzz: each fuzz target for FUZZ_SECONDS (needs the nightly toolchain; installs cargo-fuzz)
 FUZZ_SECONDS ?= 30

@@ -177,6 +177,7 @@ impl Sink {
             s.set("consumers", p.consumers.len() as u32);
             s.set("drops", p.consumers.iter().map(|c| c.drops).sum::<u64>());
             s.set("cut-off", p.cut_off);
+            s.set("free-slots", p.free_slots as u32);
             let per: Vec<glib::SendValue> = p
                 .consumers
                 .iter()
@@ -308,7 +309,7 @@ impl ObjectImpl for Sink {
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("frames, bytes, copies, zero-copy, consumers, drops, cut-off, and per consumer id, pid, uid, frames, bytes, drops, held")
+                    .blurb("frames, bytes, copies, zero-copy, consumers, drops, cut-off, free-slots, and per consumer id, pid, uid, frames, bytes, drops, held")
                     .read_only()
                     .build(),
             ]

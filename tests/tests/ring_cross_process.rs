@@ -93,7 +93,7 @@ fn a_sleeping_sender_is_woken_when_the_other_process_drains() {
 }
 
 #[test]
-fn receiver_waiting_when_the_sender_is_killed_gets_peer_gone_within_a_second() {
+fn receiver_waiting_when_the_sender_is_killed_gets_peer_gone() {
     let rv = Rendezvous::new("kill-sender");
     let mut child = spawn(PEER, &["hold-sender", rv.path.to_str().unwrap(), "5"]);
     let sock = rv.accept();
@@ -109,8 +109,9 @@ fn receiver_waiting_when_the_sender_is_killed_gets_peer_gone_within_a_second() {
         std::thread::sleep(Duration::from_millis(100));
         kill9(&mut child);
     });
-    // Blocked in recv while the peer dies: PeerGone, well before a 1 s timeout.
-    let r = rx.recv_timeout(Duration::from_secs(1));
+    // Blocked in recv while the peer dies: PeerGone, not the timeout (which only
+    // bounds the test; a slow machine or valgrind may take its time).
+    let r = rx.recv_timeout(Duration::from_secs(60));
     killer.join().unwrap();
     assert!(matches!(r, Err(Error::PeerGone)), "{r:?}");
 }
@@ -132,7 +133,7 @@ fn sender_blocked_on_a_full_ring_when_the_receiver_is_killed_gets_peer_gone() {
         std::thread::sleep(Duration::from_millis(100));
         kill9(&mut child);
     });
-    let r = tx.send_timeout(&element(4), Duration::from_secs(1));
+    let r = tx.send_timeout(&element(4), Duration::from_secs(60));
     killer.join().unwrap();
     assert!(matches!(r, Err(Error::PeerGone)), "{r:?}");
 }

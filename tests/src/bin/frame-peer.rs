@@ -14,9 +14,7 @@ use shmring::desc::{FrameDesc, Release};
 use shmring::listen::{self, SeqpacketListener};
 use shmring::memfd::{self, Region, Seals};
 use shmring::wire::Msg;
-use shmring::{
-    Consumer, ConsumerConfig, Event, Producer, ProducerConfig, Receiver, RingFds, Sender, fdpass,
-};
+use shmring::{Consumer, ConsumerConfig, Event, Producer, Receiver, RingFds, Sender, fdpass};
 
 type R = Result<(), String>;
 
@@ -122,7 +120,9 @@ fn hold(path: &str, count: u64) -> R {
 /// Serves frames of `len` bytes every `interval_ms`, numbered from 0, after a sticky
 /// side message "caps LEN" (key 1). Runs until killed.
 fn produce(path: &str, len: usize, interval_ms: u64) -> R {
-    let p = Producer::bind(path, ProducerConfig::default()).map_err(e)?;
+    // Its consumers are the tests' honest ones: wait for them as long as a slow
+    // machine (or valgrind) needs.
+    let p = Producer::bind(path, e2e::patient()).map_err(e)?;
     p.send_side(format!("caps {len}").as_bytes(), 1)
         .map_err(e)?;
     say("ready");
