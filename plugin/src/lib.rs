@@ -23,6 +23,21 @@ mod src;
 pub use sink::ShmringSink;
 pub use src::ShmringSrc;
 
+/// A close-on-exec duplicate of the application's fd `fd` (a `socket-fd` or
+/// `consumer-fd` property): the application keeps its own.
+fn dup_app_fd(fd: i32) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) on any integer is defined: it returns a new fd
+    // or -1 (a bad fd number is EBADF, never undefined behaviour).
+    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if dup < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `dup` is a fresh, valid fd that nothing else owns; the callers check it
+    // is a connected seqpacket socket (by the handshake) before relying on it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(dup) })
+}
+
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     sink::register(plugin)?;
     src::register(plugin)?;

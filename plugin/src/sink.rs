@@ -39,6 +39,7 @@ enum SlowConsumer {
 #[derive(Clone, Debug)]
 struct Settings {
     socket_path: Option<String>,
+    consumer_fd: i32,
     socket_mode: u32,
     allowed_uids: String,
     max_consumers: u32,
@@ -52,6 +53,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             socket_path: None,
+            consumer_fd: -1,
             socket_mode: 0o600,
             allowed_uids: String::new(),
             max_consumers: 16,
@@ -262,6 +264,13 @@ impl ObjectImpl for Sink {
                     .blurb("Unix socket path consumers connect to (a stale socket left by a crashed sink is replaced; a live one is never taken)")
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecInt::builder("consumer-fd")
+                    .nick("Consumer fd")
+                    .blurb("A connected socket to a consumer (the other end of a socketpair, e.g. inherited by a sandboxed shmringsrc socket-fd=N), served from start in addition to socket-path, or instead of it (-1: none). The element uses a duplicate; the application keeps its fd")
+                    .minimum(-1)
+                    .default_value(-1)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecUInt::builder("socket-mode")
                     .nick("Socket mode")
                     .blurb("File mode of the socket (0600 by default: only this user may connect)")
@@ -321,6 +330,7 @@ impl ObjectImpl for Sink {
         let mut s = self.settings.lock().unwrap();
         match pspec.name() {
             "socket-path" => s.socket_path = value.get().unwrap(),
+            "consumer-fd" => s.consumer_fd = value.get().unwrap(),
             "socket-mode" => s.socket_mode = value.get().unwrap(),
             "allowed-uids" => {
                 s.allowed_uids = value.get::<Option<String>>().unwrap().unwrap_or_default()
@@ -338,6 +348,7 @@ impl ObjectImpl for Sink {
         let s = self.settings.lock().unwrap().clone();
         match pspec.name() {
             "socket-path" => s.socket_path.to_value(),
+            "consumer-fd" => s.consumer_fd.to_value(),
             "socket-mode" => s.socket_mode.to_value(),
             "allowed-uids" => s.allowed_uids.to_value(),
             "max-consumers" => s.max_consumers.to_value(),
@@ -385,12 +396,12 @@ impl ElementImpl for Sink {
 impl BaseSinkImpl for Sink {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let s = self.settings.lock().unwrap().clone();
-        let Some(path) = s.socket_path.clone() else {
+        if s.socket_path.is_none() && s.consumer_fd < 0 {
             return Err(gst::error_msg!(
                 gst::ResourceError::Settings,
-                ["socket-path is not set"]
+                ["neither socket-path nor consumer-fd is set"]
             ));
-        };
+        }
         let uids = parse_uids(&s.allowed_uids)
             .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ["{}", e]))?;
         let cfg = ProducerConfig {
@@ -405,13 +416,31 @@ impl BaseSinkImpl for Sink {
             allowed_uids: uids,
             ..Default::default()
         };
-        let producer = Producer::bind(&path, cfg).map_err(|e| {
-            gst::error_msg!(
-                gst::ResourceError::OpenWrite,
-                ["Cannot serve on {}: {}", path, e]
-            )
-        })?;
-        gst::info!(CAT, imp = self, "serving on {path}");
+        let producer = match &s.socket_path {
+            Some(path) => {
+                let p = Producer::bind(path, cfg).map_err(|e| {
+                    gst::error_msg!(
+                        gst::ResourceError::OpenWrite,
+                        ["Cannot serve on {}: {}", path, e]
+                    )
+                })?;
+                gst::info!(CAT, imp = self, "serving on {path}");
+                p
+            }
+            None => Producer::new(cfg).map_err(|e| {
+                gst::error_msg!(gst::ResourceError::OpenWrite, ["Cannot serve: {}", e])
+            })?,
+        };
+        if s.consumer_fd >= 0 {
+            let fd = s.consumer_fd;
+            let dup = crate::dup_app_fd(fd).map_err(|e| {
+                gst::error_msg!(gst::ResourceError::Settings, ["consumer-fd {}: {}", fd, e])
+            })?;
+            producer.add_connection(dup).map_err(|e| {
+                gst::error_msg!(gst::ResourceError::Settings, ["consumer-fd {}: {}", fd, e])
+            })?;
+            gst::info!(CAT, imp = self, "serving the consumer on fd {fd}");
+        }
         *self.waker.lock().unwrap() = Some(producer.waker());
         *self.counters.lock().unwrap() = Counters::default();
         *self.state.lock().unwrap() = Some(State {

@@ -1,7 +1,6 @@
 //! `shmringsrc`: receives the buffers, caps and events of a `shmringsink` in another
 //! process.
 
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
@@ -117,18 +116,10 @@ impl Src {
         let cfg = Self::consumer_config(s);
         if s.socket_fd >= 0 {
             // The application keeps its fd (as the blurb says): work on a duplicate.
-            // SAFETY: fcntl(F_DUPFD_CLOEXEC) on any integer is defined: it returns a
-            // new fd or -1 (a bad fd number is EBADF, never undefined behaviour).
-            let dup = unsafe { libc::fcntl(s.socket_fd, libc::F_DUPFD_CLOEXEC, 0) };
-            if dup < 0 {
-                return Err(shmring::Error::Os {
-                    op: "dup(socket-fd)",
-                    source: std::io::Error::last_os_error(),
-                });
-            }
-            // SAFETY: `dup` is a fresh, valid fd that nothing else owns; it is checked
-            // to be a connected seqpacket socket before any use.
-            let fd = unsafe { OwnedFd::from_raw_fd(dup) };
+            let fd = crate::dup_app_fd(s.socket_fd).map_err(|source| shmring::Error::Os {
+                op: "dup(socket-fd)",
+                source,
+            })?;
             return Consumer::from_fd(fd, cfg);
         }
         let path = s.socket_path.clone().unwrap_or_default();

@@ -130,7 +130,7 @@ fn sink_sends_events_in_order_and_buffers_with_their_metadata() {
 }
 
 #[test]
-fn sink_refuses_to_start_without_a_path_and_on_a_live_socket() {
+fn sink_refuses_to_start_without_a_path_or_fd_and_on_a_live_socket() {
     init();
     let e = gst::ElementFactory::make("shmringsink").build().unwrap();
     assert!(e.set_state(gst::State::Paused).is_err());
@@ -945,4 +945,42 @@ fn sink_skips_a_tag_event_too_big_for_a_side_message_and_streams_on() {
         }
     }
     assert_eq!((frames, titles), (1, vec!["fits".to_owned()]));
+}
+
+#[test]
+fn sink_serves_a_consumer_handed_over_as_an_fd_without_any_path() {
+    use std::os::fd::AsRawFd;
+    init();
+    let (mine, theirs) = shmring::fdpass::seqpacket_pair().unwrap();
+    let e = gst::ElementFactory::make("shmringsink")
+        .property("consumer-fd", mine.as_raw_fd())
+        .build()
+        .unwrap();
+    let mut h = Harness::with_element(&e, Some("sink"), None);
+    h.play();
+    let mut c = Consumer::from_fd(theirs, ConsumerConfig::default()).unwrap();
+    let caps = gst::Caps::from_str("video/x-raw,format=GRAY8,width=4,height=2").unwrap();
+    h.set_src_caps(caps.clone());
+    assert_eq!(
+        h.push(gst::Buffer::from_slice(vec![9u8; 8])),
+        Ok(gst::FlowSuccess::Ok)
+    );
+    loop {
+        match next(&mut c) {
+            Event::Side { payload, .. } => {
+                if let Side::Caps(got) = Side::decode(&payload).unwrap() {
+                    assert_eq!(got, caps);
+                }
+            }
+            Event::Frame(f) => {
+                assert_eq!(f.to_vec(), [9u8; 8]);
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    drop(h);
+    // Our fd is still ours and open.
+    // SAFETY: fcntl(F_GETFD) on an fd we own.
+    assert!(unsafe { libc::fcntl(mine.as_raw_fd(), libc::F_GETFD) } >= 0);
 }
