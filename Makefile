@@ -5,11 +5,12 @@ SHELL := /bin/bash
 CARGO ?= cargo
 # Debian packages the build and tests need (checked with dpkg, installed if missing).
 DEB_PACKAGES := build-essential pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
-  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-tools
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-tools \
+  gstreamer1.0-plugins-ugly gstreamer1.0-plugins-base-apps python3-gi gir1.2-gstreamer-1.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LOOM_TARGET := target/loom
 
-.PHONY: all deps build demo ring-demo frame-demo test lint loom valgrind chaos fuzz bench install uninstall clean
+.PHONY: all deps build demo ring-demo frame-demo sandboxed-encoder audio-between-apps test lint loom valgrind chaos fuzz bench install uninstall clean
 
 all: build
 
@@ -44,6 +45,18 @@ ring-demo: deps
 frame-demo: deps
 	$(CARGO) build --release -p examples --example frame-demo
 	./target/release/examples/frame-demo 3
+
+## sandboxed-encoder: a capture process feeds an encoder process it started with a
+## socket fd; the encoder locks itself down (Landlock, seccomp) and writes H.264 MP4
+sandboxed-encoder: deps
+	$(CARGO) build --release -p examples --example sandboxed-capture --example sandboxed-encoder
+	./target/release/examples/sandboxed-capture 150 target/sandboxed.mp4 /etc/hostname
+	gst-discoverer-1.0 target/sandboxed.mp4
+
+## audio-between-apps: a publisher and two Python subscribers, one joining late
+audio-between-apps: deps
+	$(CARGO) build --release -p gst-plugin-shmring
+	GST_PLUGIN_PATH=$(CURDIR)/target/release examples/audio-between-apps/run.sh 5
 
 lint: deps
 	$(CARGO) fmt --all -- --check
