@@ -4,6 +4,24 @@
 //! (`MSG_CMSG_CLOEXEC`), a truncated control message (`MSG_CTRUNC`) or data
 //! (`MSG_TRUNC`) is an error, more fds than the caller allows is an error, and every
 //! fd that arrived is closed on any error (it is owned as soon as it is received).
+//!
+//! ```
+//! use std::os::fd::AsFd;
+//! use shmring::{ReadOnlyBlob, fdpass, write_once};
+//!
+//! let (a, b) = fdpass::seqpacket_pair()?;
+//! // An immutable blob (a sealed memfd) and a few bytes, as one message.
+//! let blob = write_once(5, |buf| buf.copy_from_slice(b"hello"))?;
+//! fdpass::send(a.as_fd(), b"blob", &[blob.as_fd()])?;
+//!
+//! let mut buf = [0u8; 16];
+//! let mut got = fdpass::recv(b.as_fd(), &mut buf, 1, 0)?;
+//! assert_eq!(&buf[..got.len], b"blob");
+//! // The receiver checks the seals and size before mapping what it was sent.
+//! let blob = ReadOnlyBlob::open(got.fds.pop().unwrap(), 1 << 20)?;
+//! assert_eq!(blob.as_bytes(), b"hello");
+//! # Ok::<(), shmring::Error>(())
+//! ```
 
 use std::mem::{size_of, zeroed};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};

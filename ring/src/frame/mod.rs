@@ -30,6 +30,42 @@
 //! to a timeout and then cuts it off, or drops frames for that consumer alone.
 //! Everything a consumer receives (messages, fds, descriptors) is validated; a lying
 //! producer makes the consumer return an error naming the fault.
+//!
+//! ```
+//! use std::time::Duration;
+//! use shmring::{Consumer, ConsumerConfig, Error, Event, Producer, ProducerConfig};
+//!
+//! // A producer with no path: consumers are handed over as connected sockets.
+//! let producer = Producer::new(ProducerConfig::default())?;
+//! let (ours, theirs) = shmring::fdpass::seqpacket_pair()?;
+//! producer.add_connection(ours)?;
+//! // In the consumer's process (`theirs` inherited, say as fd 3):
+//! let mut consumer = Consumer::from_fd(theirs, ConsumerConfig::default())?;
+//! producer.wait_for_consumers(1, Some(Duration::from_secs(10)))?;
+//!
+//! // Fill a slot in place, publish it with a little metadata: one consumer has it.
+//! let mut slot = producer.acquire(4096)?;
+//! slot.write(0, b"pixels")?;
+//! assert_eq!(slot.publish(6, b"pts=0")?, 1);
+//!
+//! match consumer.recv_timeout(Duration::from_secs(10))? {
+//!     // Read in place; dropping the frame gives the slot back.
+//!     Event::Frame(frame) => {
+//!         assert_eq!(frame.to_vec(), b"pixels");
+//!         assert_eq!(frame.meta(), b"pts=0");
+//!     }
+//!     other => panic!("{other:?}"),
+//! }
+//!
+//! // Another thread can end a wait at once.
+//! let waker = consumer.waker();
+//! std::thread::spawn(move || waker.wake());
+//! assert!(matches!(
+//!     consumer.recv_timeout(Duration::from_secs(60)),
+//!     Err(Error::Interrupted)
+//! ));
+//! # Ok::<(), shmring::Error>(())
+//! ```
 
 mod consumer;
 mod producer;
