@@ -208,6 +208,9 @@ struct Conn {
     pending_dropped: u32,
     /// Messages (arenas, side messages) sent to it since its welcome.
     msgs: u64,
+    /// Its two doorbells (frame taken, slot released), duplicated once so that a
+    /// publish can sleep on them without the lock (and without a dup per wait).
+    bells: Option<Arc<[OwnedFd; 2]>>,
 }
 
 enum Leave {
@@ -831,18 +834,14 @@ fn publish<'a>(
 /// Sleeps on a consumer's two doorbells (frame taken, slot released) until one
 /// rings, `deadline` (capped at 50 ms: the arm flags are shared with other
 /// waiters), or a wake-up. A hung-up bell is [`Error::PeerGone`].
-fn wait_bells(inner: &Inner, bells: &[Option<OwnedFd>; 2], deadline: Instant) -> Result<()> {
+fn wait_bells(inner: &Inner, bells: &Bells, deadline: Instant) -> Result<()> {
     // poll() skips a negative fd: a missing bell is never ready.
-    let bell = |b: &Option<OwnedFd>| libc::pollfd {
-        fd: b.as_ref().map_or(-1, |b| b.as_raw_fd()),
+    let bell = |k: usize| libc::pollfd {
+        fd: bells.as_ref().map_or(-1, |b| b[k].as_raw_fd()),
         events: libc::POLLIN,
         revents: 0,
     };
-    let mut fds = [
-        bell(&bells[0]),
-        bell(&bells[1]),
-        pollfd(inner.waker.as_fd(), libc::POLLIN),
-    ];
+    let mut fds = [bell(0), bell(1), pollfd(inner.waker.as_fd(), libc::POLLIN)];
     let until = deadline.min(Instant::now() + Duration::from_millis(50));
     poll_until(&mut fds, Some(until))?;
     if fds[2].revents != 0 && inner.waker.take() {
@@ -1088,7 +1087,7 @@ impl State {
 
     /// Arms consumer `i`'s doorbells for what congests it. `None`: it may have
     /// moved already (look again); otherwise the bells to sleep on.
-    fn arm_wait(&mut self, i: usize, why: Congestion) -> Result<Option<[Option<OwnedFd>; 2]>> {
+    fn arm_wait(&mut self, i: usize, why: Congestion) -> Result<Option<Bells>> {
         let c = &mut self.conns[i];
         let a = if why.ring_full {
             c.frames.arm()
@@ -1103,11 +1102,9 @@ impl State {
         match (a, b) {
             (Err(e), _) | (_, Err(e)) => Err(e),
             (Ok(true), _) | (_, Ok(true)) => Ok(None),
-            // Out of fds, a bell is left out: the capped sleep still comes back.
-            _ => Ok(Some([
-                c.frames.bell().as_fd().try_clone_to_owned().ok(),
-                c.releases.bell().as_fd().try_clone_to_owned().ok(),
-            ])),
+            // Without its duplicates (out of fds at its join) the capped sleep
+            // still comes back.
+            _ => Ok(Some(c.bells.clone())),
         }
     }
 
@@ -1136,6 +1133,10 @@ impl State {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1).max(1);
         self.ledger.add_consumer(id);
+        let dup = |b: &crate::Doorbell| b.as_fd().try_clone_to_owned().ok();
+        let bells = dup(frames.bell())
+            .zip(dup(releases.bell()))
+            .map(|(f, r)| Arc::new([f, r]));
         self.conns.push(Conn {
             id,
             cred,
@@ -1148,6 +1149,7 @@ impl State {
             drops: 0,
             pending_dropped: 0,
             msgs,
+            bells,
         });
         self.stats.joined += 1;
         self.log(ConsumerEvent::Joined { id, cred });
@@ -1233,6 +1235,9 @@ fn set_nonblocking(fd: std::os::fd::BorrowedFd<'_>) -> Result<()> {
     }
     Ok(())
 }
+
+/// A consumer's doorbells to sleep on without the lock ([`Conn::bells`]).
+type Bells = Option<Arc<[OwnedFd; 2]>>;
 
 /// How many connections may wait for their hello at once.
 const MAX_PENDING: usize = 128;
