@@ -1391,10 +1391,16 @@ fn admit(inner: &Inner, pending: &mut Vec<Pending>, sock: OwnedFd) {
 }
 
 fn refuse(inner: &Inner, sock: &OwnedFd, cred: Option<PeerCred>, reason: String) {
+    // Counted before the peer hears it: whoever it tells finds the refusal in stats.
+    {
+        let mut st = inner.lock();
+        st.stats.refused += 1;
+        st.log(ConsumerEvent::Refused {
+            cred,
+            reason: reason.clone(),
+        });
+    }
     say_goodbye(sock, 2, &reason);
-    let mut st = inner.lock();
-    st.stats.refused += 1;
-    st.log(ConsumerEvent::Refused { cred, reason });
 }
 
 /// Reads a pending connection's hello and makes it a consumer, or refuses it. Gives
