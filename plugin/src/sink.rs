@@ -433,12 +433,12 @@ impl BaseSinkImpl for Sink {
         };
         if s.consumer_fd >= 0 {
             let fd = s.consumer_fd;
-            let dup = crate::dup_app_fd(fd).map_err(|e| {
-                gst::error_msg!(gst::ResourceError::Settings, ["consumer-fd {}: {}", fd, e])
-            })?;
-            producer.add_connection(dup).map_err(|e| {
-                gst::error_msg!(gst::ResourceError::Settings, ["consumer-fd {}: {}", fd, e])
-            })?;
+            crate::dup_app_fd(fd)
+                .map_err(|e| e.to_string())
+                .and_then(|dup| producer.add_connection(dup).map_err(|e| e.to_string()))
+                .map_err(|e| {
+                    gst::error_msg!(gst::ResourceError::Settings, ["consumer-fd {}: {}", fd, e])
+                })?;
             gst::info!(CAT, imp = self, "serving the consumer on fd {fd}");
         }
         *self.waker.lock().unwrap() = Some(producer.waker());

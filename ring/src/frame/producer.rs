@@ -1087,6 +1087,10 @@ impl State {
 
     /// Arms consumer `i`'s doorbells for what congests it. `None`: it may have
     /// moved already (look again); otherwise the bells to sleep on.
+    ///
+    /// Only what blocks it is armed: room in the frame ring when that is full,
+    /// releases when it holds its share (a consumer rings only an armed bell, so
+    /// arming the other would not end the sleep any sooner).
     fn arm_wait(&mut self, i: usize, why: Congestion) -> Result<Option<Bells>> {
         let c = &mut self.conns[i];
         let a = if why.ring_full {
@@ -1242,9 +1246,14 @@ type Bells = Option<Arc<[OwnedFd; 2]>>;
 /// How many connections may wait for their hello at once.
 const MAX_PENDING: usize = 128;
 
-/// The pending connection that has waited longest.
-fn oldest(pending: &[Pending]) -> Option<usize> {
-    (0..pending.len()).min_by_key(|&k| pending[k].deadline)
+/// Refuses the pending connection that has waited longest, if any (true).
+fn refuse_oldest(inner: &Inner, pending: &mut Vec<Pending>, reason: &str) -> bool {
+    let Some(k) = (0..pending.len()).min_by_key(|&k| pending[k].deadline) else {
+        return false;
+    };
+    let p = pending.swap_remove(k);
+    refuse(inner, &p.sock, p.cred, reason.to_owned());
+    true
 }
 
 /// `EMFILE` or `ENFILE`.
@@ -1323,20 +1332,12 @@ fn service(inner: Arc<Inner>, listener: Option<SeqpacketListener>) {
                     match l.accept() {
                         Ok(sock) => admit(&inner, &mut pending, sock),
                         Err(e) => {
-                            if out_of_fds(&e) {
-                                // The listener stays readable: free an fd (the
-                                // oldest silent connection) or pause, never spin.
-                                if let Some(k) = oldest(&pending) {
-                                    let p = pending.swap_remove(k);
-                                    refuse(
-                                        &inner,
-                                        &p.sock,
-                                        p.cred,
-                                        "out of file descriptors".into(),
-                                    );
-                                } else {
-                                    std::thread::sleep(Duration::from_millis(10));
-                                }
+                            // The listener stays readable: free an fd (the oldest
+                            // silent connection) or pause, never spin.
+                            if out_of_fds(&e)
+                                && !refuse_oldest(&inner, &mut pending, "out of file descriptors")
+                            {
+                                std::thread::sleep(Duration::from_millis(10));
                             }
                             break;
                         }
@@ -1377,11 +1378,11 @@ fn admit(inner: &Inner, pending: &mut Vec<Pending>, sock: OwnedFd) {
     // A flood of connections that never say hello costs a bounded number of fds:
     // the oldest one waiting makes room.
     if pending.len() >= MAX_PENDING {
-        if let Some(k) = oldest(pending) {
-            let p = pending.swap_remove(k);
-            let reason = format!("{MAX_PENDING} connections already waiting for their hello");
-            refuse(inner, &p.sock, p.cred, reason);
-        }
+        refuse_oldest(
+            inner,
+            pending,
+            &format!("{MAX_PENDING} connections already waiting for their hello"),
+        );
     }
     pending.push(Pending {
         sock,
