@@ -6,13 +6,21 @@
 //! address can belong to a new slot while an old buffer still points at it), takes the slot out and publishes
 //! it with a local hold ([`HeldSlot`]): the slot is not reused while the memory lives
 //! (GStreamer may keep the buffer, e.g. as the sink's last sample, or push it twice).
-//! A published buffer must never be written again, so when it comes back to the pool
-//! it is discarded (`TAG_MEMORY`) and the next acquire gets a fresh slot; a buffer
-//! dropped unpublished gives its slot back.
+//!
+//! Buffers stay bound to their slots, so a steady stream allocates nothing per
+//! buffer. A buffer that comes back whole (its one memory ours and referenced by
+//! nothing else) waits in the pool's own queue, still holding its slot. An acquire
+//! takes the oldest whose slot it can write again: never published, or published and
+//! released by every consumer ([`HeldSlot::try_reclaim`]); a slot a consumer still
+//! holds is never written. If none is ready, a new buffer is made (up to the
+//! configured maximum), else the oldest waiting one is let go (its slot comes back
+//! when the consumers release it) and a new one made from a free slot. Anything
+//! else that comes back (memory replaced, shared, tagged) is freed, and with its
+//! memory goes its slot or local hold.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 
 use gst::glib;
 use gst::subclass::prelude::*;
@@ -23,8 +31,8 @@ use shmring::{Producer, WriteSlot};
 pub(crate) enum SlotState {
     /// Handed to upstream for writing.
     Writable(WriteSlot),
-    /// Published; kept (for its `Drop`) until the memory goes.
-    Published { _held: HeldSlot },
+    /// Published; held locally until the memory goes or the slot is reclaimed.
+    Published { held: HeldSlot },
     /// Being published.
     Taken,
 }
@@ -74,11 +82,77 @@ unsafe extern "C" fn free_owned(p: glib::ffi::gpointer) {
 mod imp {
     use super::*;
 
-    #[derive(Default)]
+    /// Buffers that came back, oldest first, and how many of ours exist.
+    pub(super) struct Idle {
+        queue: VecDeque<(gst::Buffer, Arc<Holder>)>,
+        /// Buffers of ours in existence (waiting here, upstream, or in flight).
+        live: usize,
+        /// Acquires in the current trim window, and the fewest buffers any of them
+        /// left waiting.
+        acquires: u32,
+        low: usize,
+    }
+
+    /// Acquires after which buffers that waited unused throughout are let go.
+    const TRIM_WINDOW: u32 = 64;
+
+    impl Default for Idle {
+        fn default() -> Self {
+            Idle {
+                queue: VecDeque::new(),
+                live: 0,
+                acquires: 0,
+                low: usize::MAX,
+            }
+        }
+    }
+
+    impl Idle {
+        /// Counts an acquire that finds `waiting` buffers (before taking one). Once
+        /// per window, if every acquire left one waiting, that one is surplus (a
+        /// burst made it, the stream no longer needs it): it goes, and its slot
+        /// with it, so the pool shrinks back to what the stream uses.
+        fn trim(&mut self) -> Option<gst::Buffer> {
+            self.low = self.low.min(self.queue.len().saturating_sub(1));
+            self.acquires += 1;
+            if self.acquires < TRIM_WINDOW {
+                return None;
+            }
+            let surplus = self.low > 0;
+            self.acquires = 0;
+            self.low = usize::MAX;
+            let (buffer, _) = self.queue.pop_front().filter(|_| surplus)?;
+            self.live -= 1;
+            Some(buffer)
+        }
+    }
+
     pub struct Pool {
         pub(super) producer: Mutex<Option<Arc<Producer>>>,
         pub(super) registry: Mutex<Option<Arc<Registry>>>,
         pub(super) size: AtomicUsize,
+        /// Most buffers at once (0: no limit but the slots').
+        max: AtomicUsize,
+        idle: Mutex<Idle>,
+        /// Signalled when a buffer comes back or the pool starts flushing.
+        returned: Condvar,
+        /// Inactive or flushing (GStreamer's flush_start/flush_stop; a new pool is
+        /// inactive).
+        flushing: AtomicBool,
+    }
+
+    impl Default for Pool {
+        fn default() -> Self {
+            Pool {
+                producer: Mutex::default(),
+                registry: Mutex::default(),
+                size: AtomicUsize::default(),
+                max: AtomicUsize::default(),
+                idle: Mutex::default(),
+                returned: Condvar::new(),
+                flushing: AtomicBool::new(true),
+            }
+        }
     }
 
     #[glib::object_subclass]
@@ -97,11 +171,82 @@ mod imp {
         }
 
         fn set_config(&self, config: &mut gst::BufferPoolConfigRef) -> bool {
-            let Some((_caps, size, _min, _max)) = config.params() else {
+            let Some((_caps, size, _min, max)) = config.params() else {
                 return false;
             };
             self.size.store(size as usize, Ordering::Relaxed);
+            self.max.store(max as usize, Ordering::Relaxed);
             self.parent_set_config(config)
+        }
+
+        /// Nothing is made ahead: the first acquires make buffers, and slots are
+        /// taken only for buffers upstream asks for.
+        fn start(&self) -> bool {
+            true
+        }
+
+        fn stop(&self) -> bool {
+            let idle = {
+                let mut g = self.idle.lock().unwrap();
+                g.live -= g.queue.len();
+                std::mem::take(&mut g.queue)
+            };
+            drop(idle);
+            self.parent_stop()
+        }
+
+        fn flush_start(&self) {
+            self.flushing.store(true, Ordering::Release);
+            let _g = self.idle.lock().unwrap();
+            self.returned.notify_all();
+        }
+
+        fn flush_stop(&self) {
+            self.flushing.store(false, Ordering::Release);
+        }
+
+        fn acquire_buffer(
+            &self,
+            params: Option<&gst::BufferPoolAcquireParams>,
+        ) -> Result<gst::Buffer, gst::FlowError> {
+            let dont_wait =
+                params.is_some_and(|p| p.flags().contains(gst::BufferPoolAcquireFlags::DONTWAIT));
+            let mut g = self.idle.lock().unwrap();
+            if let Some(surplus) = g.trim() {
+                drop(g);
+                drop(surplus);
+                g = self.idle.lock().unwrap();
+            }
+            loop {
+                if self.flushing.load(Ordering::Acquire) {
+                    return Err(gst::FlowError::Flushing);
+                }
+                // The oldest first: consumers release in the order they receive.
+                if let Some(i) = g.queue.iter().position(|(_, h)| rearm(h)) {
+                    let (buffer, _) = g.queue.remove(i).expect("position in the queue");
+                    return Ok(buffer);
+                }
+                let max = self.max.load(Ordering::Relaxed);
+                let oldest = if max == 0 || g.live < max {
+                    g.live += 1;
+                    None
+                } else if let Some((buffer, _)) = g.queue.pop_front() {
+                    // Every buffer is upstream's or held by a consumer: let the
+                    // oldest go (its slot comes back when released) for a new one.
+                    Some(buffer)
+                } else if dont_wait {
+                    return Err(gst::FlowError::Eos);
+                } else {
+                    g = self.returned.wait(g).unwrap();
+                    continue;
+                };
+                drop(g);
+                drop(oldest);
+                // May wait for a free slot (the producer's block timeout).
+                return self.alloc_buffer(params).inspect_err(|_| {
+                    self.idle.lock().unwrap().live -= 1;
+                });
+            }
         }
 
         fn alloc_buffer(
@@ -138,7 +283,9 @@ mod imp {
             // holder keeps the slot (and its arena mapping) alive until GStreamer
             // frees the memory and calls `free_owned`. size <= capacity (acquire
             // returned a slot of at least `size` bytes). Consumers can only map the
-            // arena read-only, so nobody else writes this memory.
+            // arena read-only, so nobody else writes this memory. The memory is handed
+            // out for writing only while its holder has the slot `Writable`: never
+            // while a consumer holds it (see `rearm`).
             let mem = unsafe {
                 gst::ffi::gst_memory_new_wrapped(
                     0,
@@ -162,18 +309,74 @@ mod imp {
         }
 
         fn release_buffer(&self, mut buffer: gst::Buffer) {
-            let published = buffer.n_memory() != 1 || {
-                let addr = buffer.peek_memory(0).as_ptr() as usize;
-                let reg = self.registry.lock().unwrap().clone();
-                reg.and_then(|r| r.get(addr))
-                    .is_none_or(|h| !matches!(*h.lock().unwrap(), SlotState::Writable(_)))
+            // GStreamer reset its timestamps, flags (but TAG_MEMORY) and metas.
+            let holder = self.holder(&buffer).filter(|h| {
+                // Its one memory is still the one made for the slot (`holder` looks
+                // it up by the memory object) and this buffer's alone: nobody reads
+                // it any more. Resizing tagged it (audio buffers are shorter than
+                // the pool's size), which is no reason to let it go.
+                buffer.peek_memory(0).offset() == 0
+                    && buffer.is_all_memory_writable()
+                    && matches!(
+                        *h.lock().unwrap(),
+                        SlotState::Writable(_) | SlotState::Published { .. }
+                    )
+            });
+            let holder = holder.filter(|_| match buffer.get_mut() {
+                Some(b) => {
+                    let size = self.size.load(Ordering::Relaxed);
+                    if b.size() != size {
+                        b.set_size(size);
+                    }
+                    b.unset_flags(gst::BufferFlags::TAG_MEMORY);
+                    true
+                }
+                None => false,
+            });
+            let mut g = self.idle.lock().unwrap();
+            let gone = match holder {
+                Some(h) => {
+                    g.queue.push_back((buffer, h));
+                    None
+                }
+                None => {
+                    g.live -= 1;
+                    Some(buffer)
+                }
             };
-            if published {
-                // Its slot went to the consumers: never hand this memory out again.
-                buffer.make_mut().set_flags(gst::BufferFlags::TAG_MEMORY);
-            }
-            self.parent_release_buffer(buffer);
+            self.returned.notify_one();
+            drop(g);
+            // Freed outside the lock: its memory takes the slot (or the hold) along.
+            drop(gone);
         }
+    }
+
+    impl Pool {
+        /// The holder of the slot `buffer`'s one memory wraps, if it is ours.
+        fn holder(&self, buffer: &gst::Buffer) -> Option<Arc<Holder>> {
+            if buffer.n_memory() != 1 {
+                return None;
+            }
+            let addr = buffer.peek_memory(0).as_ptr() as usize;
+            let reg = self.registry.lock().unwrap().clone()?;
+            reg.get(addr)
+        }
+    }
+
+    /// Makes a waiting buffer's slot writable: true when it is being written (never
+    /// published) or was just taken back from the consumers, who all released it.
+    fn rearm(holder: &Holder) -> bool {
+        let mut h = holder.lock().unwrap();
+        let (state, ok) = match std::mem::replace(&mut *h, SlotState::Taken) {
+            SlotState::Published { held } => match held.try_reclaim() {
+                Ok(slot) => (SlotState::Writable(slot), true),
+                Err(held) => (SlotState::Published { held }, false),
+            },
+            s @ SlotState::Writable(_) => (s, true),
+            SlotState::Taken => (SlotState::Taken, false),
+        };
+        *h = state;
+        ok
     }
 }
 

@@ -532,8 +532,12 @@ impl BaseSinkImpl for Sink {
         else {
             return Ok(());
         };
+        // Pool buffers stay bound to their slots and are reused once every consumer
+        // released them: enough of them that, with one being written, one kept as
+        // the last sample and a consumer holding its share (half the slots), the
+        // oldest is free again; two slots stay for copies and a new arena.
         let slots = self.settings.lock().unwrap().slots;
-        let max = (slots / 2).max(2);
+        let max = slots.saturating_sub(2).max(2);
         let pool = SlotPool::new(producer, self.registry.clone());
         let mut config = pool.config();
         config.set_params(Some(&caps), size, 2, max);
@@ -650,7 +654,7 @@ impl BaseSinkImpl for Sink {
             if let Some((holder, slot)) = self.slot_of(buffer) {
                 let r = slot.publish_held(0, buffer.size(), &m.encode());
                 let r = r.map(|(n, held)| {
-                    *holder.lock().unwrap() = SlotState::Published { _held: held };
+                    *holder.lock().unwrap() = SlotState::Published { held };
                     n
                 });
                 return self.published(&producer, r, true);

@@ -984,3 +984,103 @@ fn sink_serves_a_consumer_handed_over_as_an_fd_without_any_path() {
     // SAFETY: fcntl(F_GETFD) on an fd we own.
     assert!(unsafe { libc::fcntl(mine.as_raw_fd(), libc::F_GETFD) } >= 0);
 }
+
+#[test]
+fn sink_pool_reuses_its_buffers_but_never_one_a_consumer_still_holds() {
+    init();
+    let path = sock("pool-reuse");
+    let e = gst::ElementFactory::make("shmringsink")
+        .property("socket-path", &path)
+        .property("enable-last-sample", false)
+        .property("block-timeout", 60_000u32)
+        .build()
+        .unwrap();
+    let mut h = Harness::with_element(&e, Some("sink"), None);
+    h.play();
+    let mut c = Consumer::connect(&path, ConsumerConfig::default()).unwrap();
+    let caps =
+        gst::Caps::from_str("audio/x-raw,format=S16LE,rate=48000,channels=2,layout=interleaved")
+            .unwrap();
+    h.set_src_caps(caps.clone());
+    let mut q = gst::query::Allocation::new(Some(&caps), true);
+    assert!(e.static_pad("sink").unwrap().query(&mut q));
+    let (pool, size, _, max) = q.allocation_pools().next().unwrap();
+    let pool = pool.unwrap();
+    assert_eq!((size, max), (19200, 6), "100 ms slots, all but two of 8");
+    pool.set_active(true).unwrap();
+    let free_slots = || {
+        e.property::<gst::Structure>("stats")
+            .get::<u32>("free-slots")
+            .unwrap()
+    };
+    // Fills a buffer of the pool as audio sources do (10 ms: shorter than the
+    // pool's size); returns it and its memory's address.
+    let fill = |byte: u8, params: Option<&gst::BufferPoolAcquireParams>| {
+        let mut b = pool.acquire_buffer(params)?;
+        let bm = b.get_mut().unwrap();
+        bm.set_size(1920);
+        let mut m = bm.map_writable().unwrap();
+        m.fill(byte);
+        let at = m.as_ptr() as usize;
+        drop(m);
+        Ok::<_, gst::FlowError>((b, at))
+    };
+    let mut frame = || loop {
+        if let Event::Frame(f) = next(&mut c) {
+            break f;
+        }
+    };
+    // Published, released by the consumer, back in the pool: reused in place.
+    let (b, first) = fill(1, None).unwrap();
+    assert_eq!(h.push(b), Ok(gst::FlowSuccess::Ok));
+    let f = frame();
+    assert_eq!(f.to_vec(), vec![1; 1920]);
+    drop(f);
+    let (b, again) = fill(2, None).unwrap();
+    assert_eq!(
+        again, first,
+        "the released buffer is reused, not a new one made"
+    );
+    assert_eq!(h.push(b), Ok(gst::FlowSuccess::Ok));
+    // Now the consumer keeps the frame: no buffer the pool hands out is that one,
+    // however many are taken, and writing them all leaves the frame as it was.
+    let held = frame();
+    assert_eq!(held.to_vec(), vec![2; 1920]);
+    let mut taken = Vec::new();
+    for _ in 0..max {
+        let (b, at) = fill(0xEE, None).unwrap();
+        assert_ne!(
+            at, first,
+            "a buffer whose slot a consumer holds was handed out"
+        );
+        taken.push(b);
+    }
+    let dont_wait = gst::BufferPoolAcquireParams::with_flags(gst::BufferPoolAcquireFlags::DONTWAIT);
+    assert_eq!(
+        fill(0xEE, Some(&dont_wait)).err(),
+        Some(gst::FlowError::Eos),
+        "{max} buffers out: the pool is empty"
+    );
+    assert_eq!(held.to_vec(), vec![2; 1920], "the held frame was written");
+    assert_eq!(free_slots(), 8 - max - 1, "the held slot stays out");
+    drop(held);
+    drop(taken);
+    // A burst made six buffers; a steady stream needs one (the consumer takes each
+    // before the next): the surplus goes, a buffer per 64 acquires.
+    for i in 0..6 * 64 {
+        let (b, _) = fill(i as u8, None).unwrap();
+        assert_eq!(h.push(b), Ok(gst::FlowSuccess::Ok));
+        assert_eq!(frame().to_vec(), vec![i as u8; 1920]);
+    }
+    assert_eq!(free_slots(), 8 - 1, "the pool shrank back to one buffer");
+    assert_eq!(
+        e.property::<gst::Structure>("stats")
+            .get::<u64>("zero-copy")
+            .unwrap(),
+        2 + 6 * 64
+    );
+    // Buffers wait in the pool bound to their slots; stopping it gives them all back.
+    pool.set_active(false).unwrap();
+    assert_eq!(free_slots(), 8, "every slot is back");
+    h.push_event(gst::event::Eos::new());
+}

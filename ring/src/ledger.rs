@@ -120,6 +120,30 @@ impl Ledger {
         self.publish(s, &[]);
     }
 
+    /// Takes `s` back for writing from `holder`, its last holder: true when `holder`
+    /// holds it and nobody else does (every consumer it went to has released it) and
+    /// its arena is not retiring. The slot is then being written again, as after
+    /// [`Ledger::acquire`]; otherwise nothing changes.
+    pub fn reclaim(&mut self, holder: ConsumerId, s: SlotRef) -> bool {
+        let Some(a) = self.arenas.get_mut(&s.arena) else {
+            return false;
+        };
+        let Some(st) = a.state.get_mut(s.slot as usize) else {
+            return false;
+        };
+        if a.retiring || *st != State::Held(1) {
+            return false;
+        }
+        let Some(held) = self.held.get_mut(&holder) else {
+            return false;
+        };
+        if held.remove(&s).is_none() {
+            return false;
+        }
+        *st = State::Writing;
+        true
+    }
+
     /// Consumer `c` releases `s`. Returns true when the slot became free. A slot the
     /// consumer does not hold (unknown, never sent to it, or already released) is an
     /// [`Error::Corrupt`] naming it: the caller ends that consumer's connection.
@@ -287,6 +311,37 @@ mod tests {
         let s = l.acquire(1).unwrap();
         l.publish(s, &[]);
         assert_eq!(l.free_slots(1), 4);
+    }
+
+    #[test]
+    fn a_slot_is_reclaimed_only_from_its_last_holder() {
+        let mut l = ledger();
+        let s = l.acquire(1).unwrap();
+        l.publish(s, &[10, 11]);
+        assert!(!l.reclaim(10, s), "consumer 11 still holds it");
+        assert!(!l.reclaim(12, s), "consumer 12 never held it");
+        l.release(11, s).unwrap();
+        assert!(l.reclaim(10, s));
+        assert_eq!(l.held_by(10), 0);
+        assert_eq!(l.free_slots(1), 3, "being written again, not free");
+        // A reclaimed slot is published and released like a fresh one.
+        assert!(l.release(10, s).is_err(), "10 no longer holds it");
+        l.publish(s, &[12]);
+        assert!(l.release(12, s).unwrap());
+        assert_eq!(l.free_slots(1), 4);
+        assert!(!l.reclaim(12, s), "free slots are acquired, not reclaimed");
+        assert!(!l.reclaim(12, SlotRef { arena: 9, slot: 0 }));
+        assert!(!l.reclaim(12, SlotRef { arena: 1, slot: 99 }));
+    }
+
+    #[test]
+    fn a_retiring_arena_gives_nothing_back_for_writing() {
+        let mut l = ledger();
+        let s = l.acquire(1).unwrap();
+        l.publish(s, &[10]);
+        l.retire(1);
+        assert!(!l.reclaim(10, s));
+        assert!(l.release(10, s).unwrap());
     }
 
     #[test]

@@ -532,6 +532,47 @@ fn a_held_slot_is_not_reused_until_its_holder_lets_go() {
 }
 
 #[test]
+fn a_held_slot_is_reclaimed_for_writing_only_once_every_consumer_let_go() {
+    let p = Producer::bind(sock_path("reclaim"), patient()).unwrap();
+    let mut c1 = connect(&p);
+    let mut c2 = connect(&p);
+    wait_consumers(&p, 2);
+    let mut s = p.acquire(100).unwrap();
+    let (slot, ptr) = (s.slot(), s.as_mut_ptr());
+    s.write(0, &[1; 100]).unwrap();
+    let (n, held) = s.publish_held(0, 100, &1u64.to_le_bytes()).unwrap();
+    assert_eq!(n, 2);
+    let f1 = expect_frame(&mut c1);
+    let f2 = expect_frame(&mut c2);
+    // Both consumers hold it, then one: it stays held.
+    let held = held.try_reclaim().expect_err("two consumers hold it");
+    drop(f1);
+    let held = held.try_reclaim().expect_err("one consumer holds it");
+    assert_eq!(held.slot(), slot);
+    drop(f2);
+    // The last consumer let go: the same slot, at the same address, is writable.
+    let mut s = held.try_reclaim().expect("every consumer released it");
+    assert_eq!((s.slot(), s.as_mut_ptr()), (slot, ptr));
+    assert_eq!(p.stats().free_slots, 7, "being written, not free");
+    s.write(0, &[2; 100]).unwrap();
+    let (n, held) = s.publish_held(0, 100, &2u64.to_le_bytes()).unwrap();
+    assert_eq!(n, 2);
+    for c in [&mut c1, &mut c2] {
+        let f = expect_frame(c);
+        assert_eq!((f.seq(), f.meta()), (1, &2u64.to_le_bytes()[..]));
+        assert!(f.to_vec().iter().all(|&b| b == 2));
+    }
+    wait_idle(&p, 1);
+    wait_idle(&p, 2);
+    // A bigger frame retires the arena: its slots are not written again.
+    let big = p.acquire(1 << 20).unwrap();
+    let held = held.try_reclaim().expect_err("its arena is retiring");
+    drop(big);
+    drop(held);
+    assert_eq!(p.stats().free_slots, 8);
+}
+
+#[test]
 fn waking_ahead_of_paced_frames_loses_nothing_and_still_hears_wakers_and_goodbyes() {
     let p = Producer::bind(sock_path("ahead"), patient()).unwrap();
     let cfg = ConsumerConfig {

@@ -695,8 +695,9 @@ impl WriteSlot {
             n,
             HeldSlot {
                 inner,
-                _arena: arena,
+                arena,
                 slot,
+                reclaimed: false,
             },
         ))
     }
@@ -858,8 +859,42 @@ fn wait_bells(inner: &Inner, bells: &Bells, deadline: Instant) -> Result<()> {
 /// it stays mapped and is not handed out again until this is dropped.
 pub struct HeldSlot {
     inner: Arc<Inner>,
-    _arena: Arc<ProducerArena>,
+    arena: Arc<ProducerArena>,
     slot: SlotRef,
+    /// Taken back for writing ([`HeldSlot::try_reclaim`]): nothing to let go of.
+    reclaimed: bool,
+}
+
+impl HeldSlot {
+    /// The slot.
+    pub fn slot(&self) -> SlotRef {
+        self.slot
+    }
+
+    /// Takes the slot back for writing, without a new acquire, when every consumer
+    /// it went to has released it (or has gone) and its arena is still current:
+    /// the same memory, at the same address, writable again. Otherwise the slot
+    /// stays held and comes back unchanged. Never waits.
+    ///
+    /// For a writer that keeps its buffers bound to slots (a buffer pool reusing
+    /// its buffers): cheaper than dropping this and acquiring anew.
+    pub fn try_reclaim(mut self) -> std::result::Result<WriteSlot, HeldSlot> {
+        let inner = self.inner.clone();
+        let mut st = inner.lock();
+        st.drain_releases(&inner);
+        if !st.ledger.reclaim(LOCAL_HOLDER, self.slot) {
+            drop(st);
+            return Err(self);
+        }
+        drop(st);
+        self.reclaimed = true;
+        Ok(WriteSlot {
+            inner: self.inner.clone(),
+            arena: self.arena.clone(),
+            slot: self.slot,
+            done: false,
+        })
+    }
 }
 
 impl std::fmt::Debug for HeldSlot {
@@ -872,6 +907,9 @@ impl std::fmt::Debug for HeldSlot {
 
 impl Drop for HeldSlot {
     fn drop(&mut self) {
+        if self.reclaimed {
+            return;
+        }
         let mut st = self.inner.lock();
         // The local holder always holds what it kept; an error would be a bug here.
         let _ = st.ledger.release(LOCAL_HOLDER, self.slot);
