@@ -45,6 +45,7 @@
 pub mod arena;
 mod blob;
 mod channel;
+mod copy;
 pub mod desc;
 mod doorbell;
 pub mod error;

@@ -658,14 +658,10 @@ impl WriteSlot {
         }
         // SAFETY: the range was checked to lie inside this slot; the slot is ours
         // (the ledger handed it out for writing and no consumer holds it), and
-        // `bytes` is our own memory, so the two cannot overlap.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                bytes.as_ptr(),
-                self.as_mut_ptr().add(offset),
-                bytes.len(),
-            )
-        };
+        // `bytes` is our own memory, so the two cannot overlap. A consumer that
+        // reads the slot anyway (a hostile one) sees bytes; nothing reads it back.
+        // Large frames go with streaming stores (`copy`), fenced before publish.
+        unsafe { crate::copy::to_shared(self.as_mut_ptr().add(offset), bytes) };
         Ok(())
     }
 
