@@ -91,6 +91,9 @@ mod imp {
         /// left waiting.
         acquires: u32,
         low: usize,
+        /// Acquires waiting for a buffer to come back (a release wakes them only
+        /// then: a futex call per buffer otherwise).
+        waiting: usize,
     }
 
     /// Acquires after which buffers that waited unused throughout are let go.
@@ -103,6 +106,7 @@ mod imp {
                 live: 0,
                 acquires: 0,
                 low: usize::MAX,
+                waiting: 0,
             }
         }
     }
@@ -237,7 +241,9 @@ mod imp {
                 } else if dont_wait {
                     return Err(gst::FlowError::Eos);
                 } else {
+                    g.waiting += 1;
                     g = self.returned.wait(g).unwrap();
+                    g.waiting -= 1;
                     continue;
                 };
                 drop(g);
@@ -344,7 +350,9 @@ mod imp {
                     Some(buffer)
                 }
             };
-            self.returned.notify_one();
+            if g.waiting > 0 {
+                self.returned.notify_one();
+            }
             drop(g);
             // Freed outside the lock: its memory takes the slot (or the hold) along.
             drop(gone);

@@ -1084,3 +1084,43 @@ fn sink_pool_reuses_its_buffers_but_never_one_a_consumer_still_holds() {
     assert_eq!(free_slots(), 8, "every slot is back");
     h.push_event(gst::event::Eos::new());
 }
+
+#[test]
+fn sink_pool_acquire_waits_for_a_returned_buffer_and_stops_on_deactivation() {
+    init();
+    let path = sock("pool-wait");
+    let e = gst::ElementFactory::make("shmringsink")
+        .property("socket-path", &path)
+        .build()
+        .unwrap();
+    let mut h = Harness::with_element(&e, Some("sink"), None);
+    h.play();
+    let caps = gst::Caps::from_str("video/x-raw,format=GRAY8,width=64,height=64").unwrap();
+    h.set_src_caps(caps.clone());
+    let mut q = gst::query::Allocation::new(Some(&caps), true);
+    assert!(e.static_pad("sink").unwrap().query(&mut q));
+    let (pool, _, _, max) = q.allocation_pools().next().unwrap();
+    let pool = pool.unwrap();
+    pool.set_active(true).unwrap();
+    let mut taken: Vec<gst::Buffer> = (0..max)
+        .map(|_| pool.acquire_buffer(None).unwrap())
+        .collect();
+    // Every buffer is out: an acquire waits until one comes back.
+    let p = pool.clone();
+    let waiter = std::thread::spawn(move || p.acquire_buffer(None));
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(!waiter.is_finished(), "acquired with every buffer out");
+    taken.pop();
+    let back = waiter.join().unwrap().expect("the returned buffer");
+    assert_eq!(back.size(), 64 * 64);
+    taken.push(back);
+    // Out again: deactivating the pool ends the wait.
+    let p = pool.clone();
+    let waiter = std::thread::spawn(move || p.acquire_buffer(None).map(|b| b.size()));
+    std::thread::sleep(Duration::from_millis(50));
+    pool.set_active(false).unwrap();
+    assert_eq!(waiter.join().unwrap(), Err(gst::FlowError::Flushing));
+    drop(taken);
+    let stats = e.property::<gst::Structure>("stats");
+    assert_eq!(stats.get::<u32>("free-slots").unwrap(), 8, "{stats}");
+}
