@@ -125,7 +125,10 @@ mod imp {
             let surplus = self.low > 0;
             self.acquires = 0;
             self.low = usize::MAX;
-            let (buffer, _) = self.queue.pop_front().filter(|_| surplus)?;
+            if !surplus {
+                return None;
+            }
+            let (buffer, _) = self.queue.pop_front()?;
             self.live -= 1;
             Some(buffer)
         }

@@ -1073,11 +1073,24 @@ fn sink_pool_reuses_its_buffers_but_never_one_a_consumer_still_holds() {
         assert_eq!(frame().to_vec(), vec![i as u8; 1920]);
     }
     assert_eq!(free_slots(), 8 - 1, "the pool shrank back to one buffer");
+    // Windows with nothing to spare change nothing: all `max` buffers can still
+    // be had (a miscount of the pool's buffers would make it empty sooner).
+    for i in 0..3 * 64 {
+        let (b, _) = fill(i as u8, None).unwrap();
+        assert_eq!(h.push(b), Ok(gst::FlowSuccess::Ok));
+        assert_eq!(frame().to_vec(), vec![i as u8; 1920]);
+    }
+    assert_eq!(free_slots(), 8 - 1);
+    let all: Vec<_> = (0..max)
+        .map(|_| fill(0, Some(&dont_wait)).expect("a buffer").0)
+        .collect();
+    assert_eq!(free_slots(), 8 - max);
+    drop(all);
     assert_eq!(
         e.property::<gst::Structure>("stats")
             .get::<u64>("zero-copy")
             .unwrap(),
-        2 + 6 * 64
+        2 + 9 * 64
     );
     // Buffers wait in the pool bound to their slots; stopping it gives them all back.
     pool.set_active(false).unwrap();

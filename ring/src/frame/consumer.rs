@@ -497,7 +497,7 @@ impl Consumer {
     /// Receives the next event if one is ready.
     pub fn try_recv(&mut self) -> Result<Option<Event>> {
         self.check()?;
-        let r = self.poll_event();
+        let r = self.poll_event(true);
         self.note(r)
     }
 
@@ -509,13 +509,24 @@ impl Consumer {
     /// then broken), [`Error::Timeout`], [`Error::Interrupted`].
     pub fn recv_deadline(&mut self, deadline: Option<Instant>) -> Result<Event> {
         self.check()?;
+        // The socket is read only once the ring stayed empty through the spin:
+        // while frames flow, the messages sent before a frame are read when its
+        // descriptor counts them, so a busy stream costs no syscall per frame. A
+        // message with no frame after it (end of stream, goodbye) waits at most
+        // the spin.
+        let mut read_socket = false;
         loop {
-            let r = self.poll_event();
+            let r = self.poll_event(read_socket);
             if let Some(ev) = self.note(r)? {
                 if matches!(ev, Event::Frame(_)) && !self.cfg.wake_ahead.is_zero() {
                     self.pace.arrived(Instant::now());
                 }
                 return Ok(ev);
+            }
+            if !read_socket {
+                let r = self.spin();
+                read_socket = !self.note(r)?;
+                continue;
             }
             let r = self.sleep(deadline);
             self.note(r)?;
@@ -543,8 +554,9 @@ impl Consumer {
         r
     }
 
-    /// Everything that can be delivered without waiting.
-    fn poll_event(&mut self) -> Result<Option<Event>> {
+    /// Everything that can be delivered without waiting; the socket is read for
+    /// messages with no frame after them only if `read_socket`.
+    fn poll_event(&mut self, read_socket: bool) -> Result<Option<Event>> {
         if let Some(ev) = self.due_side() {
             return Ok(Some(ev));
         }
@@ -565,6 +577,9 @@ impl Consumer {
             }
             return self.frame(d).map(|f| Some(Event::Frame(f)));
         }
+        if !read_socket {
+            return Ok(None);
+        }
         // Nothing in the ring: whatever else the producer said is on the socket.
         self.pump()?;
         self.check_cut_off()?;
@@ -572,7 +587,7 @@ impl Consumer {
             return Ok(Some(ev));
         }
         if self.frames.ready()? > 0 {
-            return self.poll_event();
+            return self.poll_event(true);
         }
         // A goodbye was sent after the last descriptor, so once it is here and the
         // ring is empty, the stream is over.
@@ -828,20 +843,26 @@ impl Consumer {
         Ok(false)
     }
 
+    /// Polls the ring for up to the configured spin time. True when a frame came.
+    fn spin(&mut self) -> Result<bool> {
+        if self.cfg.spin.is_zero() {
+            return Ok(false);
+        }
+        let until = Instant::now() + self.cfg.spin;
+        while Instant::now() < until {
+            if self.frames.ready()? > 0 {
+                return Ok(true);
+            }
+            for _ in 0..64 {
+                std::hint::spin_loop();
+            }
+        }
+        Ok(false)
+    }
+
     /// Waits for the ring, the socket, the waker or the deadline. `Ok(())` means
     /// "look again".
     fn sleep(&mut self, deadline: Option<Instant>) -> Result<()> {
-        if !self.cfg.spin.is_zero() {
-            let until = Instant::now() + self.cfg.spin;
-            while Instant::now() < until {
-                if self.frames.ready()? > 0 {
-                    return Ok(());
-                }
-                for _ in 0..64 {
-                    std::hint::spin_loop();
-                }
-            }
-        }
         if self.anticipate(deadline)? {
             return Ok(());
         }
