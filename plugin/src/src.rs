@@ -107,7 +107,14 @@ impl Src {
         ConsumerConfig {
             copy: s.copy,
             spin: Duration::from_micros(s.spin_time_us as u64),
-            wake_ahead: Duration::from_micros(s.wake_ahead_us as u64),
+            // Waking ahead buys latency with CPU: worth it for a live stream, not
+            // for one consumed as fast as it comes (a 4K stream unpaced at 400
+            // frames/s would spin ~8 % of a CPU for nothing).
+            wake_ahead: if s.is_live {
+                Duration::from_micros(s.wake_ahead_us as u64)
+            } else {
+                Duration::ZERO
+            },
             ..Default::default()
         }
     }
@@ -489,7 +496,7 @@ impl ObjectImpl for Src {
                     .build(),
                 glib::ParamSpecUInt::builder("wake-ahead")
                     .nick("Wake ahead")
-                    .blurb("Microseconds before the next buffer is due (judged from the spacing of the last ones) to wake and poll for it instead of waiting to be woken: lower, steadier latency for live streams for about this much CPU per buffer interval (0: off)")
+                    .blurb("Microseconds before the next buffer is due (judged from the spacing of the last ones) to wake and poll for it instead of waiting to be woken: lower, steadier latency for live streams for about this much CPU per buffer interval (0: off; only with is-live=true)")
                     .default_value(DEFAULT_WAKE_AHEAD_US)
                     .mutable_ready()
                     .build(),
