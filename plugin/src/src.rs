@@ -850,3 +850,28 @@ pub(crate) fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
         ShmringSrc::static_type(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waking_ahead_is_for_live_streams_only() {
+        let live = Settings::default();
+        assert!(live.is_live);
+        assert_eq!(
+            Src::consumer_config(&live).wake_ahead,
+            Duration::from_micros(DEFAULT_WAKE_AHEAD_US as u64)
+        );
+        let unpaced = Settings {
+            is_live: false,
+            ..Settings::default()
+        };
+        assert_eq!(Src::consumer_config(&unpaced).wake_ahead, Duration::ZERO);
+        assert_eq!(
+            Src::consumer_config(&unpaced).spin,
+            Duration::from_micros(20),
+            "spinning stays"
+        );
+    }
+}
