@@ -7,7 +7,8 @@
 //! - **throughput** (non-live, `sync=false`, N buffers): the consumer's frames/s from
 //!   its first to its last buffer (process start-up excluded), and the CPU time
 //!   (user + sys, `getrusage`) each process spent from its first buffer to EOS,
-//!   summed, per buffer;
+//!   summed, per buffer; the transport's own CPU per frame is the zero-copy figure
+//!   minus the in-process one, paired round by round (median);
 //! - **latency** (live): the producer writes `CLOCK_MONOTONIC` into the first 8 bytes
 //!   of each buffer on the sink pad of an `identity` placed just before the transport
 //!   (its "push"), the consumer reads it on its `fakesink`'s sink pad (its "arrival");
@@ -632,7 +633,12 @@ fn rounds(
                 continue;
             }
             eprintln!("{tag} {} round {}", t.key(), round + 1);
-            match f(*t, names) {
+            let r = f(*t, names);
+            out.by_round
+                .entry(format!("{tag}_{}", t.key()))
+                .or_default()
+                .push(r.as_ref().ok().copied());
+            match r {
                 Ok(x) => ok.push(x),
                 Err(e) => {
                     eprintln!("  failed: {e}");
@@ -679,6 +685,9 @@ struct Out {
     notes: BTreeMap<String, String>,
     /// Slowest and fastest round of each `{tag}_{transport}`.
     spread: BTreeMap<String, (f64, f64)>,
+    /// Each round's (rate, CPU ns per buffer) of each `{tag}_{transport}`, `None`
+    /// for a failed round.
+    by_round: BTreeMap<String, Vec<Option<(f64, f64)>>>,
 }
 
 impl Out {
@@ -777,6 +786,19 @@ fn main() {
                 }
                 None => out.put(format!("{key}_fps"), None),
             }
+        }
+        // What the transport itself costs: both processes' CPU per frame minus the
+        // in-process pipeline's, paired round by round (the rounds interleave, so a
+        // slow stretch of the machine falls on both), median.
+        let paired = |k: &str| out.by_round.get(&format!("{tag}_{k}")).cloned();
+        if let (Some(ours), Some(base)) = (paired("shmring"), paired("inprocess")) {
+            let d: Vec<f64> = ours
+                .iter()
+                .zip(&base)
+                .filter_map(|(a, b)| Some((a.as_ref()?.1 - b.as_ref()?.1) / 1e6))
+                .collect();
+            let v = (!d.is_empty()).then(|| median(d));
+            out.put(format!("{tag}_shmring_transport_cpu_ms_per_frame"), v);
         }
     }
     // memcpy of one 4K frame, for scale.
@@ -980,6 +1002,15 @@ fn report(out: &Out, lat: &[Transport], video: &[Transport]) {
             fmt(out.get(&format!("v4k_{k}_cpu_ms_per_frame")), 3),
         ));
     }
+    let (t1080, t4k) = (
+        out.get("v1080_shmring_transport_cpu_ms_per_frame"),
+        out.get("v4k_shmring_transport_cpu_ms_per_frame"),
+    );
+    md.push_str(&format!(
+        "\nTransport CPU per frame, zero-copy (both processes minus the in-process pipeline, round by round, median): 1080p {} ms, 4K {} ms.\n",
+        fmt(t1080, 3),
+        fmt(t4k, 3)
+    ));
     md.push_str(&format!(
         "\nOne `memcpy` of a 4K I420 frame: {} ms.\n\n",
         fmt(out.get("memcpy_4k_frame_ms"), 2)
