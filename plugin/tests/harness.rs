@@ -1137,3 +1137,61 @@ fn sink_pool_acquire_waits_for_a_returned_buffer_and_stops_on_deactivation() {
     let stats = e.property::<gst::Structure>("stats");
     assert_eq!(stats.get::<u32>("free-slots").unwrap(), 8, "{stats}");
 }
+
+#[test]
+fn sink_pool_hands_out_the_newest_free_big_buffer_and_never_a_held_one() {
+    init();
+    let path = sock("pool-hot");
+    let e = gst::ElementFactory::make("shmringsink")
+        .property("socket-path", &path)
+        .property("enable-last-sample", false)
+        .property("block-timeout", 60_000u32)
+        .build()
+        .unwrap();
+    let mut h = Harness::with_element(&e, Some("sink"), None);
+    h.play();
+    let mut c = Consumer::connect(&path, ConsumerConfig::default()).unwrap();
+    // 1 MiB frames: big enough that the pool waits a moment for the newest buffer.
+    let caps = gst::Caps::from_str("video/x-raw,format=GRAY8,width=1024,height=1024").unwrap();
+    h.set_src_caps(caps.clone());
+    let mut q = gst::query::Allocation::new(Some(&caps), true);
+    assert!(e.static_pad("sink").unwrap().query(&mut q));
+    let (pool, size, _, _) = q.allocation_pools().next().unwrap();
+    assert_eq!(size, 1 << 20);
+    let pool = pool.unwrap();
+    pool.set_active(true).unwrap();
+    let fill = |byte: u8| {
+        let mut b = pool.acquire_buffer(None).unwrap();
+        let mut m = b.get_mut().unwrap().map_writable().unwrap();
+        m.fill(byte);
+        let at = m.as_ptr() as usize;
+        drop(m);
+        (b, at)
+    };
+    let mut frame = || loop {
+        if let Event::Frame(f) = next(&mut c) {
+            break f;
+        }
+    };
+    let (b, first) = fill(1);
+    assert_eq!(h.push(b), Ok(gst::FlowSuccess::Ok));
+    let f1 = frame();
+    // The consumer holds it: the pool waits for it a moment, then gives another.
+    let (b, second) = fill(2);
+    assert_ne!(second, first, "a held buffer was handed out");
+    assert!(
+        f1.to_vec().iter().all(|&x| x == 1),
+        "the held frame was written"
+    );
+    assert_eq!(h.push(b), Ok(gst::FlowSuccess::Ok));
+    let f2 = frame();
+    assert!(f2.to_vec().iter().all(|&x| x == 2));
+    drop(f1);
+    drop(f2);
+    // Both released: the newest returned buffer is the one written again.
+    let (b, third) = fill(3);
+    assert_eq!(third, second, "not the newest free buffer");
+    drop(b);
+    pool.set_active(false).unwrap();
+    h.push_event(gst::event::Eos::new());
+}
