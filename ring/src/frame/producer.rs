@@ -673,38 +673,32 @@ impl WriteSlot {
     }
 
     /// Publishes `len` bytes at `offset` in the slot.
-    pub fn publish_range(self, offset: usize, len: usize, meta: &[u8]) -> Result<usize> {
-        self.publish_inner(offset, len, meta, false).map(|(n, _)| n)
+    pub fn publish_range(mut self, offset: usize, len: usize, meta: &[u8]) -> Result<usize> {
+        self.publish_inner(offset, len, meta, false)
     }
 
     /// Publishes like [`WriteSlot::publish_range`] and keeps a local reference: the
     /// slot is not reused while the returned [`HeldSlot`] lives, whatever the
     /// consumers do. For memory this process still reads after publishing (e.g. a
     /// GStreamer buffer that stays referenced): it must not be written any more.
-    pub fn publish_held(self, offset: usize, len: usize, meta: &[u8]) -> Result<(usize, HeldSlot)> {
-        let inner = self.inner.clone();
-        let arena = self.arena.clone();
-        let slot = self.slot;
-        let (n, held) = self.publish_inner(offset, len, meta, true)?;
-        debug_assert!(held);
-        Ok((
-            n,
-            HeldSlot {
-                inner,
-                arena,
-                slot,
-                reclaimed: false,
-            },
-        ))
-    }
-
-    fn publish_inner(
+    pub fn publish_held(
         mut self,
         offset: usize,
         len: usize,
         meta: &[u8],
+    ) -> Result<(usize, HeldSlot)> {
+        let n = self.publish_inner(offset, len, meta, true)?;
+        Ok((n, HeldSlot { slot: Some(self) }))
+    }
+
+    /// Publishes; from here on the slot is the ledger's (`done`), whatever happens.
+    fn publish_inner(
+        &mut self,
+        offset: usize,
+        len: usize,
+        meta: &[u8],
         keep: bool,
-    ) -> Result<(usize, bool)> {
+    ) -> Result<usize> {
         if offset.checked_add(len).is_none_or(|e| e > self.capacity()) {
             return Err(Error::Invalid(format!(
                 "frame of {len} bytes at offset {offset} overflows a slot of {}",
@@ -718,10 +712,16 @@ impl WriteSlot {
             )));
         }
         self.done = true;
-        let inner = self.inner.clone();
-        let st = inner.lock();
-        let n = publish(&inner, st, self.slot, offset as u32, len as u32, meta, keep)?;
-        Ok((n, keep))
+        let inner = &*self.inner;
+        publish(
+            inner,
+            inner.lock(),
+            self.slot,
+            offset as u32,
+            len as u32,
+            meta,
+            keep,
+        )
     }
 }
 
@@ -854,17 +854,21 @@ fn wait_bells(inner: &Inner, bells: &Bells, deadline: Instant) -> Result<()> {
 /// A published slot this process keeps a reference to ([`WriteSlot::publish_held`]):
 /// it stays mapped and is not handed out again until this is dropped.
 pub struct HeldSlot {
-    inner: Arc<Inner>,
-    arena: Arc<ProducerArena>,
-    slot: SlotRef,
-    /// Taken back for writing ([`HeldSlot::try_reclaim`]): nothing to let go of.
-    reclaimed: bool,
+    /// The published slot (`done`: its own drop gives nothing back); taken out by
+    /// [`HeldSlot::try_reclaim`].
+    slot: Option<WriteSlot>,
 }
 
 impl HeldSlot {
+    fn held(&self) -> &WriteSlot {
+        self.slot
+            .as_ref()
+            .expect("a HeldSlot holds its slot until consumed")
+    }
+
     /// The slot.
     pub fn slot(&self) -> SlotRef {
-        self.slot
+        self.held().slot
     }
 
     /// Takes the slot back for writing, without a new acquire, when every consumer
@@ -875,40 +879,36 @@ impl HeldSlot {
     /// For a writer that keeps its buffers bound to slots (a buffer pool reusing
     /// its buffers): cheaper than dropping this and acquiring anew.
     pub fn try_reclaim(mut self) -> std::result::Result<WriteSlot, HeldSlot> {
-        let inner = self.inner.clone();
-        let mut st = inner.lock();
-        st.drain_releases(&inner);
-        if !st.ledger.reclaim(LOCAL_HOLDER, self.slot) {
-            drop(st);
+        let ws = self.held();
+        let mut st = ws.inner.lock();
+        st.drain_releases(&ws.inner);
+        let reclaimed = st.ledger.reclaim(LOCAL_HOLDER, ws.slot);
+        drop(st);
+        if !reclaimed {
             return Err(self);
         }
-        drop(st);
-        self.reclaimed = true;
-        Ok(WriteSlot {
-            inner: self.inner.clone(),
-            arena: self.arena.clone(),
-            slot: self.slot,
-            done: false,
-        })
+        let mut ws = self.slot.take().expect("checked above");
+        ws.done = false;
+        Ok(ws)
     }
 }
 
 impl std::fmt::Debug for HeldSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HeldSlot")
-            .field("slot", &self.slot)
+            .field("slot", &self.slot.as_ref().map(|s| s.slot))
             .finish()
     }
 }
 
 impl Drop for HeldSlot {
     fn drop(&mut self) {
-        if self.reclaimed {
+        let Some(ws) = &self.slot else {
             return;
-        }
-        let mut st = self.inner.lock();
+        };
+        let mut st = ws.inner.lock();
         // The local holder always holds what it kept; an error would be a bug here.
-        let _ = st.ledger.release(LOCAL_HOLDER, self.slot);
+        let _ = st.ledger.release(LOCAL_HOLDER, ws.slot);
         st.collect_arenas();
     }
 }
