@@ -13,9 +13,10 @@
 //! takes the newest whose slot it can write again (the likeliest still cached; for
 //! frames of 1 MiB and more it first gives the consumers a moment to release the
 //! newest): never published, or published and released by every consumer
-//! ([`HeldSlot::try_reclaim`]); a slot a consumer still holds is never written. If none is ready, a new buffer is made (up to the
-//! configured maximum), else the oldest waiting one is let go (its slot comes back
-//! when the consumers release it) and a new one made from a free slot. Anything
+//! ([`HeldSlot::try_reclaim`]); a slot a consumer still holds is never written. If
+//! none is ready, a new buffer is made (up to the configured maximum), else the
+//! oldest waiting one is let go (its slot comes back when the consumers release it)
+//! and a new one made from a free slot. Anything
 //! else that comes back (memory replaced, shared, tagged) is freed, and with its
 //! memory goes its slot or local hold.
 
@@ -244,9 +245,9 @@ mod imp {
                 }
                 // Frames too big to stay cached when several cycle: give the
                 // consumer a moment to release the newest (it is usually at it),
-                // so that the same hot memory is written again.
-                // A consumer that keeps buffers longer (a queue downstream) makes
-                // the wait miss: then it is skipped for a while.
+                // so that the same hot memory is written again. A consumer that
+                // keeps buffers longer (a queue downstream) makes the wait miss:
+                // then it is skipped for a while.
                 if g.skip_hot > 0 {
                     g.skip_hot -= 1;
                 } else if self.size.load(Ordering::Relaxed) >= HOT_REUSE_MIN {
@@ -360,29 +361,9 @@ mod imp {
 
         fn release_buffer(&self, mut buffer: gst::Buffer) {
             // GStreamer reset its timestamps, flags (but TAG_MEMORY) and metas.
-            let holder = self.holder(&buffer).filter(|h| {
-                // Its one memory is still the one made for the slot (`holder` looks
-                // it up by the memory object) and this buffer's alone: nobody reads
-                // it any more. Resizing tagged it (audio buffers are shorter than
-                // the pool's size), which is no reason to let it go.
-                buffer.peek_memory(0).offset() == 0
-                    && buffer.is_all_memory_writable()
-                    && matches!(
-                        *h.lock().unwrap(),
-                        SlotState::Writable(_) | SlotState::Published { .. }
-                    )
-            });
-            let holder = holder.filter(|_| match buffer.get_mut() {
-                Some(b) => {
-                    let size = self.size.load(Ordering::Relaxed);
-                    if b.size() != size {
-                        b.set_size(size);
-                    }
-                    b.unset_flags(gst::BufferFlags::TAG_MEMORY);
-                    true
-                }
-                None => false,
-            });
+            let holder = self
+                .holder(&buffer)
+                .filter(|h| self.ready_for_reuse(&mut buffer, h));
             let mut g = self.idle.lock().unwrap();
             let gone = match holder {
                 Some(h) => {
@@ -404,6 +385,33 @@ mod imp {
     }
 
     impl Pool {
+        /// Whether a returned `buffer` whose memory `holder` holds the slot of may
+        /// wait for reuse, and if so makes it whole again. Its one memory is still
+        /// the one made for the slot (`holder` was found by the memory object) and
+        /// this buffer's alone: nobody reads it any more. Resizing tagged it (audio
+        /// buffers are shorter than the pool's size), which is no reason to let it
+        /// go: its full size comes back.
+        fn ready_for_reuse(&self, buffer: &mut gst::Buffer, holder: &Holder) -> bool {
+            if buffer.peek_memory(0).offset() != 0
+                || !buffer.is_all_memory_writable()
+                || !matches!(
+                    *holder.lock().unwrap(),
+                    SlotState::Writable(_) | SlotState::Published { .. }
+                )
+            {
+                return false;
+            }
+            let Some(b) = buffer.get_mut() else {
+                return false;
+            };
+            let size = self.size.load(Ordering::Relaxed);
+            if b.size() != size {
+                b.set_size(size);
+            }
+            b.unset_flags(gst::BufferFlags::TAG_MEMORY);
+            true
+        }
+
         /// The holder of the slot `buffer`'s one memory wraps, if it is ours.
         fn holder(&self, buffer: &gst::Buffer) -> Option<Arc<Holder>> {
             if buffer.n_memory() != 1 {
