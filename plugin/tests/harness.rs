@@ -985,10 +985,12 @@ fn sink_serves_a_consumer_handed_over_as_an_fd_without_any_path() {
     assert!(unsafe { libc::fcntl(mine.as_raw_fd(), libc::F_GETFD) } >= 0);
 }
 
-#[test]
-fn sink_pool_reuses_its_buffers_but_never_one_a_consumer_still_holds() {
+/// A playing `shmringsink` on `tag`'s socket (no last sample, a patient block
+/// timeout) fed `caps`, and the pool it proposes upstream, active: the element, the
+/// harness, the socket path, the pool, its buffer size and its most buffers.
+fn sink_pool(tag: &str, caps: &str) -> (gst::Element, Harness, String, gst::BufferPool, u32, u32) {
     init();
-    let path = sock("pool-reuse");
+    let path = sock(tag);
     let e = gst::ElementFactory::make("shmringsink")
         .property("socket-path", &path)
         .property("enable-last-sample", false)
@@ -997,39 +999,63 @@ fn sink_pool_reuses_its_buffers_but_never_one_a_consumer_still_holds() {
         .unwrap();
     let mut h = Harness::with_element(&e, Some("sink"), None);
     h.play();
-    let mut c = Consumer::connect(&path, ConsumerConfig::default()).unwrap();
-    let caps =
-        gst::Caps::from_str("audio/x-raw,format=S16LE,rate=48000,channels=2,layout=interleaved")
-            .unwrap();
+    let caps = gst::Caps::from_str(caps).unwrap();
     h.set_src_caps(caps.clone());
     let mut q = gst::query::Allocation::new(Some(&caps), true);
     assert!(e.static_pad("sink").unwrap().query(&mut q));
     let (pool, size, _, max) = q.allocation_pools().next().unwrap();
     let pool = pool.unwrap();
-    assert_eq!((size, max), (19200, 6), "100 ms slots, all but two of 8");
     pool.set_active(true).unwrap();
+    (e, h, path, pool, size, max)
+}
+
+/// Acquires a buffer of `pool` (sized to `len` if given, as audio sources do) and
+/// fills it with `byte`; returns it and its memory's address.
+fn fill_pool_buffer(
+    pool: &gst::BufferPool,
+    byte: u8,
+    len: Option<usize>,
+    params: Option<&gst::BufferPoolAcquireParams>,
+) -> Result<(gst::Buffer, usize), gst::FlowError> {
+    let mut b = pool.acquire_buffer(params)?;
+    let bm = b.get_mut().unwrap();
+    if let Some(len) = len {
+        bm.set_size(len);
+    }
+    let mut m = bm.map_writable().unwrap();
+    m.fill(byte);
+    let at = m.as_ptr() as usize;
+    drop(m);
+    Ok((b, at))
+}
+
+/// The next frame, skipping side messages.
+fn next_frame(c: &mut Consumer) -> shmring::Frame {
+    loop {
+        if let Event::Frame(f) = next(c) {
+            return f;
+        }
+    }
+}
+
+#[test]
+fn sink_pool_reuses_its_buffers_but_never_one_a_consumer_still_holds() {
+    let (e, mut h, path, pool, size, max) = sink_pool(
+        "pool-reuse",
+        "audio/x-raw,format=S16LE,rate=48000,channels=2,layout=interleaved",
+    );
+    assert_eq!((size, max), (19200, 6), "100 ms slots, all but two of 8");
+    let mut c = Consumer::connect(&path, ConsumerConfig::default()).unwrap();
     let free_slots = || {
         e.property::<gst::Structure>("stats")
             .get::<u32>("free-slots")
             .unwrap()
     };
-    // Fills a buffer of the pool as audio sources do (10 ms: shorter than the
-    // pool's size); returns it and its memory's address.
+    // 10 ms of audio: shorter than the pool's size.
     let fill = |byte: u8, params: Option<&gst::BufferPoolAcquireParams>| {
-        let mut b = pool.acquire_buffer(params)?;
-        let bm = b.get_mut().unwrap();
-        bm.set_size(1920);
-        let mut m = bm.map_writable().unwrap();
-        m.fill(byte);
-        let at = m.as_ptr() as usize;
-        drop(m);
-        Ok::<_, gst::FlowError>((b, at))
+        fill_pool_buffer(&pool, byte, Some(1920), params)
     };
-    let mut frame = || loop {
-        if let Event::Frame(f) = next(&mut c) {
-            break f;
-        }
-    };
+    let mut frame = || next_frame(&mut c);
     // Published, released by the consumer, back in the pool: reused in place.
     let (b, first) = fill(1, None).unwrap();
     assert_eq!(h.push(b), Ok(gst::FlowSuccess::Ok));
@@ -1100,21 +1126,8 @@ fn sink_pool_reuses_its_buffers_but_never_one_a_consumer_still_holds() {
 
 #[test]
 fn sink_pool_acquire_waits_for_a_returned_buffer_and_stops_on_deactivation() {
-    init();
-    let path = sock("pool-wait");
-    let e = gst::ElementFactory::make("shmringsink")
-        .property("socket-path", &path)
-        .build()
-        .unwrap();
-    let mut h = Harness::with_element(&e, Some("sink"), None);
-    h.play();
-    let caps = gst::Caps::from_str("video/x-raw,format=GRAY8,width=64,height=64").unwrap();
-    h.set_src_caps(caps.clone());
-    let mut q = gst::query::Allocation::new(Some(&caps), true);
-    assert!(e.static_pad("sink").unwrap().query(&mut q));
-    let (pool, _, _, max) = q.allocation_pools().next().unwrap();
-    let pool = pool.unwrap();
-    pool.set_active(true).unwrap();
+    let (e, _h, _, pool, _, max) =
+        sink_pool("pool-wait", "video/x-raw,format=GRAY8,width=64,height=64");
     let mut taken: Vec<gst::Buffer> = (0..max)
         .map(|_| pool.acquire_buffer(None).unwrap())
         .collect();
@@ -1140,39 +1153,15 @@ fn sink_pool_acquire_waits_for_a_returned_buffer_and_stops_on_deactivation() {
 
 #[test]
 fn sink_pool_hands_out_the_newest_free_big_buffer_and_never_a_held_one() {
-    init();
-    let path = sock("pool-hot");
-    let e = gst::ElementFactory::make("shmringsink")
-        .property("socket-path", &path)
-        .property("enable-last-sample", false)
-        .property("block-timeout", 60_000u32)
-        .build()
-        .unwrap();
-    let mut h = Harness::with_element(&e, Some("sink"), None);
-    h.play();
-    let mut c = Consumer::connect(&path, ConsumerConfig::default()).unwrap();
     // 1 MiB frames: big enough that the pool waits a moment for the newest buffer.
-    let caps = gst::Caps::from_str("video/x-raw,format=GRAY8,width=1024,height=1024").unwrap();
-    h.set_src_caps(caps.clone());
-    let mut q = gst::query::Allocation::new(Some(&caps), true);
-    assert!(e.static_pad("sink").unwrap().query(&mut q));
-    let (pool, size, _, _) = q.allocation_pools().next().unwrap();
+    let (_e, mut h, path, pool, size, _) = sink_pool(
+        "pool-hot",
+        "video/x-raw,format=GRAY8,width=1024,height=1024",
+    );
     assert_eq!(size, 1 << 20);
-    let pool = pool.unwrap();
-    pool.set_active(true).unwrap();
-    let fill = |byte: u8| {
-        let mut b = pool.acquire_buffer(None).unwrap();
-        let mut m = b.get_mut().unwrap().map_writable().unwrap();
-        m.fill(byte);
-        let at = m.as_ptr() as usize;
-        drop(m);
-        (b, at)
-    };
-    let mut frame = || loop {
-        if let Event::Frame(f) = next(&mut c) {
-            break f;
-        }
-    };
+    let mut c = Consumer::connect(&path, ConsumerConfig::default()).unwrap();
+    let fill = |byte: u8| fill_pool_buffer(&pool, byte, None, None).unwrap();
+    let mut frame = || next_frame(&mut c);
     let (b, first) = fill(1);
     assert_eq!(h.push(b), Ok(gst::FlowSuccess::Ok));
     let f1 = frame();
