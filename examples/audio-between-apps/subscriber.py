@@ -10,12 +10,20 @@ Needs python3-gi and gir1.2-gstreamer-1.0, and the shmring plugin on
 GST_PLUGIN_PATH (or installed with `make install`).
 """
 
+import os
 import sys
 
 import gi
 
 gi.require_version("Gst", "1.0")
 from gi.repository import GLib, Gst  # noqa: E402
+
+
+def say(line):
+    """Prints one whole line with a single write(2): two subscribers may share one
+    stdout pipe, and a line that short is never split by the other's output."""
+    sys.stdout.flush()
+    os.write(sys.stdout.fileno(), (line + "\n").encode())
 
 
 def main():
@@ -41,16 +49,15 @@ def main():
             rms = s.get_value("rms")
             peak = s.get_value("peak")
             t = s.get_value("running-time") / Gst.SECOND
-            print(
+            say(
                 f"{name}: t={t:.1f}s rms {sum(rms) / len(rms):.1f} dB "
-                f"peak {max(peak):.1f} dB ({len(rms)} channels)",
-                flush=True,
+                f"peak {max(peak):.1f} dB ({len(rms)} channels)"
             )
             state["seen"] += 1
             if state["seen"] >= wanted:
                 loop.quit()
         elif msg.type == Gst.MessageType.EOS:
-            print(f"{name}: end of stream", flush=True)
+            say(f"{name}: end of stream")
             loop.quit()
         elif msg.type == Gst.MessageType.ERROR:
             err, debug = msg.parse_error()
@@ -70,7 +77,7 @@ def main():
         caps = pad.get_current_caps()
         pipeline.set_state(Gst.State.NULL)
     if caps is not None:
-        print(f"{name}: caps {caps.to_string()}", flush=True)
+        say(f"{name}: caps {caps.to_string()}")
     return state["status"]
 
 
