@@ -46,6 +46,7 @@ struct Settings {
     slots: u32,
     on_slow: SlowConsumer,
     block_timeout_ms: u32,
+    spin_time_us: u32,
     wait_for_connection: bool,
 }
 
@@ -60,6 +61,7 @@ impl Default for Settings {
             slots: 8,
             on_slow: SlowConsumer::Block,
             block_timeout_ms: 1000,
+            spin_time_us: 20,
             wait_for_connection: false,
         }
     }
@@ -311,6 +313,13 @@ impl ObjectImpl for Sink {
                     .default_value(1000)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt::builder("spin-time")
+                    .nick("Spin time")
+                    .blurb("Microseconds to poll, when a consumer has to take a buffer or release a slot before this one can go on, before sleeping on its doorbell (0: sleep at once)")
+                    .maximum(1_000_000)
+                    .default_value(20)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoolean::builder("wait-for-connection")
                     .nick("Wait for connection")
                     .blurb("Hold the first buffer until a consumer is connected (otherwise buffers with no consumer are dropped)")
@@ -339,6 +348,7 @@ impl ObjectImpl for Sink {
             "slots" => s.slots = value.get().unwrap(),
             "on-slow-consumer" => s.on_slow = value.get().unwrap(),
             "block-timeout" => s.block_timeout_ms = value.get().unwrap(),
+            "spin-time" => s.spin_time_us = value.get().unwrap(),
             "wait-for-connection" => s.wait_for_connection = value.get().unwrap(),
             other => unreachable!("no property {other}"),
         }
@@ -355,6 +365,7 @@ impl ObjectImpl for Sink {
             "slots" => s.slots.to_value(),
             "on-slow-consumer" => s.on_slow.to_value(),
             "block-timeout" => s.block_timeout_ms.to_value(),
+            "spin-time" => s.spin_time_us.to_value(),
             "wait-for-connection" => s.wait_for_connection.to_value(),
             "stats" => self.stats().to_value(),
             other => unreachable!("no property {other}"),
@@ -414,6 +425,7 @@ impl BaseSinkImpl for Sink {
             block_timeout: Duration::from_millis(s.block_timeout_ms as u64),
             socket_mode: s.socket_mode,
             allowed_uids: uids,
+            spin: Duration::from_micros(s.spin_time_us as u64),
             ..Default::default()
         };
         let producer = match &s.socket_path {

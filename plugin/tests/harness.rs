@@ -854,11 +854,14 @@ fn src_starts_a_new_stream_downstream_after_reconnecting() {
 fn sink_stats_answer_while_render_waits_for_a_slow_consumer() {
     init();
     let path = sock("stats-while-blocked");
+    // Polling for a whole second before each sleep: stats answer through that too.
     let e = gst::ElementFactory::make("shmringsink")
         .property("socket-path", &path)
         .property("block-timeout", 60_000u32)
+        .property("spin-time", 1_000_000u32)
         .build()
         .unwrap();
+    assert_eq!(e.property::<u32>("spin-time"), 1_000_000);
     let mut h = Harness::with_element(&e, Some("sink"), None);
     h.play();
     // Connected, but reads nothing until told: the sink soon waits for it.

@@ -437,6 +437,61 @@ fn wakers_interrupt_blocked_calls_on_both_sides() {
 }
 
 #[test]
+fn a_waiting_producer_sees_the_consumer_catch_up_while_it_polls() {
+    // The producer polls for up to a minute before it would sleep, and nobody
+    // rings while it polls: a publish (ring full) and an acquire (every slot
+    // held) that return long before that saw the consumer catch up by polling.
+    let spinning = |tag, slots, frame_ring| {
+        let cfg = ProducerConfig {
+            block_timeout: Duration::from_secs(300),
+            spin: Duration::from_secs(60),
+            slots,
+            max_held: Some(slots),
+            frame_ring,
+            ..Default::default()
+        };
+        let p = Producer::bind(sock_path(tag), cfg).unwrap();
+        let c = connect(&p);
+        wait_consumers(&p, 1);
+        publish(&p, 0, 8);
+        publish(&p, 1, 8);
+        // After a moment, takes and releases frame 0, then takes the others.
+        let reader = thread::spawn(move || {
+            let mut c = c;
+            thread::sleep(Duration::from_millis(50));
+            for seq in 0..3 {
+                check_frame(&expect_frame(&mut c), seq, 8);
+            }
+            c
+        });
+        (p, reader)
+    };
+    // The ring of 2 is full: the publish waits for frame 0 to be taken.
+    let (p, reader) = spinning("spin-ring", 8, 2);
+    let t = Instant::now();
+    publish(&p, 2, 8);
+    let waited = t.elapsed();
+    let c = reader.join().unwrap();
+    assert!(
+        waited < Duration::from_secs(30),
+        "the publish waited out its poll: {waited:?}"
+    );
+    wait_idle(&p, c.id());
+    // Both slots are held: the acquire waits for frame 0's release.
+    let (p, reader) = spinning("spin-slots", 2, 4);
+    let t = Instant::now();
+    publish(&p, 2, 8);
+    let waited = t.elapsed();
+    let c = reader.join().unwrap();
+    assert!(
+        waited < Duration::from_secs(30),
+        "the acquire waited out its poll: {waited:?}"
+    );
+    wait_idle(&p, c.id());
+    assert_eq!(p.stats().free_slots, 2);
+}
+
+#[test]
 fn lease_cuts_off_a_consumer_that_sits_on_a_slot() {
     let cfg = ProducerConfig {
         lease: Some(Duration::from_millis(200)),
