@@ -1350,6 +1350,21 @@ fn refuse_oldest(inner: &Inner, pending: &mut Vec<Pending>, reason: &str) -> boo
     true
 }
 
+/// Makes room in a full waiting room: refuses the *silent* pending connection that
+/// has waited longest. Older ones whose hello arrived since the last poll (a flood
+/// may admit many connections between two polls) are handed off on the way, so a
+/// consumer that said hello is never refused for room, whatever the flood's pace.
+fn make_room(inner: &Inner, pending: &mut Vec<Pending>, reason: &str) {
+    while let Some(k) = (0..pending.len()).min_by_key(|&k| pending[k].deadline) {
+        let p = pending.swap_remove(k);
+        // One non-blocking read: a hello joins (or is refused for its own fault).
+        if let Some(p) = handshake(inner, p, false) {
+            refuse(inner, &p.sock, p.cred, reason.to_owned());
+            return;
+        }
+    }
+}
+
 /// `EMFILE` or `ENFILE`.
 fn out_of_fds(e: &Error) -> bool {
     matches!(e, Error::Os { source, .. }
@@ -1470,9 +1485,9 @@ fn admit(inner: &Inner, pending: &mut Vec<Pending>, sock: OwnedFd) {
         return;
     }
     // A flood of connections that never say hello costs a bounded number of fds:
-    // the oldest one waiting makes room.
+    // the oldest silent one makes room.
     if pending.len() >= MAX_PENDING {
-        refuse_oldest(
+        make_room(
             inner,
             pending,
             &format!("{MAX_PENDING} connections already waiting for their hello"),
