@@ -466,29 +466,24 @@ fn a_waiting_producer_sees_the_consumer_catch_up_while_it_polls() {
         });
         (p, reader)
     };
-    // The ring of 2 is full: the publish waits for frame 0 to be taken.
-    let (p, reader) = spinning("spin-ring", 8, 2);
-    let t = Instant::now();
-    publish(&p, 2, 8);
-    let waited = t.elapsed();
-    let c = reader.join().unwrap();
-    assert!(
-        waited < Duration::from_secs(30),
-        "the publish waited out its poll: {waited:?}"
-    );
-    wait_idle(&p, c.id());
-    // Both slots are held: the acquire waits for frame 0's release.
-    let (p, reader) = spinning("spin-slots", 2, 4);
-    let t = Instant::now();
-    publish(&p, 2, 8);
-    let waited = t.elapsed();
-    let c = reader.join().unwrap();
-    assert!(
-        waited < Duration::from_secs(30),
-        "the acquire waited out its poll: {waited:?}"
-    );
-    wait_idle(&p, c.id());
-    assert_eq!(p.stats().free_slots, 2);
+    // The ring of 2 full, the publish waits for frame 0 to be taken; both slots
+    // held, its acquire waits for frame 0's release.
+    for (tag, slots, frame_ring, what) in [
+        ("spin-ring", 8, 2, "publish"),
+        ("spin-slots", 2, 4, "acquire"),
+    ] {
+        let (p, reader) = spinning(tag, slots, frame_ring);
+        let t = Instant::now();
+        publish(&p, 2, 8);
+        let waited = t.elapsed();
+        let c = reader.join().unwrap();
+        assert!(
+            waited < Duration::from_secs(30),
+            "the {what} waited out its poll: {waited:?}"
+        );
+        wait_idle(&p, c.id());
+        assert_eq!(p.stats().free_slots, slots as usize);
+    }
 }
 
 #[test]
