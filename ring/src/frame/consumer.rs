@@ -15,7 +15,7 @@ use crate::ledger::SlotRef;
 use crate::listen;
 use crate::wire::{Msg, PROTOCOL_VERSION};
 
-use super::{recv_msg, say_goodbye, send_msg, wait_readable};
+use super::{Spin, recv_msg, say_goodbye, send_msg, wait_readable};
 
 /// How a [`Consumer`] receives.
 #[derive(Clone, Debug)]
@@ -845,17 +845,12 @@ impl Consumer {
 
     /// Polls the ring for up to the configured spin time. True when a frame came.
     fn spin(&mut self) -> Result<bool> {
-        if self.cfg.spin.is_zero() {
-            return Ok(false);
-        }
-        let until = Instant::now() + self.cfg.spin;
-        while Instant::now() < until {
+        let mut spin = Spin::new(self.cfg.spin);
+        while spin.keep_spinning() {
             if self.frames.ready()? > 0 {
                 return Ok(true);
             }
-            for _ in 0..64 {
-                std::hint::spin_loop();
-            }
+            spin.pause();
         }
         Ok(false)
     }

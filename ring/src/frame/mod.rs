@@ -77,7 +77,7 @@ pub use producer::{
 };
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::doorbell::{poll_until, pollfd};
 use crate::error::{Error, Result};
@@ -176,4 +176,35 @@ pub(crate) fn truncate_reason(s: &str) -> &str {
         end -= 1;
     }
     &s[..end]
+}
+
+/// The polling phase of a wait (producer and consumer alike): `keep_spinning` is
+/// true for as long as the spin time, counted from its first call, lasts.
+pub(crate) struct Spin {
+    budget: Duration,
+    until: Option<Instant>,
+}
+
+impl Spin {
+    pub(crate) fn new(budget: Duration) -> Spin {
+        Spin {
+            budget,
+            until: None,
+        }
+    }
+
+    pub(crate) fn keep_spinning(&mut self) -> bool {
+        if self.budget.is_zero() {
+            return false;
+        }
+        let now = Instant::now();
+        now < *self.until.get_or_insert(now + self.budget)
+    }
+
+    /// A short pause between two looks (well under a microsecond).
+    pub(crate) fn pause(&self) {
+        for _ in 0..64 {
+            std::hint::spin_loop();
+        }
+    }
 }

@@ -17,7 +17,7 @@ use crate::ledger::{ConsumerId, Ledger, SlotRef};
 use crate::listen::{PeerCred, SeqpacketListener, check_allowed, peer_cred};
 use crate::wire::{MAX_SIDE_PAYLOAD, Msg, PROTOCOL_VERSION};
 
-use super::{recv_msg, say_goodbye, send_msg};
+use super::{Spin, recv_msg, say_goodbye, send_msg};
 
 /// What the producer does when a consumer cannot take the next frame (its frame ring
 /// is full, or it holds its share of slots).
@@ -857,37 +857,6 @@ fn publish<'a>(
     }
 }
 
-/// The polling phase of a wait: true for as long as the spin time, counted from
-/// the first call, lasts.
-struct Spin {
-    budget: Duration,
-    until: Option<Instant>,
-}
-
-impl Spin {
-    fn new(budget: Duration) -> Spin {
-        Spin {
-            budget,
-            until: None,
-        }
-    }
-
-    fn keep_spinning(&mut self) -> bool {
-        if self.budget.is_zero() {
-            return false;
-        }
-        let now = Instant::now();
-        now < *self.until.get_or_insert(now + self.budget)
-    }
-
-    /// A short pause between two looks (well under a microsecond).
-    fn pause(&self) {
-        for _ in 0..64 {
-            std::hint::spin_loop();
-        }
-    }
-}
-
 /// Sleeps on a consumer's two doorbells (frame taken, slot released) until one
 /// rings, `deadline` (capped at 50 ms: the arm flags are shared with other
 /// waiters), or a wake-up. A hung-up bell is [`Error::PeerGone`].
@@ -1340,12 +1309,17 @@ type Bells = Option<Arc<[OwnedFd; 2]>>;
 /// How many connections may wait for their hello at once.
 const MAX_PENDING: usize = 128;
 
+/// Takes out the pending connection that has waited longest.
+fn take_oldest(pending: &mut Vec<Pending>) -> Option<Pending> {
+    let k = (0..pending.len()).min_by_key(|&k| pending[k].deadline)?;
+    Some(pending.swap_remove(k))
+}
+
 /// Refuses the pending connection that has waited longest, if any (true).
 fn refuse_oldest(inner: &Inner, pending: &mut Vec<Pending>, reason: &str) -> bool {
-    let Some(k) = (0..pending.len()).min_by_key(|&k| pending[k].deadline) else {
+    let Some(p) = take_oldest(pending) else {
         return false;
     };
-    let p = pending.swap_remove(k);
     refuse(inner, &p.sock, p.cred, reason.to_owned());
     true
 }
@@ -1355,8 +1329,7 @@ fn refuse_oldest(inner: &Inner, pending: &mut Vec<Pending>, reason: &str) -> boo
 /// may admit many connections between two polls) are handed off on the way, so a
 /// consumer that said hello is never refused for room, whatever the flood's pace.
 fn make_room(inner: &Inner, pending: &mut Vec<Pending>, reason: &str) {
-    while let Some(k) = (0..pending.len()).min_by_key(|&k| pending[k].deadline) {
-        let p = pending.swap_remove(k);
+    while let Some(p) = take_oldest(pending) {
         // One non-blocking read: a hello joins (or is refused for its own fault).
         if let Some(p) = handshake(inner, p, false) {
             refuse(inner, &p.sock, p.cred, reason.to_owned());
