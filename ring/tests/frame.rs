@@ -441,7 +441,12 @@ fn a_waiting_producer_sees_the_consumer_catch_up_while_it_polls() {
     // The producer polls for up to a minute before it would sleep, and nobody
     // rings while it polls: a publish (ring full) and an acquire (every slot
     // held) that return long before that saw the consumer catch up by polling.
-    let spinning = |tag, slots, frame_ring| {
+    // The ring of 2 full, the publish waits for frame 0 to be taken; both slots
+    // held, its acquire waits for frame 0's release.
+    for (tag, slots, frame_ring, what) in [
+        ("spin-ring", 8, 2, "publish"),
+        ("spin-slots", 2, 4, "acquire"),
+    ] {
         let cfg = ProducerConfig {
             block_timeout: Duration::from_secs(300),
             spin: Duration::from_secs(60),
@@ -451,28 +456,18 @@ fn a_waiting_producer_sees_the_consumer_catch_up_while_it_polls() {
             ..Default::default()
         };
         let p = Producer::bind(sock_path(tag), cfg).unwrap();
-        let c = connect(&p);
+        let mut c = connect(&p);
         wait_consumers(&p, 1);
         publish(&p, 0, 8);
         publish(&p, 1, 8);
         // After a moment, takes and releases frame 0, then takes the others.
         let reader = thread::spawn(move || {
-            let mut c = c;
             thread::sleep(Duration::from_millis(50));
             for seq in 0..3 {
                 check_frame(&expect_frame(&mut c), seq, 8);
             }
             c
         });
-        (p, reader)
-    };
-    // The ring of 2 full, the publish waits for frame 0 to be taken; both slots
-    // held, its acquire waits for frame 0's release.
-    for (tag, slots, frame_ring, what) in [
-        ("spin-ring", 8, 2, "publish"),
-        ("spin-slots", 2, 4, "acquire"),
-    ] {
-        let (p, reader) = spinning(tag, slots, frame_ring);
         let t = Instant::now();
         publish(&p, 2, 8);
         let waited = t.elapsed();
