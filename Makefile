@@ -3,30 +3,52 @@
 
 SHELL := /bin/bash
 CARGO ?= cargo
-# Debian packages the build and tests need (checked with dpkg, installed if missing).
-DEB_PACKAGES := build-essential pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
-  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-tools \
-  gstreamer1.0-plugins-ugly gstreamer1.0-plugins-base-apps python3-gi gir1.2-gstreamer-1.0
+# Debian packages `make deps` installs (checked with dpkg, installed if missing), by
+# what needs them. tests/tests/deps.rs checks that every GStreamer element and tool the
+# tests, the examples and the README's recipes use comes from one of these (or from
+# what they depend on); `make deps-list` prints them for it.
+#  build: compiler, pkg-config and GStreamer's headers for the -sys crates
+DEB_BUILD := build-essential pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
+#  run and test: gst-launch-1.0/gst-inspect-1.0 (tools), the core, base and good elements;
+#  x264enc (ugly) for the sandboxed encoder; gst-discoverer-1.0 (base-apps) to check its
+#  MP4, which needs an H.264 decoder: avdec_h264 (libav), also in the README's recipes;
+#  h264parse, mpegtsmux, tsdemux, srtsink/srtsrc (bad) in the README's recipes, where
+#  bad also has the bench's rivals; PyGObject for the Python subscriber of
+#  audio-between-apps
+DEB_RUN := gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
+  gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad gstreamer1.0-libav \
+  gstreamer1.0-plugins-base-apps python3-gi gir1.2-gstreamer-1.0
+DEB_PACKAGES := $(DEB_BUILD) $(DEB_RUN)
+# install-debs PACKAGES: apt-get install those of PACKAGES that dpkg does not list as installed
+define install-debs
+	@missing=""; for p in $(1); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "$@: installing$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "$@: Debian packages present"; fi
+endef
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LOOM_TARGET := target/loom
 
-.PHONY: all deps build demo ring-demo frame-demo sandboxed-encoder audio-between-apps test lint loom valgrind chaos fuzz bench install uninstall clean
+.PHONY: all deps deps-list build demo ring-demo frame-demo sandboxed-encoder audio-between-apps test lint loom valgrind chaos fuzz bench install uninstall clean
 
 all: build
 
 ## deps: install what is missing (Debian packages, Rust components) and nothing else
 deps:
-	@missing=""; for p in $(DEB_PACKAGES); do \
-	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "deps: installing$$missing"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
-	else echo "deps: Debian packages present"; fi
+	$(call install-debs,$(DEB_PACKAGES))
 	@command -v $(CARGO) >/dev/null || { echo "deps: cargo not found: install Rust (rustup) first" >&2; exit 1; }
 	@for c in rustfmt clippy; do \
 	  rustup component list --installed 2>/dev/null | grep -q "^$$c" || { echo "deps: adding rustup component $$c"; rustup component add $$c; }; \
 	done
+
+## deps-list: the Debian packages deps and bench install, one line each (read by the
+## test that checks every element and tool used comes from them)
+deps-list:
+	@echo "deps: $(DEB_PACKAGES)"
+	@echo "bench: $(BENCH_PACKAGES)"
 
 build: deps
 	$(CARGO) build --release --workspace --all-targets
@@ -110,16 +132,11 @@ fuzz: deps
 ## bench: the ring and frame channel against a unix socket, shmem-ipc and memcpy, then
 ## the GStreamer elements against every rival transport this GStreamer has (not a test).
 ## Writes target/bench/{ring,gst}.json, gst.md, video.png, latency.png.
-# The rivals (shmsink/shmsrc, gdppay/gdpdepay) and the plots' font.
-BENCH_PACKAGES := gstreamer1.0-plugins-bad fonts-dejavu-core
+# Beyond `make deps`: the plots' font (the rivals shmsink/shmsrc, gdppay/gdpdepay and, on
+# GStreamer >= 1.24, unixfdsink/unixfdsrc are in gstreamer1.0-plugins-bad, which deps has).
+BENCH_PACKAGES := fonts-dejavu-core
 bench: deps
-	@missing=""; for p in $(BENCH_PACKAGES); do \
-	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "bench: installing$$missing"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
-	fi
+	$(call install-debs,$(BENCH_PACKAGES))
 	$(CARGO) bench -p shmring --bench ring
 	$(CARGO) bench -p gst-plugin-shmring --bench gst
 
