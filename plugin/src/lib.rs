@@ -19,6 +19,7 @@ pub mod meta;
 mod pool;
 mod sink;
 mod src;
+pub mod trust;
 
 pub use sink::ShmringSink;
 pub use src::ShmringSrc;

@@ -159,7 +159,8 @@ impl Sink {
             offset: buffer.offset(),
             offset_end: buffer.offset_end(),
             base_time,
-            flags: buffer.flags().bits(),
+            // Only what describes the data travels (the consumer refuses the rest).
+            flags: (buffer.flags() & crate::trust::TRAVELLING_FLAGS).bits(),
             video,
         }
     }

@@ -14,6 +14,7 @@ use gst_base::subclass::prelude::*;
 use shmring::{Backoff, Consumer, ConsumerConfig, Event, Frame};
 
 use crate::meta::{self, BufferMeta, Side, to_ct};
+use crate::trust;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -68,10 +69,9 @@ struct Counters {
 struct State {
     consumer: Option<Consumer>,
     caps: Option<gst::Caps>,
-    /// The video layout the caps describe (parsed once per caps, not per buffer).
-    video_info: Option<gst_video::VideoInfo>,
-    /// Non-interleaved audio caps: buffers carry packed planes.
-    planar: Option<gst_audio::AudioInfo>,
+    /// What the caps let a buffer be (decided once per caps, not per buffer); every
+    /// buffer is checked against it before it is built.
+    format: Option<trust::Format>,
     /// Whether the current connection's stream-start was seen.
     stream_started: bool,
     /// A new stream began after a reconnect: send a segment before its first buffer.
@@ -163,6 +163,16 @@ impl Src {
     fn buffer_of(&self, f: Frame) -> Result<gst::Buffer, String> {
         let m = BufferMeta::decode(f.meta())?;
         let len = f.len();
+        // Everything the producer says about this buffer, checked against the caps
+        // before a buffer exists.
+        let (checked, format) = {
+            let st = self.state.lock().unwrap();
+            let format = st
+                .as_ref()
+                .and_then(|s| s.format.clone())
+                .ok_or("a buffer before any caps")?;
+            (format.check(len, &m)?, format)
+        };
         let (live, limit) = {
             let s = self.settings.lock().unwrap();
             (s.is_live, s.zero_copy_limit)
@@ -219,46 +229,25 @@ impl Src {
             b.set_duration(to_ct(m.duration));
             b.set_offset(m.offset);
             b.set_offset_end(m.offset_end);
-            b.set_flags(gst::BufferFlags::from_bits_truncate(m.flags));
-            if let Some(info) = self
-                .state
-                .lock()
-                .unwrap()
-                .as_ref()
-                .and_then(|s| s.planar.as_ref())
-            {
-                let bpf = info.bpf() as usize;
-                if len % bpf != 0 {
-                    return Err(format!(
-                        "planar audio buffer of {len} bytes is not a whole number of {bpf}-byte frames"
-                    ));
+            b.set_flags(checked.flags);
+            match (&format, checked.planar_samples, &checked.video) {
+                (trust::Format::Audio(info), Some(samples), _) => {
+                    gst_audio::AudioMeta::add(b, info, samples, &[])
+                        .map_err(|e| format!("audio layout does not fit the buffer: {e}"))?;
                 }
-                gst_audio::AudioMeta::add(b, info, len / bpf, &[])
-                    .map_err(|e| format!("audio layout does not fit the buffer: {e}"))?;
-            }
-            if let Some(v) = m.video {
-                let st = self.state.lock().unwrap();
-                let info = st.as_ref().and_then(|s| s.video_info.as_ref());
-                if let Some(info) = info {
-                    let n = v.n_planes as usize;
-                    if n != info.n_planes() as usize {
-                        return Err(format!(
-                            "buffer has {n} planes, caps say {}",
-                            info.n_planes()
-                        ));
-                    }
-                    let offsets: Vec<usize> = v.offsets[..n].iter().map(|&o| o as usize).collect();
+                (trust::Format::Video(info), _, Some((offsets, strides))) => {
                     gst_video::VideoMeta::add_full(
                         b,
                         gst_video::VideoFrameFlags::empty(),
                         info.format(),
                         info.width(),
                         info.height(),
-                        &offsets,
-                        &v.strides[..n],
+                        offsets,
+                        strides,
                     )
                     .map_err(|e| format!("video layout does not fit the buffer: {e}"))?;
                 }
+                _ => {}
             }
         }
         let mut c = self.counters.lock().unwrap();
@@ -314,6 +303,10 @@ impl Src {
                     .is_some_and(|c| c == caps);
                 if !same {
                     gst::debug!(CAT, imp = self, "caps {caps}");
+                    let format = match trust::accept_caps(&caps) {
+                        Ok(f) => f,
+                        Err(e) => return Ok(Next::Fault(format!("caps that cannot cross: {e}"))),
+                    };
                     // After a new stream-start the caps go again even if unchanged
                     // (set_caps would skip them).
                     let again = pad.current_caps().is_some_and(|c| c == caps);
@@ -333,10 +326,7 @@ impl Src {
                         return Err(gst::FlowError::NotNegotiated);
                     }
                     if let Some(st) = self.state.lock().unwrap().as_mut() {
-                        st.video_info = gst_video::VideoInfo::from_caps(&caps).ok();
-                        st.planar = gst_audio::AudioInfo::from_caps(&caps)
-                            .ok()
-                            .filter(|i| i.layout() == gst_audio::AudioLayout::NonInterleaved);
+                        st.format = Some(format);
                         st.caps = Some(caps);
                     }
                 }
@@ -381,6 +371,9 @@ impl Src {
                 pad.push_event(gst::event::CustomDownstream::new(s));
             }
             Side::Latency { live, min, max } => {
+                if let Err(e) = trust::accept_latency(min, max) {
+                    return Ok(Next::Fault(e));
+                }
                 let l = (live, gst::ClockTime::from_nseconds(min), meta::to_ct(max));
                 let changed = self
                     .state
@@ -615,8 +608,7 @@ impl BaseSrcImpl for Src {
         *self.state.lock().unwrap() = Some(State {
             consumer: None,
             caps: None,
-            video_info: None,
-            planar: None,
+            format: None,
             stream_started: false,
             new_segment: false,
             max_held: 1,

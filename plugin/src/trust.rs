@@ -1,0 +1,426 @@
+//! What a producer says that `shmringsrc` hands on to GStreamer, checked in one place
+//! against what GStreamer will do with it, before any buffer is built.
+//!
+//! Downstream elements trust caps, buffer sizes, `GstVideoMeta` plane offsets and
+//! strides, `GstAudioMeta` and buffer flags: `videoconvert` reads `stride × height`
+//! bytes from each plane's offset, an audio element `bpf × frames` bytes. A producer
+//! controls all of them, so each is checked here; a lie is an error naming it, and the
+//! stream ends (or, with `reconnect=true`, the source waits for a producer it can
+//! trust).
+
+use gst_video::VideoFormatFlags;
+
+use crate::meta::{BufferMeta, VideoLayout};
+
+/// The buffer flags that travel across the transport: what says something about the
+/// data. Memory flags (`TAG_MEMORY`) and the mini object's lock flags
+/// (`LOCKABLE`, `LOCK_READONLY`, `MAY_BE_LEAKED`) describe the producer's own objects
+/// and never travel; any other bit is a lie.
+pub const TRAVELLING_FLAGS: gst::BufferFlags = gst::BufferFlags::LIVE
+    .union(gst::BufferFlags::DECODE_ONLY)
+    .union(gst::BufferFlags::DISCONT)
+    .union(gst::BufferFlags::RESYNC)
+    .union(gst::BufferFlags::CORRUPTED)
+    .union(gst::BufferFlags::MARKER)
+    .union(gst::BufferFlags::HEADER)
+    .union(gst::BufferFlags::GAP)
+    .union(gst::BufferFlags::DROPPABLE)
+    .union(gst::BufferFlags::DELTA_UNIT)
+    .union(gst::BufferFlags::SYNC_AFTER)
+    .union(gst::BufferFlags::NON_DROPPABLE);
+
+/// Most a producer may say its pipeline's latency is (a longer one would make the
+/// consumer's sinks wait that long for every buffer).
+pub const MAX_LATENCY: gst::ClockTime = gst::ClockTime::from_seconds(60);
+
+/// What the current caps let a buffer be: decided once per caps.
+#[derive(Debug, Clone)]
+pub enum Format {
+    /// Raw video: every buffer is checked against this layout.
+    Video(gst_video::VideoInfo),
+    /// Raw audio: whole frames; non-interleaved buffers get a `GstAudioMeta`.
+    Audio(gst_audio::AudioInfo),
+    /// Anything else (encoded media, text): bytes GStreamer's parsers check.
+    Other,
+}
+
+/// What a checked buffer gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    /// Its flags, all of them ones that travel.
+    pub flags: gst::BufferFlags,
+    /// Plane offsets and strides for a `GstVideoMeta`, each plane inside the buffer.
+    pub video: Option<(Vec<usize>, Vec<i32>)>,
+    /// Samples per channel for a `GstAudioMeta` (non-interleaved audio).
+    pub planar_samples: Option<usize>,
+}
+
+/// Checks caps a producer sent: fixed (the decoder saw to that), system memory only,
+/// and, for raw video and audio, caps GStreamer can describe.
+pub fn accept_caps(caps: &gst::Caps) -> Result<Format, String> {
+    let (s, features) = match (caps.structure(0), caps.features(0)) {
+        (Some(s), f) if caps.size() == 1 => (s, f),
+        _ => return Err(format!("caps {caps} are not one structure")),
+    };
+    // Buffers cross as memfd slots: system memory, whatever the caps claim. Other
+    // features (memory:DMABuf, memory:GLMemory, meta:...) would make downstream
+    // treat them as something they are not.
+    if let Some(f) = features {
+        if !f.is_any() && f.iter().any(|name| name.as_str() != "memory:SystemMemory") {
+            return Err(format!(
+                "caps {caps} have features ({f}) other than system memory"
+            ));
+        }
+        if f.is_any() {
+            return Err(format!("caps {caps} have ANY features"));
+        }
+    }
+    match s.name().as_str() {
+        "video/x-raw" => gst_video::VideoInfo::from_caps(caps)
+            .map(Format::Video)
+            .map_err(|_| format!("raw video caps {caps} describe no frame GStreamer knows")),
+        "audio/x-raw" => gst_audio::AudioInfo::from_caps(caps)
+            .map_err(|_| format!("raw audio caps {caps} describe no sample format GStreamer knows"))
+            .and_then(|i| match i.bpf() {
+                0 => Err(format!("raw audio caps {caps} have 0-byte frames")),
+                _ => Ok(Format::Audio(i)),
+            }),
+        _ => Ok(Format::Other),
+    }
+}
+
+/// Checks a producer's latency: a range of at most [`MAX_LATENCY`].
+pub fn accept_latency(min: u64, max: u64) -> Result<(), String> {
+    if min > MAX_LATENCY.nseconds() {
+        return Err(format!(
+            "latency {} is more than the {MAX_LATENCY} a consumer accepts",
+            gst::ClockTime::from_nseconds(min)
+        ));
+    }
+    // decode saw to max >= min (or none).
+    let _ = max;
+    Ok(())
+}
+
+impl Format {
+    /// Checks one buffer of `len` bytes with metadata `m` against the caps.
+    pub fn check(&self, len: usize, m: &BufferMeta) -> Result<Checked, String> {
+        let flags = gst::BufferFlags::from_bits_retain(m.flags);
+        let stray = flags.difference(TRAVELLING_FLAGS);
+        if !stray.is_empty() {
+            return Err(format!(
+                "buffer flags 0x{:x} include 0x{:x}, which no buffer carries across",
+                m.flags,
+                stray.bits()
+            ));
+        }
+        let mut checked = Checked {
+            flags,
+            video: None,
+            planar_samples: None,
+        };
+        match self {
+            Format::Video(info) => {
+                checked.video = check_video(info, len, m.video.as_ref())?;
+            }
+            Format::Audio(info) => {
+                if m.video.is_some() {
+                    return Err("an audio buffer has a video layout".into());
+                }
+                let bpf = info.bpf() as usize;
+                if len % bpf != 0 {
+                    return Err(format!(
+                        "audio buffer of {len} bytes is not a whole number of {bpf}-byte frames"
+                    ));
+                }
+                if info.layout() == gst_audio::AudioLayout::NonInterleaved {
+                    checked.planar_samples = Some(len / bpf);
+                }
+            }
+            Format::Other => {
+                if m.video.is_some() {
+                    return Err("a buffer of caps other than raw video has a video layout".into());
+                }
+            }
+        }
+        Ok(checked)
+    }
+}
+
+/// A raw video buffer: with no layout, at least the size the caps give a frame; with
+/// one, every plane (offset + stride × its height) inside the buffer, and every
+/// stride at least the plane's row of pixels. Formats whose planes GStreamer lays
+/// out in tiles, packs in ways not described by a stride (v210, UYVP, tiled NV12)
+/// or follow with a palette plane (RGB8P) take only the caps' own layout.
+fn check_video(
+    info: &gst_video::VideoInfo,
+    len: usize,
+    layout: Option<&VideoLayout>,
+) -> Result<Option<(Vec<usize>, Vec<i32>)>, String> {
+    let Some(v) = layout else {
+        if len < info.size() {
+            return Err(format!(
+                "video buffer of {len} bytes is smaller than the {} bytes a {}x{} {} frame needs",
+                info.size(),
+                info.width(),
+                info.height(),
+                info.format()
+            ));
+        }
+        return Ok(None);
+    };
+    let n = info.n_planes() as usize;
+    if v.n_planes as usize != n {
+        return Err(format!(
+            "video layout has {} planes, caps {} say {n}",
+            v.n_planes,
+            info.format()
+        ));
+    }
+    let offsets: Vec<usize> = v.offsets[..n].iter().map(|&o| o as usize).collect();
+    let strides = v.strides[..n].to_vec();
+    let finfo = info.format_info();
+    let plain = !finfo.flags().intersects(
+        VideoFormatFlags::COMPLEX | VideoFormatFlags::TILED | VideoFormatFlags::PALETTE,
+    );
+    if !plain {
+        if offsets != info.offset()[..n] || strides != info.stride()[..n] {
+            return Err(format!(
+                "video layout offsets {offsets:?} strides {strides:?} differ from the {} layout of the caps ({:?}, {:?}), the only one taken for this format",
+                info.format(),
+                &info.offset()[..n],
+                &info.stride()[..n]
+            ));
+        }
+        if len < info.size() {
+            return Err(format!(
+                "video buffer of {len} bytes is smaller than the {} bytes its layout needs",
+                info.size()
+            ));
+        }
+        return Ok(Some((offsets, strides)));
+    }
+    for p in 0..n {
+        let (row, rows) = plane_extent(info, p);
+        let stride = strides[p];
+        if stride < 0 || (stride as u64) < row {
+            return Err(format!(
+                "plane {p} stride {stride} is less than its {row}-byte rows ({}x{} {})",
+                info.width(),
+                info.height(),
+                info.format()
+            ));
+        }
+        // The last row needs only its pixels; every other row a whole stride.
+        let end = (offsets[p] as u64)
+            .checked_add((stride as u64) * rows.saturating_sub(1))
+            .and_then(|e| e.checked_add(if rows == 0 { 0 } else { row }));
+        match end {
+            Some(end) if end <= len as u64 => {}
+            _ => {
+                return Err(format!(
+                    "plane {p} ({rows} rows of stride {stride} from offset {}) ends past the {len}-byte buffer",
+                    offsets[p]
+                ));
+            }
+        }
+    }
+    Ok(Some((offsets, strides)))
+}
+
+/// Plane `p`'s row size in bytes and number of rows, from the format's components.
+fn plane_extent(info: &gst_video::VideoInfo, p: usize) -> (u64, u64) {
+    let finfo = info.format_info();
+    let (mut row, mut rows) = (0u64, 0u64);
+    for c in 0..finfo.n_components() as usize {
+        if finfo.plane()[c] as usize != p {
+            continue;
+        }
+        let w = finfo.scale_width(c as u8, info.width()) as u64;
+        let h = finfo.scale_height(c as u8, info.height()) as u64;
+        let pstride = finfo.pixel_stride()[c].max(1) as u64;
+        let bytes_per = (finfo.depth()[c] as u64).div_ceil(8).max(1);
+        // The component's last pixel: its offset in the pixel group plus its size.
+        let end = if w == 0 {
+            0
+        } else {
+            pstride * (w - 1) + finfo.poffset()[c] as u64 + bytes_per
+        };
+        row = row.max(end);
+        rows = rows.max(h);
+    }
+    (row, rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use super::*;
+    use crate::meta::NONE;
+
+    fn meta(video: Option<VideoLayout>) -> BufferMeta {
+        BufferMeta {
+            pts: 0,
+            dts: NONE,
+            duration: NONE,
+            offset: NONE,
+            offset_end: NONE,
+            base_time: NONE,
+            flags: 0,
+            video,
+        }
+    }
+
+    fn caps(s: &str) -> gst::Caps {
+        gst::init().unwrap();
+        gst::Caps::from_str(s).unwrap()
+    }
+
+    fn i420() -> (Format, gst_video::VideoInfo) {
+        let f = accept_caps(&caps("video/x-raw,format=I420,width=320,height=240")).unwrap();
+        let Format::Video(info) = f.clone() else {
+            panic!()
+        };
+        (f, info)
+    }
+
+    fn layout_of(info: &gst_video::VideoInfo) -> VideoLayout {
+        let mut v = VideoLayout {
+            n_planes: info.n_planes() as u8,
+            ..Default::default()
+        };
+        for p in 0..info.n_planes() as usize {
+            v.offsets[p] = info.offset()[p] as u32;
+            v.strides[p] = info.stride()[p];
+        }
+        v
+    }
+
+    #[test]
+    fn honest_layouts_pass_for_every_plain_format() {
+        gst::init().unwrap();
+        for fmt in gst_video::VideoFormat::iter_raw() {
+            let Ok(info) = gst_video::VideoInfo::builder(fmt, 321, 241).build() else {
+                continue;
+            };
+            let f = Format::Video(info.clone());
+            let size = info.size();
+            assert_eq!(f.check(size, &meta(None)).unwrap().video, None, "{fmt:?}");
+            let ok = f.check(size, &meta(Some(layout_of(&info))));
+            assert!(ok.is_ok(), "{fmt:?}: {ok:?}");
+            assert!(f.check(size - 1, &meta(None)).is_err(), "{fmt:?}");
+        }
+    }
+
+    #[test]
+    fn lying_layouts_are_refused_by_name() {
+        let (f, info) = i420();
+        let size = info.size();
+        let mut v = layout_of(&info);
+        let lie = |v: VideoLayout| f.check(size, &meta(Some(v))).unwrap_err();
+        let honest = v;
+        v.strides[0] = 1 << 30;
+        assert!(
+            lie(v).contains("plane 0 (240 rows of stride 1073741824"),
+            "{}",
+            lie(v)
+        );
+        v = honest;
+        v.strides[0] = -(1 << 26);
+        assert!(lie(v).starts_with("plane 0 stride -67108864 is less than its 320-byte rows"));
+        v = honest;
+        v.strides[0] = 640;
+        assert!(
+            lie(v).contains("ends past the 115200-byte buffer"),
+            "{}",
+            lie(v)
+        );
+        v = honest;
+        v.strides[1] = 159;
+        assert!(lie(v).starts_with("plane 1 stride 159 is less than its 160-byte rows"));
+        v = honest;
+        v.offsets[2] = (size - 160) as u32;
+        assert!(lie(v).contains("plane 2"), "{}", lie(v));
+        v = honest;
+        v.n_planes = 2;
+        assert_eq!(lie(v), "video layout has 2 planes, caps I420 say 3");
+        // A plane starting one row before the end: only its first row fits.
+        v = honest;
+        v.offsets[0] = (size - 320) as u32;
+        assert!(lie(v).contains("ends past"), "{}", lie(v));
+        assert!(
+            f.check(size - 1, &meta(None))
+                .unwrap_err()
+                .contains("smaller than the 115200 bytes")
+        );
+    }
+
+    #[test]
+    fn caps_features_and_flags_that_do_not_travel_are_refused() {
+        for c in [
+            "video/x-raw(memory:DMABuf),format=I420,width=4,height=4",
+            "video/x-raw(memory:GLMemory),format=RGBA,width=4,height=4",
+            "video/x-raw(meta:GstVideoOverlayComposition),format=RGBA,width=4,height=4",
+        ] {
+            let e = accept_caps(&caps(c)).unwrap_err();
+            assert!(e.contains("other than system memory"), "{e}");
+        }
+        assert!(
+            accept_caps(&caps(
+                "video/x-raw(memory:SystemMemory),format=I420,width=4,height=4"
+            ))
+            .is_ok()
+        );
+        assert!(accept_caps(&caps("video/x-h264,stream-format=avc")).is_ok());
+        // A frame whose size overflows: GStreamer cannot describe it.
+        assert!(
+            accept_caps(&caps(
+                "video/x-raw,format=RGBA,width=2147483647,height=2147483647"
+            ))
+            .unwrap_err()
+            .contains("describe no frame")
+        );
+        let (f, info) = i420();
+        let mut m = meta(None);
+        m.flags = (gst::BufferFlags::DISCONT | gst::BufferFlags::DELTA_UNIT).bits();
+        assert_eq!(
+            f.check(info.size(), &m).unwrap().flags,
+            gst::BufferFlags::DISCONT | gst::BufferFlags::DELTA_UNIT
+        );
+        for bad in [1u32, 2, 4, gst::BufferFlags::TAG_MEMORY.bits(), 1 << 31] {
+            m.flags = bad;
+            assert!(
+                f.check(info.size(), &m)
+                    .unwrap_err()
+                    .contains("no buffer carries across")
+            );
+        }
+    }
+
+    #[test]
+    fn audio_is_whole_frames_and_has_no_video_layout() {
+        let f = accept_caps(&caps(
+            "audio/x-raw,format=S16LE,rate=48000,channels=2,layout=interleaved",
+        ))
+        .unwrap();
+        assert!(f.check(400, &meta(None)).is_ok());
+        assert!(
+            f.check(401, &meta(None))
+                .unwrap_err()
+                .contains("whole number of 4-byte frames")
+        );
+        let (_, info) = i420();
+        assert!(f.check(400, &meta(Some(layout_of(&info)))).is_err());
+        let planar = accept_caps(&caps(
+            "audio/x-raw,format=F32LE,rate=48000,channels=2,layout=non-interleaved",
+        ))
+        .unwrap();
+        assert_eq!(
+            planar.check(800, &meta(None)).unwrap().planar_samples,
+            Some(100)
+        );
+        assert!(accept_latency(MAX_LATENCY.nseconds() + 1, NONE).is_err());
+        assert!(accept_latency(20_000_000, NONE).is_ok());
+    }
+}
