@@ -44,13 +44,16 @@ pub enum Format {
     Other,
 }
 
+/// Plane offsets and strides for a `GstVideoMeta`.
+pub type Planes = (Vec<usize>, Vec<i32>);
+
 /// What a checked buffer gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checked {
     /// Its flags, all of them ones that travel.
     pub flags: gst::BufferFlags,
     /// Plane offsets and strides for a `GstVideoMeta`, each plane inside the buffer.
-    pub video: Option<(Vec<usize>, Vec<i32>)>,
+    pub video: Option<Planes>,
     /// Samples per channel for a `GstAudioMeta` (non-interleaved audio).
     pub planar_samples: Option<usize>,
 }
@@ -156,7 +159,7 @@ fn check_video(
     info: &gst_video::VideoInfo,
     len: usize,
     layout: Option<&VideoLayout>,
-) -> Result<Option<(Vec<usize>, Vec<i32>)>, String> {
+) -> Result<Option<Planes>, String> {
     let Some(v) = layout else {
         if len < info.size() {
             return Err(format!(
