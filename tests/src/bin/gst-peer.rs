@@ -5,6 +5,10 @@
 //! each `stats` line on stdin, one line with the element's `stats` structure. At the
 //! end of stdin (the test closed it, or died) it stops cleanly and exits 0. An error
 //! on the bus prints `error ...` and exits 1.
+//!
+//! `gst-peer lie ACT SOCKET` is a hostile producer for a `shmringsrc`: it speaks the
+//! protocol through the crate's `Producer` with the plugin's own encoding, and lies
+//! about one thing (ACT, see [`lie`]) in every frame, 100 a second, until killed.
 
 use std::io::{BufRead, Write};
 
@@ -12,11 +16,18 @@ use gst::prelude::*;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.len() != 3 {
-        eprintln!("usage: gst-peer produce|consume SOCKET");
+    if args.len() != 3 && args.len() != 4 {
+        eprintln!("usage: gst-peer produce|consume SOCKET, or gst-peer lie ACT SOCKET");
         std::process::exit(2);
     }
     gst::init().unwrap();
+    if args[1] == "lie" && args.len() == 4 {
+        if let Err(e) = lie(&args[2], &args[3]) {
+            eprintln!("lie: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     gstshmring::plugin_register_static().unwrap();
     let path = &args[2];
     let desc = match args[1].as_str() {
@@ -58,4 +69,110 @@ fn main() {
         }
     }
     pipeline.set_state(gst::State::Null).unwrap();
+}
+
+/// A producer of 320x240 I420 (or, for `audio-*`, S16LE stereo) whose every frame
+/// lies as `act` says:
+///
+/// - `stride-huge`, `stride-negative`, `stride-double`: the Y plane's stride is 2^30,
+///   -2^26, or twice the width (the planes then reach past the frame);
+/// - `plane-past-end`: the Y plane starts one row before the frame's end;
+/// - `short-frame`: no layout, and a frame of 1000 bytes;
+/// - `planes-count`: the layout has 2 planes (I420 has 3);
+/// - `dmabuf-caps`, `glmemory-caps`: the caps claim `memory:DMABuf` / `memory:GLMemory`;
+/// - `lock-flags`: the buffer flags set the mini object's LOCKABLE and LOCK_READONLY bits;
+/// - `audio-partial`: audio buffers of 401 bytes (4-byte frames);
+/// - `latency-huge`: the producer's latency is a day;
+/// - `honest`: no lie (the control case).
+fn lie(act: &str, path: &str) -> Result<(), String> {
+    use std::str::FromStr;
+    use std::time::Duration;
+
+    use gstshmring::meta::{BufferMeta, NONE, Side, VideoLayout, key};
+
+    let (w, h) = (320u32, 240u32);
+    let audio = act.starts_with("audio-");
+    let caps = match act {
+        _ if audio => {
+            "audio/x-raw,format=S16LE,rate=48000,channels=2,layout=interleaved".to_owned()
+        }
+        "dmabuf-caps" => format!("video/x-raw(memory:DMABuf),format=I420,width={w},height={h}"),
+        "glmemory-caps" => format!("video/x-raw(memory:GLMemory),format=I420,width={w},height={h}"),
+        _ => format!("video/x-raw,format=I420,width={w},height={h},framerate=100/1"),
+    };
+    let caps = gst::Caps::from_str(&caps).map_err(|e| e.to_string())?;
+    let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::I420, w, h)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let size = if audio { 401 } else { info.size() };
+    let mut layout = VideoLayout {
+        n_planes: 3,
+        ..Default::default()
+    };
+    for p in 0..3 {
+        layout.offsets[p] = info.offset()[p] as u32;
+        layout.strides[p] = info.stride()[p];
+    }
+    let mut flags = 0u32;
+    let mut len = size;
+    let mut video = (!audio).then_some(layout);
+    match act {
+        "stride-huge" => layout.strides[0] = 1 << 30,
+        "stride-negative" => layout.strides[0] = -(1 << 26),
+        "stride-double" => layout.strides[0] = 2 * w as i32,
+        "plane-past-end" => layout.offsets[0] = (size - w as usize) as u32,
+        "planes-count" => layout.n_planes = 2,
+        "short-frame" => {
+            video = None;
+            len = 1000;
+        }
+        "lock-flags" => flags = 0x1 | 0x2,
+        "honest" | "dmabuf-caps" | "glmemory-caps" | "audio-partial" | "latency-huge" => {}
+        other => return Err(format!("unknown act {other}")),
+    }
+    if video.is_some() {
+        video = Some(layout);
+    }
+    let p = shmring::Producer::bind(path, shmring::ProducerConfig::default())
+        .map_err(|e| e.to_string())?;
+    p.send_side(
+        &Side::StreamStart {
+            stream_id: "liar".into(),
+        }
+        .encode(),
+        key::STREAM_START,
+    )
+    .map_err(|e| e.to_string())?;
+    p.send_side(&Side::Caps(caps).encode(), key::CAPS)
+        .map_err(|e| e.to_string())?;
+    if act == "latency-huge" {
+        let day = 86_400 * 1_000_000_000u64;
+        let l = Side::Latency {
+            live: true,
+            min: day,
+            max: NONE,
+        };
+        p.send_side(&l.encode(), key::LATENCY)
+            .map_err(|e| e.to_string())?;
+    }
+    println!("ready");
+    let bytes = vec![0x80u8; len.max(1)];
+    for n in 0u64.. {
+        let m = BufferMeta {
+            pts: n * 10_000_000,
+            dts: NONE,
+            duration: 10_000_000,
+            offset: NONE,
+            offset_end: NONE,
+            base_time: NONE,
+            flags,
+            video,
+        };
+        if let Ok(mut slot) = p.acquire(len) {
+            slot.write(0, &bytes[..len]).map_err(|e| e.to_string())?;
+            let _ = slot.publish(len, &m.encode());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
 }

@@ -1,0 +1,170 @@
+//! A producer process that lies about what `shmringsrc` hands on to GStreamer (plane
+//! strides and offsets, frame size, caps features, buffer flags, audio frames,
+//! latency), against a real `gst-launch-1.0 shmringsrc ! videoconvert ! fakesink`
+//! process: the consumer ends with an error naming the lie within its deadline,
+//! never a crash, and never reads past the frame.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use e2e::{KillOnDrop, gst_plugin_dir, read_line, spawn, unique_socket_path};
+
+const PEER: &str = env!("CARGO_BIN_EXE_gst-peer");
+
+/// The consumer pipeline `tail` after `shmringsrc socket-path=PATH extra`.
+fn consumer(path: &str, extra: &str, tail: &str) -> Child {
+    let dir = gst_plugin_dir();
+    Command::new("gst-launch-1.0")
+        .args(format!("shmringsrc socket-path={path} {extra} ! {tail}").split_whitespace())
+        .env("GST_PLUGIN_PATH", &dir)
+        .env("GST_REGISTRY", dir.join("gst-registry.bin"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("gst-launch-1.0 (gstreamer1.0-tools) installed")
+}
+
+/// Waits at most `limit` for `child`; its status and everything it printed, or None
+/// if it was still running (then it is killed).
+fn outcome(mut child: Child, limit: Duration) -> Option<(std::process::ExitStatus, String)> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return Some((status, text));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Runs the liar `act` and a consumer; returns the consumer's exit and output.
+fn against(act: &str, extra: &str, tail: &str) -> (std::process::ExitStatus, String) {
+    let path = unique_socket_path(act);
+    let ps = path.to_str().unwrap();
+    let mut liar = KillOnDrop(spawn(PEER, &["lie", act, ps]));
+    assert_eq!(read_line(&mut liar.0), "ready", "liar {act}");
+    let c = consumer(ps, extra, tail);
+    // Its deadline: the error within seconds of the first frame, not a hang.
+    outcome(c, Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("{act}: the consumer still ran after 20 s"))
+}
+
+/// The consumer stopped with an error that names `lie`, and was not killed by a
+/// signal (SIGSEGV, SIGBUS inside GStreamer).
+fn assert_refused(act: &str, extra: &str, tail: &str, lie: &str) {
+    let (status, out) = against(act, extra, tail);
+    assert_eq!(
+        status.signal(),
+        None,
+        "{act}: the consumer died of a signal\n{out}"
+    );
+    assert_eq!(status.code(), Some(1), "{act}: {out}");
+    assert!(
+        out.contains(lie),
+        "{act}: the error does not name {lie:?}:\n{out}"
+    );
+}
+
+const CONVERT: &str = "videoconvert ! video/x-raw,format=RGBA ! fakesink";
+
+#[test]
+fn lying_video_layouts_end_the_stream_with_an_error_naming_the_lie() {
+    for (act, lie) in [
+        ("stride-huge", "plane 0 (240 rows of stride 1073741824"),
+        (
+            "stride-negative",
+            "plane 0 stride -67108864 is less than its 320-byte rows",
+        ),
+        (
+            "stride-double",
+            "plane 0 (240 rows of stride 640 from offset 0) ends past the 115200-byte buffer",
+        ),
+        (
+            "plane-past-end",
+            "plane 0 (240 rows of stride 320 from offset 114880) ends past",
+        ),
+        (
+            "short-frame",
+            "video buffer of 1000 bytes is smaller than the 115200 bytes",
+        ),
+        ("planes-count", "video layout has 2 planes, caps I420 say 3"),
+    ] {
+        assert_refused(act, "", CONVERT, lie);
+    }
+    // Copying does not make a lying layout safe: the copy has the same layout.
+    assert_refused(
+        "stride-double",
+        "copy=true",
+        CONVERT,
+        "ends past the 115200-byte buffer",
+    );
+}
+
+#[test]
+fn caps_features_flags_audio_frames_and_latency_that_lie_are_refused() {
+    for (act, tail, lie) in [
+        (
+            "dmabuf-caps",
+            "fakesink",
+            "have features (memory:DMABuf) other than system memory",
+        ),
+        (
+            "glmemory-caps",
+            "fakesink",
+            "have features (memory:GLMemory) other than system memory",
+        ),
+        (
+            "lock-flags",
+            CONVERT,
+            "buffer flags 0x3 include 0x3, which no buffer carries across",
+        ),
+        (
+            "audio-partial",
+            "audioconvert ! fakesink",
+            "audio buffer of 401 bytes is not a whole number of 4-byte frames",
+        ),
+        (
+            "latency-huge",
+            "fakesink",
+            "latency 24:00:00.000000000 is more than the 0:01:00.000000000 a consumer accepts",
+        ),
+    ] {
+        assert_refused(act, "", tail, lie);
+    }
+}
+
+#[test]
+fn an_honest_producer_of_the_same_stream_is_received() {
+    // The control case: the same producer without a lie streams until it is gone.
+    let path = unique_socket_path("honest");
+    let ps = path.to_str().unwrap();
+    let mut p = KillOnDrop(spawn(PEER, &["lie", "honest", ps]));
+    assert_eq!(read_line(&mut p.0), "ready");
+    let c = consumer(
+        ps,
+        "",
+        "videoconvert ! video/x-raw,format=RGBA ! fakesink silent=false -v",
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(p);
+    let (status, out) = outcome(c, Duration::from_secs(20)).expect("consumer ends");
+    // Killed without a goodbye: the source reports the producer's disappearance,
+    // after having streamed (no earlier error).
+    assert!(
+        out.contains("The producer went away without ending the stream"),
+        "{status:?} {out}"
+    );
+    let frames = out.lines().filter(|l| l.contains("chain")).count();
+    assert!(frames >= 20, "{frames} frames in 1.5 s at 100/s:\n{out}");
+}
