@@ -76,6 +76,15 @@ pub enum Error {
         /// The peer's reason, as it sent it.
         reason: String,
     },
+    /// A peer that should answer at once did not within the deadline: a listener that
+    /// accepts no connection (its backlog stays full), a lock somebody keeps.
+    #[error("{what}: nothing within {waited:?}")]
+    Unresponsive {
+        /// What was waited for, e.g. "connect to /run/user/1000/cam (backlog full)".
+        what: String,
+        /// How long.
+        waited: std::time::Duration,
+    },
     /// The caller passed something out of range (a local mistake, not the peer's).
     #[error("invalid argument: {0}")]
     Invalid(String),

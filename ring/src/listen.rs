@@ -17,6 +17,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use std::time::{Duration, Instant};
+
+use crate::doorbell::{Waker, poll_until, pollfd};
 use crate::error::{Error, Result};
 
 /// A listening unix `SOCK_SEQPACKET` socket bound to a path it owns (and unlinks on drop).
@@ -69,16 +72,85 @@ fn seqpacket_socket() -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Connects a new `SOCK_SEQPACKET` socket to `path`.
-pub fn connect(path: &Path) -> Result<OwnedFd> {
+/// How long [`SeqpacketListener::bind`] waits for another producer's lock on the
+/// path (held only while it probes and replaces a socket: milliseconds).
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// Connects a new `SOCK_SEQPACKET` socket to `path` without ever blocking in
+/// `connect(2)`: a listener whose backlog is full (one that never accepts) is tried
+/// again every few milliseconds until `deadline` ([`Error::Unresponsive`]; `None`:
+/// one try) or until `waker` is woken ([`Error::Interrupted`]).
+pub fn connect(path: &Path, deadline: Option<Instant>, waker: Option<&Waker>) -> Result<OwnedFd> {
     let (a, len) = sockaddr(path)?;
     let fd = seqpacket_socket()?;
-    // SAFETY: `a` is a valid sockaddr_un of `len` bytes.
-    let r = unsafe { libc::connect(fd.as_raw_fd(), (&a as *const libc::sockaddr_un).cast(), len) };
-    if r < 0 {
-        return Err(Error::last_os("connect"));
+    set_nonblocking(fd.as_fd())?;
+    let start = Instant::now();
+    loop {
+        // SAFETY: `a` is a valid sockaddr_un of `len` bytes.
+        let r =
+            unsafe { libc::connect(fd.as_raw_fd(), (&a as *const libc::sockaddr_un).cast(), len) };
+        if r == 0 {
+            // Connected: blocking again, as callers expect a fresh socket to be (the
+            // crate's own sends and receives say MSG_DONTWAIT anyway).
+            set_blocking(fd.as_fd())?;
+            return Ok(fd);
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            // A unix socket's listener with a full backlog: no poll tells when it
+            // has room, so look again shortly.
+            Some(libc::EAGAIN) => {}
+            _ => {
+                return Err(Error::Os {
+                    op: "connect",
+                    source: e,
+                });
+            }
+        }
+        let now = Instant::now();
+        if deadline.is_none_or(|d| now >= d) {
+            return Err(Error::Unresponsive {
+                what: format!("connect to {} (its backlog is full)", path.display()),
+                waited: now - start,
+            });
+        }
+        let retry = (now + Duration::from_millis(5)).min(deadline.expect("checked"));
+        match waker {
+            Some(w) => {
+                let mut p = [pollfd(w.as_fd(), libc::POLLIN)];
+                poll_until(&mut p, Some(retry))?;
+                if w.take() {
+                    return Err(Error::Interrupted);
+                }
+            }
+            None => std::thread::sleep(retry.saturating_duration_since(now)),
+        }
     }
-    Ok(fd)
+}
+
+/// Sets `O_NONBLOCK` on `fd`.
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> Result<()> {
+    set_flag(fd, true)
+}
+
+fn set_blocking(fd: BorrowedFd<'_>) -> Result<()> {
+    set_flag(fd, false)
+}
+
+fn set_flag(fd: BorrowedFd<'_>, nonblocking: bool) -> Result<()> {
+    // SAFETY: fcntl on a valid fd with integer arguments only.
+    let fl = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    let want = if nonblocking {
+        fl | libc::O_NONBLOCK
+    } else {
+        fl & !libc::O_NONBLOCK
+    };
+    // SAFETY: as above.
+    if fl < 0 || unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, want) } < 0 {
+        return Err(Error::last_os("fcntl(O_NONBLOCK)"));
+    }
+    Ok(())
 }
 
 impl SeqpacketListener {
@@ -103,8 +175,9 @@ impl SeqpacketListener {
                     path.display()
                 )));
             }
-            Ok(_) => match connect(path) {
-                Ok(_) => {
+            // One try, no wait: a listener that never accepts is alive too.
+            Ok(_) => match connect(path, None, None) {
+                Ok(_) | Err(Error::Unresponsive { .. }) => {
                     return Err(Error::Invalid(format!(
                         "socket path {} is in use by a live producer",
                         path.display()
@@ -246,13 +319,44 @@ impl PathLock {
         }
         // SAFETY: a fresh fd nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // A lock file somebody else made (in a directory others may write) is theirs
+        // to hold forever: only one of our own is waited for.
+        let md = std::fs::File::from(fd.try_clone().map_err(|e| Error::Os {
+            op: "dup(socket lock file)",
+            source: e,
+        })?)
+        .metadata()
+        .map_err(|e| Error::Os {
+            op: "fstat(socket lock file)",
+            source: e,
+        })?;
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        if md.uid() != me {
+            return Err(Error::Invalid(format!(
+                "socket lock file {} belongs to uid {}, not to this user (uid {me})",
+                p.display(),
+                md.uid()
+            )));
+        }
+        let start = Instant::now();
         loop {
             // SAFETY: flock on our own fd.
-            if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
                 return Ok(PathLock { _fd: fd });
             }
-            if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                return Err(Error::last_os("flock(socket lock file)"));
+            match std::io::Error::last_os_error().raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EWOULDBLOCK) if start.elapsed() < LOCK_WAIT => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Some(libc::EWOULDBLOCK) => {
+                    return Err(Error::Unresponsive {
+                        what: format!("lock {} (held by another process)", p.display()),
+                        waited: start.elapsed(),
+                    });
+                }
+                _ => return Err(Error::last_os("flock(socket lock file)")),
             }
         }
     }
@@ -351,7 +455,7 @@ mod tests {
         std::mem::forget(l);
         assert!(p.exists());
         let l2 = SeqpacketListener::bind(&p, 0o600).unwrap();
-        let c = connect(&p).unwrap();
+        let c = connect(&p, None, None).unwrap();
         let s = l2.accept().unwrap();
         assert_eq!(peer_cred(s.as_fd()).unwrap().pid, std::process::id() as i32);
         drop(c);
@@ -387,7 +491,7 @@ mod tests {
                 .collect()
         });
         assert_eq!(winners.len(), 1, "exactly one producer owns the path");
-        let c = connect(&p).unwrap();
+        let c = connect(&p, None, None).unwrap();
         winners[0].accept().unwrap();
         drop(c);
     }

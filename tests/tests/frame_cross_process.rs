@@ -459,6 +459,127 @@ fn hostile_producer(act: &str) -> Error {
     r.unwrap_err()
 }
 
+/// CPU time this thread has used.
+fn thread_cpu() -> Duration {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+#[test]
+fn a_producer_that_vanishes_with_a_message_for_a_later_frame_ends_the_stream_asleep() {
+    let path = unique_socket_path("vanish");
+    let mut evil = KillOnDrop(peer(&[
+        "evil-producer",
+        path.to_str().unwrap(),
+        "vanish-mid-message",
+    ]));
+    assert_eq!(read_line(&mut evil.0), "ready");
+    let mut c = Consumer::connect(&path, ConsumerConfig::default()).unwrap();
+    assert_eq!(read_line(&mut evil.0), "done");
+    let _ = evil.0.wait();
+    let (cpu, wall) = (thread_cpu(), Instant::now());
+    // What it queued for frame 5 arrives (no frame will), then the end: each call
+    // within its 2 s deadline, and asleep, not spinning, in between.
+    match c.recv_timeout(Duration::from_secs(2)) {
+        Ok(Event::Side { payload, .. }) => assert_eq!(payload, b"for frame 5"),
+        other => panic!("{other:?}"),
+    }
+    let end = c.recv_timeout(Duration::from_secs(2));
+    assert!(matches!(end, Err(Error::PeerGone)), "{end:?}");
+    assert!(matches!(
+        c.recv_timeout(Duration::from_secs(2)),
+        Err(Error::PeerGone)
+    ));
+    assert!(
+        wall.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        wall.elapsed()
+    );
+    let spent = thread_cpu() - cpu;
+    assert!(spent < Duration::from_millis(500), "{spent:?} of CPU");
+}
+
+#[test]
+fn a_listener_that_never_accepts_costs_a_consumer_its_deadline_not_forever() {
+    let path = unique_socket_path("deaf");
+    let ps = path.to_str().unwrap();
+    let mut deaf = KillOnDrop(peer(&["deaf-listener", ps]));
+    assert!(read_line(&mut deaf.0).starts_with("ready"));
+    let cfg = ConsumerConfig {
+        handshake_timeout: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let t = Instant::now();
+    let e = Consumer::connect(&path, cfg.clone()).unwrap_err();
+    assert!(matches!(e, Error::Unresponsive { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("(its backlog is full): nothing within"),
+        "{e}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    // Waiting for a producer with no deadline: the waker ends the wait.
+    let w = shmring::Waker::new().unwrap();
+    let w2 = w.clone();
+    let ring = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        w2.wake();
+    });
+    let backoff = Backoff {
+        initial: Duration::from_millis(20),
+        max: Duration::from_millis(20),
+    };
+    let e = Consumer::connect_with_backoff(&path, cfg, backoff, None, Some(&w)).unwrap_err();
+    assert!(matches!(e, Error::Interrupted), "{e}");
+    ring.join().unwrap();
+    // A producer that would take the path sees someone there, without waiting.
+    let e = Producer::bind(&path, ProducerConfig::default()).unwrap_err();
+    assert!(e.to_string().contains("in use by a live producer"), "{e}");
+}
+
+#[test]
+fn a_socket_lock_held_or_owned_by_someone_else_bounds_the_wait_of_bind() {
+    let path = unique_socket_path("locked");
+    let ps = path.to_str().unwrap();
+    let mut holder = KillOnDrop(peer(&["hold-lock", ps]));
+    assert_eq!(read_line(&mut holder.0), "ready");
+    let t = Instant::now();
+    let e = Producer::bind(&path, ProducerConfig::default()).unwrap_err();
+    assert!(matches!(e, Error::Unresponsive { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("(held by another process): nothing within"),
+        "{e}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    drop(holder);
+    drop(Producer::bind(&path, ProducerConfig::default()).unwrap());
+    // A lock file another user made (in a directory both may write) is never
+    // waited for.
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let path = unique_socket_path("theirs");
+        let lock = path.with_file_name(format!(
+            ".{}.lock",
+            path.file_name().unwrap().to_string_lossy()
+        ));
+        std::fs::write(&lock, b"").unwrap();
+        std::os::unix::fs::chown(&lock, Some(65534), Some(65534)).unwrap();
+        let e = Producer::bind(&path, ProducerConfig::default()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("belongs to uid 65534, not to this user"),
+            "{e}"
+        );
+        std::fs::remove_file(&lock).unwrap();
+    }
+}
+
 #[test]
 fn hostile_producer_unsealed_arena() {
     let e = hostile_producer("unsealed-arena");

@@ -2,7 +2,8 @@
 //! strides and offsets, frame size, caps features, buffer flags, audio frames,
 //! latency), against a real `gst-launch-1.0 shmringsrc ! videoconvert ! fakesink`
 //! process: the consumer ends with an error naming the lie within its deadline,
-//! never a crash, and never reads past the frame.
+//! never a crash, and never reads past the frame. And a listener that never accepts:
+//! a source waiting for a producer there still stops when asked.
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, Stdio};
@@ -167,4 +168,21 @@ fn an_honest_producer_of_the_same_stream_is_received() {
     );
     let frames = out.lines().filter(|l| l.contains("chain")).count();
     assert!(frames >= 20, "{frames} frames in 1.5 s at 100/s:\n{out}");
+}
+
+#[test]
+fn a_source_waiting_at_a_listener_that_never_accepts_stops_on_sigint() {
+    let path = unique_socket_path("deaf");
+    let ps = path.to_str().unwrap();
+    let frame_peer = env!("CARGO_BIN_EXE_frame-peer");
+    let mut deaf = KillOnDrop(spawn(frame_peer, &["deaf-listener", ps]));
+    assert!(read_line(&mut deaf.0).starts_with("ready"));
+    let c = consumer(ps, "reconnect=true reconnect-interval=20", "fakesink");
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(c.id() as i32, libc::SIGINT) };
+    let (status, out) =
+        outcome(c, Duration::from_secs(20)).expect("gst-launch-1.0 still ran 20 s after SIGINT");
+    assert_eq!(status.signal(), None, "{out}");
+    assert!(out.contains("Interrupt"), "{out}");
 }

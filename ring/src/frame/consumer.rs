@@ -15,7 +15,7 @@ use crate::ledger::SlotRef;
 use crate::listen;
 use crate::wire::{Msg, PROTOCOL_VERSION};
 
-use super::{Spin, recv_msg, say_goodbye, send_msg, wait_readable};
+use super::{Spin, recv_msg, say_goodbye, send_msg};
 
 /// How a [`Consumer`] receives.
 #[derive(Clone, Debug)]
@@ -267,6 +267,9 @@ pub struct Consumer {
     /// Receive buffer for socket messages.
     buf: Vec<u8>,
     goodbye: Option<(u32, String)>,
+    /// The producer hung up without a goodbye: no frame comes any more, so side
+    /// messages queued for later frames are delivered as they are, then the end.
+    hung_up: bool,
     ended: bool,
     broken: Option<String>,
     waker: Waker,
@@ -320,9 +323,20 @@ impl std::fmt::Debug for Consumer {
 
 impl Consumer {
     /// Connects to the producer listening on `path` and completes the hand-off.
+    ///
+    /// Every wait has a deadline: a listener that accepts nothing (its backlog full)
+    /// is [`Error::Unresponsive`] after [`ConsumerConfig::handshake_timeout`], and so
+    /// is a welcome that does not come ([`Error::Timeout`]).
     pub fn connect(path: impl AsRef<Path>, cfg: ConsumerConfig) -> Result<Consumer> {
-        let sock = listen::connect(path.as_ref())?;
-        Consumer::from_fd(sock, cfg)
+        Consumer::connect_once(path.as_ref(), cfg, None)
+    }
+
+    /// One connection attempt and hand-off, each wait bounded by the handshake
+    /// timeout and ended early by `waker`.
+    fn connect_once(path: &Path, cfg: ConsumerConfig, waker: Option<&Waker>) -> Result<Consumer> {
+        let deadline = Instant::now() + cfg.handshake_timeout;
+        let sock = listen::connect(path, Some(deadline), waker)?;
+        Consumer::hand_off(sock, cfg, waker)
     }
 
     /// Connects, retrying with `backoff` while there is no producer (no socket file,
@@ -339,7 +353,7 @@ impl Consumer {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut delay = backoff.initial;
         loop {
-            match Consumer::connect(path.as_ref(), cfg.clone()) {
+            match Consumer::connect_once(path.as_ref(), cfg.clone(), waker) {
                 Ok(c) => return Ok(c),
                 Err(e) if !retryable(&e) => return Err(e),
                 Err(_) => {}
@@ -368,6 +382,12 @@ impl Consumer {
     /// Completes the hand-off on an already connected `SOCK_SEQPACKET` socket (e.g.
     /// inherited from a parent or passed by a broker: no filesystem access needed).
     pub fn from_fd(sock: OwnedFd, cfg: ConsumerConfig) -> Result<Consumer> {
+        Consumer::hand_off(sock, cfg, None)
+    }
+
+    /// The hand-off on a connected socket: hello, then the welcome within the
+    /// handshake timeout (or until `waker` is woken).
+    fn hand_off(sock: OwnedFd, cfg: ConsumerConfig, waker: Option<&Waker>) -> Result<Consumer> {
         crate::fdpass::check_unix_socket(sock.as_fd(), libc::SOCK_SEQPACKET, "producer socket")?;
         let deadline = Instant::now() + cfg.handshake_timeout;
         let hello = send_msg(
@@ -389,8 +409,13 @@ impl Consumer {
             if let Some(m) = recv_msg(sock.as_fd(), &mut Vec::new())? {
                 break m;
             }
-            if !wait_readable(sock.as_fd(), Some(deadline))? {
+            let mut fds = vec![pollfd(sock.as_fd(), libc::POLLIN)];
+            fds.extend(waker.map(|w| pollfd(w.as_fd(), libc::POLLIN)));
+            if !poll_until(&mut fds, Some(deadline))? {
                 return Err(Error::Timeout);
+            }
+            if waker.is_some_and(|w| w.take()) {
+                return Err(Error::Interrupted);
             }
         };
         let (version, id, frame_ring, release_ring, max_held) = match msg {
@@ -453,6 +478,7 @@ impl Consumer {
             msgs_read: 0,
             buf: Vec::new(),
             goodbye: None,
+            hung_up: false,
             ended: false,
             broken: None,
             waker: Waker::new()?,
@@ -528,6 +554,10 @@ impl Consumer {
                 read_socket = !self.note(r)?;
                 continue;
             }
+            // Whatever woke the last sleep, the deadline holds.
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(Error::Timeout);
+            }
             let r = self.sleep(deadline);
             self.note(r)?;
         }
@@ -571,7 +601,13 @@ impl Consumer {
             // The messages the producer sent before this frame (arenas, side
             // messages) are on the socket: the descriptor says how many.
             self.read_messages_before(&d)?;
-            if self.sides.front().is_some_and(|s| s.before_frame <= d.seq) {
+            // (A descriptor whose seq lies is refused by `frame`; the side messages
+            // due are those before the frame expected next.)
+            if self
+                .sides
+                .front()
+                .is_some_and(|s| s.before_frame <= self.next_seq)
+            {
                 self.stash = Some(d);
                 return Ok(self.due_side());
             }
@@ -605,6 +641,18 @@ impl Consumer {
                 return Ok(Some(Event::End { reason }));
             }
             return Err(Error::Closed { code, reason });
+        }
+        if self.hung_up {
+            // Gone without a goodbye, the ring drained: what it queued for frames
+            // that never came, then the end.
+            if let Some(s) = self.sides.pop_front() {
+                return Ok(Some(Event::Side {
+                    key: s.key,
+                    payload: s.payload,
+                }));
+            }
+            self.ended = true;
+            return Err(Error::PeerGone);
         }
         Ok(None)
     }
@@ -882,7 +930,10 @@ impl Consumer {
         if (fds[0].revents | fds[1].revents) & hup != 0 {
             // The producer is gone. Deliver what it left (frames in the ring, queued
             // messages) first; only then report it.
+            // A hang-up stays readable: from here on nothing is waited for (a
+            // sleep would return at once, again and again).
             self.pump()?;
+            self.hung_up = true;
             if self.goodbye.is_none()
                 && self.stash.is_none()
                 && self.sides.is_empty()
@@ -912,7 +963,7 @@ impl Drop for Consumer {
 /// away mid-hand-off.
 fn retryable(e: &Error) -> bool {
     match e {
-        Error::PeerGone | Error::Timeout => true,
+        Error::PeerGone | Error::Timeout | Error::Unresponsive { .. } => true,
         Error::Os { source, .. } => matches!(
             source.raw_os_error(),
             Some(libc::ENOENT | libc::ECONNREFUSED | libc::ECONNRESET | libc::EPIPE)

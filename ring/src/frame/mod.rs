@@ -148,12 +148,6 @@ pub(crate) fn recv_msg(
     }
 }
 
-/// Waits until `sock` is readable, hung up, or `deadline` passes (false).
-pub(crate) fn wait_readable(sock: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<bool> {
-    let mut p = [pollfd(sock, libc::POLLIN)];
-    poll_until(&mut p, deadline)
-}
-
 /// A `Goodbye` sent on a best-effort basis (the peer may be gone or not reading).
 pub(crate) fn say_goodbye(sock: &impl AsFd, code: u32, reason: &str) {
     let reason = truncate_reason(reason);

@@ -14,7 +14,7 @@ use crate::desc::{FrameDesc, META_BYTES, Release};
 use crate::doorbell::{Waker, poll_until, pollfd};
 use crate::error::{Error, Result};
 use crate::ledger::{ConsumerId, Ledger, SlotRef};
-use crate::listen::{PeerCred, SeqpacketListener, check_allowed, peer_cred};
+use crate::listen::{PeerCred, SeqpacketListener, check_allowed, peer_cred, set_nonblocking};
 use crate::wire::{MAX_SIDE_PAYLOAD, Msg, PROTOCOL_VERSION};
 
 use super::{Spin, recv_msg, say_goodbye, send_msg};
@@ -1291,16 +1291,6 @@ fn send_arena(sock: &OwnedFd, id: u32, arena: &ProducerArena, deadline: Instant)
         &[arena.fd()],
         Some(deadline),
     )
-}
-
-fn set_nonblocking(fd: std::os::fd::BorrowedFd<'_>) -> Result<()> {
-    // SAFETY: fcntl on a valid fd with integer arguments only.
-    let fl = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
-    // SAFETY: as above.
-    if fl < 0 || unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK) } < 0 {
-        return Err(Error::last_os("fcntl(O_NONBLOCK)"));
-    }
-    Ok(())
 }
 
 /// A consumer's doorbells to sleep on without the lock ([`Conn::bells`]).

@@ -34,6 +34,8 @@ fn main() {
         "evil-consumer" => evil_consumer(path, arg(3)),
         "flood" => flood(path, n(3) as usize),
         "evil-producer" => evil_producer(path, arg(3)),
+        "deaf-listener" => deaf_listener(path),
+        "hold-lock" => hold_lock(path),
         other => Err(format!("unknown role {other}")),
     };
     if let Err(e) = r {
@@ -156,7 +158,7 @@ fn recv_raw(sock: &OwnedFd) -> Result<(Msg, Vec<OwnedFd>), String> {
 }
 
 fn raw_connect(path: &str) -> Result<RawConsumer, String> {
-    let sock = listen::connect(path.as_ref()).map_err(e)?;
+    let sock = listen::connect(path.as_ref(), Some(soon()), None).map_err(e)?;
     let hello = Msg::Hello {
         min_version: 1,
         max_version: 1,
@@ -233,7 +235,7 @@ fn flood(path: &str, n: usize) -> R {
     // SAFETY: as above.
     while unsafe { libc::getppid() } == parent {
         // A full backlog may refuse for a moment: keep pushing.
-        if let Ok(s) = listen::connect(path.as_ref()) {
+        if let Ok(s) = listen::connect(path.as_ref(), Some(soon()), None) {
             open.push_back(s);
             made += 1;
             if made == n {
@@ -250,7 +252,7 @@ fn flood(path: &str, n: usize) -> R {
 fn evil_consumer(path: &str, act: &str) -> R {
     // Connected, but never says hello: waits for what the producer says.
     if act == "silent" {
-        let sock = listen::connect(path.as_ref()).map_err(e)?;
+        let sock = listen::connect(path.as_ref(), Some(soon()), None).map_err(e)?;
         say("ready");
         return await_goodbye(&sock);
     }
@@ -539,8 +541,64 @@ fn evil_producer(path: &str, act: &str) -> R {
                 send(&m.encode(), &[])?;
             }
         }
+        "vanish-mid-message" => {
+            // A side message for a frame that never comes, then gone without a
+            // goodbye (exit closes the socket and the rings' doorbells).
+            let m = Msg::Side {
+                before_frame: 5,
+                sticky_key: 0,
+                payload: b"for frame 5".to_vec(),
+            };
+            send(&m.encode(), &[])?;
+            say("done");
+            std::process::exit(0);
+        }
         other => return Err(format!("unknown act {other}")),
     }
     say("done");
+    forever()
+}
+
+/// A connect deadline far beyond what a listener at work needs.
+fn soon() -> std::time::Instant {
+    std::time::Instant::now() + std::time::Duration::from_secs(30)
+}
+
+/// Listens on `path` and never accepts: it fills its own backlog with connections of
+/// its own, so that anyone else's `connect(2)` finds it full.
+fn deaf_listener(path: &str) -> R {
+    let l = SeqpacketListener::bind(path.as_ref(), 0o600).map_err(e)?;
+    let mut own = Vec::new();
+    loop {
+        match listen::connect(path.as_ref(), None, None) {
+            Ok(s) => own.push(s),
+            Err(shmring::Error::Unresponsive { .. }) => break,
+            Err(x) => return Err(e(x)),
+        }
+    }
+    say(format!("ready {}", own.len()));
+    let _keep = (l, own);
+    forever()
+}
+
+/// Holds the `flock` a producer binding `path` takes on `.NAME.lock` beside it.
+fn hold_lock(path: &str) -> R {
+    let p = std::path::Path::new(path);
+    let lock = p.with_file_name(format!(
+        ".{}.lock",
+        p.file_name().unwrap().to_string_lossy()
+    ));
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock)
+        .map_err(e)?;
+    // SAFETY: flock on our own open file.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(e(std::io::Error::last_os_error()));
+    }
+    say("ready");
+    let _keep = f;
     forever()
 }
