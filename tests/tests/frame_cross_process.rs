@@ -430,6 +430,59 @@ fn a_consumer_cannot_get_write_access_to_an_arena() {
     assert!(status.success());
 }
 
+#[test]
+fn a_consumer_that_stops_reading_its_socket_slows_no_one_and_is_cut_off_when_its_queue_overflows() {
+    let path = unique_socket_path("deaf-consumer");
+    let ps = path.to_str().unwrap();
+    let cfg = ProducerConfig {
+        policy: Policy::Drop,
+        block_timeout: Duration::from_secs(1),
+        max_queued: 256 * 1024,
+        ..Default::default()
+    };
+    let p = Producer::bind(&path, cfg).unwrap();
+    let mut honest = peer(&["consume", ps]);
+    assert!(read_line(&mut honest).starts_with("ready"));
+    p.wait_for_consumers(1, Some(Duration::from_secs(10)))
+        .unwrap();
+    let honest_id = p.stats().consumers[0].id;
+    assert!(p.set_policy(honest_id, Policy::Block));
+    let mut deaf = KillOnDrop(peer(&["evil-consumer", ps, "deaf"]));
+    assert_eq!(read_line(&mut deaf.0), "ready");
+    eventually("the deaf consumer joined", || p.stats().joined == 2);
+    // A tag before every frame (as shmringsink sends one per buffer): the deaf
+    // consumer's socket fills within a few dozen, its queue a little later.
+    let tag = vec![b't'; 8 * 1024];
+    let mut slowest = Duration::ZERO;
+    let frames = 200;
+    for seq in 0..frames {
+        wait_idle(&p, |c| c.id == honest_id);
+        let t = Instant::now();
+        p.send_side(&tag, 0).unwrap();
+        publish_seq(&p, seq, 4096).unwrap();
+        slowest = slowest.max(t.elapsed());
+    }
+    let reasons = cut_off_reasons(&p);
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(
+        reasons[0].contains("did not read its socket:")
+            && reasons[0].contains("at most 262144 bytes"),
+        "{reasons:?}"
+    );
+    // Never waited for: no send or publish took anywhere near the block timeout
+    // (before, one waited the whole second for the deaf socket).
+    assert!(slowest < Duration::from_millis(500), "{slowest:?}");
+    drop(p);
+    let (status, out) = finish(honest);
+    assert!(status.success(), "{out}");
+    assert!(out.contains(&format!("frames {frames} drops 0")), "{out}");
+    assert_eq!(
+        out.lines().filter(|l| *l == "side 0 of 8192 bytes").count(),
+        frames as usize,
+        "{out}"
+    );
+}
+
 // ---------------------------------------------------------------------------------
 // Hostile producers: the consumer returns an error naming the fault.
 // ---------------------------------------------------------------------------------

@@ -68,6 +68,7 @@
 //! ```
 
 mod consumer;
+mod outbox;
 mod producer;
 
 pub use consumer::{Backoff, Consumer, ConsumerConfig, Event, Frame};

@@ -1,7 +1,7 @@
 //! The producer end of the frame channel.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -17,6 +17,7 @@ use crate::ledger::{ConsumerId, Ledger, SlotRef};
 use crate::listen::{PeerCred, SeqpacketListener, check_allowed, peer_cred, set_nonblocking};
 use crate::wire::{MAX_SIDE_PAYLOAD, Msg, PROTOCOL_VERSION};
 
+use super::outbox::Outbox;
 use super::{Spin, recv_msg, say_goodbye, send_msg};
 
 /// What the producer does when a consumer cannot take the next frame (its frame ring
@@ -60,6 +61,13 @@ pub struct ProducerConfig {
     pub allowed_uids: Vec<u32>,
     /// How long a new connection has to say hello. Default 2 s.
     pub handshake_timeout: Duration,
+    /// Most bytes of messages (side messages, arena announcements, the welcome and
+    /// sticky replay) that may wait for one consumer whose socket is full; one more
+    /// cuts it off. The producer never waits on a consumer's socket, and a consumer
+    /// with messages waiting takes no frame until they are sent (so under
+    /// [`Policy::Drop`] it misses frames, and under [`Policy::Block`] it is waited
+    /// for like a consumer whose ring is full). Default 1 MiB.
+    pub max_queued: usize,
     /// How long a publish or an acquire that has to wait for a consumer (to take a
     /// frame or release a slot) polls before it sleeps on that consumer's doorbell
     /// (0: sleep at once). A consumer that is busy, not stuck, usually catches up
@@ -82,6 +90,7 @@ impl Default for ProducerConfig {
             socket_mode: 0o600,
             allowed_uids: Vec::new(),
             handshake_timeout: Duration::from_secs(2),
+            max_queued: 1 << 20,
             spin: crate::channel::DEFAULT_SPIN,
         }
     }
@@ -139,6 +148,9 @@ pub struct ConsumerStats {
     pub drops: u64,
     /// Slots it holds now.
     pub held: usize,
+    /// Bytes of messages waiting for room in its socket (see
+    /// [`ProducerConfig::max_queued`]).
+    pub queued: usize,
     /// Its policy.
     pub policy: Policy,
 }
@@ -214,8 +226,14 @@ struct Conn {
     bytes: u64,
     drops: u64,
     pending_dropped: u32,
-    /// Messages (arenas, side messages) sent to it since its welcome.
+    /// Messages (arenas, side messages) posted to it since its welcome (sent, or
+    /// waiting in `outbox`).
     msgs: u64,
+    /// What its socket has not taken yet.
+    outbox: Outbox,
+    /// Why it is to be cut off, when a message could not even be queued for it
+    /// (found where it cannot be removed at once; see [`State::cut_off_doomed`]).
+    doomed: Option<String>,
     /// Its two doorbells (frame taken, slot released), duplicated once so that a
     /// publish can sleep on them without the lock (and without a dup per wait).
     bells: Option<Arc<[OwnedFd; 2]>>,
@@ -231,6 +249,14 @@ enum Leave {
 struct Congestion {
     ring_full: bool,
     share_full: bool,
+    /// Messages wait for room in its socket: no frame may overtake them.
+    socket_full: bool,
+}
+
+impl Congestion {
+    fn any(&self) -> bool {
+        self.ring_full || self.share_full || self.socket_full
+    }
 }
 
 struct State {
@@ -457,6 +483,7 @@ impl Producer {
                 bytes: c.bytes,
                 drops: c.drops,
                 held: st.ledger.held_by(c.id),
+                queued: c.outbox.bytes(),
                 policy: c.policy,
             })
             .collect();
@@ -562,8 +589,8 @@ impl Producer {
     /// latest message of each key is replayed (in ascending key order) to consumers
     /// that join later, before their first frame.
     ///
-    /// A consumer whose socket does not take the message within the block timeout is
-    /// cut off.
+    /// Never waits on a consumer: one whose socket is full gets the message queued
+    /// (see [`ProducerConfig::max_queued`]); one whose queue overflows is cut off.
     pub fn send_side(&self, payload: &[u8], sticky_key: u32) -> Result<()> {
         if payload.len() > MAX_SIDE_PAYLOAD {
             return Err(Error::Invalid(format!(
@@ -576,26 +603,15 @@ impl Producer {
         if sticky_key != 0 {
             st.sticky.insert(sticky_key, payload.to_vec());
         }
-        let deadline = Instant::now() + inner.cfg.block_timeout;
-        let mut i = 0;
-        while i < st.conns.len() {
-            let c = &st.conns[i];
+        for i in 0..st.conns.len() {
             let msg = Msg::Side {
-                before_frame: c.sent,
+                before_frame: st.conns[i].sent,
                 sticky_key,
                 payload: payload.to_vec(),
             };
-            match send_msg(c.sock.as_fd(), &msg, &[], Some(deadline)) {
-                Ok(()) => {
-                    st.conns[i].msgs += 1;
-                    i += 1;
-                }
-                Err(e) => {
-                    let reason = side_failure(c.id, &e, inner.cfg.block_timeout);
-                    st.remove(inner, i, Leave::CutOff, reason);
-                }
-            }
+            st.post(inner, i, &msg, &[]);
         }
+        st.cut_off_doomed(inner);
         Ok(())
     }
 
@@ -611,16 +627,6 @@ impl Producer {
     }
 }
 
-fn side_failure(id: ConsumerId, e: &Error, timeout: Duration) -> String {
-    match e {
-        Error::Timeout => {
-            format!("consumer {id} did not read its socket for {timeout:?}")
-        }
-        Error::PeerGone => format!("consumer {id} hung up"),
-        e => format!("consumer {id}: {e}"),
-    }
-}
-
 impl Drop for Producer {
     fn drop(&mut self) {
         self.inner.stop.store(true, Ordering::SeqCst);
@@ -629,8 +635,18 @@ impl Drop for Producer {
             let _ = h.join();
         }
         let mut st = self.inner.lock();
+        // What waits for each consumer, then the goodbye: 200 ms for all of them.
         let deadline = Instant::now() + Duration::from_millis(200);
-        for c in st.conns.drain(..) {
+        for mut c in st.conns.drain(..) {
+            while let Ok(false) = c.outbox.flush(c.sock.as_fd()) {
+                let mut p = [pollfd(c.sock.as_fd(), libc::POLLOUT)];
+                if !poll_until(&mut p, Some(deadline)).unwrap_or(false) {
+                    break;
+                }
+            }
+            if !c.outbox.is_empty() {
+                continue;
+            }
             let _ = send_msg(
                 c.sock.as_fd(),
                 &Msg::Goodbye {
@@ -773,14 +789,14 @@ fn publish<'a>(
                 continue;
             }
             let why = match st.congestion(inner, i) {
-                Ok(c) if !c.ring_full && !c.share_full => {
+                Ok(c) if !c.any() => {
                     targets.push(id);
                     i += 1;
                     continue;
                 }
                 Ok(c) => c,
-                Err(e) => {
-                    st.remove(inner, i, Leave::CutOff, format!("consumer {id}: {e}"));
+                Err(reason) => {
+                    st.remove(inner, i, Leave::CutOff, reason);
                     continue;
                 }
             };
@@ -822,6 +838,7 @@ fn publish<'a>(
                 st = inner.lock();
                 continue 'pass;
             }
+            let sock = why.socket_full.then(|| st.conns[i].sock.clone());
             let bells = match st.arm_wait(i, why) {
                 Ok(Some(bells)) => bells,
                 Ok(None) => {
@@ -835,14 +852,14 @@ fn publish<'a>(
                 }
             };
             drop(st);
-            let woke = wait_bells(inner, &bells, deadline);
+            let woke = wait_bells(inner, &bells, sock.as_deref(), deadline);
             st = inner.lock();
             st.disarm_wait(id);
             match woke {
                 Ok(()) => {}
                 Err(Error::Interrupted) => {
                     st.ledger.abandon(slot);
-                    st.collect_arenas();
+                    st.collect_arenas(inner);
                     return Err(Error::Interrupted);
                 }
                 Err(e) => {
@@ -858,23 +875,40 @@ fn publish<'a>(
 }
 
 /// Sleeps on a consumer's two doorbells (frame taken, slot released) until one
-/// rings, `deadline` (capped at 50 ms: the arm flags are shared with other
-/// waiters), or a wake-up. A hung-up bell is [`Error::PeerGone`].
-fn wait_bells(inner: &Inner, bells: &Bells, deadline: Instant) -> Result<()> {
+/// rings, its socket `sock` has room (when given), `deadline` (capped at 50 ms: the
+/// arm flags are shared with other waiters), or a wake-up. A hung-up bell is
+/// [`Error::PeerGone`].
+fn wait_bells(
+    inner: &Inner,
+    bells: &Bells,
+    sock: Option<&OwnedFd>,
+    deadline: Instant,
+) -> Result<()> {
     // poll() skips a negative fd: a missing bell is never ready.
     let bell = |k: usize| libc::pollfd {
         fd: bells.as_ref().map_or(-1, |b| b[k].as_raw_fd()),
         events: libc::POLLIN,
         revents: 0,
     };
-    let mut fds = [bell(0), bell(1), pollfd(inner.waker.as_fd(), libc::POLLIN)];
+    // Room in its socket, when messages wait for it.
+    let room = libc::pollfd {
+        fd: sock.map_or(-1, |s| s.as_raw_fd()),
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    let mut fds = [
+        bell(0),
+        bell(1),
+        pollfd(inner.waker.as_fd(), libc::POLLIN),
+        room,
+    ];
     let until = deadline.min(Instant::now() + Duration::from_millis(50));
     poll_until(&mut fds, Some(until))?;
     if fds[2].revents != 0 && inner.waker.take() {
         return Err(Error::Interrupted);
     }
     let hup = libc::POLLHUP | libc::POLLERR;
-    if (fds[0].revents | fds[1].revents) & hup != 0 {
+    if (fds[0].revents | fds[1].revents | fds[3].revents) & hup != 0 {
         return Err(Error::PeerGone);
     }
     Ok(())
@@ -938,7 +972,7 @@ impl Drop for HeldSlot {
         let mut st = ws.inner.lock();
         // The local holder always holds what it kept; an error would be a bug here.
         let _ = st.ledger.release(LOCAL_HOLDER, ws.slot);
-        st.collect_arenas();
+        st.collect_arenas(&ws.inner);
     }
 }
 
@@ -951,7 +985,7 @@ impl Drop for WriteSlot {
         if !self.done {
             let mut st = self.inner.lock();
             st.ledger.abandon(self.slot);
-            st.collect_arenas();
+            st.collect_arenas(&self.inner);
         }
     }
 }
@@ -988,26 +1022,17 @@ impl State {
         // Wake the service thread so it stops polling this socket.
         inner.svc.wake();
         inner.changed.notify_all();
-        self.collect_arenas();
+        self.collect_arenas(inner);
     }
 
     /// Drops retired arenas whose last slot came back, telling the consumers.
-    fn collect_arenas(&mut self) {
+    fn collect_arenas(&mut self, inner: &Inner) {
         for id in self.ledger.collect_retired() {
             self.arenas.remove(&id);
-            // Best effort: a consumer that cannot take this tiny message now keeps
-            // the old arena mapped until it leaves (its next real send decides
-            // whether it is too slow).
-            for c in &mut self.conns {
-                let sent = send_msg(
-                    c.sock.as_fd(),
-                    &Msg::DropArena { arena_id: id },
-                    &[],
-                    Some(Instant::now()),
-                );
-                if sent.is_ok() {
-                    c.msgs += 1;
-                }
+            // Queued like any message; a consumer whose queue overflows is cut off
+            // by the next publish or the service thread.
+            for i in 0..self.conns.len() {
+                self.post(inner, i, &Msg::DropArena { arena_id: id }, &[]);
             }
         }
     }
@@ -1024,7 +1049,7 @@ impl State {
                 }
             }
         }
-        self.collect_arenas();
+        self.collect_arenas(inner);
     }
 
     fn drain_one(&mut self, i: usize) -> Result<()> {
@@ -1056,32 +1081,80 @@ impl State {
         if let Some(old) = self.current.replace(id) {
             self.ledger.retire(old);
         }
-        let deadline = Instant::now() + inner.cfg.block_timeout;
-        let mut i = 0;
-        while i < self.conns.len() {
-            match send_arena(&self.conns[i].sock, id, &arena, deadline) {
-                Ok(()) => {
-                    self.conns[i].msgs += 1;
-                    i += 1;
-                }
-                Err(e) => {
-                    let reason = side_failure(self.conns[i].id, &e, inner.cfg.block_timeout);
-                    self.remove(inner, i, Leave::CutOff, reason);
-                }
-            }
+        let announce = arena_msg(id, &arena);
+        for i in 0..self.conns.len() {
+            self.post(inner, i, &announce, &[arena.fd()]);
         }
-        self.collect_arenas();
+        self.cut_off_doomed(inner);
+        self.collect_arenas(inner);
         Ok(id)
     }
 
+    /// Posts `msg` to consumer `i` (see [`Outbox`]): sent now, or queued. One that
+    /// cannot even have it queued is doomed, to be cut off by [`Self::cut_off_doomed`]
+    /// (here, or by the next publish or the service thread).
+    fn post(&mut self, inner: &Inner, i: usize, msg: &Msg, fds: &[BorrowedFd<'_>]) {
+        let c = &mut self.conns[i];
+        if c.doomed.is_some() {
+            return;
+        }
+        match c
+            .outbox
+            .post(c.sock.as_fd(), msg, fds, inner.cfg.max_queued)
+        {
+            Ok(queued) => {
+                c.msgs += 1;
+                if queued {
+                    // The service thread sends it once the socket has room.
+                    inner.svc.wake();
+                }
+            }
+            Err(reason) => {
+                c.doomed = Some(format!("consumer {}: {reason}", c.id));
+                inner.svc.wake();
+            }
+        }
+    }
+
+    /// Cuts off every consumer a message could not be queued for.
+    fn cut_off_doomed(&mut self, inner: &Inner) {
+        while let Some(i) = self.conns.iter().position(|c| c.doomed.is_some()) {
+            let reason = self.conns[i].doomed.take().expect("doomed");
+            self.remove(inner, i, Leave::CutOff, reason);
+        }
+    }
+
+    /// Sends what waits for consumer `i`; a consumer gone meanwhile is doomed.
+    fn flush(&mut self, i: usize) -> bool {
+        let c = &mut self.conns[i];
+        if c.doomed.is_some() {
+            return false;
+        }
+        match c.outbox.flush(c.sock.as_fd()) {
+            Ok(empty) => empty,
+            Err(reason) => {
+                c.doomed = Some(format!("consumer {}: {reason}", c.id));
+                false
+            }
+        }
+    }
+
     /// What keeps consumer `i` from taking a frame now: a full frame ring, its full
-    /// share of slots, both, or nothing.
-    fn congestion(&mut self, inner: &Inner, i: usize) -> Result<Congestion> {
-        self.drain_one(i)?;
-        let held = self.ledger.held_by(self.conns[i].id);
+    /// share of slots, messages its socket has not taken yet, or nothing. An error
+    /// is the reason to cut it off.
+    fn congestion(&mut self, inner: &Inner, i: usize) -> std::result::Result<Congestion, String> {
+        let id = self.conns[i].id;
+        let fault = |e: Error| format!("consumer {id}: {e}");
+        self.drain_one(i).map_err(fault)?;
+        let socket_full = !self.flush(i);
+        if let Some(reason) = self.conns[i].doomed.take() {
+            return Err(reason);
+        }
+        let held = self.ledger.held_by(id);
         Ok(Congestion {
-            ring_full: self.conns[i].frames.room()? == 0,
+            ring_full: self.conns[i].frames.room().map_err(fault)? == 0,
             share_full: held >= inner.cfg.max_held(),
+            socket_full,
         })
     }
 
@@ -1186,17 +1259,49 @@ impl State {
     }
 
     /// Makes a consumer of a connection that said hello; on failure the socket
-    /// comes back with the reason.
+    /// comes back with the reason. Its welcome (with the control region), the
+    /// current arena and the sticky messages are posted to it in that order, like
+    /// everything else (see [`Outbox`]): a consumer that said hello and then reads
+    /// nothing holds up no one.
     fn join(
         &mut self,
         inner: &Inner,
         sock: OwnedFd,
         cred: PeerCred,
     ) -> std::result::Result<(), (OwnedFd, Error)> {
-        let (frames, releases, msgs) = match self.hand_off(inner, &sock) {
+        let cfg = &inner.cfg;
+        if self.conns.len() >= cfg.max_consumers {
+            let e = Error::Invalid(format!(
+                "producer already serves {} consumers (its maximum)",
+                cfg.max_consumers
+            ));
+            return Err((sock, e));
+        }
+        let rings = Sender::<FrameDesc>::create(cfg.frame_ring as usize).and_then(|(f, ffds)| {
+            Receiver::<Release>::create(cfg.release_ring() as usize)
+                .map(|(r, rfds)| (f, ffds, r, rfds))
+        });
+        let (frames, ffds, releases, rfds) = match rings {
             Ok(r) => r,
             Err(e) => return Err((sock, e)),
         };
+        let welcome = Msg::Welcome {
+            version: PROTOCOL_VERSION,
+            consumer_id: self.next_id,
+            frame_ring: cfg.frame_ring,
+            release_ring: cfg.release_ring(),
+            max_held: cfg.max_held() as u32,
+        };
+        let mut outbox = Outbox::default();
+        let fds = [
+            ffds.memfd.as_fd(),
+            ffds.doorbell.as_fd(),
+            rfds.memfd.as_fd(),
+            rfds.doorbell.as_fd(),
+        ];
+        if let Err(reason) = outbox.post(sock.as_fd(), &welcome, &fds, cfg.max_queued) {
+            return Err((sock, Error::Invalid(format!("cannot welcome it: {reason}"))));
+        }
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1).max(1);
         self.ledger.add_consumer(id);
@@ -1210,87 +1315,49 @@ impl State {
             sock: Arc::new(sock),
             frames,
             releases,
-            policy: inner.cfg.policy,
+            policy: cfg.policy,
             sent: 0,
             bytes: 0,
             drops: 0,
             pending_dropped: 0,
-            msgs,
+            msgs: 0,
+            outbox,
+            doomed: None,
             bells,
         });
+        if !self.conns[self.conns.len() - 1].outbox.is_empty() {
+            inner.svc.wake();
+        }
+        let i = self.conns.len() - 1;
+        if let Some(cur) = self.current {
+            let arena = self.arenas[&cur].clone();
+            self.post(inner, i, &arena_msg(cur, &arena), &[arena.fd()]);
+        }
+        let sticky: Vec<(u32, Vec<u8>)> =
+            self.sticky.iter().map(|(k, v)| (*k, v.clone())).collect();
+        for (key, payload) in sticky {
+            let m = Msg::Side {
+                before_frame: 0,
+                sticky_key: key,
+                payload,
+            };
+            self.post(inner, i, &m, &[]);
+        }
         self.stats.joined += 1;
         self.log(ConsumerEvent::Joined { id, cred });
+        self.cut_off_doomed(inner);
         inner.changed.notify_all();
         Ok(())
     }
-
-    /// Sends the welcome (with the control region), the current arena and the sticky
-    /// messages, in that order.
-    fn hand_off(
-        &mut self,
-        inner: &Inner,
-        sock: &OwnedFd,
-    ) -> Result<(Sender<FrameDesc>, Receiver<Release>, u64)> {
-        let cfg = &inner.cfg;
-        if self.conns.len() >= cfg.max_consumers {
-            return Err(Error::Invalid(format!(
-                "producer already serves {} consumers (its maximum)",
-                cfg.max_consumers
-            )));
-        }
-        let (frames, ffds) = Sender::<FrameDesc>::create(cfg.frame_ring as usize)?;
-        let (releases, rfds) = Receiver::<Release>::create(cfg.release_ring() as usize)?;
-        let deadline = Instant::now() + cfg.handshake_timeout;
-        send_msg(
-            sock.as_fd(),
-            &Msg::Welcome {
-                version: PROTOCOL_VERSION,
-                consumer_id: self.next_id,
-                frame_ring: cfg.frame_ring,
-                release_ring: cfg.release_ring(),
-                max_held: cfg.max_held() as u32,
-            },
-            &[
-                ffds.memfd.as_fd(),
-                ffds.doorbell.as_fd(),
-                rfds.memfd.as_fd(),
-                rfds.doorbell.as_fd(),
-            ],
-            Some(deadline),
-        )?;
-        let mut msgs = 0;
-        if let Some(cur) = self.current {
-            send_arena(sock, cur, &self.arenas[&cur], deadline)?;
-            msgs += 1;
-        }
-        for (&key, payload) in &self.sticky {
-            send_msg(
-                sock.as_fd(),
-                &Msg::Side {
-                    before_frame: 0,
-                    sticky_key: key,
-                    payload: payload.clone(),
-                },
-                &[],
-                Some(deadline),
-            )?;
-            msgs += 1;
-        }
-        Ok((frames, releases, msgs))
-    }
 }
 
-fn send_arena(sock: &OwnedFd, id: u32, arena: &ProducerArena, deadline: Instant) -> Result<()> {
-    send_msg(
-        sock.as_fd(),
-        &Msg::Arena {
-            arena_id: id,
-            slot_size: arena.slot_size() as u32,
-            slots: arena.slots(),
-        },
-        &[arena.fd()],
-        Some(deadline),
-    )
+/// The announcement of `arena` (its fd goes with it).
+fn arena_msg(id: u32, arena: &ProducerArena) -> Msg {
+    Msg::Arena {
+        arena_id: id,
+        slot_size: arena.slot_size() as u32,
+        slots: arena.slots(),
+    }
 }
 
 /// A consumer's doorbells to sleep on without the lock ([`Conn::bells`]).
@@ -1356,12 +1423,15 @@ fn service(inner: Arc<Inner>, listener: Option<SeqpacketListener>) {
         {
             admit(&inner, &mut pending, sock);
         }
-        let snapshot: Vec<(ConsumerId, Arc<OwnedFd>)> = inner
-            .lock()
-            .conns
-            .iter()
-            .map(|c| (c.id, c.sock.clone()))
-            .collect();
+        // Consumers with messages waiting are polled for room in their socket too.
+        let snapshot: Vec<(ConsumerId, Arc<OwnedFd>, bool)> = {
+            let mut st = inner.lock();
+            st.cut_off_doomed(&inner);
+            st.conns
+                .iter()
+                .map(|c| (c.id, c.sock.clone(), !c.outbox.is_empty()))
+                .collect()
+        };
         let mut fds = vec![pollfd(inner.svc.as_fd(), libc::POLLIN)];
         if let Some(l) = &listener {
             fds.push(pollfd(l.as_fd(), libc::POLLIN));
@@ -1370,11 +1440,10 @@ fn service(inner: Arc<Inner>, listener: Option<SeqpacketListener>) {
         let polled_pending = pending.len();
         fds.extend(pending.iter().map(|p| pollfd(p.sock.as_fd(), libc::POLLIN)));
         let first_conn = fds.len();
-        fds.extend(
-            snapshot
-                .iter()
-                .map(|(_, s)| pollfd(s.as_fd(), libc::POLLIN)),
-        );
+        fds.extend(snapshot.iter().map(|(_, s, queued)| {
+            let out = if *queued { libc::POLLOUT } else { 0 };
+            pollfd(s.as_fd(), libc::POLLIN | out)
+        }));
         let mut deadline = pending.iter().map(|p| p.deadline).min();
         if inner.cfg.lease.is_some() {
             deadline = Some(deadline.map_or(next_lease_check, |d| d.min(next_lease_check)));
@@ -1417,8 +1486,16 @@ fn service(inner: Arc<Inner>, listener: Option<SeqpacketListener>) {
                 }
             }
         }
-        for (k, (id, _)) in snapshot.iter().enumerate() {
-            if fds[first_conn + k].revents != 0 {
+        for (k, (id, _, _)) in snapshot.iter().enumerate() {
+            let re = fds[first_conn + k].revents;
+            if re & libc::POLLOUT != 0 {
+                let mut st = inner.lock();
+                if let Some(i) = st.conns.iter().position(|c| c.id == *id) {
+                    st.flush(i);
+                    st.cut_off_doomed(&inner);
+                }
+            }
+            if re & !libc::POLLOUT != 0 {
                 consumer_message(&inner, *id);
             }
         }

@@ -94,6 +94,10 @@ fn consume(path: &str, slow_ms: u64, max: u64) -> R {
                     break "max".to_string();
                 }
             }
+            // Long ones by their size (a test reads this output only at the end).
+            Ok(Event::Side { key, payload }) if payload.len() > 64 => {
+                say(format!("side {key} of {} bytes", payload.len()))
+            }
             Ok(Event::Side { key, payload }) => {
                 say(format!("side {key} {}", String::from_utf8_lossy(&payload)))
             }
@@ -261,6 +265,12 @@ fn evil_consumer(path: &str, act: &str) -> R {
         // A slot it was never given.
         "bogus-release" => {
             c.releases.send(&Release { arena: 0, slot: 5 }).map_err(e)?;
+        }
+        // Says hello, gets its welcome, then reads neither its socket nor its ring.
+        "deaf" => {
+            say("ready");
+            let _keep = c;
+            forever();
         }
         // A slot it got, released twice.
         "double-release" => {
