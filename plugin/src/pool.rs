@@ -150,7 +150,9 @@ mod imp {
     }
 
     pub struct Pool {
-        pub(super) producer: Mutex<Option<Arc<Producer>>>,
+        /// The sink's producer, not kept alive by the pool: once the sink stopped
+        /// (and dropped it), buffers are no longer made and nobody is served.
+        pub(super) producer: Mutex<Option<std::sync::Weak<Producer>>>,
         pub(super) registry: Mutex<Option<Arc<Registry>>>,
         pub(super) size: AtomicUsize,
         /// Most buffers at once (0: no limit but the slots').
@@ -308,7 +310,8 @@ mod imp {
                 .producer
                 .lock()
                 .unwrap()
-                .clone()
+                .as_ref()
+                .and_then(|p| p.upgrade())
                 .ok_or(gst::FlowError::Flushing)?;
             let registry = self
                 .registry
@@ -448,7 +451,7 @@ glib::wrapper! {
 impl SlotPool {
     pub(crate) fn new(producer: Arc<Producer>, registry: Arc<Registry>) -> SlotPool {
         let p: SlotPool = glib::Object::new();
-        *p.imp().producer.lock().unwrap() = Some(producer);
+        *p.imp().producer.lock().unwrap() = Some(Arc::downgrade(&producer));
         *p.imp().registry.lock().unwrap() = Some(registry);
         p
     }

@@ -1187,3 +1187,35 @@ fn sink_pool_hands_out_the_newest_free_big_buffer_and_never_a_held_one() {
     pool.set_active(false).unwrap();
     h.push_event(gst::event::Eos::new());
 }
+
+#[test]
+fn a_pool_kept_upstream_after_the_sink_stopped_serves_no_one() {
+    let (e, mut h, path, pool, _, _) = sink_pool(
+        "pool-after-stop",
+        "video/x-raw,format=GRAY8,width=64,height=64,framerate=30/1",
+    );
+    let mut c = Consumer::connect(&path, ConsumerConfig::default()).unwrap();
+    let (b, _) = fill_pool_buffer(&pool, 7, None, None).unwrap();
+    assert_eq!(h.push(b), Ok(gst::FlowSuccess::Ok));
+    // Upstream keeps the pool (as a source keeps its own) while the sink stops.
+    e.set_state(gst::State::Null).unwrap();
+    drop(h);
+    assert!(
+        !std::path::Path::new(&path).exists(),
+        "the socket outlived the sink's stop"
+    );
+    assert!(matches!(
+        fill_pool_buffer(&pool, 8, None, None),
+        Err(gst::FlowError::Flushing)
+    ));
+    // The consumer hears that the stream ended, not silence.
+    let end = loop {
+        match c.recv_timeout(Duration::from_secs(10)) {
+            Ok(Event::End { reason }) => break reason,
+            Ok(_) => {}
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(end, "producer stopped");
+    let _ = pool.set_active(false);
+}

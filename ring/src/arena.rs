@@ -17,6 +17,10 @@ use crate::memfd::{self, Access, Region, Seals};
 /// Largest arena a consumer accepts (16 GiB).
 pub const MAX_ARENA_BYTES: u64 = 16 << 30;
 
+/// Largest slot: the protocol carries slot sizes and frame lengths as 32-bit
+/// numbers (4 GiB less a page).
+pub const MAX_SLOT_BYTES: usize = (u32::MAX as usize + 1) - 4096;
+
 /// An arena as the producer holds it: writable through this mapping only.
 #[derive(Debug)]
 pub struct ProducerArena {
@@ -59,6 +63,12 @@ impl ProducerArena {
     pub fn create(min_slot_size: usize, slots: u32) -> Result<ProducerArena> {
         let slot_size = memfd::page_round(min_slot_size.max(1))
             .ok_or_else(|| Error::Protocol(format!("slot size {min_slot_size} overflows")))?;
+        // The protocol says slot sizes and frame lengths in 32 bits: never truncate.
+        if slot_size > MAX_SLOT_BYTES {
+            return Err(Error::Invalid(format!(
+                "a frame of {min_slot_size} bytes is over the {MAX_SLOT_BYTES} bytes a slot may hold"
+            )));
+        }
         let len = total(slot_size as u64, slots)? as usize;
         let region = Region::create(c"shmring-arena", len, Seals::FUTURE_WRITE)?;
         Ok(ProducerArena {
@@ -185,6 +195,16 @@ impl ArenaShape {
 mod tests {
     use super::*;
     use std::os::fd::{AsFd, AsRawFd};
+
+    #[test]
+    fn a_slot_over_4_gib_is_refused_never_truncated() {
+        let e = ProducerArena::create(MAX_SLOT_BYTES + 1, 1).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("over the 4294963200 bytes a slot may hold"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn consumer_reads_what_the_producer_wrote_in_place() {

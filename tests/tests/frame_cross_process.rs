@@ -634,6 +634,43 @@ fn a_socket_lock_held_or_owned_by_someone_else_bounds_the_wait_of_bind() {
 }
 
 #[test]
+fn hostile_producer_arena_over_the_consumers_limit() {
+    let e = hostile_producer("arena-over-limit");
+    assert_eq!(
+        e.to_string(),
+        "protocol violation: arena 0 of 3072 slots of 1048576 bytes is over the 2147483648 bytes this consumer maps"
+    );
+}
+
+#[test]
+fn a_producer_that_never_takes_releases_back_is_refused_before_the_backlog_grows_without_bound() {
+    let path = unique_socket_path("no-release-drain");
+    let mut evil = KillOnDrop(peer(&[
+        "evil-producer",
+        path.to_str().unwrap(),
+        "no-release-drain",
+    ]));
+    assert_eq!(read_line(&mut evil.0), "ready");
+    let mut c = Consumer::connect(&path, ConsumerConfig::default()).unwrap();
+    let mut frames = 0u64;
+    let e = loop {
+        match c.recv_timeout(Duration::from_secs(30)) {
+            Ok(Event::Frame(f)) => {
+                frames += 1;
+                drop(f);
+            }
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(
+        e.to_string(),
+        "protocol violation: producer takes no releases: more than 65536 wait"
+    );
+    assert!((65_536..70_000).contains(&frames), "{frames} frames");
+}
+
+#[test]
 fn hostile_producer_unsealed_arena() {
     let e = hostile_producer("unsealed-arena");
     assert_eq!(e.to_string(), "memfd lacks F_SEAL_SHRINK");

@@ -31,6 +31,11 @@ pub struct ConsumerConfig {
     pub handshake_timeout: Duration,
     /// Most arenas the producer may keep announced at once. Default 16.
     pub max_arenas: usize,
+    /// Largest arena (slots × slot size) this consumer maps; a bigger one is the
+    /// producer's fault. Default 2 GiB (8 slots of 8K RGBA frames fit).
+    pub max_arena_bytes: u64,
+    /// Most bytes of arenas mapped at once, all arenas together. Default 4 GiB.
+    pub max_mapped_bytes: u64,
     /// Most side messages queued ahead of the frame they precede. Default 1024.
     pub max_pending_side: usize,
     /// Wake this long before the next frame is due and poll for it, instead of
@@ -50,6 +55,8 @@ impl Default for ConsumerConfig {
             spin: crate::channel::DEFAULT_SPIN,
             handshake_timeout: Duration::from_secs(2),
             max_arenas: 16,
+            max_arena_bytes: 2 << 30,
+            max_mapped_bytes: 4 << 30,
             max_pending_side: 1024,
             wake_ahead: Duration::ZERO,
         }
@@ -100,19 +107,31 @@ pub enum Event {
 #[derive(Debug)]
 struct Releaser {
     q: Mutex<(Sender<Release>, Vec<Release>)>,
+    /// The producer stopped taking releases: more than [`MAX_RELEASE_BACKLOG`]
+    /// waited (the consumer reports it as the producer's fault).
+    overflowed: std::sync::atomic::AtomicBool,
 }
+
+/// Most releases waiting for room in the release ring. The ring holds more entries
+/// than there are slots, so an honest producer keeps it from filling; one that stops
+/// reading it (and keeps sending frames) would otherwise grow the backlog forever.
+const MAX_RELEASE_BACKLOG: usize = 65_536;
 
 impl Releaser {
     fn release(&self, r: Release) {
         let mut g = self.q.lock().unwrap_or_else(|e| e.into_inner());
         let (tx, backlog) = &mut *g;
         backlog.push(r);
-        // The release ring holds more entries than there are slots, so it has room
-        // unless the producer stopped reading; then the backlog waits for the next
-        // release (and is bounded by the slots we can hold).
+        // The release ring has room unless the producer stopped reading; then the
+        // backlog waits for the next release, up to its bound.
         match tx.try_send_batch(backlog) {
             Ok(n) => {
                 backlog.drain(..n);
+                if backlog.len() > MAX_RELEASE_BACKLOG {
+                    backlog.clear();
+                    self.overflowed
+                        .store(true, std::sync::atomic::Ordering::Release);
+                }
             }
             // The producer is gone or broke the ring: nobody to give slots back to.
             Err(_) => backlog.clear(),
@@ -469,6 +488,7 @@ impl Consumer {
             frames,
             releaser: Arc::new(Releaser {
                 q: Mutex::new((releases, Vec::new())),
+                overflowed: Default::default(),
             }),
             arenas: HashMap::new(),
             sides: VecDeque::new(),
@@ -721,6 +741,15 @@ impl Consumer {
 
     /// Validates a descriptor and makes a frame of it.
     fn frame(&mut self, d: FrameDesc) -> Result<Frame> {
+        if self
+            .releaser
+            .overflowed
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Err(Error::Protocol(format!(
+                "producer takes no releases: more than {MAX_RELEASE_BACKLOG} wait"
+            )));
+        }
         let arena = self.arenas.get(&d.arena).cloned();
         d.validate(self.next_seq, arena.as_ref().map(|a| a.shape()))?;
         let arena = arena.expect("validate refuses unknown arenas");
@@ -793,6 +822,25 @@ impl Consumer {
                         return Err(Error::Protocol(format!(
                             "more than {} arenas announced at once",
                             self.cfg.max_arenas
+                        )));
+                    }
+                    let bytes = slot_size as u64 * slots as u64;
+                    let mapped: u64 = self
+                        .arenas
+                        .values()
+                        .map(|a| a.slot_size() as u64 * a.slots() as u64)
+                        .sum();
+                    if bytes > self.cfg.max_arena_bytes {
+                        return Err(Error::Protocol(format!(
+                            "arena {arena_id} of {slots} slots of {slot_size} bytes is over the {} bytes this consumer maps",
+                            self.cfg.max_arena_bytes
+                        )));
+                    }
+                    if mapped + bytes > self.cfg.max_mapped_bytes {
+                        return Err(Error::Protocol(format!(
+                            "arena {arena_id} of {bytes} bytes would make {} bytes mapped, over this consumer's {}",
+                            mapped + bytes,
+                            self.cfg.max_mapped_bytes
                         )));
                     }
                     let fd = fds.pop().expect("decode checked the fd count");

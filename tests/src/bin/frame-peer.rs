@@ -551,6 +551,19 @@ fn evil_producer(path: &str, act: &str) -> R {
                 send(&m.encode(), &[])?;
             }
         }
+        "arena-over-limit" => {
+            // 3 GiB claimed (the fd is refused before it is even looked at).
+            send(&arena_msg(1 << 20, 3072), &[good_arena.fd()])?;
+        }
+        "no-release-drain" => {
+            // Frames, forever, and never a release taken back.
+            send(&arena_msg(4096, 4), &[good_arena.fd()])?;
+            for seq in 0..200_000 {
+                if tx.send(&desc(0, 0, 0, 10, seq, 1)).is_err() {
+                    break;
+                }
+            }
+        }
         "vanish-mid-message" => {
             // A side message for a frame that never comes, then gone without a
             // goodbye (exit closes the socket and the rings' doorbells).
