@@ -590,14 +590,41 @@ fn soon() -> std::time::Instant {
 /// Listens on `path` and never accepts: it fills its own backlog with connections of
 /// its own, so that anyone else's `connect(2)` finds it full.
 fn deaf_listener(path: &str) -> R {
+    use std::os::fd::FromRawFd;
     let l = SeqpacketListener::bind(path.as_ref(), 0o600).map_err(e)?;
+    // SAFETY: an all-zero sockaddr_un is valid; the path is copied in below.
+    let mut a: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    a.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (d, s) in a.sun_path.iter_mut().zip(path.as_bytes()) {
+        *d = *s as libc::c_char;
+    }
+    let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
     let mut own = Vec::new();
     loop {
-        match listen::connect(path.as_ref(), None, None) {
-            Ok(s) => own.push(s),
-            Err(shmring::Error::Unresponsive { .. }) => break,
-            Err(x) => return Err(e(x)),
+        // SAFETY: plain socket(2); the fd is owned right away.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_UNIX,
+                libc::SOCK_SEQPACKET | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+            )
+        };
+        if fd < 0 {
+            return Err(e(std::io::Error::last_os_error()));
         }
+        // SAFETY: a fresh fd nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: `a` is a valid sockaddr_un of `len` bytes.
+        if unsafe { libc::connect(fd.as_raw_fd(), (&a as *const libc::sockaddr_un).cast(), len) }
+            != 0
+        {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EAGAIN) {
+                break; // the backlog is full
+            }
+            return Err(e(err));
+        }
+        own.push(fd);
     }
     say(format!("ready {}", own.len()));
     let _keep = (l, own);
