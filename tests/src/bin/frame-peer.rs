@@ -8,7 +8,7 @@ use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Duration;
 
-use e2e::{check_frame, frame_number, publish_seq};
+use e2e::{LIE_FIELDS, check_frame, extremes, frame_number, meta_field, publish_seq};
 use shmring::arena::ProducerArena;
 use shmring::desc::{FrameDesc, Release};
 use shmring::listen::{self, SeqpacketListener};
@@ -36,6 +36,7 @@ fn main() {
         "evil-producer" => evil_producer(path, arg(3)),
         "deaf-listener" => deaf_listener(path),
         "hold-lock" => hold_lock(path),
+        "field-liar" => field_liar(path, arg(3)),
         other => Err(format!("unknown role {other}")),
     };
     if let Err(e) = r {
@@ -651,4 +652,154 @@ fn hold_lock(path: &str) -> R {
     say("ready");
     let _keep = f;
     forever()
+}
+
+/// For each of [`extremes`] of `field` (one of [`LIE_FIELDS`]), serves one consumer
+/// a 320x240 I420 stream of one frame and a goodbye, with that field replaced by the
+/// value, then waits for the consumer to hang up before the next.
+fn field_liar(path: &str, field: &str) -> R {
+    gst::init().map_err(e)?;
+    use gstshmring::meta::{BufferMeta, NONE, Side, VideoLayout, key};
+    // `honest`: the control, two connections with no lie at all.
+    let (bits, honest) = match LIE_FIELDS.iter().find(|f| f.0 == field) {
+        Some(&(_, bits, honest)) => (bits, honest),
+        None if field == "honest" => (1, 0),
+        None => return Err(format!("unknown field {field}")),
+    };
+    let l = SeqpacketListener::bind(path.as_ref(), 0o600).map_err(e)?;
+    say("ready");
+    for v in extremes(bits, honest) {
+        let sock = l.accept().map_err(e)?;
+        let pick = |name: &str, honest: u64| if name == field { v } else { honest };
+        let _hello = recv_raw(&sock)?;
+        let (mut tx, ffds) = Sender::<FrameDesc>::create(64).map_err(e)?;
+        let (_rx, rfds) = Receiver::<Release>::create(64).map_err(e)?;
+        let welcome = Msg::Welcome {
+            version: pick("welcome.version", 1) as u32,
+            consumer_id: pick("welcome.consumer_id", 1) as u32,
+            frame_ring: pick("welcome.frame_ring", 64) as u32,
+            release_ring: pick("welcome.release_ring", 64) as u32,
+            max_held: pick("welcome.max_held", 4) as u32,
+        };
+        let fds = [
+            ffds.memfd.as_fd(),
+            ffds.doorbell.as_fd(),
+            rfds.memfd.as_fd(),
+            rfds.doorbell.as_fd(),
+        ];
+        // A consumer that refused an earlier lie may be gone: what fails to send
+        // is its business, never this process's.
+        let send = |m: &Msg, fds: &[std::os::fd::BorrowedFd<'_>]| {
+            let _ = fdpass::send_flags(sock.as_fd(), &m.encode(), fds, libc::MSG_DONTWAIT);
+        };
+        send(&welcome, &fds);
+        let arena = ProducerArena::create(115_200, 4).map_err(e)?;
+        let announce = Msg::Arena {
+            arena_id: pick("arena.arena_id", 0) as u32,
+            slot_size: pick("arena.slot_size", arena.slot_size() as u64) as u32,
+            slots: pick("arena.slots", 4) as u32,
+        };
+        send(&announce, &[arena.fd()]);
+        let sides = [
+            (
+                key::STREAM_START,
+                Side::StreamStart {
+                    stream_id: "liar".into(),
+                },
+            ),
+            (
+                key::CAPS,
+                Side::Caps(
+                    "video/x-raw,format=I420,width=320,height=240,framerate=30/1"
+                        .parse()
+                        .map_err(e)?,
+                ),
+            ),
+        ];
+        for (k, (sticky, side)) in sides.iter().enumerate() {
+            let m = Msg::Side {
+                before_frame: if k == 0 {
+                    pick("side.before_frame", 0)
+                } else {
+                    0
+                },
+                sticky_key: if k == 0 {
+                    pick("side.sticky_key", *sticky as u64) as u32
+                } else {
+                    *sticky
+                },
+                payload: side.encode(),
+            };
+            send(&m, &[]);
+        }
+        // SAFETY: slot 0 of our own arena, 115200 bytes inside its 118784.
+        unsafe { std::ptr::write_bytes(arena.slot_ptr(0), 0x80, 115_200) };
+        let mut layout = VideoLayout {
+            n_planes: 3,
+            ..Default::default()
+        };
+        (layout.offsets[..3]).copy_from_slice(&[0, 76_800, 96_000]);
+        (layout.strides[..3]).copy_from_slice(&[320, 160, 160]);
+        let mut meta = BufferMeta {
+            pts: 0,
+            dts: NONE,
+            duration: 33_333_333,
+            offset: NONE,
+            offset_end: NONE,
+            base_time: NONE,
+            flags: 0,
+            video: Some(layout),
+        }
+        .encode()
+        .to_vec();
+        if let Some((at, width)) = meta_field(field) {
+            meta[at..at + width].copy_from_slice(&v.to_le_bytes()[..width]);
+        }
+        let mut d: FrameDesc = shmring::bytemuck::Zeroable::zeroed();
+        d.arena = pick("desc.arena", 0) as u32;
+        d.slot = pick("desc.slot", 0) as u32;
+        d.offset = pick("desc.offset", 0) as u32;
+        d.len = pick("desc.len", 115_200) as u32;
+        d.seq = pick("desc.seq", 0);
+        d.msgs = pick("desc.msgs", 3);
+        d.meta_len = pick("desc.meta_len", meta.len() as u64) as u16;
+        d.dropped = pick("desc.dropped", 0) as u32;
+        d.meta[..meta.len()].copy_from_slice(&meta);
+        let _ = tx.try_send(&d);
+        if field == "drop_arena.arena_id" {
+            send(&Msg::DropArena { arena_id: v as u32 }, &[]);
+        }
+        let bye = Msg::Goodbye {
+            code: pick("goodbye.code", 0) as u32,
+            reason: "done".into(),
+        };
+        send(&bye, &[]);
+        // Until the consumer hangs up (at most 30 s).
+        let mut p = [libc::pollfd {
+            fd: sock.as_raw_fd(),
+            events: libc::POLLRDHUP,
+            revents: 0,
+        }];
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            // SAFETY: poll on one pollfd we own.
+            unsafe { libc::poll(p.as_mut_ptr(), 1, 100) };
+            if p[0].revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0 {
+                break;
+            }
+            // Drain what the consumer says (its goodbye), so that a hang-up shows.
+            let mut buf = [0u8; 512];
+            // SAFETY: reads into our own buffer without blocking.
+            unsafe {
+                libc::recv(
+                    sock.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+        }
+    }
+    say("done");
+    Ok(())
 }
