@@ -104,18 +104,19 @@ chaos: deps
 	CHAOS_CYCLES=$(CHAOS_CYCLES) $(CARGO) test -p e2e --test chaos -- --nocapture
 
 ## valgrind: the ring's test binaries under memcheck, and the cross-process ones
-## (two processes passing frames, hostile peers, a connection flood) with their peer
-## processes under memcheck too
+## (two processes passing frames, hostile peers, a connection flood, lying producers
+## against gst-launch-1.0 shmringsrc) with their peer processes under memcheck too
 valgrind: deps
 	@command -v valgrind >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq valgrind; }
 	$(CARGO) test -p shmring -p e2e --no-run --message-format=json 2>/dev/null \
-	  | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | grep -E '/(ring|hostile_peer|fd_passing|ring_cross_process|frame|frame_cross_process|adversaries)-[0-9a-f]+$$' \
+	  | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | grep -E '/(ring|hostile_peer|fd_passing|ring_cross_process|frame|frame_cross_process|adversaries|lying_producer)-[0-9a-f]+$$' \
 	  | while read -r t; do echo "valgrind $$t"; valgrind --error-exitcode=9 --quiet --trace-children=yes "$$t" --test-threads=2 || exit 1; done
 
 ## fuzz: each fuzz target for FUZZ_SECONDS (needs the nightly toolchain; installs cargo-fuzz)
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS := wire_decode desc_validate ring_header meta_decode
-# meta_decode goes through GStreamer's own caps/structure parser, which leaks on some
+FUZZ_TARGETS := wire_decode desc_validate ring_header meta_decode video_frame
+# meta_decode and video_frame go through GStreamer's own caps/structure parser and
+# video converter; the parser leaks on some
 # malformed input (C code outside this project, uninstrumented); crashes and panics
 # are still caught.
 FUZZ_FLAGS_meta_decode := -detect_leaks=0
@@ -125,7 +126,7 @@ fuzz: deps
 	@for t in $(FUZZ_TARGETS); do \
 	  mkdir -p target/fuzz-corpus/$$t; \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
-	  flags=""; asan=""; [ "$$t" = meta_decode ] && { flags="$(FUZZ_FLAGS_meta_decode)"; asan=detect_leaks=0; }; \
+	  flags=""; asan=""; case "$$t" in meta_decode|video_frame) flags="$(FUZZ_FLAGS_meta_decode)"; asan=detect_leaks=0;; esac; \
 	  (cd fuzz && ASAN_OPTIONS=$$asan $(CARGO) +nightly fuzz run $$t ../target/fuzz-corpus/$$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) $$flags) || exit 1; \
 	done
 

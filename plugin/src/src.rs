@@ -230,25 +230,7 @@ impl Src {
             b.set_offset(m.offset);
             b.set_offset_end(m.offset_end);
             b.set_flags(checked.flags);
-            match (&format, checked.planar_samples, &checked.video) {
-                (trust::Format::Audio(info), Some(samples), _) => {
-                    gst_audio::AudioMeta::add(b, info, samples, &[])
-                        .map_err(|e| format!("audio layout does not fit the buffer: {e}"))?;
-                }
-                (trust::Format::Video(info), _, Some((offsets, strides))) => {
-                    gst_video::VideoMeta::add_full(
-                        b,
-                        gst_video::VideoFrameFlags::empty(),
-                        info.format(),
-                        info.width(),
-                        info.height(),
-                        offsets,
-                        strides,
-                    )
-                    .map_err(|e| format!("video layout does not fit the buffer: {e}"))?;
-                }
-                _ => {}
-            }
+            trust::add_layout_metas(b, &format, &checked)?;
         }
         let mut c = self.counters.lock().unwrap();
         c.frames += 1;

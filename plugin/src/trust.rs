@@ -92,6 +92,35 @@ pub fn accept_caps(caps: &gst::Caps) -> Result<Format, String> {
     }
 }
 
+/// Adds to `b` the layout metas a checked buffer gets: `GstVideoMeta` with its
+/// checked planes, `GstAudioMeta` for non-interleaved audio.
+pub fn add_layout_metas(
+    b: &mut gst::BufferRef,
+    format: &Format,
+    checked: &Checked,
+) -> Result<(), String> {
+    match (format, checked.planar_samples, &checked.video) {
+        (Format::Audio(info), Some(samples), _) => {
+            gst_audio::AudioMeta::add(b, info, samples, &[])
+                .map_err(|e| format!("audio layout does not fit the buffer: {e}"))?;
+        }
+        (Format::Video(info), _, Some((offsets, strides))) => {
+            gst_video::VideoMeta::add_full(
+                b,
+                gst_video::VideoFrameFlags::empty(),
+                info.format(),
+                info.width(),
+                info.height(),
+                offsets,
+                strides,
+            )
+            .map_err(|e| format!("video layout does not fit the buffer: {e}"))?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Checks a producer's latency: a range of at most [`MAX_LATENCY`].
 pub fn accept_latency(min: u64, max: u64) -> Result<(), String> {
     if min > MAX_LATENCY.nseconds() {

@@ -56,9 +56,10 @@ fn against(act: &str, extra: &str, tail: &str) -> (std::process::ExitStatus, Str
     let mut liar = KillOnDrop(spawn(PEER, &["lie", act, ps]));
     assert_eq!(read_line(&mut liar.0), "ready", "liar {act}");
     let c = consumer(ps, extra, tail);
-    // Its deadline: the error within seconds of the first frame, not a hang.
-    outcome(c, Duration::from_secs(20))
-        .unwrap_or_else(|| panic!("{act}: the consumer still ran after 20 s"))
+    // Its deadline: the error within seconds of the first frame, not a hang (60 s
+    // leaves room for valgrind).
+    outcome(c, Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("{act}: the consumer still ran after 60 s"))
 }
 
 /// The consumer stopped with an error that names `lie`, and was not killed by a
@@ -145,6 +146,45 @@ fn caps_features_flags_audio_frames_and_latency_that_lie_are_refused() {
     }
 }
 
+/// What a child prints on stdout, read as it comes (by a thread).
+struct Lines {
+    rx: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Lines {
+    fn of(child: &mut Child) -> Lines {
+        use std::io::BufRead;
+        let out = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines {
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (at most 60 s, however slow the machine or valgrind) until `enough`
+    /// holds for the lines seen so far.
+    fn until(&mut self, enough: impl Fn(&[String]) -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !enough(&self.seen) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(l) => self.seen.push(l),
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+}
+
 #[test]
 fn an_honest_producer_of_the_same_stream_is_received() {
     // The control case: the same producer without a lie streams until it is gone.
@@ -152,22 +192,25 @@ fn an_honest_producer_of_the_same_stream_is_received() {
     let ps = path.to_str().unwrap();
     let mut p = KillOnDrop(spawn(PEER, &["lie", "honest", ps]));
     assert_eq!(read_line(&mut p.0), "ready");
-    let c = consumer(
+    let mut c = consumer(
         ps,
         "",
         "videoconvert ! video/x-raw,format=RGBA ! fakesink silent=false -v",
     );
-    std::thread::sleep(Duration::from_millis(1500));
+    let mut lines = Lines::of(&mut c);
+    let frames = |l: &[String]| l.iter().filter(|l| l.contains("chain")).count();
+    assert!(lines.until(|l| frames(l) >= 20), "{:?}", lines.seen);
     drop(p);
-    let (status, out) = outcome(c, Duration::from_secs(20)).expect("consumer ends");
+    let (status, err) = outcome(c, Duration::from_secs(60)).expect("consumer ends");
     // Killed without a goodbye: the source reports the producer's disappearance,
     // after having streamed (no earlier error).
+    lines.until(|l| l.iter().any(|l| l.contains("went away")));
+    let out = format!("{}\n{err}", lines.seen.join("\n"));
     assert!(
         out.contains("The producer went away without ending the stream"),
         "{status:?} {out}"
     );
-    let frames = out.lines().filter(|l| l.contains("chain")).count();
-    assert!(frames >= 20, "{frames} frames in 1.5 s at 100/s:\n{out}");
+    assert!(!out.contains("Producer sent"), "{out}");
 }
 
 #[test]
@@ -177,12 +220,22 @@ fn a_source_waiting_at_a_listener_that_never_accepts_stops_on_sigint() {
     let frame_peer = env!("CARGO_BIN_EXE_frame-peer");
     let mut deaf = KillOnDrop(spawn(frame_peer, &["deaf-listener", ps]));
     assert!(read_line(&mut deaf.0).starts_with("ready"));
-    let c = consumer(ps, "reconnect=true reconnect-interval=20", "fakesink");
-    std::thread::sleep(Duration::from_millis(1500));
+    let mut c = consumer(ps, "reconnect=true reconnect-interval=20", "fakesink");
+    let mut lines = Lines::of(&mut c);
+    // Playing (the source waits for a producer in its streaming thread), then asked
+    // to stop.
+    assert!(
+        lines.until(|l| l.iter().any(|l| l.contains("Setting pipeline to PLAYING"))),
+        "{:?}",
+        lines.seen
+    );
+    std::thread::sleep(Duration::from_millis(200));
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(c.id() as i32, libc::SIGINT) };
-    let (status, out) =
-        outcome(c, Duration::from_secs(20)).expect("gst-launch-1.0 still ran 20 s after SIGINT");
+    let (status, err) =
+        outcome(c, Duration::from_secs(60)).expect("gst-launch-1.0 still ran 60 s after SIGINT");
+    lines.until(|l| l.iter().any(|l| l.contains("Freeing pipeline")));
+    let out = format!("{}\n{err}", lines.seen.join("\n"));
     assert_eq!(status.signal(), None, "{out}");
     assert!(out.contains("Interrupt"), "{out}");
 }

@@ -1,0 +1,11 @@
+//! Fuzzes the consumer's path from what a producer says (raw video caps, a frame
+//! length, per-buffer metadata) through `shmringsrc`'s checks to a mapped
+//! `GstVideoFrame` and a conversion, in memory guarded on both sides: nothing may
+//! read outside the frame.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    gstshmring::fuzzing::video_frame(data);
+});
