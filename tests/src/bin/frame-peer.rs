@@ -29,6 +29,7 @@ fn main() {
     let path = args[2].as_str();
     let r = match args[1].as_str() {
         "consume" => consume(path, n(3), n(4)),
+        "count" => count(path),
         "hold" => hold(path, n(3)),
         "produce" => produce(path, n(3) as usize, n(4)),
         "evil-consumer" => evil_consumer(path, arg(3)),
@@ -801,5 +802,35 @@ fn field_liar(path: &str, field: &str) -> R {
         }
     }
     say("done");
+    Ok(())
+}
+
+/// Receives until the stream ends, whatever the frames hold (a GStreamer stream);
+/// prints the totals and the longest gap between two frames.
+fn count(path: &str) -> R {
+    let mut c = Consumer::connect(path, ConsumerConfig::default()).map_err(e)?;
+    say(format!("ready {}", c.id()));
+    let (mut frames, mut drops) = (0u64, 0u64);
+    let (mut last, mut gap) = (None::<std::time::Instant>, Duration::ZERO);
+    let outcome = loop {
+        match c.recv_timeout(Duration::from_secs(30)) {
+            Ok(Event::Frame(f)) => {
+                let now = std::time::Instant::now();
+                if let Some(l) = last.replace(now) {
+                    gap = gap.max(now - l);
+                }
+                frames += 1;
+                drops += f.dropped_before() as u64;
+            }
+            Ok(Event::Side { .. }) => {}
+            Ok(Event::End { reason }) => break format!("end {reason}"),
+            Err(x) => break format!("error {x}"),
+        }
+    };
+    say(format!(
+        "frames {frames} drops {drops} gap-ms {}",
+        gap.as_millis()
+    ));
+    say(outcome);
     Ok(())
 }
