@@ -13,6 +13,7 @@
 
 use gst::glib;
 
+#[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod meta;

@@ -63,7 +63,7 @@ pub struct BufferMeta {
 
 /// Encoded size (fits the frame descriptor's 88 bytes).
 pub const BUFFER_META_LEN: usize = 6 * 8 + 4 + 4 + MAX_PLANES * 8;
-const _: () = assert!(BUFFER_META_LEN <= shmring::desc::META_BYTES);
+const _: () = assert!(BUFFER_META_LEN <= shmring::frame::META_BYTES);
 
 impl BufferMeta {
     /// The encoded bytes.

@@ -574,7 +574,7 @@ fn src_with_reconnect_keeps_waiting_past_a_liar_at_the_handshake() {
     use std::os::fd::AsFd;
     init();
     let path = sock("liar-handshake");
-    let liar = shmring::listen::SeqpacketListener::bind(path.as_ref(), 0o600).unwrap();
+    let liar = shmring::internals::listen::SeqpacketListener::bind(path.as_ref(), 0o600).unwrap();
     let pipeline = gst::parse::launch(&format!(
         "shmringsrc socket-path={path} is-live=false reconnect=true reconnect-interval=10 ! appsink name=a sync=false"
     ))

@@ -4,9 +4,9 @@
 
 use bytemuck::Zeroable;
 
-use crate::arena::ArenaShape;
-use crate::desc::FrameDesc;
-use crate::wire::Msg;
+use crate::frame::arena::ArenaShape;
+use crate::frame::desc::FrameDesc;
+use crate::frame::wire::Msg;
 
 /// Decodes a datagram; the first byte picks how many fds "arrived" with it (0..=4).
 /// Whatever decodes must encode to the same bytes. Returns whether it decoded.
@@ -63,7 +63,7 @@ pub fn desc_validate(data: &[u8]) -> bool {
 /// must describe a ring that fits the file exactly, with a power-of-two capacity
 /// within the limits. Returns whether it was accepted.
 pub fn ring_header(data: &[u8]) -> bool {
-    use crate::layout::{HEADER_LEN, Header, MAX_CAPACITY, Role};
+    use crate::ring::layout::{HEADER_LEN, Header, MAX_CAPACITY, Role};
     if data.len() < HEADER_LEN + 8 {
         return false;
     }
@@ -91,7 +91,7 @@ pub fn ring_header(data: &[u8]) -> bool {
 /// A valid ring header input for [`ring_header`] (a corpus seed).
 #[doc(hidden)]
 pub fn ring_header_seed(capacity: usize, receiver_created: bool) -> Vec<u8> {
-    use crate::layout::{Header, Role};
+    use crate::ring::layout::{Header, Role};
     let role = if receiver_created {
         Role::Receiver
     } else {

@@ -42,33 +42,49 @@
 //! transport): a receiver sees possibly torn values, never undefined behaviour, since
 //! elements are [`bytemuck::Pod`] and copied out.
 
-pub mod arena;
-mod blob;
-mod channel;
-mod copy;
-pub mod desc;
-mod doorbell;
-pub mod error;
-pub mod fdpass;
-pub mod frame;
-#[doc(hidden)]
-pub mod fuzzing;
-mod layout;
-pub mod ledger;
-pub mod listen;
-pub mod memfd;
-mod ring;
-mod sync;
-pub mod wire;
+/// Declares modules public with the `internals` feature (for the project's own
+/// hostile test peers and fuzzers), crate-private otherwise.
+macro_rules! internal_mods {
+    ($($(#[$a:meta])* $m:ident;)*) => {
+        $(
+            $(#[$a])*
+            #[cfg(feature = "internals")]
+            pub mod $m;
+            $(#[$a])*
+            #[cfg(not(feature = "internals"))]
+            pub(crate) mod $m;
+        )*
+    };
+}
 
-pub use blob::{DEFAULT_MAX_BLOB, ReadOnlyBlob, write_once};
+pub mod error;
+pub mod frame;
+#[cfg(feature = "internals")]
+pub mod fuzzing;
+pub mod os;
+pub mod ring;
+mod sync;
+
 pub use bytemuck;
-pub use channel::{DEFAULT_SPIN, Receiver, RingFds, Sender};
-pub use doorbell::{Doorbell, Wake, Waker};
 pub use error::{Error, Result};
 pub use frame::{
     Backoff, Consumer, ConsumerConfig, Event, Frame, Policy, Producer, ProducerConfig, WriteSlot,
 };
-pub use layout::{MAX_CAPACITY, MAX_RING_BYTES, RING_VERSION};
-pub use memfd::{Access, Mapping, Region, Seals};
-pub use ring::{HeapConsumer, HeapProducer, HeapRing};
+pub use os::doorbell::{Doorbell, Wake, Waker};
+pub use os::memfd::{Access, Mapping, Region, Seals};
+pub use os::{fdpass, memfd};
+pub use ring::blob::{DEFAULT_MAX_BLOB, ReadOnlyBlob, write_once};
+pub use ring::channel::{DEFAULT_SPIN, Receiver, RingFds, Sender};
+pub use ring::index::{HeapConsumer, HeapProducer, HeapRing};
+pub use ring::layout::{MAX_CAPACITY, MAX_RING_BYTES, RING_VERSION};
+
+/// The frame channel's wire format, descriptors, arenas, slot ledger and listening
+/// socket, for this project's own hostile test peers and fuzzers, which speak the
+/// protocol by hand (feature `internals`, off by default). Not a stable API.
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::frame::{arena, desc, ledger, wire};
+    pub use crate::os::listen;
+    pub use crate::ring::{channel, index, layout};
+}

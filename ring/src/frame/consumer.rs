@@ -6,14 +6,14 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::arena::ConsumerArena;
-use crate::channel::{Receiver, RingFds, Sender};
-use crate::desc::{FrameDesc, META_BYTES, Release};
-use crate::doorbell::{Waker, poll_until, pollfd};
 use crate::error::{Error, Result};
-use crate::ledger::SlotRef;
-use crate::listen;
-use crate::wire::{Msg, PROTOCOL_VERSION};
+use crate::frame::arena::ConsumerArena;
+use crate::frame::desc::{FrameDesc, META_BYTES, Release};
+use crate::frame::ledger::SlotRef;
+use crate::frame::wire::{Msg, PROTOCOL_VERSION};
+use crate::os::doorbell::{Waker, poll_until, pollfd};
+use crate::os::listen;
+use crate::ring::channel::{Receiver, RingFds, Sender};
 
 use super::{Spin, recv_msg, say_goodbye, send_msg};
 
@@ -52,7 +52,7 @@ impl Default for ConsumerConfig {
     fn default() -> Self {
         ConsumerConfig {
             copy: false,
-            spin: crate::channel::DEFAULT_SPIN,
+            spin: crate::ring::channel::DEFAULT_SPIN,
             handshake_timeout: Duration::from_secs(2),
             max_arenas: 16,
             max_arena_bytes: 2 << 30,
@@ -407,7 +407,11 @@ impl Consumer {
     /// The hand-off on a connected socket: hello, then the welcome within the
     /// handshake timeout (or until `waker` is woken).
     fn hand_off(sock: OwnedFd, cfg: ConsumerConfig, waker: Option<&Waker>) -> Result<Consumer> {
-        crate::fdpass::check_unix_socket(sock.as_fd(), libc::SOCK_SEQPACKET, "producer socket")?;
+        crate::os::fdpass::check_unix_socket(
+            sock.as_fd(),
+            libc::SOCK_SEQPACKET,
+            "producer socket",
+        )?;
         let deadline = Instant::now() + cfg.handshake_timeout;
         let hello = send_msg(
             sock.as_fd(),

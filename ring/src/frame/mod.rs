@@ -13,7 +13,7 @@
 //!   their credentials, and watches for hang-ups.
 //! - [`Producer::acquire`] hands out a [`WriteSlot`] of an arena (a bigger arena is
 //!   added when a frame outgrows the current one); the caller fills it in place and
-//!   [`WriteSlot::publish`]es it with up to [`META_BYTES`](crate::desc::META_BYTES)
+//!   [`WriteSlot::publish`]es it with up to [`META_BYTES`](crate::frame::desc::META_BYTES)
 //!   of metadata to every consumer, each of which then holds a reference. The slot is
 //!   free again when all have released it. [`Producer::send_side`] sends opaque side
 //!   messages ordered with frames; sticky ones are replayed to consumers that join
@@ -23,7 +23,7 @@
 //!   metadata, released when the [`Frame`] is dropped, from any thread), side
 //!   messages, and the end of the stream.
 //!
-//! Slot ownership lives only in the producer's private [`Ledger`](crate::ledger::Ledger):
+//! Slot ownership lives only in the producer's private [`Ledger`](crate::frame::ledger::Ledger):
 //! a consumer that releases a slot it does not hold, scribbles on its rings, or
 //! sends anything but a goodbye is cut off; a consumer that dies gives back all it
 //! held. A slow consumer is handled by its [`Policy`]: the producer blocks for it up
@@ -67,9 +67,18 @@
 //! # Ok::<(), shmring::Error>(())
 //! ```
 
+internal_mods! {
+    arena;
+    desc;
+    ledger;
+    wire;
+}
 mod consumer;
 mod outbox;
 mod producer;
+
+pub use crate::os::listen::PeerCred;
+pub use desc::META_BYTES;
 
 pub use consumer::{Backoff, Consumer, ConsumerConfig, Event, Frame};
 pub use producer::{
@@ -80,10 +89,10 @@ pub use producer::{
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use crate::doorbell::{poll_until, pollfd};
 use crate::error::{Error, Result};
-use crate::fdpass;
-use crate::wire::{MAX_MESSAGE, Msg};
+use crate::frame::wire::{MAX_MESSAGE, Msg};
+use crate::os::doorbell::{poll_until, pollfd};
+use crate::os::fdpass;
 
 // Endpoints move between threads (a GStreamer element's streaming thread and its
 // state changes); frames and slots are released from any thread.
@@ -163,10 +172,10 @@ pub(crate) fn say_goodbye(sock: &impl AsFd, code: u32, reason: &str) {
     );
 }
 
-/// Cuts `s` to at most [`MAX_REASON`](crate::wire::MAX_REASON) bytes on a character
+/// Cuts `s` to at most [`MAX_REASON`](crate::frame::wire::MAX_REASON) bytes on a character
 /// boundary.
 pub(crate) fn truncate_reason(s: &str) -> &str {
-    let mut end = s.len().min(crate::wire::MAX_REASON);
+    let mut end = s.len().min(crate::frame::wire::MAX_REASON);
     while !s.is_char_boundary(end) {
         end -= 1;
     }

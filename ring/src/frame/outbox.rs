@@ -12,8 +12,8 @@ use std::collections::VecDeque;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use crate::error::Error;
-use crate::fdpass;
-use crate::wire::Msg;
+use crate::frame::wire::Msg;
+use crate::os::fdpass;
 
 /// Most fds (arenas, a welcome's rings) one consumer's queue may keep open.
 pub(crate) const MAX_QUEUED_FDS: usize = 16;

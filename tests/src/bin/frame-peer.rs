@@ -9,11 +9,11 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Duration;
 
 use e2e::{LIE_FIELDS, check_frame, extremes, frame_number, meta_field, publish_seq};
-use shmring::arena::ProducerArena;
-use shmring::desc::{FrameDesc, Release};
-use shmring::listen::{self, SeqpacketListener};
+use shmring::internals::arena::ProducerArena;
+use shmring::internals::desc::{FrameDesc, Release};
+use shmring::internals::listen::{self, SeqpacketListener};
+use shmring::internals::wire::Msg;
 use shmring::memfd::{self, Region, Seals};
-use shmring::wire::Msg;
 use shmring::{Consumer, ConsumerConfig, Event, Producer, Receiver, RingFds, Sender, fdpass};
 
 type R = Result<(), String>;
@@ -353,7 +353,7 @@ fn evil_consumer(path: &str, act: &str) -> R {
         }
         // A datagram three times the protocol's largest message.
         "huge-msg" => {
-            let big = vec![0x5a_u8; 3 * shmring::wire::MAX_MESSAGE];
+            let big = vec![0x5a_u8; 3 * shmring::internals::wire::MAX_MESSAGE];
             fdpass::send(c.sock.as_fd(), &big, &[]).map_err(e)?;
         }
         // A message the protocol does not have.

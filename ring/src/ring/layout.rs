@@ -77,7 +77,7 @@ impl Header {
         let total = elem_size
             .checked_mul(capacity)
             .and_then(|d| d.checked_add(DATA_OFF))
-            .and_then(crate::memfd::page_round)
+            .and_then(crate::os::memfd::page_round)
             .filter(|&t| t as u64 <= MAX_RING_BYTES)
             .ok_or_else(|| {
                 Error::BadHeader(format!(

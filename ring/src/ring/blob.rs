@@ -10,7 +10,7 @@ use std::ffi::CStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use crate::error::{Error, Result};
-use crate::memfd::{self, Access, Mapping, Seals};
+use crate::os::memfd::{self, Access, Mapping, Seals};
 
 /// The largest blob [`ReadOnlyBlob::open`] accepts unless told otherwise (1 GiB).
 pub const DEFAULT_MAX_BLOB: u64 = 1 << 30;

@@ -4,6 +4,8 @@
 
 use shmring::fuzzing;
 
+use gstshmring::fuzzing as gst_fuzzing;
+
 fn replay(target: &str, run: fn(&[u8]) -> bool) -> (usize, usize) {
     let dir = format!("{}/../fuzz/corpus/{target}", env!("CARGO_MANIFEST_DIR"));
     let mut seen = 0;
@@ -48,4 +50,32 @@ fn committed_ring_header_corpus_parses_without_panic() {
             cap, receiver
         )));
     }
+}
+
+#[test]
+fn committed_meta_corpus_decodes_without_panic_and_round_trips() {
+    let dir = format!("{}/../fuzz/corpus/meta_decode", env!("CARGO_MANIFEST_DIR"));
+    let (mut seen, mut accepted) = (0, 0);
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{dir}: {e}")) {
+        let data = std::fs::read(entry.unwrap().path()).unwrap();
+        seen += 1;
+        accepted += gst_fuzzing::meta_decode(&data) as usize;
+    }
+    assert!(seen >= 10, "corpus has only {seen} inputs");
+    assert!(accepted >= 7, "only {accepted} of {seen} inputs decode");
+    assert!(accepted < seen, "no refused input in the corpus");
+}
+
+#[test]
+fn committed_video_frame_corpus_maps_and_converts_only_what_fits() {
+    let dir = format!("{}/../fuzz/corpus/video_frame", env!("CARGO_MANIFEST_DIR"));
+    let (mut seen, mut accepted) = (0, 0);
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{dir}: {e}")) {
+        let data = std::fs::read(entry.unwrap().path()).unwrap();
+        seen += 1;
+        accepted += gst_fuzzing::video_frame(&data) as usize;
+    }
+    assert!(seen >= 100, "corpus has only {seen} inputs");
+    assert!(accepted >= 10, "only {accepted} of {seen} inputs accepted");
+    assert!(accepted < seen, "no refused input in the corpus");
 }

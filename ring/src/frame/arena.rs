@@ -12,7 +12,7 @@
 use std::os::fd::{BorrowedFd, OwnedFd};
 
 use crate::error::{Error, Result};
-use crate::memfd::{self, Access, Region, Seals};
+use crate::os::memfd::{self, Access, Region, Seals};
 
 /// Largest arena a consumer accepts (16 GiB).
 pub const MAX_ARENA_BYTES: u64 = 16 << 30;
@@ -100,11 +100,6 @@ impl ProducerArena {
                 .as_ptr()
                 .add(i as usize * self.slot_size)
         }
-    }
-
-    /// A new fd for the arena, to hand to a consumer.
-    pub fn dup_fd(&self) -> Result<OwnedFd> {
-        self.region.dup_fd()
     }
 
     /// The arena's memfd.
@@ -212,7 +207,7 @@ mod tests {
         assert_eq!(p.slot_size(), 8192);
         // SAFETY: slot 2 is 8192 writable bytes.
         unsafe { p.slot_ptr(2).add(100).write_bytes(7, 50) };
-        let c = ConsumerArena::open(p.dup_fd().unwrap(), 8192, 3).unwrap();
+        let c = ConsumerArena::open(p.fd().try_clone_to_owned().unwrap(), 8192, 3).unwrap();
         let ptr = c.bytes(2, 100, 50).unwrap();
         let mut copy = [0u8; 50];
         // SAFETY: `bytes` checked the 50-byte range; we copy it out, as consumers must.
@@ -223,7 +218,7 @@ mod tests {
     #[test]
     fn consumer_cannot_write_the_arena_by_any_means() {
         let p = ProducerArena::create(4096, 1).unwrap();
-        let fd = p.dup_fd().unwrap();
+        let fd = p.fd().try_clone_to_owned().unwrap();
         assert!(memfd::Mapping::map(fd.as_fd(), 4096, Access::ReadWrite).is_err());
         // SAFETY: plain write(2) of a live buffer; expected to fail.
         let w = unsafe { libc::write(fd.as_raw_fd(), b"x".as_ptr().cast(), 1) };
@@ -243,16 +238,16 @@ mod tests {
     #[test]
     fn arena_of_another_size_than_announced_is_refused() {
         let p = ProducerArena::create(4096, 4).unwrap();
-        let e = ConsumerArena::open(p.dup_fd().unwrap(), 4096, 8).unwrap_err();
+        let e = ConsumerArena::open(p.fd().try_clone_to_owned().unwrap(), 4096, 8).unwrap_err();
         assert_eq!(e.to_string(), "memfd is 16384 bytes, arena needs 32768");
-        let e = ConsumerArena::open(p.dup_fd().unwrap(), 4096, 2).unwrap_err();
+        let e = ConsumerArena::open(p.fd().try_clone_to_owned().unwrap(), 4096, 2).unwrap_err();
         assert_eq!(e.to_string(), "memfd is 16384 bytes, arena needs 8192");
     }
 
     #[test]
     fn arena_without_future_write_seal_is_refused() {
         let r = Region::create(c"rw-arena", 8192, Seals::NONE).unwrap();
-        let e = ConsumerArena::open(r.dup_fd().unwrap(), 4096, 2).unwrap_err();
+        let e = ConsumerArena::open(r.fd().try_clone_to_owned().unwrap(), 4096, 2).unwrap_err();
         assert_eq!(e.to_string(), "memfd lacks F_SEAL_FUTURE_WRITE");
     }
 
@@ -260,14 +255,14 @@ mod tests {
     fn absurd_announcements_are_refused_before_any_syscall_on_the_fd() {
         let p = ProducerArena::create(4096, 1).unwrap();
         for (size, slots) in [(0, 1), (100, 1), (4096, 0), (1 << 31, u32::MAX)] {
-            assert!(ConsumerArena::open(p.dup_fd().unwrap(), size, slots).is_err());
+            assert!(ConsumerArena::open(p.fd().try_clone_to_owned().unwrap(), size, slots).is_err());
         }
     }
 
     #[test]
     fn frame_ranges_outside_the_slot_are_refused() {
         let p = ProducerArena::create(4096, 2).unwrap();
-        let c = ConsumerArena::open(p.dup_fd().unwrap(), 4096, 2).unwrap();
+        let c = ConsumerArena::open(p.fd().try_clone_to_owned().unwrap(), 4096, 2).unwrap();
         assert!(c.bytes(1, 0, 4096).is_ok());
         assert!(c.bytes(2, 0, 1).is_err());
         assert!(c.bytes(0, 4000, 97).is_err());

@@ -7,9 +7,9 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::arena::{ArenaShape, ConsumerArena};
+use crate::frame::arena::{ArenaShape, ConsumerArena};
 use crate::error::{Error, Result};
-use crate::ledger::SlotRef;
+use crate::frame::ledger::SlotRef;
 
 /// Bytes of per-frame metadata a descriptor carries (timestamps, flags, layout).
 pub const META_BYTES: usize = 88;
@@ -124,13 +124,13 @@ impl From<Release> for SlotRef {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arena::ProducerArena;
+    use crate::frame::arena::ProducerArena;
     use crate::{Receiver, Sender};
 
     #[test]
     fn descriptors_cross_a_shared_ring_and_locate_their_bytes() {
         let pa = ProducerArena::create(4096, 2).unwrap();
-        let ca = ConsumerArena::open(pa.dup_fd().unwrap(), 4096, 2).unwrap();
+        let ca = ConsumerArena::open(pa.fd().try_clone_to_owned().unwrap(), 4096, 2).unwrap();
         let (mut tx, fds) = Sender::<FrameDesc>::create(8).unwrap();
         let mut rx = Receiver::<FrameDesc>::attach(fds).unwrap();
         let mut d = FrameDesc::zeroed();
@@ -149,7 +149,7 @@ mod tests {
     #[test]
     fn lying_descriptors_are_refused() {
         let pa = ProducerArena::create(4096, 2).unwrap();
-        let ca = ConsumerArena::open(pa.dup_fd().unwrap(), 4096, 2).unwrap();
+        let ca = ConsumerArena::open(pa.fd().try_clone_to_owned().unwrap(), 4096, 2).unwrap();
         let mut d = FrameDesc::zeroed();
         d.meta_len = 89;
         assert_eq!(

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::fdpass;
+use crate::os::fdpass;
 
 /// Our end of a doorbell socket pair.
 #[derive(Debug)]

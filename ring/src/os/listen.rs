@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use std::time::{Duration, Instant};
 
-use crate::doorbell::{Waker, poll_until, pollfd};
+use crate::os::doorbell::{Waker, poll_until, pollfd};
 use crate::error::{Error, Result};
 
 /// A listening unix `SOCK_SEQPACKET` socket bound to a path it owns (and unlinks on drop).

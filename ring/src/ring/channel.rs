@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
-use crate::doorbell::{Doorbell, Wake, Waker};
+use crate::os::doorbell::{Doorbell, Wake, Waker};
 use crate::error::{Error, Result};
-use crate::fdpass;
-use crate::layout::{self, Header, Role};
-use crate::memfd::{Access, Region, Seals};
-use crate::ring::{self, ConsumerIdx, ProducerIdx, Word, Words};
+use crate::os::fdpass;
+use crate::ring::layout::{self, Header, Role};
+use crate::os::memfd::{Access, Region, Seals};
+use crate::ring::index::{self, ConsumerIdx, ProducerIdx, Word, Words};
 
 /// Default time a blocking call spins before it sleeps on the doorbell.
 pub const DEFAULT_SPIN: Duration = Duration::from_micros(20);
@@ -242,9 +242,9 @@ impl End {
                 std::hint::spin_loop();
             }
         }
-        ring::announce_wait(self, flag);
+        index::announce_wait(self, flag);
         let r = self.sleep(deadline, ready);
-        ring::end_wait(self, flag);
+        index::end_wait(self, flag);
         match r {
             // Whatever the peer published before it died is still good: let the
             // caller drain it before it sees PeerGone.
@@ -594,13 +594,13 @@ impl<T: Pod> Sender<T> {
     /// re-checks. Returns true if there is room already. Call [`Sender::disarm`]
     /// after the wait, whatever it returned.
     pub(crate) fn arm(&mut self) -> Result<bool> {
-        ring::announce_wait(&self.end, Word::ProducerWaiting);
+        index::announce_wait(&self.end, Word::ProducerWaiting);
         Ok(self.room()? > 0)
     }
 
     /// Ends a wait begun with [`Sender::arm`].
     pub(crate) fn disarm(&self) {
-        ring::end_wait(&self.end, Word::ProducerWaiting);
+        index::end_wait(&self.end, Word::ProducerWaiting);
     }
 
     /// The doorbell, to poll alongside other fds.
@@ -635,13 +635,13 @@ impl<T: Pod> Receiver<T> {
     /// re-checks. Returns true if there is data already. Call [`Receiver::disarm`]
     /// after the wait, whatever it returned.
     pub(crate) fn arm(&mut self) -> Result<bool> {
-        ring::announce_wait(&self.end, Word::ConsumerWaiting);
+        index::announce_wait(&self.end, Word::ConsumerWaiting);
         Ok(self.ready()? > 0)
     }
 
     /// Ends a wait begun with [`Receiver::arm`].
     pub(crate) fn disarm(&self) {
-        ring::end_wait(&self.end, Word::ConsumerWaiting);
+        index::end_wait(&self.end, Word::ConsumerWaiting);
     }
 
     /// The doorbell, to poll alongside other fds.

@@ -1,0 +1,114 @@
+//! How a producer serves its consumers: its configuration and policies.
+
+use super::*;
+
+/// What the producer does when a consumer cannot take the next frame (its frame ring
+/// is full, or it holds its share of slots).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Policy {
+    /// Wait for that consumer up to [`ProducerConfig::block_timeout`], then cut it off.
+    #[default]
+    Block,
+    /// Skip the frame for that consumer alone (counted in its `drops`); the next
+    /// frame it gets says how many it missed.
+    Drop,
+}
+
+/// How a [`Producer`] serves its consumers.
+#[derive(Clone, Debug)]
+pub struct ProducerConfig {
+    /// Slots per arena (each arena holds this many frames). Default 8.
+    pub slots: u32,
+    /// Capacity of each consumer's frame ring (a power of two). Default 64.
+    pub frame_ring: u32,
+    /// Consumers served at once; more are refused with a goodbye naming the limit.
+    /// Default 16.
+    pub max_consumers: usize,
+    /// Default policy for a consumer that cannot keep up (per consumer:
+    /// [`Producer::set_policy`]). Default [`Policy::Block`].
+    pub policy: Policy,
+    /// How long the producer waits for one slow consumer ([`Policy::Block`]), for a
+    /// free slot, or for a consumer's socket to take a message, before cutting the
+    /// consumer off. Default 1 s.
+    pub block_timeout: Duration,
+    /// Most slots one consumer may hold (frames queued to it plus frames it has not
+    /// released); beyond that it counts as slow. `None`: half the slots (at least 1).
+    pub max_held: Option<u32>,
+    /// A consumer that holds any slot longer than this is cut off. `None` (default):
+    /// no lease, since a paused consumer legitimately holds its last frame.
+    pub lease: Option<Duration>,
+    /// File mode of the socket ([`Producer::bind`]). Default `0o600`.
+    pub socket_mode: u32,
+    /// If not empty, only these uids may connect (checked with `SO_PEERCRED`).
+    pub allowed_uids: Vec<u32>,
+    /// How long a new connection has to say hello. Default 2 s.
+    pub handshake_timeout: Duration,
+    /// Most bytes of messages (side messages, arena announcements, the welcome and
+    /// sticky replay) that may wait for one consumer whose socket is full; one more
+    /// cuts it off. The producer never waits on a consumer's socket, and a consumer
+    /// with messages waiting takes no frame until they are sent (so under
+    /// [`Policy::Drop`] it misses frames, and under [`Policy::Block`] it is waited
+    /// for like a consumer whose ring is full). Default 1 MiB.
+    pub max_queued: usize,
+    /// How long a publish or an acquire that has to wait for a consumer (to take a
+    /// frame or release a slot) polls before it sleeps on that consumer's doorbell
+    /// (0: sleep at once). A consumer that is busy, not stuck, usually catches up
+    /// within microseconds; sleeping instead costs a doorbell write on its side and
+    /// a wake-up here, tens of microseconds on a loaded machine. A [`Waker`] is
+    /// heard once the poll is over. Default 20 µs.
+    pub spin: Duration,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig {
+            slots: 8,
+            frame_ring: 64,
+            max_consumers: 16,
+            policy: Policy::Block,
+            block_timeout: Duration::from_secs(1),
+            max_held: None,
+            lease: None,
+            socket_mode: 0o600,
+            allowed_uids: Vec::new(),
+            handshake_timeout: Duration::from_secs(2),
+            max_queued: 1 << 20,
+            spin: crate::ring::channel::DEFAULT_SPIN,
+        }
+    }
+}
+
+impl ProducerConfig {
+    pub(super) fn check(&self) -> Result<()> {
+        if self.slots == 0 || self.slots > 4096 {
+            return Err(Error::Invalid(format!(
+                "slots {} is not in 1..=4096",
+                self.slots
+            )));
+        }
+        if !self.frame_ring.is_power_of_two() || self.frame_ring < 2 || self.frame_ring > 1 << 16 {
+            return Err(Error::Invalid(format!(
+                "frame ring {} is not a power of two in 2..=65536",
+                self.frame_ring
+            )));
+        }
+        if self.max_consumers == 0 {
+            return Err(Error::Invalid("max consumers is 0".into()));
+        }
+        if self.socket_mode & !0o777 != 0 {
+            return Err(Error::Invalid(format!(
+                "socket mode {:o} has bits outside 0o777",
+                self.socket_mode
+            )));
+        }
+        Ok(())
+    }
+
+    pub(super) fn max_held(&self) -> usize {
+        self.max_held.unwrap_or(self.slots / 2).max(1) as usize
+    }
+
+    pub(super) fn release_ring(&self) -> u32 {
+        (self.slots * 2).next_power_of_two().max(16)
+    }
+}

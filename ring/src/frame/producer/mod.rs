@@ -1,0 +1,405 @@
+//! The producer end of the frame channel.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::frame::arena::ProducerArena;
+use crate::frame::desc::{FrameDesc, META_BYTES, Release};
+use crate::frame::ledger::{ConsumerId, Ledger, SlotRef};
+use crate::frame::wire::{MAX_SIDE_PAYLOAD, Msg, PROTOCOL_VERSION};
+use crate::os::doorbell::{Waker, poll_until, pollfd};
+use crate::os::listen::{PeerCred, SeqpacketListener, check_allowed, peer_cred, set_nonblocking};
+use crate::ring::channel::{Receiver, Sender};
+
+use super::outbox::Outbox;
+use super::{Spin, recv_msg, say_goodbye, send_msg};
+
+mod config;
+mod publish;
+mod service;
+mod slots;
+mod state;
+mod stats;
+
+pub use config::{Policy, ProducerConfig};
+pub use slots::{HeldSlot, WriteSlot};
+pub use stats::{ConsumerEvent, ConsumerStats, ProducerStats};
+
+use publish::*;
+use service::*;
+use slots::LOCAL_HOLDER;
+use state::*;
+
+struct Inner {
+    cfg: ProducerConfig,
+    state: Mutex<State>,
+    changed: Condvar,
+    /// Interrupts a blocked `acquire`, `publish` or `wait_for_consumers`.
+    waker: Waker,
+    /// Wakes the service thread.
+    svc: Waker,
+    stop: AtomicBool,
+    incoming: Mutex<Vec<OwnedFd>>,
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves the state consistent enough to keep
+        // serving (every update is a few field writes); do not propagate poisoning.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The producer end of a frame channel. Cheap to share between threads (`&self`
+/// methods); dropping it says goodbye to every consumer and removes its socket.
+pub struct Producer {
+    inner: Arc<Inner>,
+    service: Option<JoinHandle<()>>,
+    path: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("path", &self.path)
+            .field("consumers", &self.consumer_count())
+            .finish()
+    }
+}
+
+impl Producer {
+    /// A producer that listens on `path` (mode and allowed uids from `cfg`). A stale
+    /// socket file left by a crashed producer is replaced; a live one is never stolen.
+    pub fn bind(path: impl AsRef<Path>, cfg: ProducerConfig) -> Result<Producer> {
+        cfg.check()?;
+        let listener = SeqpacketListener::bind(path.as_ref(), cfg.socket_mode)?;
+        set_nonblocking(listener.as_fd())?;
+        let path = listener.path().to_path_buf();
+        let mut p = Producer::start(cfg, Some(listener))?;
+        p.path = Some(path);
+        Ok(p)
+    }
+
+    /// A producer with no socket path: hand it connected sockets with
+    /// [`Producer::add_connection`].
+    pub fn new(cfg: ProducerConfig) -> Result<Producer> {
+        cfg.check()?;
+        Producer::start(cfg, None)
+    }
+
+    fn start(cfg: ProducerConfig, listener: Option<SeqpacketListener>) -> Result<Producer> {
+        let inner = Arc::new(Inner {
+            cfg,
+            state: Mutex::new(State {
+                ledger: {
+                    let mut l = Ledger::new();
+                    l.add_consumer(LOCAL_HOLDER);
+                    l
+                },
+                arenas: BTreeMap::new(),
+                current: None,
+                next_arena: 0,
+                conns: Vec::new(),
+                next_id: 1,
+                sticky: BTreeMap::new(),
+                events: VecDeque::new(),
+                stats: ProducerStats::default(),
+            }),
+            changed: Condvar::new(),
+            waker: Waker::new()?,
+            svc: Waker::new()?,
+            stop: AtomicBool::new(false),
+            incoming: Mutex::new(Vec::new()),
+        });
+        let i2 = inner.clone();
+        let service = std::thread::Builder::new()
+            .name("shmring-producer".into())
+            .spawn(move || service(i2, listener))
+            .map_err(|e| Error::Os {
+                op: "spawn",
+                source: e,
+            })?;
+        Ok(Producer {
+            inner,
+            service: Some(service),
+            path: None,
+        })
+    }
+
+    /// Serves a consumer on an already connected `SOCK_SEQPACKET` socket (e.g. one
+    /// end of a socket pair whose other end went to a sandboxed process).
+    pub fn add_connection(&self, sock: OwnedFd) -> Result<()> {
+        crate::os::fdpass::check_unix_socket(sock.as_fd(), libc::SOCK_SEQPACKET, "connection")?;
+        set_nonblocking(sock.as_fd())?;
+        self.inner
+            .incoming
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(sock);
+        self.inner.svc.wake();
+        Ok(())
+    }
+
+    /// The socket path, for a producer made with [`Producer::bind`].
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ProducerConfig {
+        &self.inner.cfg
+    }
+
+    /// A handle that interrupts a blocked [`Producer::acquire`], [`WriteSlot::publish`]
+    /// or [`Producer::wait_for_consumers`] from another thread ([`Error::Interrupted`]).
+    pub fn waker(&self) -> Waker {
+        self.inner.waker.clone()
+    }
+
+    /// Consumers connected now.
+    pub fn consumer_count(&self) -> usize {
+        self.inner.lock().conns.len()
+    }
+
+    /// Waits until at least `n` consumers are connected, up to `timeout` (`None`:
+    /// forever). [`Error::Timeout`] or [`Error::Interrupted`] otherwise.
+    pub fn wait_for_consumers(&self, n: usize, timeout: Option<Duration>) -> Result<()> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut st = self.inner.lock();
+        loop {
+            if st.conns.len() >= n {
+                return Ok(());
+            }
+            if self.inner.waker.take() {
+                return Err(Error::Interrupted);
+            }
+            let step = Duration::from_millis(20);
+            let wait = match deadline {
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Err(Error::Timeout);
+                    }
+                    (d - now).min(step)
+                }
+                None => step,
+            };
+            st = self
+                .inner
+                .changed
+                .wait_timeout(st, wait)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Sets the policy of consumer `id`. False if there is no such consumer.
+    pub fn set_policy(&self, id: u32, policy: Policy) -> bool {
+        let mut st = self.inner.lock();
+        match st.conns.iter_mut().find(|c| c.id == id) {
+            Some(c) => {
+                c.policy = policy;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A snapshot of the counters, with one entry per connected consumer.
+    pub fn stats(&self) -> ProducerStats {
+        let mut st = self.inner.lock();
+        st.drain_releases(&self.inner);
+        let mut s = st.stats.clone();
+        s.consumers = st
+            .conns
+            .iter()
+            .map(|c| ConsumerStats {
+                id: c.id,
+                pid: c.cred.pid,
+                uid: c.cred.uid,
+                frames: c.sent,
+                bytes: c.bytes,
+                drops: c.drops,
+                held: st.ledger.held_by(c.id),
+                queued: c.outbox.bytes(),
+                policy: c.policy,
+            })
+            .collect();
+        s.arenas = st.arenas.len();
+        if let Some(cur) = st.current {
+            s.slot_size = st.arenas[&cur].slot_size();
+            s.free_slots = st.ledger.free_slots(cur);
+        }
+        s
+    }
+
+    /// Takes the consumer events logged since the last call (the newest
+    /// 256 are kept).
+    pub fn take_events(&self) -> Vec<ConsumerEvent> {
+        self.inner.lock().events.drain(..).collect()
+    }
+
+    /// Hands out a slot of at least `len` bytes for writing, waiting for one to come
+    /// back if all are held (see [`ProducerConfig::block_timeout`]).
+    ///
+    /// When `len` exceeds the current arena's slot size, a new arena with bigger slots
+    /// is added (and announced to every consumer); the old one is dropped once its
+    /// last slot comes back. If all slots stay held past the block timeout, the
+    /// consumer holding the most is cut off. [`Error::Timeout`] means the caller
+    /// itself holds every slot unpublished.
+    pub fn acquire(&self, len: usize) -> Result<WriteSlot> {
+        let inner = &self.inner;
+        let deadline = Instant::now() + inner.cfg.block_timeout;
+        let mut spin = Spin::new(inner.cfg.spin);
+        let mut st = inner.lock();
+        loop {
+            st.drain_releases(inner);
+            let aid = st.arena_for(inner, len)?;
+            if let Some(slot) = st.ledger.acquire(aid) {
+                return Ok(WriteSlot {
+                    inner: inner.clone(),
+                    arena: st.arenas[&aid].clone(),
+                    slot,
+                    done: false,
+                });
+            }
+            // A consumer at work releases within microseconds: poll for a while
+            // (without the lock) before sleeping on the doorbells. Wakers are
+            // looked at once the poll is over (reading one is a system call).
+            if spin.keep_spinning() {
+                drop(st);
+                spin.pause();
+                st = inner.lock();
+                continue;
+            }
+            if inner.waker.take() {
+                return Err(Error::Interrupted);
+            }
+            if Instant::now() >= deadline {
+                let worst = (0..st.conns.len())
+                    .map(|i| (st.ledger.held_by(st.conns[i].id), i))
+                    .max();
+                match worst {
+                    Some((n, i)) if n > 0 => {
+                        let reason = format!(
+                            "consumer {} held {n} slots for {:?} while the producer had none free",
+                            st.conns[i].id, inner.cfg.block_timeout
+                        );
+                        st.remove(inner, i, Leave::CutOff, reason);
+                        continue;
+                    }
+                    _ => return Err(Error::Timeout),
+                }
+            }
+            // Sleep until some consumer releases something, without holding the lock
+            // (another thread may be dropping a WriteSlot). The waiting flags are
+            // shared by concurrent waiters, so the sleep is capped: a cleared flag
+            // costs at most one step, never a lost wake-up.
+            let mut bells = Vec::with_capacity(st.conns.len());
+            let mut ready = false;
+            for c in &mut st.conns {
+                ready |= c.releases.arm().unwrap_or(true);
+                if let Ok(fd) = c.releases.bell().as_fd().try_clone_to_owned() {
+                    bells.push(fd);
+                }
+            }
+            drop(st);
+            if !ready {
+                let mut fds: Vec<libc::pollfd> = bells
+                    .iter()
+                    .map(|b| pollfd(b.as_fd(), libc::POLLIN))
+                    .collect();
+                fds.push(pollfd(inner.waker.as_fd(), libc::POLLIN));
+                let until = deadline.min(Instant::now() + Duration::from_millis(10));
+                poll_until(&mut fds, Some(until))?;
+            }
+            st = inner.lock();
+            for c in &mut st.conns {
+                c.releases.disarm();
+                c.releases.bell().drain();
+            }
+        }
+    }
+
+    /// Sends an opaque side message to every consumer, ordered with frames: each
+    /// consumer receives it after every frame published before this call and before
+    /// every frame published after. A non-zero `sticky_key` makes it sticky: the
+    /// latest message of each key is replayed (in ascending key order) to consumers
+    /// that join later, before their first frame.
+    ///
+    /// Never waits on a consumer: one whose socket is full gets the message queued
+    /// (see [`ProducerConfig::max_queued`]); one whose queue overflows is cut off.
+    pub fn send_side(&self, payload: &[u8], sticky_key: u32) -> Result<()> {
+        if payload.len() > MAX_SIDE_PAYLOAD {
+            return Err(Error::Invalid(format!(
+                "side message of {} bytes exceeds {MAX_SIDE_PAYLOAD}",
+                payload.len()
+            )));
+        }
+        let inner = &self.inner;
+        let mut st = inner.lock();
+        if sticky_key != 0 {
+            st.sticky.insert(sticky_key, payload.to_vec());
+        }
+        for i in 0..st.conns.len() {
+            let msg = Msg::Side {
+                before_frame: st.conns[i].sent,
+                sticky_key,
+                payload: payload.to_vec(),
+            };
+            st.post(inner, i, &msg, &[]);
+        }
+        st.cut_off_doomed(inner);
+        Ok(())
+    }
+
+    /// Forgets the sticky message of `key` (late joiners no longer get it). Returns
+    /// whether there was one.
+    pub fn forget_sticky(&self, key: u32) -> bool {
+        self.inner.lock().sticky.remove(&key).is_some()
+    }
+
+    /// Forgets every sticky message.
+    pub fn forget_all_sticky(&self) {
+        self.inner.lock().sticky.clear();
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        self.inner.stop.store(true, Ordering::SeqCst);
+        self.inner.svc.wake();
+        if let Some(h) = self.service.take() {
+            let _ = h.join();
+        }
+        let mut st = self.inner.lock();
+        // What waits for each consumer, then the goodbye: 200 ms for all of them.
+        let deadline = Instant::now() + Duration::from_millis(200);
+        for mut c in st.conns.drain(..) {
+            while let Ok(false) = c.outbox.flush(c.sock.as_fd()) {
+                let mut p = [pollfd(c.sock.as_fd(), libc::POLLOUT)];
+                if !poll_until(&mut p, Some(deadline)).unwrap_or(false) {
+                    break;
+                }
+            }
+            if !c.outbox.is_empty() {
+                continue;
+            }
+            let _ = send_msg(
+                c.sock.as_fd(),
+                &Msg::Goodbye {
+                    code: 0,
+                    reason: "producer stopped".into(),
+                },
+                &[],
+                Some(deadline),
+            );
+        }
+    }
+}
