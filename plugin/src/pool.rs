@@ -103,9 +103,9 @@ mod imp {
     /// Buffers of this size and more (frames that stop fitting in cache when
     /// several cycle) are worth waiting for a moment: an acquire first gives the
     /// consumers up to `HOT_REUSE_WAIT` to release the newest returned buffer, which
-    /// is then written again while still cached. Measured here at 4K: a frame
-    /// rendered into the same 12 MB buffer costs 1.4 ms, into one of two or three
-    /// cycling 1.8-2 ms. After a miss, the next `HOT_REUSE_SKIP` acquires do not wait.
+    /// is then written again while still cached (docs/plugin.md says what it was
+    /// measured to save). After a miss, the next `HOT_REUSE_SKIP` acquires do not
+    /// wait.
     const HOT_REUSE_MIN: usize = 1 << 20;
     const HOT_REUSE_WAIT: std::time::Duration = std::time::Duration::from_micros(300);
     const HOT_REUSE_SKIP: u32 = 16;

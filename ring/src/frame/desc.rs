@@ -3,7 +3,7 @@
 //!
 //! Both are plain old data copied out of shared memory, so any bytes a hostile peer
 //! wrote are a valid value; every field is then validated before use. This is a
-//! building block of the frame channel (being built).
+//! building block of the frame channel.
 
 use bytemuck::{Pod, Zeroable};
 

@@ -208,7 +208,6 @@ pub enum Access {
 pub struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
-    access: Access,
 }
 
 // SAFETY: the mapping is plain memory owned by this value; moving it across threads
@@ -254,7 +253,6 @@ impl Mapping {
         Ok(Mapping {
             ptr: NonNull::new(p.cast()).expect("mmap returned NULL without MAP_FIXED"),
             len,
-            access,
         })
     }
 
@@ -271,11 +269,6 @@ impl Mapping {
     /// Never true: empty mappings are refused.
     pub fn is_empty(&self) -> bool {
         self.len == 0
-    }
-
-    /// How the mapping was made.
-    pub fn access(&self) -> Access {
-        self.access
     }
 }
 

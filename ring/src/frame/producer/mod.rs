@@ -364,11 +364,6 @@ impl Producer {
     pub fn forget_sticky(&self, key: u32) -> bool {
         self.inner.lock().sticky.remove(&key).is_some()
     }
-
-    /// Forgets every sticky message.
-    pub fn forget_all_sticky(&self) {
-        self.inner.lock().sticky.clear();
-    }
 }
 
 impl Drop for Producer {

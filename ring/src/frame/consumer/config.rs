@@ -1,0 +1,68 @@
+//! How a consumer receives and reconnects.
+
+use super::*;
+
+/// How a [`Consumer`] receives.
+#[derive(Clone, Debug)]
+pub struct ConsumerConfig {
+    /// Copy every frame out of shared memory on receipt and release its slot at once
+    /// (a stable private snapshot that a hostile producer cannot change).
+    /// Default false: frames are read in place.
+    pub copy: bool,
+    /// How long [`Consumer::recv`] polls the frame ring before sleeping on the
+    /// doorbell (0: sleep at once). Default 20 µs.
+    pub spin: Duration,
+    /// How long to wait for the producer's welcome. Default 2 s.
+    pub handshake_timeout: Duration,
+    /// Most arenas the producer may keep announced at once. Default 16.
+    pub max_arenas: usize,
+    /// Largest arena (slots × slot size) this consumer maps; a bigger one is the
+    /// producer's fault. Default 2 GiB (8 slots of 8K RGBA frames fit).
+    pub max_arena_bytes: u64,
+    /// Most bytes of arenas mapped at once, all arenas together. Default 4 GiB.
+    pub max_mapped_bytes: u64,
+    /// Most side messages queued ahead of the frame they precede. Default 1024.
+    pub max_pending_side: usize,
+    /// Wake this long before the next frame is due and poll for it, instead of
+    /// sleeping until the producer's doorbell wakes this consumer: lower, steadier
+    /// latency for paced (live) streams, for a little CPU (about `wake_ahead` per
+    /// frame interval). When the next frame is due is judged from the spacing of
+    /// the last frames (only streams whose frames are at least 10 × `wake_ahead`
+    /// apart); a frame that is late by more than `wake_ahead` is waited for on the
+    /// doorbell as usual. 0: off. Default 0.
+    pub wake_ahead: Duration,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        ConsumerConfig {
+            copy: false,
+            spin: crate::ring::channel::DEFAULT_SPIN,
+            handshake_timeout: Duration::from_secs(2),
+            max_arenas: 16,
+            max_arena_bytes: 2 << 30,
+            max_mapped_bytes: 4 << 30,
+            max_pending_side: 1024,
+            wake_ahead: Duration::ZERO,
+        }
+    }
+}
+
+/// Reconnection pacing for [`Consumer::connect_with_backoff`]: the first retry waits
+/// `initial`, each next one twice as long, up to `max`.
+#[derive(Clone, Copy, Debug)]
+pub struct Backoff {
+    /// First delay.
+    pub initial: Duration,
+    /// Longest delay.
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: Duration::from_millis(10),
+            max: Duration::from_secs(1),
+        }
+    }
+}

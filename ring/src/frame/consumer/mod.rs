@@ -1,0 +1,379 @@
+//! The consumer end of the frame channel.
+
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::frame::arena::ConsumerArena;
+use crate::frame::desc::{FrameDesc, META_BYTES, Release};
+use crate::frame::ledger::SlotRef;
+use crate::frame::wire::{Msg, PROTOCOL_VERSION};
+use crate::os::doorbell::{Waker, poll_until, pollfd};
+use crate::os::listen;
+use crate::ring::channel::{Receiver, RingFds, Sender};
+
+use super::{Spin, recv_msg, say_goodbye, send_msg};
+
+mod config;
+mod frame;
+mod inbox;
+mod wait;
+
+pub use config::{Backoff, ConsumerConfig};
+pub use frame::Frame;
+
+use frame::*;
+use wait::Pace;
+
+/// What [`Consumer::recv`] returns.
+#[derive(Debug)]
+pub enum Event {
+    /// A frame.
+    Frame(Frame),
+    /// A side message, in order with the frames.
+    Side {
+        /// Its sticky key (0: not sticky).
+        key: u32,
+        /// Its bytes.
+        payload: Vec<u8>,
+    },
+    /// The producer ended the stream cleanly (after the last frame). Later calls
+    /// return [`Error::PeerGone`].
+    End {
+        /// The producer's reason.
+        reason: String,
+    },
+}
+
+struct PendingSide {
+    before_frame: u64,
+    key: u32,
+    payload: Vec<u8>,
+}
+
+/// The consumer end of a frame channel.
+pub struct Consumer {
+    sock: OwnedFd,
+    id: u32,
+    max_held: u32,
+    frames: Receiver<FrameDesc>,
+    releaser: Arc<Releaser>,
+    arenas: HashMap<u32, Arc<ConsumerArena>>,
+    sides: VecDeque<PendingSide>,
+    last_side_before: u64,
+    next_seq: u64,
+    stash: Option<FrameDesc>,
+    /// Messages read since the welcome (see [`FrameDesc::msgs`]).
+    msgs_read: u64,
+    /// Receive buffer for socket messages.
+    buf: Vec<u8>,
+    goodbye: Option<(u32, String)>,
+    /// The producer hung up without a goodbye: no frame comes any more, so side
+    /// messages queued for later frames are delivered as they are, then the end.
+    hung_up: bool,
+    ended: bool,
+    broken: Option<String>,
+    waker: Waker,
+    cfg: ConsumerConfig,
+    /// When the last frame was seen, and the smoothed spacing of frames (for
+    /// `wake_ahead`).
+    pace: Pace,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("id", &self.id)
+            .field("next_seq", &self.next_seq)
+            .field("arenas", &self.arenas.len())
+            .finish()
+    }
+}
+
+impl Consumer {
+    /// Connects to the producer listening on `path` and completes the hand-off.
+    ///
+    /// Every wait has a deadline: a listener that accepts nothing (its backlog full)
+    /// is [`Error::Unresponsive`] after [`ConsumerConfig::handshake_timeout`], and so
+    /// is a welcome that does not come ([`Error::Timeout`]).
+    pub fn connect(path: impl AsRef<Path>, cfg: ConsumerConfig) -> Result<Consumer> {
+        Consumer::connect_once(path.as_ref(), cfg, None)
+    }
+
+    /// One connection attempt and hand-off, each wait bounded by the handshake
+    /// timeout and ended early by `waker`.
+    fn connect_once(path: &Path, cfg: ConsumerConfig, waker: Option<&Waker>) -> Result<Consumer> {
+        let deadline = Instant::now() + cfg.handshake_timeout;
+        let sock = listen::connect(path, Some(deadline), waker)?;
+        Consumer::hand_off(sock, cfg, waker)
+    }
+
+    /// Connects, retrying with `backoff` while there is no producer (no socket file,
+    /// nobody listening, or one that went away during the hand-off), until `timeout`
+    /// passes (`None`: forever) or `waker` is woken. A producer that answers with
+    /// garbage is an error at once.
+    pub fn connect_with_backoff(
+        path: impl AsRef<Path>,
+        cfg: ConsumerConfig,
+        backoff: Backoff,
+        timeout: Option<Duration>,
+        waker: Option<&Waker>,
+    ) -> Result<Consumer> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut delay = backoff.initial;
+        loop {
+            match Consumer::connect_once(path.as_ref(), cfg.clone(), waker) {
+                Ok(c) => return Ok(c),
+                Err(e) if !retryable(&e) => return Err(e),
+                Err(_) => {}
+            }
+            let mut wake_at = Instant::now() + delay;
+            if let Some(d) = deadline {
+                if Instant::now() >= d {
+                    return Err(Error::Timeout);
+                }
+                wake_at = wake_at.min(d);
+            }
+            match waker {
+                Some(w) => {
+                    let mut p = [pollfd(w.as_fd(), libc::POLLIN)];
+                    poll_until(&mut p, Some(wake_at))?;
+                    if w.take() {
+                        return Err(Error::Interrupted);
+                    }
+                }
+                None => std::thread::sleep(wake_at.saturating_duration_since(Instant::now())),
+            }
+            delay = (delay * 2).min(backoff.max);
+        }
+    }
+
+    /// Completes the hand-off on an already connected `SOCK_SEQPACKET` socket (e.g.
+    /// inherited from a parent or passed by a broker: no filesystem access needed).
+    pub fn from_fd(sock: OwnedFd, cfg: ConsumerConfig) -> Result<Consumer> {
+        Consumer::hand_off(sock, cfg, None)
+    }
+
+    /// The hand-off on a connected socket: hello, then the welcome within the
+    /// handshake timeout (or until `waker` is woken).
+    fn hand_off(sock: OwnedFd, cfg: ConsumerConfig, waker: Option<&Waker>) -> Result<Consumer> {
+        crate::os::fdpass::check_unix_socket(
+            sock.as_fd(),
+            libc::SOCK_SEQPACKET,
+            "producer socket",
+        )?;
+        let deadline = Instant::now() + cfg.handshake_timeout;
+        let hello = send_msg(
+            sock.as_fd(),
+            &Msg::Hello {
+                min_version: PROTOCOL_VERSION,
+                max_version: PROTOCOL_VERSION,
+            },
+            &[],
+            Some(deadline),
+        );
+        match hello {
+            // A producer that refused us at once (uid not allowed) may have closed
+            // before our hello arrived: its goodbye is still queued for us.
+            Ok(()) | Err(Error::PeerGone) => {}
+            Err(e) => return Err(e),
+        }
+        let (msg, fds) = loop {
+            if let Some(m) = recv_msg(sock.as_fd(), &mut Vec::new())? {
+                break m;
+            }
+            let mut fds = vec![pollfd(sock.as_fd(), libc::POLLIN)];
+            fds.extend(waker.map(|w| pollfd(w.as_fd(), libc::POLLIN)));
+            if !poll_until(&mut fds, Some(deadline))? {
+                return Err(Error::Timeout);
+            }
+            if waker.is_some_and(|w| w.take()) {
+                return Err(Error::Interrupted);
+            }
+        };
+        let (version, id, frame_ring, release_ring, max_held) = match msg {
+            Msg::Welcome {
+                version,
+                consumer_id,
+                frame_ring,
+                release_ring,
+                max_held,
+            } => (version, consumer_id, frame_ring, release_ring, max_held),
+            Msg::Goodbye { code, reason } => return Err(Error::Closed { code, reason }),
+            m => {
+                return Err(Error::Protocol(format!(
+                    "expected Welcome, got {}",
+                    m.name()
+                )));
+            }
+        };
+        if version != PROTOCOL_VERSION {
+            return Err(Error::Protocol(format!(
+                "producer chose protocol version {version}, this consumer speaks {PROTOCOL_VERSION}"
+            )));
+        }
+        let mut fds = fds.into_iter();
+        let (Some(fm), Some(fb), Some(rm), Some(rb)) =
+            (fds.next(), fds.next(), fds.next(), fds.next())
+        else {
+            return Err(Error::Protocol("Welcome without its 4 fds".into()));
+        };
+        let mut frames = Receiver::<FrameDesc>::attach(RingFds {
+            memfd: fm,
+            doorbell: fb,
+        })?;
+        let releases = Sender::<Release>::attach(RingFds {
+            memfd: rm,
+            doorbell: rb,
+        })?;
+        if frames.capacity() != frame_ring as usize || releases.capacity() != release_ring as usize
+        {
+            return Err(Error::Protocol(format!(
+                "Welcome announces rings of {frame_ring} and {release_ring}, the memfds hold {} and {}",
+                frames.capacity(),
+                releases.capacity()
+            )));
+        }
+        frames.set_spin(Duration::ZERO);
+        Ok(Consumer {
+            sock,
+            id,
+            max_held,
+            frames,
+            releaser: Arc::new(Releaser {
+                q: Mutex::new((releases, Vec::new())),
+                overflowed: Default::default(),
+            }),
+            arenas: HashMap::new(),
+            sides: VecDeque::new(),
+            last_side_before: 0,
+            next_seq: 0,
+            stash: None,
+            msgs_read: 0,
+            buf: Vec::new(),
+            goodbye: None,
+            hung_up: false,
+            ended: false,
+            broken: None,
+            waker: Waker::new()?,
+            cfg,
+            pace: Pace::default(),
+        })
+    }
+
+    /// The producer's id for this consumer.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Most frames this consumer may hold at once (queued in its ring or not yet
+    /// dropped) before the producer blocks or drops for it, as the producer
+    /// announced. A consumer that keeps frames (a GStreamer queue downstream) should
+    /// copy past a share of this, or it stalls the producer.
+    pub fn max_held(&self) -> u32 {
+        self.max_held
+    }
+
+    /// A handle that interrupts a blocked [`Consumer::recv`] from another thread.
+    pub fn waker(&self) -> Waker {
+        self.waker.clone()
+    }
+
+    /// Receives the next event, waiting as long as needed.
+    pub fn recv(&mut self) -> Result<Event> {
+        self.recv_deadline(None)
+    }
+
+    /// Receives the next event, waiting at most `timeout` ([`Error::Timeout`]).
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Event> {
+        self.recv_deadline(Some(Instant::now() + timeout))
+    }
+
+    /// Receives the next event if one is ready.
+    pub fn try_recv(&mut self) -> Result<Option<Event>> {
+        self.check()?;
+        let r = self.poll_event(true);
+        self.note(r)
+    }
+
+    /// Receives the next event, waiting until `deadline` (`None`: forever).
+    ///
+    /// Errors: [`Error::PeerGone`] when the producer vanished without a goodbye (or
+    /// after [`Event::End`]), [`Error::Closed`] when it cut this consumer off, a
+    /// protocol or corruption error naming the fault when it lied (the consumer is
+    /// then broken), [`Error::Timeout`], [`Error::Interrupted`].
+    pub fn recv_deadline(&mut self, deadline: Option<Instant>) -> Result<Event> {
+        self.check()?;
+        // The socket is read only once the ring stayed empty through the spin:
+        // while frames flow, the messages sent before a frame are read when its
+        // descriptor counts them, so a busy stream costs no syscall per frame. A
+        // message with no frame after it (end of stream, goodbye) waits at most
+        // the spin.
+        let mut read_socket = false;
+        loop {
+            let r = self.poll_event(read_socket);
+            if let Some(ev) = self.note(r)? {
+                if matches!(ev, Event::Frame(_)) && !self.cfg.wake_ahead.is_zero() {
+                    self.pace.arrived(Instant::now());
+                }
+                return Ok(ev);
+            }
+            if !read_socket {
+                let r = self.spin();
+                read_socket = !self.note(r)?;
+                continue;
+            }
+            // Whatever woke the last sleep, the deadline holds.
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(Error::Timeout);
+            }
+            let r = self.sleep(deadline);
+            self.note(r)?;
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.ended {
+            return Err(Error::PeerGone);
+        }
+        match &self.broken {
+            Some(m) => Err(Error::Broken(m.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Remembers a fault of the producer so that every later call reports it.
+    fn note<T>(&mut self, r: Result<T>) -> Result<T> {
+        if let Err(e) = &r {
+            if e.is_peer_fault() {
+                self.broken = Some(e.to_string());
+                say_goodbye(&self.sock, 1, &e.to_string());
+            }
+        }
+        r
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        if !self.ended && self.broken.is_none() {
+            say_goodbye(&self.sock, 0, "consumer closed");
+        }
+    }
+}
+
+/// Errors after which trying again later makes sense: no producer yet, or it went
+/// away mid-hand-off.
+fn retryable(e: &Error) -> bool {
+    match e {
+        Error::PeerGone | Error::Timeout | Error::Unresponsive { .. } => true,
+        Error::Os { source, .. } => matches!(
+            source.raw_os_error(),
+            Some(libc::ENOENT | libc::ECONNREFUSED | libc::ECONNRESET | libc::EPIPE)
+        ),
+        _ => false,
+    }
+}
