@@ -3,7 +3,7 @@
 //! API.
 
 use crate::meta::{BUFFER_META_LEN, BufferMeta, Side};
-use crate::trust;
+use crate::shmringsrc::trust;
 
 /// Decodes what a producer sent a `shmringsrc`: if the first byte is even, the rest
 /// is a buffer's metadata; if odd, a side message (caps, events, latency). Whatever

@@ -16,14 +16,13 @@ use gst::glib;
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod memory;
 pub mod meta;
-mod pool;
-mod sink;
-mod src;
-pub mod trust;
+mod shmringsink;
+mod shmringsrc;
 
-pub use sink::ShmringSink;
-pub use src::ShmringSrc;
+pub use shmringsink::ShmringSink;
+pub use shmringsrc::ShmringSrc;
 
 /// A close-on-exec duplicate of the application's fd `fd` (a `socket-fd` or
 /// `consumer-fd` property): the application keeps its own.
@@ -41,8 +40,8 @@ fn dup_app_fd(fd: i32) -> std::io::Result<std::os::fd::OwnedFd> {
 }
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
-    sink::register(plugin)?;
-    src::register(plugin)?;
+    shmringsink::register(plugin)?;
+    shmringsrc::register(plugin)?;
     Ok(())
 }
 

@@ -79,6 +79,7 @@ mod producer;
 
 pub use crate::os::listen::PeerCred;
 pub use desc::META_BYTES;
+pub use wire::goodbye;
 
 pub use consumer::{Backoff, Consumer, ConsumerConfig, Event, Frame};
 pub use producer::{

@@ -95,6 +95,18 @@ pub enum Msg {
     },
 }
 
+/// `Goodbye` codes.
+pub mod goodbye {
+    /// A clean end: the producer stopped (after its last frame), or the consumer left.
+    pub const CLEAN: u32 = 0;
+    /// The sender cut the connection for a fault of the other side (too slow, a
+    /// protocol violation); the reason says which.
+    pub const CUT_OFF: u32 = 1;
+    /// The producer refused the connection before it became a consumer (uid not
+    /// allowed, too many consumers, no hello).
+    pub const REFUSED: u32 = 2;
+}
+
 /// Message type numbers.
 mod ty {
     pub const HELLO: u16 = 1;

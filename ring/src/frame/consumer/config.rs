@@ -33,12 +33,19 @@ pub struct ConsumerConfig {
     pub wake_ahead: Duration,
 }
 
+impl ConsumerConfig {
+    /// Default [`ConsumerConfig::spin`].
+    pub const DEFAULT_SPIN: Duration = crate::ring::channel::DEFAULT_SPIN;
+    /// Default [`ConsumerConfig::handshake_timeout`].
+    pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+}
+
 impl Default for ConsumerConfig {
     fn default() -> Self {
         ConsumerConfig {
             copy: false,
-            spin: crate::ring::channel::DEFAULT_SPIN,
-            handshake_timeout: Duration::from_secs(2),
+            spin: Self::DEFAULT_SPIN,
+            handshake_timeout: Self::DEFAULT_HANDSHAKE_TIMEOUT,
             max_arenas: 16,
             max_arena_bytes: 2 << 30,
             max_mapped_bytes: 4 << 30,

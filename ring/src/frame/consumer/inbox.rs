@@ -57,7 +57,7 @@ impl Consumer {
                 }));
             }
             self.ended = true;
-            if code == 0 {
+            if code == goodbye::CLEAN {
                 return Ok(Some(Event::End { reason }));
             }
             return Err(Error::Closed { code, reason });
@@ -101,7 +101,7 @@ impl Consumer {
         match self.goodbye.take() {
             Some((code, reason)) => Error::Closed { code, reason },
             None => Error::Closed {
-                code: 1,
+                code: goodbye::CUT_OFF,
                 reason: "producer closed the frame ring".into(),
             },
         }
@@ -112,7 +112,7 @@ impl Consumer {
     /// nothing more is delivered.
     pub(super) fn check_cut_off(&mut self) -> Result<()> {
         if let Some((code, reason)) = &self.goodbye {
-            if *code != 0 {
+            if *code != goodbye::CLEAN {
                 self.ended = true;
                 self.stash = None;
                 return Err(Error::Closed {

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::frame::arena::ConsumerArena;
 use crate::frame::desc::{FrameDesc, META_BYTES, Release};
 use crate::frame::ledger::SlotRef;
-use crate::frame::wire::{Msg, PROTOCOL_VERSION};
+use crate::frame::wire::{Msg, PROTOCOL_VERSION, goodbye};
 use crate::os::doorbell::{Waker, poll_until, pollfd};
 use crate::os::listen;
 use crate::ring::channel::{Receiver, RingFds, Sender};
@@ -350,7 +350,7 @@ impl Consumer {
         if let Err(e) = &r {
             if e.is_peer_fault() {
                 self.broken = Some(e.to_string());
-                say_goodbye(&self.sock, 1, &e.to_string());
+                say_goodbye(&self.sock, goodbye::CUT_OFF, &e.to_string());
             }
         }
         r
@@ -360,7 +360,7 @@ impl Consumer {
 impl Drop for Consumer {
     fn drop(&mut self) {
         if !self.ended && self.broken.is_none() {
-            say_goodbye(&self.sock, 0, "consumer closed");
+            say_goodbye(&self.sock, goodbye::CLEAN, "consumer closed");
         }
     }
 }

@@ -59,21 +59,40 @@ pub struct ProducerConfig {
     pub spin: Duration,
 }
 
+impl ProducerConfig {
+    /// Default [`ProducerConfig::slots`].
+    pub const DEFAULT_SLOTS: u32 = 8;
+    /// Default [`ProducerConfig::frame_ring`].
+    pub const DEFAULT_FRAME_RING: u32 = 64;
+    /// Default [`ProducerConfig::max_consumers`].
+    pub const DEFAULT_MAX_CONSUMERS: usize = 16;
+    /// Default [`ProducerConfig::block_timeout`].
+    pub const DEFAULT_BLOCK_TIMEOUT: Duration = Duration::from_secs(1);
+    /// Default [`ProducerConfig::socket_mode`].
+    pub const DEFAULT_SOCKET_MODE: u32 = 0o600;
+    /// Default [`ProducerConfig::handshake_timeout`].
+    pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+    /// Default [`ProducerConfig::max_queued`].
+    pub const DEFAULT_MAX_QUEUED: usize = 1 << 20;
+    /// Default [`ProducerConfig::spin`].
+    pub const DEFAULT_SPIN: Duration = crate::ring::channel::DEFAULT_SPIN;
+}
+
 impl Default for ProducerConfig {
     fn default() -> Self {
         ProducerConfig {
-            slots: 8,
-            frame_ring: 64,
-            max_consumers: 16,
+            slots: Self::DEFAULT_SLOTS,
+            frame_ring: Self::DEFAULT_FRAME_RING,
+            max_consumers: Self::DEFAULT_MAX_CONSUMERS,
             policy: Policy::Block,
-            block_timeout: Duration::from_secs(1),
+            block_timeout: Self::DEFAULT_BLOCK_TIMEOUT,
             max_held: None,
             lease: None,
-            socket_mode: 0o600,
+            socket_mode: Self::DEFAULT_SOCKET_MODE,
             allowed_uids: Vec::new(),
-            handshake_timeout: Duration::from_secs(2),
-            max_queued: 1 << 20,
-            spin: crate::ring::channel::DEFAULT_SPIN,
+            handshake_timeout: Self::DEFAULT_HANDSHAKE_TIMEOUT,
+            max_queued: Self::DEFAULT_MAX_QUEUED,
+            spin: Self::DEFAULT_SPIN,
         }
     }
 }

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::frame::arena::ProducerArena;
 use crate::frame::desc::{FrameDesc, META_BYTES, Release};
 use crate::frame::ledger::{ConsumerId, Ledger, SlotRef};
-use crate::frame::wire::{MAX_SIDE_PAYLOAD, Msg, PROTOCOL_VERSION};
+use crate::frame::wire::{MAX_SIDE_PAYLOAD, Msg, PROTOCOL_VERSION, goodbye};
 use crate::os::doorbell::{Waker, poll_until, pollfd};
 use crate::os::listen::{PeerCred, SeqpacketListener, check_allowed, peer_cred, set_nonblocking};
 use crate::ring::channel::{Receiver, Sender};
@@ -389,7 +389,7 @@ impl Drop for Producer {
             let _ = send_msg(
                 c.sock.as_fd(),
                 &Msg::Goodbye {
-                    code: 0,
+                    code: goodbye::CLEAN,
                     reason: "producer stopped".into(),
                 },
                 &[],

@@ -190,7 +190,7 @@ pub(super) fn refuse(inner: &Inner, sock: &OwnedFd, cred: Option<PeerCred>, reas
             reason: reason.clone(),
         });
     }
-    say_goodbye(sock, 2, &reason);
+    say_goodbye(sock, goodbye::REFUSED, &reason);
 }
 
 /// Reads a pending connection's hello and makes it a consumer, or refuses it. Gives
@@ -251,7 +251,7 @@ pub(super) fn consumer_message(inner: &Inner, id: ConsumerId) {
     match recv_msg(st.conns[i].sock.as_fd(), &mut Vec::new()) {
         Ok(None) => {}
         Ok(Some((Msg::Goodbye { code, reason }, _))) => {
-            let reason = if code == 0 {
+            let reason = if code == goodbye::CLEAN {
                 format!("consumer {id} said goodbye: {reason}")
             } else {
                 format!("consumer {id} left with error {code}: {reason}")

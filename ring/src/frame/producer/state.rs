@@ -62,7 +62,7 @@ impl State {
             // Tell it why, then close its frame ring *before* its slots are taken
             // back: a consumer that reads a descriptor and then sees the mark
             // delivers nothing from a slot that may be rewritten.
-            say_goodbye(&*c.sock, 1, &reason);
+            say_goodbye(&*c.sock, goodbye::CUT_OFF, &reason);
             c.frames.mark_closed();
         }
         self.ledger.remove_consumer(c.id);

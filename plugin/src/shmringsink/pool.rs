@@ -73,12 +73,12 @@ struct Owned {
     addr: usize,
 }
 
-unsafe extern "C" fn free_owned(p: glib::ffi::gpointer) {
-    // SAFETY: `p` is the Box<Owned> leaked in `alloc_buffer`, given to GStreamer once
-    // as the memory's user data; this notify runs exactly once, when the memory goes.
-    let o = unsafe { Box::from_raw(p as *mut Owned) };
-    o.registry.remove(o.addr, &o.holder);
-    // Dropping the holder drops an unpublished slot, which gives it back.
+impl Drop for Owned {
+    /// GStreamer freed the memory: forget its address. Dropping the holder drops an
+    /// unpublished slot, which gives it back.
+    fn drop(&mut self) {
+        self.registry.remove(self.addr, &self.holder);
+    }
 }
 
 mod imp {
@@ -327,37 +327,26 @@ mod imp {
             let ptr = slot.as_mut_ptr();
             let capacity = slot.capacity();
             let holder: Arc<Holder> = Arc::new(Mutex::new(SlotState::Writable(slot)));
-            let owned = Box::into_raw(Box::new(Owned {
+            let owner = Owned {
                 holder: holder.clone(),
                 registry: registry.clone(),
                 addr: 0,
-            }));
+            };
             // SAFETY: `ptr` is the start of a slot of `capacity` bytes, writable through
             // the producer's own mapping and handed out to us alone by the ledger; the
-            // holder keeps the slot (and its arena mapping) alive until GStreamer
-            // frees the memory and calls `free_owned`. size <= capacity (acquire
-            // returned a slot of at least `size` bytes). Consumers can only map the
-            // arena read-only, so nobody else writes this memory. The memory is handed
-            // out for writing only while its holder has the slot `Writable`: never
-            // while a consumer holds it (see `rearm`).
-            let mem = unsafe {
-                gst::ffi::gst_memory_new_wrapped(
-                    0,
-                    ptr as glib::ffi::gpointer,
-                    capacity,
-                    0,
-                    size,
-                    owned as glib::ffi::gpointer,
-                    Some(free_owned),
-                )
-            };
-            // SAFETY: `owned` is ours until the memory is freed, which cannot happen
+            // holder (in `owner`) keeps the slot and its arena mapping alive until
+            // GStreamer frees the memory. size <= capacity (acquire returned a slot of
+            // at least `size` bytes). Consumers can only map the arena read-only, so
+            // nobody else writes this memory. The memory is handed out for writing
+            // only while its holder has the slot `Writable`: never while a consumer
+            // holds it (see `rearm`).
+            let (mem, owned) = unsafe { crate::memory::wrap(ptr, capacity, size, false, owner) };
+            let addr = mem.as_ptr() as usize;
+            // SAFETY: `owned` lives until the memory is freed, which cannot happen
             // before we hand the memory to a buffer below.
-            unsafe { (*owned).addr = mem as usize };
-            registry.insert(mem as usize, &holder);
+            unsafe { (*owned).addr = addr };
+            registry.insert(addr, &holder);
             let mut buffer = gst::Buffer::new();
-            // SAFETY: a new memory with full transfer from gst_memory_new_wrapped.
-            let mem: gst::Memory = unsafe { glib::translate::from_glib_full(mem) };
             buffer.get_mut().expect("fresh buffer").append_memory(mem);
             Ok(buffer)
         }

@@ -10,24 +10,7 @@
 
 use gst_video::VideoFormatFlags;
 
-use crate::meta::{BufferMeta, VideoLayout};
-
-/// The buffer flags that travel across the transport: what says something about the
-/// data. Memory flags (`TAG_MEMORY`) and the mini object's lock flags
-/// (`LOCKABLE`, `LOCK_READONLY`, `MAY_BE_LEAKED`) describe the producer's own objects
-/// and never travel; any other bit is a lie.
-pub const TRAVELLING_FLAGS: gst::BufferFlags = gst::BufferFlags::LIVE
-    .union(gst::BufferFlags::DECODE_ONLY)
-    .union(gst::BufferFlags::DISCONT)
-    .union(gst::BufferFlags::RESYNC)
-    .union(gst::BufferFlags::CORRUPTED)
-    .union(gst::BufferFlags::MARKER)
-    .union(gst::BufferFlags::HEADER)
-    .union(gst::BufferFlags::GAP)
-    .union(gst::BufferFlags::DROPPABLE)
-    .union(gst::BufferFlags::DELTA_UNIT)
-    .union(gst::BufferFlags::SYNC_AFTER)
-    .union(gst::BufferFlags::NON_DROPPABLE);
+use crate::meta::{BufferMeta, TRAVELLING_FLAGS, VideoLayout};
 
 /// Most a producer may say its pipeline's latency is (a longer one would make the
 /// consumer's sinks wait that long for every buffer).

@@ -11,10 +11,12 @@ use gst_base::subclass::prelude::*;
 use shmring::frame::Policy;
 use shmring::{Producer, ProducerConfig};
 
-use crate::meta::{self, BufferMeta, Side, VideoLayout, ct};
-use crate::pool::{Registry, SlotPool, SlotState};
+use super::ShmringSink;
+use super::pool::{Registry, SlotPool, SlotState};
+use super::publish::audio_planes;
+use crate::meta::{self, Side, ct};
 
-static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
         "shmringsink",
         gst::DebugColorFlags::empty(),
@@ -25,7 +27,7 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, glib::Enum)]
 #[repr(i32)]
 #[enum_type(name = "GstShmringSlowConsumer")]
-enum SlowConsumer {
+pub(super) enum SlowConsumer {
     #[default]
     #[enum_value(
         name = "Block up to block-timeout, then disconnect the consumer",
@@ -36,18 +38,25 @@ enum SlowConsumer {
     Drop = 1,
 }
 
+// Defaults: the frame channel's own, in the properties' units.
+const DEFAULT_SOCKET_MODE: u32 = ProducerConfig::DEFAULT_SOCKET_MODE;
+const DEFAULT_MAX_CONSUMERS: u32 = ProducerConfig::DEFAULT_MAX_CONSUMERS as u32;
+const DEFAULT_SLOTS: u32 = ProducerConfig::DEFAULT_SLOTS;
+const DEFAULT_BLOCK_TIMEOUT_MS: u32 = ProducerConfig::DEFAULT_BLOCK_TIMEOUT.as_millis() as u32;
+const DEFAULT_SPIN_TIME_US: u32 = ProducerConfig::DEFAULT_SPIN.as_micros() as u32;
+
 #[derive(Clone, Debug)]
-struct Settings {
-    socket_path: Option<String>,
-    consumer_fd: i32,
-    socket_mode: u32,
-    allowed_uids: String,
-    max_consumers: u32,
-    slots: u32,
-    on_slow: SlowConsumer,
-    block_timeout_ms: u32,
-    spin_time_us: u32,
-    wait_for_connection: bool,
+pub(super) struct Settings {
+    pub(super) socket_path: Option<String>,
+    pub(super) consumer_fd: i32,
+    pub(super) socket_mode: u32,
+    pub(super) allowed_uids: String,
+    pub(super) max_consumers: u32,
+    pub(super) slots: u32,
+    pub(super) on_slow: SlowConsumer,
+    pub(super) block_timeout_ms: u32,
+    pub(super) spin_time_us: u32,
+    pub(super) wait_for_connection: bool,
 }
 
 impl Default for Settings {
@@ -55,49 +64,49 @@ impl Default for Settings {
         Settings {
             socket_path: None,
             consumer_fd: -1,
-            socket_mode: 0o600,
+            socket_mode: DEFAULT_SOCKET_MODE,
             allowed_uids: String::new(),
-            max_consumers: 16,
-            slots: 8,
+            max_consumers: DEFAULT_MAX_CONSUMERS,
+            slots: DEFAULT_SLOTS,
             on_slow: SlowConsumer::Block,
-            block_timeout_ms: 1000,
-            spin_time_us: 20,
+            block_timeout_ms: DEFAULT_BLOCK_TIMEOUT_MS,
+            spin_time_us: DEFAULT_SPIN_TIME_US,
             wait_for_connection: false,
         }
     }
 }
 
 #[derive(Default)]
-struct Counters {
-    copies: u64,
-    zero_copy: u64,
+pub(super) struct Counters {
+    pub(super) copies: u64,
+    pub(super) zero_copy: u64,
 }
 
-struct State {
-    producer: Arc<Producer>,
-    segment: Option<gst::FormattedSegment<gst::ClockTime>>,
-    waited: bool,
+pub(super) struct State {
+    pub(super) producer: Arc<Producer>,
+    pub(super) segment: Option<gst::FormattedSegment<gst::ClockTime>>,
+    pub(super) waited: bool,
     /// Non-interleaved audio caps: buffers are published with tightly packed planes.
-    planar: Option<gst_audio::AudioInfo>,
+    pub(super) planar: Option<gst_audio::AudioInfo>,
     /// The next buffer follows a flush: mark it DISCONT.
-    flushed: bool,
+    pub(super) flushed: bool,
     /// Upstream latency told to consumers (sent again when it changes).
-    latency: Option<(bool, u64, u64)>,
+    pub(super) latency: Option<(bool, u64, u64)>,
 }
 
 /// The element's private state.
 #[derive(Default)]
 pub struct Sink {
-    settings: Mutex<Settings>,
-    state: Mutex<Option<State>>,
-    counters: Mutex<Counters>,
+    pub(super) settings: Mutex<Settings>,
+    pub(super) state: Mutex<Option<State>>,
+    pub(super) counters: Mutex<Counters>,
     /// Interrupts a blocked render (unlock); cloned out of the producer at start.
-    waker: Mutex<Option<shmring::Waker>>,
+    pub(super) waker: Mutex<Option<shmring::Waker>>,
     /// The slots our pool's buffers wrap, by address.
-    registry: Arc<Registry>,
+    pub(super) registry: Arc<Registry>,
 }
 
-fn parse_uids(s: &str) -> Result<Vec<u32>, String> {
+pub(super) fn parse_uids(s: &str) -> Result<Vec<u32>, String> {
     s.split(',')
         .map(str::trim)
         .filter(|t| !t.is_empty())
@@ -106,142 +115,6 @@ fn parse_uids(s: &str) -> Result<Vec<u32>, String> {
                 .map_err(|_| format!("bad uid {t:?} in allowed-uids"))
         })
         .collect()
-}
-
-impl Sink {
-    /// The running producer, if started.
-    fn producer(&self) -> Option<Arc<Producer>> {
-        self.state
-            .lock()
-            .unwrap()
-            .as_ref()
-            .map(|st| st.producer.clone())
-    }
-
-    fn side(&self, side: &Side, key: u32) -> bool {
-        let Some(producer) = self.producer() else {
-            return true;
-        };
-        match producer.send_side(&side.encode(), key) {
-            Ok(()) => true,
-            Err(e) => {
-                gst::warning!(CAT, imp = self, "side message not sent: {e}");
-                false
-            }
-        }
-    }
-
-    fn buffer_meta(&self, buffer: &gst::BufferRef, st: &State) -> BufferMeta {
-        let running = |t: Option<gst::ClockTime>| match (&st.segment, t) {
-            (Some(seg), Some(t)) => seg.to_running_time(t),
-            _ => t,
-        };
-        let obj = self.obj();
-        let base_time = match obj.clock() {
-            Some(_) => ct(obj.base_time()),
-            None => meta::NONE,
-        };
-        let video = buffer.meta::<gst_video::VideoMeta>().map(|vm| {
-            let mut v = VideoLayout {
-                n_planes: vm.n_planes().min(meta::MAX_PLANES as u32) as u8,
-                ..Default::default()
-            };
-            for p in 0..v.n_planes as usize {
-                v.offsets[p] = vm.offset()[p] as u32;
-                v.strides[p] = vm.stride()[p];
-            }
-            v
-        });
-        BufferMeta {
-            pts: ct(running(buffer.pts())),
-            dts: ct(running(buffer.dts())),
-            duration: ct(buffer.duration()),
-            offset: buffer.offset(),
-            offset_end: buffer.offset_end(),
-            base_time,
-            // Only what describes the data travels (the consumer refuses the rest).
-            flags: (buffer.flags() & crate::trust::TRAVELLING_FLAGS).bits(),
-            video,
-        }
-    }
-
-    fn stats(&self) -> gst::Structure {
-        // One lock at a time: render takes the state lock and then the counters'.
-        let (copies, zero_copy) = {
-            let c = self.counters.lock().unwrap();
-            (c.copies, c.zero_copy)
-        };
-        let mut s = gst::Structure::builder("shmringsink-stats")
-            .field("copies", copies)
-            .field("zero-copy", zero_copy)
-            .build();
-        if let Some(producer) = self.producer() {
-            let p = producer.stats();
-            s.set("frames", p.frames);
-            s.set("bytes", p.bytes);
-            s.set("consumers", p.consumers.len() as u32);
-            s.set("drops", p.consumers.iter().map(|c| c.drops).sum::<u64>());
-            s.set("cut-off", p.cut_off);
-            s.set("free-slots", p.free_slots as u32);
-            let per: Vec<glib::SendValue> = p
-                .consumers
-                .iter()
-                .map(|c| {
-                    gst::Structure::builder("consumer")
-                        .field("id", c.id)
-                        .field("pid", c.pid)
-                        .field("uid", c.uid)
-                        .field("frames", c.frames)
-                        .field("bytes", c.bytes)
-                        .field("drops", c.drops)
-                        .field("held", c.held as u32)
-                        .build()
-                        .to_send_value()
-                })
-                .collect();
-            s.set("consumer-stats", gst::Array::new(per));
-        }
-        s
-    }
-
-    /// The unpublished slot `buffer` was rendered into, if it comes from our pool
-    /// and still covers the slot from its start.
-    fn slot_of(
-        &self,
-        buffer: &gst::Buffer,
-    ) -> Option<(Arc<crate::pool::Holder>, shmring::WriteSlot)> {
-        if buffer.n_memory() != 1 {
-            return None;
-        }
-        let mem = buffer.peek_memory(0);
-        let holder = self.registry.get(mem.as_ptr() as usize)?;
-        // Upstream may have resized the memory; publish from the slot's start only.
-        if mem.offset() != 0 {
-            return None;
-        }
-        let mut h = holder.lock().unwrap();
-        match &*h {
-            SlotState::Writable(slot) if buffer.size() <= slot.capacity() => {}
-            // Published already (the same buffer rendered twice) or resized: copy it.
-            _ => return None,
-        }
-        let SlotState::Writable(slot) = std::mem::replace(&mut *h, SlotState::Taken) else {
-            unreachable!("checked above")
-        };
-        drop(h);
-        Some((holder, slot))
-    }
-
-    fn log_events(&self, p: &Producer) {
-        // Per buffer: only take the producer's lock when someone reads the log (the
-        // producer keeps a bounded backlog otherwise).
-        if !CAT.above_threshold(gst::DebugLevel::Info) {
-            return;
-        }
-        for e in p.take_events() {
-            gst::info!(CAT, imp = self, "{e:?}");
-        }
-    }
 }
 
 #[glib::object_subclass]
@@ -278,7 +151,7 @@ impl ObjectImpl for Sink {
                     .nick("Socket mode")
                     .blurb("File mode of the socket (0600 by default: only this user may connect)")
                     .maximum(0o777)
-                    .default_value(0o600)
+                    .default_value(DEFAULT_SOCKET_MODE)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("allowed-uids")
@@ -291,7 +164,7 @@ impl ObjectImpl for Sink {
                     .blurb("Consumers served at once; more are refused")
                     .minimum(1)
                     .maximum(1024)
-                    .default_value(16)
+                    .default_value(DEFAULT_MAX_CONSUMERS)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("slots")
@@ -299,7 +172,7 @@ impl ObjectImpl for Sink {
                     .blurb("Shared-memory slots (buffers in flight across all consumers)")
                     .minimum(2)
                     .maximum(4096)
-                    .default_value(8)
+                    .default_value(DEFAULT_SLOTS)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecEnum::builder::<SlowConsumer>("on-slow-consumer")
@@ -311,14 +184,14 @@ impl ObjectImpl for Sink {
                     .nick("Block timeout")
                     .blurb("Milliseconds to wait for a slow consumer (block policy), a free slot or a consumer's socket before disconnecting that consumer")
                     .minimum(1)
-                    .default_value(1000)
+                    .default_value(DEFAULT_BLOCK_TIMEOUT_MS)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("spin-time")
                     .nick("Spin time")
                     .blurb("Microseconds to poll, when a consumer has to take a buffer or release a slot before this one can go on, before sleeping on its doorbell (0: sleep at once)")
                     .maximum(1_000_000)
-                    .default_value(20)
+                    .default_value(DEFAULT_SPIN_TIME_US)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecBoolean::builder("wait-for-connection")
@@ -692,118 +565,4 @@ impl BaseSinkImpl for Sink {
         drop(map);
         self.published(&producer, r, false)
     }
-}
-
-impl Sink {
-    /// Counts a publication and turns its error into a flow return.
-    fn published(
-        &self,
-        producer: &Producer,
-        r: shmring::Result<usize>,
-        zero_copy: bool,
-    ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        self.log_events(producer);
-        match r {
-            Ok(n) => {
-                let mut c = self.counters.lock().unwrap();
-                if zero_copy {
-                    c.zero_copy += 1;
-                } else {
-                    c.copies += 1;
-                }
-                gst::trace!(CAT, imp = self, "buffer to {n} consumers");
-                Ok(gst::FlowSuccess::Ok)
-            }
-            Err(shmring::Error::Interrupted) => Err(gst::FlowError::Flushing),
-            Err(e) => {
-                gst::element_imp_error!(self, gst::ResourceError::Write, ["{}", e]);
-                Err(gst::FlowError::Error)
-            }
-        }
-    }
-
-    /// Tells consumers the latency upstream of this sink (once per caps or flush,
-    /// and whenever it changed), so that their pipelines add it to their own.
-    fn tell_latency(&self) {
-        if self
-            .state
-            .lock()
-            .unwrap()
-            .as_ref()
-            .is_none_or(|st| st.latency.is_some())
-        {
-            return;
-        }
-        let mut q = gst::query::Latency::new();
-        let pad = self.obj().static_pad("sink").expect("sink pad");
-        if !pad.peer_query(&mut q) {
-            return;
-        }
-        let (live, min, max) = q.result();
-        let l = (live, min.nseconds(), ct(max));
-        let changed = match self.state.lock().unwrap().as_mut() {
-            Some(st) => st.latency.replace(l) != Some(l),
-            None => false,
-        };
-        if changed {
-            gst::debug!(CAT, imp = self, "upstream latency {l:?}");
-            let side = Side::Latency {
-                live: l.0,
-                min: l.1,
-                max: l.2,
-            };
-            self.side(&side, meta::key::LATENCY);
-        }
-    }
-}
-
-/// Where the channel planes of a non-interleaved audio buffer are, when they are not
-/// already packed back to back from the buffer's start (`None`: publish as it is).
-/// Consumers read planar audio as packed planes of `size / bpf` samples each.
-fn audio_planes(
-    buffer: &gst::BufferRef,
-    info: &gst_audio::AudioInfo,
-) -> Result<Option<Vec<std::ops::Range<usize>>>, String> {
-    let size = buffer.size();
-    let bpf = info.bpf() as usize;
-    let bps = bpf / info.channels() as usize;
-    let Some(am) = buffer.meta::<gst_audio::AudioMeta>() else {
-        if size % bpf != 0 {
-            return Err(format!(
-                "planar audio buffer of {size} bytes is not a whole number of {bpf}-byte frames"
-            ));
-        }
-        return Ok(None);
-    };
-    let samples = am.samples();
-    let plane = samples * bps;
-    let offsets = am.offsets();
-    if samples * bpf == size && offsets.iter().enumerate().all(|(c, &o)| o == c * plane) {
-        return Ok(None);
-    }
-    offsets
-        .iter()
-        .map(|&o| {
-            (o.checked_add(plane).is_some_and(|end| end <= size))
-                .then_some(o..o + plane)
-                .ok_or_else(|| {
-                    format!("audio plane at {o} of {plane} bytes exceeds the buffer's {size}")
-                })
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(Some)
-}
-
-glib::wrapper! {
-    /// `shmringsink`.
-    pub struct ShmringSink(ObjectSubclass<Sink>) @extends gst_base::BaseSink, gst::Element, gst::Object;
-}
-
-pub(crate) fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
-    gst::Element::register(
-        Some(plugin),
-        "shmringsink",
-        gst::Rank::NONE,
-        ShmringSink::static_type(),
-    )
 }

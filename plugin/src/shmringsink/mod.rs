@@ -1,0 +1,26 @@
+//! `shmringsink`: serves buffers to any number of `shmringsrc`s over the frame channel.
+//!
+//! `imp` holds the element (settings, state, the GStreamer trait impls), `publish`
+//! what it sends (buffer metadata, side messages, planar audio), `pool` the buffer
+//! pool of shared slots it offers upstream.
+
+use gst::glib;
+use gst::prelude::*;
+
+mod imp;
+pub(crate) mod pool;
+mod publish;
+
+glib::wrapper! {
+    /// `shmringsink`.
+    pub struct ShmringSink(ObjectSubclass<imp::Sink>) @extends gst_base::BaseSink, gst::Element, gst::Object;
+}
+
+pub(crate) fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    gst::Element::register(
+        Some(plugin),
+        "shmringsink",
+        gst::Rank::NONE,
+        ShmringSink::static_type(),
+    )
+}

@@ -1,0 +1,250 @@
+//! What `shmringsink` sends: buffer metadata, side messages, the slot a buffer is in,
+//! planar audio packing, the upstream latency.
+
+use std::sync::Arc;
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use shmring::Producer;
+
+use super::pool::SlotState;
+use crate::meta::{self, BufferMeta, Side, VideoLayout, ct};
+
+use super::imp::*;
+
+impl Sink {
+    /// The running producer, if started.
+    pub(super) fn producer(&self) -> Option<Arc<Producer>> {
+        self.state
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|st| st.producer.clone())
+    }
+
+    pub(super) fn side(&self, side: &Side, key: u32) -> bool {
+        let Some(producer) = self.producer() else {
+            return true;
+        };
+        match producer.send_side(&side.encode(), key) {
+            Ok(()) => true,
+            Err(e) => {
+                gst::warning!(CAT, imp = self, "side message not sent: {e}");
+                false
+            }
+        }
+    }
+
+    pub(super) fn buffer_meta(&self, buffer: &gst::BufferRef, st: &State) -> BufferMeta {
+        let running = |t: Option<gst::ClockTime>| match (&st.segment, t) {
+            (Some(seg), Some(t)) => seg.to_running_time(t),
+            _ => t,
+        };
+        let obj = self.obj();
+        let base_time = match obj.clock() {
+            Some(_) => ct(obj.base_time()),
+            None => meta::NONE,
+        };
+        let video = buffer.meta::<gst_video::VideoMeta>().map(|vm| {
+            let mut v = VideoLayout {
+                n_planes: vm.n_planes().min(meta::MAX_PLANES as u32) as u8,
+                ..Default::default()
+            };
+            for p in 0..v.n_planes as usize {
+                v.offsets[p] = vm.offset()[p] as u32;
+                v.strides[p] = vm.stride()[p];
+            }
+            v
+        });
+        BufferMeta {
+            pts: ct(running(buffer.pts())),
+            dts: ct(running(buffer.dts())),
+            duration: ct(buffer.duration()),
+            offset: buffer.offset(),
+            offset_end: buffer.offset_end(),
+            base_time,
+            // Only what describes the data travels (the consumer refuses the rest).
+            flags: (buffer.flags() & crate::meta::TRAVELLING_FLAGS).bits(),
+            video,
+        }
+    }
+
+    pub(super) fn stats(&self) -> gst::Structure {
+        // One lock at a time: render takes the state lock and then the counters'.
+        let (copies, zero_copy) = {
+            let c = self.counters.lock().unwrap();
+            (c.copies, c.zero_copy)
+        };
+        let mut s = gst::Structure::builder("shmringsink-stats")
+            .field("copies", copies)
+            .field("zero-copy", zero_copy)
+            .build();
+        if let Some(producer) = self.producer() {
+            let p = producer.stats();
+            s.set("frames", p.frames);
+            s.set("bytes", p.bytes);
+            s.set("consumers", p.consumers.len() as u32);
+            s.set("drops", p.consumers.iter().map(|c| c.drops).sum::<u64>());
+            s.set("cut-off", p.cut_off);
+            s.set("free-slots", p.free_slots as u32);
+            let per: Vec<glib::SendValue> = p
+                .consumers
+                .iter()
+                .map(|c| {
+                    gst::Structure::builder("consumer")
+                        .field("id", c.id)
+                        .field("pid", c.pid)
+                        .field("uid", c.uid)
+                        .field("frames", c.frames)
+                        .field("bytes", c.bytes)
+                        .field("drops", c.drops)
+                        .field("held", c.held as u32)
+                        .build()
+                        .to_send_value()
+                })
+                .collect();
+            s.set("consumer-stats", gst::Array::new(per));
+        }
+        s
+    }
+
+    /// The unpublished slot `buffer` was rendered into, if it comes from our pool
+    /// and still covers the slot from its start.
+    pub(super) fn slot_of(
+        &self,
+        buffer: &gst::Buffer,
+    ) -> Option<(Arc<super::pool::Holder>, shmring::WriteSlot)> {
+        if buffer.n_memory() != 1 {
+            return None;
+        }
+        let mem = buffer.peek_memory(0);
+        let holder = self.registry.get(mem.as_ptr() as usize)?;
+        // Upstream may have resized the memory; publish from the slot's start only.
+        if mem.offset() != 0 {
+            return None;
+        }
+        let mut h = holder.lock().unwrap();
+        match &*h {
+            SlotState::Writable(slot) if buffer.size() <= slot.capacity() => {}
+            // Published already (the same buffer rendered twice) or resized: copy it.
+            _ => return None,
+        }
+        let SlotState::Writable(slot) = std::mem::replace(&mut *h, SlotState::Taken) else {
+            unreachable!("checked above")
+        };
+        drop(h);
+        Some((holder, slot))
+    }
+
+    pub(super) fn log_events(&self, p: &Producer) {
+        // Per buffer: only take the producer's lock when someone reads the log (the
+        // producer keeps a bounded backlog otherwise).
+        if !CAT.above_threshold(gst::DebugLevel::Info) {
+            return;
+        }
+        for e in p.take_events() {
+            gst::info!(CAT, imp = self, "{e:?}");
+        }
+    }
+}
+
+impl Sink {
+    /// Counts a publication and turns its error into a flow return.
+    pub(super) fn published(
+        &self,
+        producer: &Producer,
+        r: shmring::Result<usize>,
+        zero_copy: bool,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        self.log_events(producer);
+        match r {
+            Ok(n) => {
+                let mut c = self.counters.lock().unwrap();
+                if zero_copy {
+                    c.zero_copy += 1;
+                } else {
+                    c.copies += 1;
+                }
+                gst::trace!(CAT, imp = self, "buffer to {n} consumers");
+                Ok(gst::FlowSuccess::Ok)
+            }
+            Err(shmring::Error::Interrupted) => Err(gst::FlowError::Flushing),
+            Err(e) => {
+                gst::element_imp_error!(self, gst::ResourceError::Write, ["{}", e]);
+                Err(gst::FlowError::Error)
+            }
+        }
+    }
+
+    /// Tells consumers the latency upstream of this sink (once per caps or flush,
+    /// and whenever it changed), so that their pipelines add it to their own.
+    pub(super) fn tell_latency(&self) {
+        if self
+            .state
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_none_or(|st| st.latency.is_some())
+        {
+            return;
+        }
+        let mut q = gst::query::Latency::new();
+        let pad = self.obj().static_pad("sink").expect("sink pad");
+        if !pad.peer_query(&mut q) {
+            return;
+        }
+        let (live, min, max) = q.result();
+        let l = (live, min.nseconds(), ct(max));
+        let changed = match self.state.lock().unwrap().as_mut() {
+            Some(st) => st.latency.replace(l) != Some(l),
+            None => false,
+        };
+        if changed {
+            gst::debug!(CAT, imp = self, "upstream latency {l:?}");
+            let side = Side::Latency {
+                live: l.0,
+                min: l.1,
+                max: l.2,
+            };
+            self.side(&side, meta::key::LATENCY);
+        }
+    }
+}
+
+/// Where the channel planes of a non-interleaved audio buffer are, when they are not
+/// already packed back to back from the buffer's start (`None`: publish as it is).
+/// Consumers read planar audio as packed planes of `size / bpf` samples each.
+pub(super) fn audio_planes(
+    buffer: &gst::BufferRef,
+    info: &gst_audio::AudioInfo,
+) -> Result<Option<Vec<std::ops::Range<usize>>>, String> {
+    let size = buffer.size();
+    let bpf = info.bpf() as usize;
+    let bps = bpf / info.channels() as usize;
+    let Some(am) = buffer.meta::<gst_audio::AudioMeta>() else {
+        if size % bpf != 0 {
+            return Err(format!(
+                "planar audio buffer of {size} bytes is not a whole number of {bpf}-byte frames"
+            ));
+        }
+        return Ok(None);
+    };
+    let samples = am.samples();
+    let plane = samples * bps;
+    let offsets = am.offsets();
+    if samples * bpf == size && offsets.iter().enumerate().all(|(c, &o)| o == c * plane) {
+        return Ok(None);
+    }
+    offsets
+        .iter()
+        .map(|&o| {
+            (o.checked_add(plane).is_some_and(|end| end <= size))
+                .then_some(o..o + plane)
+                .ok_or_else(|| {
+                    format!("audio plane at {o} of {plane} bytes exceeds the buffer's {size}")
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
