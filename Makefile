@@ -138,8 +138,8 @@ fuzz: deps
 BENCH_PACKAGES := fonts-dejavu-core
 bench: deps
 	$(call install-debs,$(BENCH_PACKAGES))
-	$(CARGO) bench -p shmring --bench ring
-	$(CARGO) bench -p gst-plugin-shmring --bench gst
+	$(CARGO) bench -p shmring-bench --bench ring
+	$(CARGO) bench -p shmring-bench --bench gst
 
 ## install: libgstshmring.so into the system's GStreamer plugin directory, or with
 ## PREFIX=~/.local into the user's (~/.local/share/gstreamer-1.0/plugins, which

@@ -48,8 +48,7 @@ const SOURCES: &[&str] = &[
     "tests/src",
     "tests/tests",
     "plugin/tests",
-    "plugin/benches",
-    "ring/benches",
+    "bench/benches",
 ];
 
 fn root() -> PathBuf {

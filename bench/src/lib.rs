@@ -1,0 +1,1 @@
+//! The benchmarks live under `benches/` (`make bench`); this library is empty.
