@@ -57,6 +57,11 @@ macro_rules! internal_mods {
     };
 }
 
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+mod readme {}
+
 pub mod error;
 pub mod frame;
 #[cfg(feature = "internals")]
