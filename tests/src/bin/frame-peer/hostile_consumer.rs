@@ -1,0 +1,305 @@
+//! Hostile consumers: they speak the protocol by hand and lie, flood, hoard, scribble
+//! or try to write what they may only read.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use shmring::internals::desc::{FrameDesc, Release};
+use shmring::internals::listen::{self};
+use shmring::internals::wire::Msg;
+use shmring::memfd::{self};
+use shmring::{Receiver, RingFds, Sender, fdpass};
+
+use super::{R, e, forever, say, soon};
+
+pub(super) struct RawConsumer {
+    sock: OwnedFd,
+    frames: Receiver<FrameDesc>,
+    releases: Sender<Release>,
+    /// Duplicates of the two ring memfds, for scribbling.
+    frame_memfd: OwnedFd,
+    release_memfd: OwnedFd,
+    /// A duplicate of the producer's release doorbell, for ringing it at will.
+    release_bell: OwnedFd,
+}
+
+pub(super) fn recv_raw(sock: &OwnedFd) -> Result<(Msg, Vec<OwnedFd>), String> {
+    let mut buf = vec![0u8; 70_000];
+    let r = fdpass::recv(sock.as_fd(), &mut buf, 4, 0).map_err(e)?;
+    let m = Msg::decode(&buf[..r.len], r.fds.len()).map_err(e)?;
+    Ok((m, r.fds))
+}
+
+pub(super) fn raw_connect(path: &str) -> Result<RawConsumer, String> {
+    let sock = listen::connect(path.as_ref(), Some(soon()), None).map_err(e)?;
+    let hello = Msg::Hello {
+        min_version: 1,
+        max_version: 1,
+    };
+    fdpass::send(sock.as_fd(), &hello.encode(), &[]).map_err(e)?;
+    let (m, fds) = recv_raw(&sock)?;
+    if !matches!(m, Msg::Welcome { .. }) {
+        return Err(format!("expected Welcome, got {m:?}"));
+    }
+    let mut fds = fds.into_iter();
+    let (fm, fb, rm, rb) = (
+        fds.next().unwrap(),
+        fds.next().unwrap(),
+        fds.next().unwrap(),
+        fds.next().unwrap(),
+    );
+    let frame_memfd = fm.try_clone().map_err(e)?;
+    let release_memfd = rm.try_clone().map_err(e)?;
+    let release_bell = rb.try_clone().map_err(e)?;
+    Ok(RawConsumer {
+        sock,
+        frames: Receiver::attach(RingFds {
+            memfd: fm,
+            doorbell: fb,
+        })
+        .map_err(e)?,
+        releases: Sender::attach(RingFds {
+            memfd: rm,
+            doorbell: rb,
+        })
+        .map_err(e)?,
+        frame_memfd,
+        release_memfd,
+        release_bell,
+    })
+}
+
+/// Reads socket messages until the producer's goodbye, printing it, then exits.
+pub(super) fn await_goodbye(sock: &OwnedFd) -> R {
+    loop {
+        match recv_raw(sock) {
+            Ok((Msg::Goodbye { code, reason }, _)) => {
+                say(format!("goodbye {code} {reason}"));
+                return Ok(());
+            }
+            Ok(_) => {}
+            Err(x) => {
+                say(format!("socket {x}"));
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Writes `value` at byte `offset` of a shared mapping of `fd` (`len` bytes).
+pub(super) fn scribble(fd: &OwnedFd, len: usize, offset: usize, value: u32) -> R {
+    let m = memfd::Mapping::map(fd.as_fd(), len, memfd::Access::ReadWrite).map_err(e)?;
+    assert!(offset + 4 <= m.len());
+    // SAFETY: offset + 4 <= len of our own mapping; we are the hostile side and write
+    // on purpose into memory the producer shares with us.
+    unsafe { std::ptr::write_volatile(m.as_ptr().add(offset).cast::<u32>(), value) };
+    std::mem::forget(m); // keep it mapped: the producer reads it later
+    Ok(())
+}
+
+/// Opens connections to `path` without a word, as fast as it can, keeping up to
+/// `n` of them (the oldest goes when there are more), until killed.
+pub(super) fn flood(path: &str, n: usize) -> R {
+    let mut open = std::collections::VecDeque::new();
+    let mut made = 0usize;
+    // SAFETY: getppid has no preconditions.
+    let parent = unsafe { libc::getppid() };
+    // Until killed, or orphaned (a test that failed before killing it).
+    // SAFETY: as above.
+    while unsafe { libc::getppid() } == parent {
+        // A full backlog may refuse for a moment: keep pushing.
+        if let Ok(s) = listen::connect(path.as_ref(), Some(soon()), None) {
+            open.push_back(s);
+            made += 1;
+            if made == n {
+                say("ready");
+            }
+        }
+        if open.len() > n {
+            open.pop_front();
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn evil_consumer(path: &str, act: &str) -> R {
+    // Connected, but never says hello: waits for what the producer says.
+    if act == "silent" {
+        let sock = listen::connect(path.as_ref(), Some(soon()), None).map_err(e)?;
+        say("ready");
+        return await_goodbye(&sock);
+    }
+    let mut c = raw_connect(path)?;
+    match act {
+        // A slot it was never given.
+        "bogus-release" => {
+            c.releases.send(&Release { arena: 0, slot: 5 }).map_err(e)?;
+        }
+        // Says hello, gets its welcome, then reads neither its socket nor its ring.
+        "deaf" => {
+            say("ready");
+            let _keep = c;
+            forever();
+        }
+        // A slot it got, released twice.
+        "double-release" => {
+            let d = c.frames.recv().map_err(e)?;
+            let r = Release::from(d.slot_ref());
+            c.releases.send(&r).map_err(e)?;
+            c.releases.send(&r).map_err(e)?;
+        }
+        // Takes frames, never gives one back (the receiving thread keeps going
+        // until the producer cuts it off).
+        "never-release" => {
+            let mut frames = c.frames;
+            std::thread::spawn(move || while frames.recv().is_ok() {});
+            say("ready");
+            return await_goodbye(&c.sock);
+        }
+        // Garbage in the indices it owns: the frame ring's tail and the release
+        // ring's head.
+        "scribble" => {
+            let flen = memfd::size(c.frame_memfd.as_fd()).map_err(e)? as usize;
+            let rlen = memfd::size(c.release_memfd.as_fd()).map_err(e)? as usize;
+            scribble(&c.frame_memfd, flen, 256, 0xdead_beef)?;
+            scribble(&c.release_memfd, rlen, 128, 0x7777_7777)?;
+        }
+        // Everything a consumer might try to write its arena.
+        "map-writable" => {
+            let fd = loop {
+                if let (Msg::Arena { .. }, mut fds) = recv_raw(&c.sock)? {
+                    break fds.pop().unwrap();
+                }
+            };
+            let mut broke_in = false;
+            for (what, ok) in arena_attacks(&fd) {
+                say(format!(
+                    "{what}: {}",
+                    if ok { "ALLOWED" } else { "refused" }
+                ));
+                broke_in |= ok;
+            }
+            if broke_in {
+                return Err("an arena attack succeeded".into());
+            }
+            say("ready");
+            // Behaves from now on: it must still be served.
+            while let Ok(d) = c.frames.recv() {
+                c.releases.send(&Release::from(d.slot_ref())).map_err(e)?;
+            }
+            return Ok(());
+        }
+        // Gives every frame back at once, and rings the producer's release
+        // doorbell flat out from another thread, until the producer goes.
+        "furious-release" => {
+            let bell = c.release_bell;
+            std::thread::spawn(move || {
+                loop {
+                    // Saturated (EAGAIN) or not, ring again.
+                    // SAFETY: writes 8 bytes from a live local to an fd we own.
+                    unsafe { libc::write(bell.as_raw_fd(), [1u64].as_ptr().cast(), 8) };
+                }
+            });
+            let released = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let (mut frames, mut releases, n) = (c.frames, c.releases, released.clone());
+            std::thread::spawn(move || {
+                while let Ok(d) = frames.recv() {
+                    if releases.send(&Release::from(d.slot_ref())).is_err() {
+                        break;
+                    }
+                    n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+            say("ready");
+            await_goodbye(&c.sock)?;
+            say(format!(
+                "released {}",
+                released.load(std::sync::atomic::Ordering::SeqCst)
+            ));
+            return Ok(());
+        }
+        // A datagram three times the protocol's largest message.
+        "huge-msg" => {
+            let big = vec![0x5a_u8; 3 * shmring::internals::wire::MAX_MESSAGE];
+            fdpass::send(c.sock.as_fd(), &big, &[]).map_err(e)?;
+        }
+        // A message the protocol does not have.
+        "garbage" => {
+            fdpass::send(c.sock.as_fd(), b"SRFC\x63\x00\x00\x00\x00\x00\x00\x00", &[])
+                .map_err(e)?;
+        }
+        other => return Err(format!("unknown act {other}")),
+    }
+    say("ready");
+    await_goodbye(&c.sock)
+}
+
+/// Tries to get write access to an arena memfd; returns (attempt, succeeded).
+pub(super) fn arena_attacks(fd: &OwnedFd) -> Vec<(&'static str, bool)> {
+    let raw = fd.as_raw_fd();
+    let len = memfd::size(fd.as_fd()).unwrap_or(4096) as usize;
+    let mut out = Vec::new();
+    // SAFETY: mmap/munmap of a region we get back from the kernel only.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            raw,
+            0,
+        );
+        out.push(("mmap read-write shared", p != libc::MAP_FAILED));
+        if p != libc::MAP_FAILED {
+            libc::munmap(p, len);
+        }
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            raw,
+            0,
+        );
+        if p != libc::MAP_FAILED {
+            let r = libc::mprotect(p, len, libc::PROT_READ | libc::PROT_WRITE);
+            out.push(("mprotect a read-only mapping writable", r == 0));
+            libc::munmap(p, len);
+        }
+    }
+    let b = [0xffu8; 16];
+    // SAFETY: pwrite from a live buffer.
+    let w = unsafe { libc::pwrite(raw, b.as_ptr().cast(), b.len(), 0) };
+    out.push(("pwrite", w >= 0));
+    // SAFETY: plain syscalls on an fd we own.
+    unsafe {
+        out.push(("ftruncate", libc::ftruncate(raw, 0) == 0));
+        out.push((
+            "fallocate punch hole",
+            libc::fallocate(
+                raw,
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                0,
+                4096,
+            ) == 0,
+        ));
+        out.push((
+            "add a seal",
+            libc::fcntl(raw, libc::F_ADD_SEALS, libc::F_SEAL_WRITE) == 0,
+        ));
+    }
+    // Through /proc: a new open of the same file, read-write.
+    let proc_path = format!("/proc/self/fd/{raw}");
+    let reopened = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&proc_path);
+    let reopened_writable = match reopened {
+        Ok(f) => {
+            use std::os::unix::fs::FileExt;
+            f.write_at(&b, 0).is_ok()
+        }
+        Err(_) => false,
+    };
+    out.push(("reopen via /proc and write", reopened_writable));
+    out
+}
