@@ -49,6 +49,7 @@ macro_rules! internal_mods {
         $(
             $(#[$a])*
             #[cfg(feature = "internals")]
+            #[doc(hidden)]
             pub mod $m;
             $(#[$a])*
             #[cfg(not(feature = "internals"))]
@@ -65,9 +66,10 @@ mod readme {}
 pub mod error;
 pub mod frame;
 #[cfg(feature = "internals")]
+#[doc(hidden)]
 pub mod fuzzing;
-pub mod os;
-pub mod ring;
+mod os;
+mod ring;
 mod sync;
 
 pub use bytemuck;

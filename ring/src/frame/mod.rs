@@ -13,7 +13,7 @@
 //!   their credentials, and watches for hang-ups.
 //! - [`Producer::acquire`] hands out a [`WriteSlot`] of an arena (a bigger arena is
 //!   added when a frame outgrows the current one); the caller fills it in place and
-//!   [`WriteSlot::publish`]es it with up to [`META_BYTES`](crate::frame::desc::META_BYTES)
+//!   [`WriteSlot::publish`]es it with up to [`META_BYTES`]
 //!   of metadata to every consumer, each of which then holds a reference. The slot is
 //!   free again when all have released it. [`Producer::send_side`] sends opaque side
 //!   messages ordered with frames; sticky ones are replayed to consumers that join

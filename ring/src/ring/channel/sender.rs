@@ -1,0 +1,200 @@
+//! The sending half of a typed shared ring.
+
+use std::marker::PhantomData;
+use std::mem::{align_of, size_of};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytemuck::Pod;
+
+use crate::os::doorbell::{Doorbell, Waker};
+use crate::error::Result;
+use crate::ring::layout::Role;
+use crate::ring::index::{self, ProducerIdx, Word, Words};
+
+use super::{End, RingFds};
+
+/// The sending half of a typed shared ring. `!Clone`: there is exactly one per ring.
+#[derive(Debug)]
+pub struct Sender<T: Pod> {
+    end: End,
+    idx: ProducerIdx,
+    _t: PhantomData<fn(T)>,
+}
+
+impl<T: Pod> Sender<T> {
+    /// Creates a ring of `capacity` elements (a power of two); hand the [`RingFds`] to
+    /// the receiving process.
+    pub fn create(capacity: usize) -> Result<(Sender<T>, RingFds)> {
+        let (end, fds) = End::create(size_of::<T>(), align_of::<T>(), capacity, Role::Sender)?;
+        Ok((Sender::from_end(end), fds))
+    }
+
+    /// Attaches to a ring a receiver created.
+    pub fn attach(fds: RingFds) -> Result<Sender<T>> {
+        let end = End::attach(fds, size_of::<T>(), align_of::<T>(), Role::Receiver)?;
+        Ok(Sender::from_end(end))
+    }
+
+    fn from_end(end: End) -> Self {
+        // Start from the shared indices as they are: on create both are 0; on attach
+        // a peer could have left anything, which the first `free` validates.
+        let head = end.load(Word::Head, Ordering::Relaxed);
+        let idx = ProducerIdx::new(end.hdr.capacity, head, head);
+        Sender {
+            end,
+            idx,
+            _t: PhantomData,
+        }
+    }
+
+    /// Capacity in elements.
+    pub fn capacity(&self) -> usize {
+        self.end.hdr.capacity as usize
+    }
+
+    /// How long blocking calls spin before sleeping (0 = sleep at once).
+    pub fn set_spin(&mut self, spin: Duration) {
+        self.end.spin = spin;
+    }
+
+    /// A handle that interrupts this side's blocking calls from another thread.
+    pub fn waker(&self) -> Waker {
+        self.end.waker.clone()
+    }
+
+    /// True once the receiver hung up.
+    pub fn peer_gone(&self) -> bool {
+        self.end.bell.peer_gone()
+    }
+
+    /// Sends as many of `items` as fit without waiting; returns how many.
+    pub fn try_send_batch(&mut self, items: &[T]) -> Result<usize> {
+        self.end.check()?;
+        let want = u32::try_from(items.len()).unwrap_or(u32::MAX);
+        let free = match self.idx.free(&self.end, want) {
+            Ok(f) => f,
+            Err(e) => return self.end.fail(e),
+        };
+        let n = free.min(want);
+        for (i, item) in items[..n as usize].iter().enumerate() {
+            let dst = self.end.slot_ptr(self.idx.slot(i as u32));
+            // SAFETY: `dst` is a free slot of `size_of::<T>()` bytes inside the mapping
+            // (validated index, validated header); the receiver does not read it until
+            // `commit` publishes it, and if a hostile receiver does, it sees bytes, not
+            // a Rust value of ours. Source and destination cannot overlap (ours is a
+            // Rust value, the slot is in a shared mapping).
+            unsafe {
+                std::ptr::copy_nonoverlapping((item as *const T).cast::<u8>(), dst, size_of::<T>())
+            };
+        }
+        self.publish(n)?;
+        Ok(n as usize)
+    }
+
+    /// Sends one element if there is room; `Ok(false)` when the ring is full.
+    pub fn try_send(&mut self, item: &T) -> Result<bool> {
+        Ok(self.try_send_batch(std::slice::from_ref(item))? == 1)
+    }
+
+    /// Writes one element in place: `fill` gets a raw pointer to the free slot (shared
+    /// memory: write through the pointer, e.g. with `ptr::write` or
+    /// `ptr::copy_nonoverlapping`; never turn it into a reference). `Ok(false)` when full.
+    pub fn try_send_with(&mut self, fill: impl FnOnce(*mut T)) -> Result<bool> {
+        self.end.check()?;
+        let free = match self.idx.free(&self.end, 1) {
+            Ok(f) => f,
+            Err(e) => return self.end.fail(e),
+        };
+        if free == 0 {
+            return Ok(false);
+        }
+        fill(self.end.slot_ptr(self.idx.slot(0)).cast::<T>());
+        self.publish(1)?;
+        Ok(true)
+    }
+
+    fn publish(&mut self, n: u32) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.idx.commit(&self.end, n);
+        if self.idx.consumer_waiting(&self.end) {
+            self.end.bell.ring()?;
+        }
+        Ok(())
+    }
+
+    /// Sends one element, waiting for room as long as needed.
+    pub fn send(&mut self, item: &T) -> Result<()> {
+        self.send_deadline(item, None)
+    }
+
+    /// Sends one element, waiting at most `timeout` for room.
+    pub fn send_timeout(&mut self, item: &T, timeout: Duration) -> Result<()> {
+        self.send_deadline(item, Some(Instant::now() + timeout))
+    }
+
+    fn send_deadline(&mut self, item: &T, deadline: Option<Instant>) -> Result<()> {
+        loop {
+            if self.try_send(item)? {
+                return Ok(());
+            }
+            self.wait_for_room(deadline)?;
+        }
+    }
+
+    /// Waits until at least one slot is free (or the deadline passes).
+    pub fn wait_for_room(&mut self, deadline: Option<Instant>) -> Result<()> {
+        let idx = &mut self.idx;
+        self.end.park(Word::ProducerWaiting, deadline, |end| {
+            Ok(idx.free(end, 1)? > 0)
+        })
+    }
+
+    /// Elements sent and not yet known to be received.
+    pub fn in_flight(&self) -> usize {
+        self.idx.in_flight() as usize
+    }
+}
+
+impl<T: Pod> Sender<T> {
+    /// Checks that the shared header still holds what it held at attach time.
+    pub fn check_header(&self) -> Result<()> {
+        self.end.header_intact()
+    }
+
+    /// Free elements right now (reads the shared tail; validates it).
+    pub fn room(&mut self) -> Result<usize> {
+        self.end.check()?;
+        match self.idx.free(&self.end, self.end.hdr.capacity) {
+            Ok(f) => Ok(f as usize),
+            Err(e) => self.end.fail(e),
+        }
+    }
+
+    /// For a wait on several rings at once: says "the sender waits for room", then
+    /// re-checks. Returns true if there is room already. Call [`Sender::disarm`]
+    /// after the wait, whatever it returned.
+    pub(crate) fn arm(&mut self) -> Result<bool> {
+        index::announce_wait(&self.end, Word::ProducerWaiting);
+        Ok(self.room()? > 0)
+    }
+
+    /// Ends a wait begun with [`Sender::arm`].
+    pub(crate) fn disarm(&self) {
+        index::end_wait(&self.end, Word::ProducerWaiting);
+    }
+
+    /// The doorbell, to poll alongside other fds.
+    pub(crate) fn bell(&self) -> &Doorbell {
+        &self.end.bell
+    }
+
+    /// Marks the ring closed for the receiver ([`Receiver::sender_closed`]). Release:
+    /// whatever the sender does after this (e.g. reuse memory that descriptors in the
+    /// ring name) is ordered after the receiver can see the mark.
+    pub(crate) fn mark_closed(&self) {
+        self.end.closed_word().store(1, Ordering::Release);
+    }
+}
