@@ -88,7 +88,8 @@ pub enum Error {
     /// The caller passed something out of range (a local mistake, not the peer's).
     #[error("invalid argument: {0}")]
     Invalid(String),
-    /// The endpoint saw a fatal error earlier and refuses further use.
+    /// The endpoint saw the peer break the protocol earlier (the message names how)
+    /// and refuses further use: still the peer's fault.
     #[error("endpoint is broken: {0}")]
     Broken(String),
 }
@@ -118,6 +119,7 @@ impl Error {
                 | Error::HeaderChanged(_)
                 | Error::Corrupt(_)
                 | Error::Protocol(_)
+                | Error::Broken(_)
         )
     }
 }

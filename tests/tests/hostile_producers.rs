@@ -33,6 +33,8 @@ fn hostile_producer(act: &str) -> Error {
                 matches!(again, Err(Error::Broken(_))),
                 "{act}: {r} then {again:?}"
             );
+            // A peer fault stays one.
+            assert!(again.unwrap_err().is_peer_fault(), "{act}");
             Err(r)
         });
     drop(evil);
