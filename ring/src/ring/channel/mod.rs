@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 
-use crate::os::doorbell::{Doorbell, Wake, Waker};
+use crate::os::doorbell::{poll_until, pollfd, Doorbell, Wake, Waker};
 use crate::error::{Error, Result};
 use crate::os::fdpass;
 use crate::ring::layout::{self, Header, Role};
@@ -41,20 +41,43 @@ pub struct RingFds {
 const HANDOFF_MSG: &[u8; 16] = b"SHMRING-RING/1\0\0";
 
 impl RingFds {
-    /// Sends both fds over a connected unix socket, in one message.
+    /// How long [`RingFds::send`] and [`RingFds::recv`] wait for the peer, at most.
+    pub const HANDOFF_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// Sends both fds over a connected unix socket, in one message, waiting at most
+    /// [`RingFds::HANDOFF_TIMEOUT`] for room in it ([`Error::Timeout`]).
     pub fn send(&self, sock: BorrowedFd<'_>) -> Result<()> {
-        fdpass::send(
-            sock,
-            HANDOFF_MSG,
-            &[self.memfd.as_fd(), self.doorbell.as_fd()],
-        )
+        self.send_deadline(sock, Some(Instant::now() + Self::HANDOFF_TIMEOUT))
     }
 
-    /// Receives a [`RingFds`] sent with [`RingFds::send`]. Anything else (other bytes,
-    /// other than exactly two fds) is a protocol error, and the fds that came are closed.
+    /// [`RingFds::send`], waiting until `deadline` (`None`: as long as it takes).
+    pub fn send_deadline(&self, sock: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<()> {
+        let fds = [self.memfd.as_fd(), self.doorbell.as_fd()];
+        loop {
+            match fdpass::send_flags(sock, HANDOFF_MSG, &fds, libc::MSG_DONTWAIT) {
+                Err(e) if e.is_would_block() => wait_for(sock, libc::POLLOUT, deadline)?,
+                r => return r,
+            }
+        }
+    }
+
+    /// Receives a [`RingFds`] sent with [`RingFds::send`], waiting at most
+    /// [`RingFds::HANDOFF_TIMEOUT`] for it ([`Error::Timeout`]). Anything else (other
+    /// bytes, other than exactly two fds) is a protocol error, and the fds that came
+    /// are closed.
     pub fn recv(sock: BorrowedFd<'_>) -> Result<RingFds> {
+        Self::recv_deadline(sock, Some(Instant::now() + Self::HANDOFF_TIMEOUT))
+    }
+
+    /// [`RingFds::recv`], waiting until `deadline` (`None`: as long as it takes).
+    pub fn recv_deadline(sock: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<RingFds> {
         let mut buf = [0u8; 64];
-        let r = fdpass::recv(sock, &mut buf, 2, 0)?;
+        let r = loop {
+            match fdpass::recv(sock, &mut buf, 2, libc::MSG_DONTWAIT) {
+                Err(e) if e.is_would_block() => wait_for(sock, libc::POLLIN, deadline)?,
+                r => break r?,
+            }
+        };
         if &buf[..r.len] != HANDOFF_MSG {
             return Err(Error::Protocol(format!(
                 "expected ring hand-off message, got {} bytes {:02x?}",
@@ -69,6 +92,17 @@ impl RingFds {
                 "ring hand-off carries fewer than 2 fds".into(),
             )),
         }
+    }
+}
+
+/// Waits until `sock` is ready for `events` (or hung up, which the next call on it
+/// reports), or `deadline` passes ([`Error::Timeout`]).
+fn wait_for(sock: BorrowedFd<'_>, events: i16, deadline: Option<Instant>) -> Result<()> {
+    let mut p = [pollfd(sock, events)];
+    if poll_until(&mut p, deadline)? {
+        Ok(())
+    } else {
+        Err(Error::Timeout)
     }
 }
 
