@@ -108,6 +108,7 @@ chaos: deps
 ## against gst-launch-1.0 shmringsrc) with their peer processes under memcheck too
 valgrind: deps
 	@command -v valgrind >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq valgrind; }
+	$(CARGO) build -p gst-plugin-shmring   # libgstshmring.so, which the lying producers' gst-launch victims load
 	$(CARGO) test -p shmring -p e2e --no-run --message-format=json 2>/dev/null \
 	  | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | grep -E '/(ring|hostile_peer|fd_passing|ring_cross_process|frame|frame_cross_process|hostile_producers|adversaries|lying_producer)-[0-9a-f]+$$' \
 	  | while read -r t; do echo "valgrind $$t"; valgrind --error-exitcode=9 --quiet --trace-children=yes "$$t" --test-threads=2 || exit 1; done
