@@ -280,7 +280,11 @@ fn late_joiner_process_receives_sticky_messages_before_its_first_frame() {
 /// Runs the hostile consumer `act` next to an honest one, publishing until the
 /// producer has cut the hostile one off; returns the reason it logged and what the
 /// hostile peer printed.
-fn hostile_consumer(act: &str, cfg: ProducerConfig) -> (String, Vec<String>) {
+/// A producer with `cfg`, an honest consumer process, and the hostile consumer `act`
+/// beside it, once it joined: (producer, honest, its id, hostile). The honest one is
+/// waited for whatever the default policy (so that it gets every frame however the
+/// test is scheduled); the hostile one gets the configured policy.
+fn honest_beside_hostile(act: &str, cfg: ProducerConfig) -> (Producer, Child, u32, Child) {
     let path = unique_socket_path(act);
     let p = Producer::bind(&path, cfg).unwrap();
     let ps = path.to_str().unwrap();
@@ -288,14 +292,16 @@ fn hostile_consumer(act: &str, cfg: ProducerConfig) -> (String, Vec<String>) {
     assert!(read_line(&mut honest).starts_with("ready"));
     p.wait_for_consumers(1, Some(Duration::from_secs(10)))
         .unwrap();
-    // The honest consumer is waited for whatever the default policy (so that it
-    // gets every frame however the test is scheduled); the hostile one gets the
-    // configured policy.
     let honest_id = p.stats().consumers[0].id;
     assert!(p.set_policy(honest_id, Policy::Block));
-    let mut evil = peer(&["evil-consumer", ps, act]);
+    let evil = peer(&["evil-consumer", ps, act]);
     // It may be cut off as soon as it joins: wait for the join, not for two at once.
     eventually("hostile consumer joined", || p.stats().joined == 2);
+    (p, honest, honest_id, evil)
+}
+
+fn hostile_consumer(act: &str, cfg: ProducerConfig) -> (String, Vec<String>) {
+    let (p, honest, honest_id, mut evil) = honest_beside_hostile(act, cfg);
     let mut seq = 0;
     let deadline = Instant::now() + Duration::from_secs(30);
     let reason = loop {
@@ -433,24 +439,14 @@ fn a_consumer_cannot_get_write_access_to_an_arena() {
 
 #[test]
 fn a_consumer_that_stops_reading_its_socket_slows_no_one_and_is_cut_off_when_its_queue_overflows() {
-    let path = unique_socket_path("deaf-consumer");
-    let ps = path.to_str().unwrap();
     let cfg = ProducerConfig {
         policy: Policy::Drop,
         block_timeout: Duration::from_secs(1),
         max_queued: 256 * 1024,
         ..Default::default()
     };
-    let p = Producer::bind(&path, cfg).unwrap();
-    let mut honest = peer(&["consume", ps]);
-    assert!(read_line(&mut honest).starts_with("ready"));
-    p.wait_for_consumers(1, Some(Duration::from_secs(10)))
-        .unwrap();
-    let honest_id = p.stats().consumers[0].id;
-    assert!(p.set_policy(honest_id, Policy::Block));
-    let mut deaf = KillOnDrop(peer(&["evil-consumer", ps, "deaf"]));
-    assert_eq!(read_line(&mut deaf.0), "ready");
-    eventually("the deaf consumer joined", || p.stats().joined == 2);
+    let (p, honest, honest_id, deaf) = honest_beside_hostile("deaf", cfg);
+    let _deaf = KillOnDrop(deaf);
     // A tag before every frame (as shmringsink sends one per buffer): the deaf
     // consumer's socket fills within a few dozen, its queue a little later.
     let tag = vec![b't'; 8 * 1024];
