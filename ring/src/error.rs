@@ -1,23 +1,95 @@
-//! The one error type of the crate.
+//! Errors: one type per operation a caller can match on, and [`Error`], what they all
+//! convert into.
 //!
-//! Every message names what was wrong, so that a log line is enough to tell a broken
-//! or hostile peer from a local failure: "memfd lacks F_SEAL_SHRINK", "ring head 9000
-//! is 8000 past tail 1000, capacity 1024".
+//! - [`BindError`]: making a [`Producer`](crate::Producer) (`bind`, `new`): the path
+//!   is in use or unusable, the lock beside it busy, the configuration out of range.
+//! - [`ConnectError`]: joining a producer (`Consumer::connect`, `from_fd`): nobody
+//!   there, nobody answering, refused, or a producer that broke the protocol.
+//! - [`PublishError`]: acquiring, writing and publishing a slot, sending a side
+//!   message: too large, already published, no slot in time, interrupted.
+//! - [`RecvError`]: receiving (a [`Consumer`](crate::Consumer), a
+//!   [`Receiver`](crate::Receiver)): the peer gone or closed, a timeout, a wake-up, or
+//!   a peer fault.
+//! - [`SendError`]: sending on a [`Sender`](crate::Sender).
+//!
+//! Whatever the peer did wrong is a [`PeerFault`], with the detail as fields; an
+//! endpoint that saw one reports the same fault on every later call, so a peer fault
+//! stays a peer fault. Every message names what was wrong, so that a log line is
+//! enough to tell a broken or hostile peer from a local failure: "memfd lacks
+//! F_SEAL_SHRINK", "ring head 9000 is 8000 past tail 1000, capacity 1024".
+//!
+//! The lower layers (memfd, doorbells, fd passing) return [`Error`] itself. Every
+//! operation's error converts into [`Error`], so `?` works across them.
 
 use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
 
 /// Shorthand for `Result<T, shmring::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Everything that can go wrong in `shmring`.
+/// What a peer did wrong: it broke the protocol or tampered with shared memory. The
+/// connection to that peer is over.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PeerFault {
+    /// A received memfd does not carry a seal the trust model needs.
+    #[error("memfd lacks {seal}")]
+    MissingSeal {
+        /// The seal, e.g. `"F_SEAL_SHRINK"`.
+        seal: &'static str,
+    },
+    /// A received memfd has a size other than the one its contents require.
+    #[error("memfd is {actual} bytes, {what} needs {expected}")]
+    BadSize {
+        /// What needed the size, e.g. `"ring header"`.
+        what: &'static str,
+        /// The size the contents require.
+        expected: u64,
+        /// The size `fstat` reported.
+        actual: u64,
+    },
+    /// A received fd is not what the protocol says belongs in its place.
+    #[error("bad fd: {detail}")]
+    BadFd {
+        /// What it is and what was expected.
+        detail: String,
+    },
+    /// The immutable header of a shared ring is invalid.
+    #[error("bad ring header: {detail}")]
+    BadHeader {
+        /// Which field, with its value.
+        detail: String,
+    },
+    /// The shared header changed after this side attached (the peer scribbled on it).
+    #[error("ring header changed after attach: {detail}")]
+    HeaderChanged {
+        /// Which field.
+        detail: String,
+    },
+    /// An index or descriptor read from shared memory is out of range.
+    #[error("{detail}")]
+    Corrupt {
+        /// The value and the range it had to be in.
+        detail: String,
+    },
+    /// A message on a socket broke the protocol.
+    #[error("protocol violation: {detail}")]
+    Protocol {
+        /// What the message was and what was wrong with it.
+        detail: String,
+    },
+}
+
+/// Everything that can go wrong in `shmring`: what the lower layers return, and what
+/// every operation's own error converts into.
 ///
 /// Variants fall in three groups:
-/// - local failures of the operating system ([`Error::Os`]);
-/// - a peer that broke the protocol or tampered with shared memory ([`Error::MissingSeal`],
-///   [`Error::BadSize`], [`Error::BadHeader`], [`Error::Corrupt`], [`Error::HeaderChanged`],
-///   [`Error::Protocol`], [`Error::BadFd`]): the connection to that peer is over;
-/// - the ordinary ends of a wait ([`Error::PeerGone`], [`Error::Timeout`],
-///   [`Error::Interrupted`]).
+/// - local failures: of the operating system ([`Error::Os`]), of the caller
+///   ([`Error::Invalid`], [`Error::PathInUse`], [`Error::BadPath`]);
+/// - a peer that broke the protocol ([`Error::Peer`]): the connection to it is over;
+/// - the ordinary ends of a wait ([`Error::PeerGone`], [`Error::Closed`],
+///   [`Error::Timeout`], [`Error::Interrupted`], [`Error::Unresponsive`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -30,52 +102,29 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-    /// A received memfd does not carry a seal the trust model needs.
-    #[error("memfd lacks {0}")]
-    MissingSeal(&'static str),
-    /// A received memfd has a size other than the one its contents require.
-    #[error("memfd is {actual} bytes, {what} needs {expected}")]
-    BadSize {
-        /// What needed the size, e.g. `"ring header"`.
-        what: &'static str,
-        /// The size the contents require.
-        expected: u64,
-        /// The size `fstat` reported.
-        actual: u64,
-    },
-    /// A received fd is not what the protocol says belongs in its place.
-    #[error("bad fd: {0}")]
-    BadFd(String),
-    /// The immutable header of a shared ring is invalid.
-    #[error("bad ring header: {0}")]
-    BadHeader(String),
-    /// The shared header changed after this side attached (the peer scribbled on it).
-    #[error("ring header changed after attach: {0}")]
-    HeaderChanged(String),
-    /// An index or descriptor read from shared memory is out of range.
-    #[error("{0}")]
-    Corrupt(String),
-    /// A message on a socket broke the protocol.
-    #[error("protocol violation: {0}")]
-    Protocol(String),
+    /// The peer broke the protocol; an endpoint that saw it says so on every later
+    /// call.
+    #[error(transparent)]
+    Peer(PeerFault),
     /// The peer hung up (closed its end or died).
     #[error("peer gone")]
     PeerGone,
+    /// The peer ended the connection with an error code and a reason (for a consumer:
+    /// the producer cut it off, or refused it).
+    #[error("peer closed the connection: {reason} (code {code})")]
+    Closed {
+        /// The peer's code (never 0: 0 is a clean end); see
+        /// [`goodbye`](crate::frame::goodbye).
+        code: u32,
+        /// The peer's reason, as it sent it.
+        reason: String,
+    },
     /// The deadline passed before the operation could complete.
     #[error("timed out")]
     Timeout,
     /// A [`Waker`](crate::Waker) interrupted the wait.
     #[error("interrupted by waker")]
     Interrupted,
-    /// The peer ended the connection with an error code and a reason (for a consumer:
-    /// the producer cut it off, or refused it).
-    #[error("peer closed the connection: {reason} (code {code})")]
-    Closed {
-        /// The peer's code (never 0: 0 is a clean end).
-        code: u32,
-        /// The peer's reason, as it sent it.
-        reason: String,
-    },
     /// A peer that should answer at once did not within the deadline: a listener that
     /// accepts no connection (its backlog stays full), a lock somebody keeps.
     #[error("{what}: nothing within {waited:?}")]
@@ -83,15 +132,31 @@ pub enum Error {
         /// What was waited for, e.g. "connect to /run/user/1000/cam (backlog full)".
         what: String,
         /// How long.
-        waited: std::time::Duration,
+        waited: Duration,
+    },
+    /// A live producer serves the socket path already.
+    #[error("socket path {} is in use by a live producer", path.display())]
+    PathInUse {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A socket path that cannot be used: too long, not a socket, someone else's.
+    #[error("socket path {}: {reason}", path.display())]
+    BadPath {
+        /// The path (or the lock file beside it).
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
     },
     /// The caller passed something out of range (a local mistake, not the peer's).
     #[error("invalid argument: {0}")]
     Invalid(String),
-    /// The endpoint saw the peer break the protocol earlier (the message names how)
-    /// and refuses further use: still the peer's fault.
-    #[error("endpoint is broken: {0}")]
-    Broken(String),
+}
+
+impl From<PeerFault> for Error {
+    fn from(f: PeerFault) -> Error {
+        Error::Peer(f)
+    }
 }
 
 impl Error {
@@ -103,6 +168,63 @@ impl Error {
         }
     }
 
+    /// A [`PeerFault::Protocol`].
+    pub(crate) fn protocol(detail: impl Into<String>) -> Self {
+        Error::Peer(PeerFault::Protocol {
+            detail: detail.into(),
+        })
+    }
+
+    /// A [`PeerFault::Corrupt`].
+    pub(crate) fn corrupt(detail: impl Into<String>) -> Self {
+        Error::Peer(PeerFault::Corrupt {
+            detail: detail.into(),
+        })
+    }
+
+    /// A [`PeerFault::BadFd`].
+    pub(crate) fn bad_fd(detail: impl Into<String>) -> Self {
+        Error::Peer(PeerFault::BadFd {
+            detail: detail.into(),
+        })
+    }
+
+    /// A [`PeerFault::BadHeader`].
+    pub(crate) fn bad_header(detail: impl Into<String>) -> Self {
+        Error::Peer(PeerFault::BadHeader {
+            detail: detail.into(),
+        })
+    }
+
+    /// A [`PeerFault::HeaderChanged`].
+    pub(crate) fn header_changed(detail: impl Into<String>) -> Self {
+        Error::Peer(PeerFault::HeaderChanged {
+            detail: detail.into(),
+        })
+    }
+
+    /// A [`PeerFault::MissingSeal`].
+    pub(crate) fn missing_seal(seal: &'static str) -> Self {
+        Error::Peer(PeerFault::MissingSeal { seal })
+    }
+
+    /// A [`PeerFault::BadSize`].
+    pub(crate) fn bad_size(what: &'static str, expected: u64, actual: u64) -> Self {
+        Error::Peer(PeerFault::BadSize {
+            what,
+            expected,
+            actual,
+        })
+    }
+
+    /// A [`Error::BadPath`].
+    pub(crate) fn bad_path(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::BadPath {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+
     /// True for an [`Error::Os`] that says "would block" (`EAGAIN`).
     pub fn is_would_block(&self) -> bool {
         matches!(self, Error::Os { source, .. } if source.raw_os_error() == Some(libc::EAGAIN))
@@ -110,16 +232,423 @@ impl Error {
 
     /// True when the peer (not this process) is to blame: the connection should end.
     pub fn is_peer_fault(&self) -> bool {
-        matches!(
-            self,
-            Error::MissingSeal(_)
-                | Error::BadSize { .. }
-                | Error::BadFd(_)
-                | Error::BadHeader(_)
-                | Error::HeaderChanged(_)
-                | Error::Corrupt(_)
-                | Error::Protocol(_)
-                | Error::Broken(_)
-        )
+        matches!(self, Error::Peer(_))
+    }
+
+    /// The peer's fault, if this is one.
+    pub fn peer_fault(&self) -> Option<&PeerFault> {
+        match self {
+            Error::Peer(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// Makes an error for an operation whose own type lacks a variant for it: what
+    /// cannot happen there, kept as an OS-level failure naming it rather than lost.
+    fn unexpected(self, op: &'static str) -> (&'static str, io::Error) {
+        (op, io::Error::other(self.to_string()))
+    }
+}
+
+/// Why a [`Producer`](crate::Producer) could not be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BindError {
+    /// A live producer serves the path already.
+    #[error("socket path {} is in use by a live producer", path.display())]
+    PathInUse {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The path cannot be used: too long, not a socket, a lock file of another user.
+    #[error("socket path {}: {reason}", path.display())]
+    BadPath {
+        /// The path (or the lock file beside it).
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Another producer holds the path's lock and does not let go.
+    #[error("{what}: nothing within {waited:?}")]
+    Busy {
+        /// What was waited for.
+        what: String,
+        /// How long.
+        waited: Duration,
+    },
+    /// A configuration value is out of range.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A system call failed.
+    #[error("{op} failed: {source}")]
+    Os {
+        /// The call.
+        op: &'static str,
+        /// The error the kernel returned.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl From<Error> for BindError {
+    fn from(e: Error) -> BindError {
+        match e {
+            Error::PathInUse { path } => BindError::PathInUse { path },
+            Error::BadPath { path, reason } => BindError::BadPath { path, reason },
+            Error::Unresponsive { what, waited } => BindError::Busy { what, waited },
+            Error::Invalid(m) => BindError::Config(m),
+            Error::Os { op, source } => BindError::Os { op, source },
+            // Binding talks to no peer.
+            e @ (Error::Peer(_)
+            | Error::PeerGone
+            | Error::Closed { .. }
+            | Error::Timeout
+            | Error::Interrupted) => {
+                let (op, source) = e.unexpected("bind");
+                BindError::Os { op, source }
+            }
+        }
+    }
+}
+
+/// Why joining a producer failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// No producer listens at the path (no socket there, or a stale one).
+    #[error("no producer at {}: {source}", path.display())]
+    NoProducer {
+        /// The path.
+        path: PathBuf,
+        /// What `connect` said.
+        #[source]
+        source: io::Error,
+    },
+    /// The producer does not accept or answer within the deadline.
+    #[error("{what}: nothing within {waited:?}")]
+    Unresponsive {
+        /// What was waited for.
+        what: String,
+        /// How long.
+        waited: Duration,
+    },
+    /// The producer refused this consumer (full, or a uid it does not serve).
+    #[error("refused by the producer: {reason} (code {code})")]
+    Refused {
+        /// The producer's code ([`goodbye`](crate::frame::goodbye)).
+        code: u32,
+        /// Its reason.
+        reason: String,
+    },
+    /// The producer hung up before the connection was made.
+    #[error("producer gone during the hand-off")]
+    PeerGone,
+    /// The producer broke the protocol.
+    #[error(transparent)]
+    Peer(PeerFault),
+    /// The hand-off did not complete within the configured time.
+    #[error("timed out")]
+    Timeout,
+    /// A waker interrupted the hand-off.
+    #[error("interrupted by waker")]
+    Interrupted,
+    /// A configuration value or the path is out of range.
+    #[error("invalid argument: {0}")]
+    Invalid(String),
+    /// A system call failed.
+    #[error("{op} failed: {source}")]
+    Os {
+        /// The call.
+        op: &'static str,
+        /// The error the kernel returned.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl ConnectError {
+    /// True when the producer is to blame.
+    pub fn is_peer_fault(&self) -> bool {
+        matches!(self, ConnectError::Peer(_))
+    }
+}
+
+impl From<Error> for ConnectError {
+    fn from(e: Error) -> ConnectError {
+        match e {
+            Error::Peer(f) => ConnectError::Peer(f),
+            Error::PeerGone => ConnectError::PeerGone,
+            Error::Closed { code, reason } => ConnectError::Refused { code, reason },
+            Error::Timeout => ConnectError::Timeout,
+            Error::Interrupted => ConnectError::Interrupted,
+            Error::Unresponsive { what, waited } => ConnectError::Unresponsive { what, waited },
+            Error::Invalid(m) => ConnectError::Invalid(m),
+            e @ (Error::BadPath { .. } | Error::PathInUse { .. }) => {
+                ConnectError::Invalid(e.to_string())
+            }
+            Error::Os { op, source } => ConnectError::Os { op, source },
+        }
+    }
+}
+
+/// Why a slot could not be acquired, written or published, or a side message sent.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// More bytes than their place holds: a frame over a slot (or over
+    /// [`MAX_SLOT_BYTES`](crate::frame::MAX_SLOT_BYTES)), metadata over
+    /// [`META_BYTES`](crate::frame::META_BYTES), a side message over its limit.
+    #[error("{what} of {len} bytes{} exceeds {max}", at(*.offset))]
+    TooLarge {
+        /// What was too large: `"frame"`, `"write"`, `"metadata"`, `"side message"`.
+        what: &'static str,
+        /// Its length.
+        len: usize,
+        /// Where it started.
+        offset: usize,
+        /// The room there was.
+        max: usize,
+    },
+    /// The slot was published already and not taken back
+    /// ([`ReusableSlot::try_rearm`](crate::frame::ReusableSlot::try_rearm)).
+    #[error("slot is published and not rearmed")]
+    Published,
+    /// A waker interrupted a wait for a slot or for a consumer.
+    #[error("interrupted by waker")]
+    Interrupted,
+    /// No slot came free within the block timeout, and no consumer holds any: the
+    /// caller itself holds every slot unpublished.
+    #[error("no free slot within {waited:?}: every slot is held unpublished here")]
+    NoSlot {
+        /// How long was waited.
+        waited: Duration,
+    },
+    /// A system call failed (e.g. making a new arena).
+    #[error("{op} failed: {source}")]
+    Os {
+        /// The call.
+        op: &'static str,
+        /// The error the kernel returned.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// " at offset N", or nothing for offset 0.
+fn at(offset: usize) -> String {
+    if offset == 0 {
+        String::new()
+    } else {
+        format!(" at offset {offset}")
+    }
+}
+
+impl From<Error> for PublishError {
+    fn from(e: Error) -> PublishError {
+        match e {
+            Error::Interrupted => PublishError::Interrupted,
+            Error::Os { op, source } => PublishError::Os { op, source },
+            // Publishing never fails on a consumer: a bad one is cut off instead.
+            e @ (Error::Peer(_)
+            | Error::PeerGone
+            | Error::Closed { .. }
+            | Error::Timeout
+            | Error::Unresponsive { .. }
+            | Error::PathInUse { .. }
+            | Error::BadPath { .. }
+            | Error::Invalid(_)) => {
+                let (op, source) = e.unexpected("publish");
+                PublishError::Os { op, source }
+            }
+        }
+    }
+}
+
+/// Why receiving ended.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecvError {
+    /// The peer hung up (closed its end or died); for a consumer, also the
+    /// producer's clean end of the stream.
+    #[error("peer gone")]
+    PeerGone,
+    /// The producer ended the connection with a code and a reason (it cut this
+    /// consumer off).
+    #[error("peer closed the connection: {reason} (code {code})")]
+    Closed {
+        /// Its code ([`goodbye`](crate::frame::goodbye)).
+        code: u32,
+        /// Its reason.
+        reason: String,
+    },
+    /// The deadline passed with nothing to receive.
+    #[error("timed out")]
+    Timeout,
+    /// A waker interrupted the wait.
+    #[error("interrupted by waker")]
+    Interrupted,
+    /// The peer broke the protocol: this call, and every later one, says how.
+    #[error(transparent)]
+    Peer(PeerFault),
+    /// A system call failed.
+    #[error("{op} failed: {source}")]
+    Os {
+        /// The call.
+        op: &'static str,
+        /// The error the kernel returned.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl RecvError {
+    /// True when the peer is to blame.
+    pub fn is_peer_fault(&self) -> bool {
+        matches!(self, RecvError::Peer(_))
+    }
+}
+
+impl From<Error> for RecvError {
+    fn from(e: Error) -> RecvError {
+        match e {
+            Error::Peer(f) => RecvError::Peer(f),
+            Error::PeerGone => RecvError::PeerGone,
+            Error::Closed { code, reason } => RecvError::Closed { code, reason },
+            Error::Timeout => RecvError::Timeout,
+            Error::Interrupted => RecvError::Interrupted,
+            Error::Os { op, source } => RecvError::Os { op, source },
+            // Receiving makes no path and takes no argument that could be wrong.
+            e @ (Error::Unresponsive { .. }
+            | Error::Invalid(_)
+            | Error::PathInUse { .. }
+            | Error::BadPath { .. }) => {
+                let (op, source) = e.unexpected("receive");
+                RecvError::Os { op, source }
+            }
+        }
+    }
+}
+
+/// Why sending on a [`Sender`](crate::Sender) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The receiver hung up.
+    #[error("peer gone")]
+    PeerGone,
+    /// The deadline passed with the ring full.
+    #[error("timed out")]
+    Timeout,
+    /// A waker interrupted the wait.
+    #[error("interrupted by waker")]
+    Interrupted,
+    /// The peer broke the protocol (an index out of range, a changed header): this
+    /// call, and every later one, says how.
+    #[error(transparent)]
+    Peer(PeerFault),
+    /// A system call failed.
+    #[error("{op} failed: {source}")]
+    Os {
+        /// The call.
+        op: &'static str,
+        /// The error the kernel returned.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl SendError {
+    /// True when the peer is to blame.
+    pub fn is_peer_fault(&self) -> bool {
+        matches!(self, SendError::Peer(_))
+    }
+}
+
+impl From<Error> for SendError {
+    fn from(e: Error) -> SendError {
+        match e {
+            Error::Peer(f) => SendError::Peer(f),
+            Error::PeerGone => SendError::PeerGone,
+            Error::Timeout => SendError::Timeout,
+            Error::Interrupted => SendError::Interrupted,
+            Error::Os { op, source } => SendError::Os { op, source },
+            e @ (Error::Closed { .. }
+            | Error::Unresponsive { .. }
+            | Error::Invalid(_)
+            | Error::PathInUse { .. }
+            | Error::BadPath { .. }) => {
+                let (op, source) = e.unexpected("send");
+                SendError::Os { op, source }
+            }
+        }
+    }
+}
+
+impl From<BindError> for Error {
+    fn from(e: BindError) -> Error {
+        match e {
+            BindError::PathInUse { path } => Error::PathInUse { path },
+            BindError::BadPath { path, reason } => Error::BadPath { path, reason },
+            BindError::Busy { what, waited } => Error::Unresponsive { what, waited },
+            BindError::Config(m) => Error::Invalid(m),
+            BindError::Os { op, source } => Error::Os { op, source },
+        }
+    }
+}
+
+impl From<ConnectError> for Error {
+    fn from(e: ConnectError) -> Error {
+        match e {
+            ConnectError::NoProducer { source, .. } => Error::Os {
+                op: "connect",
+                source,
+            },
+            ConnectError::Unresponsive { what, waited } => Error::Unresponsive { what, waited },
+            ConnectError::Refused { code, reason } => Error::Closed { code, reason },
+            ConnectError::PeerGone => Error::PeerGone,
+            ConnectError::Peer(f) => Error::Peer(f),
+            ConnectError::Timeout => Error::Timeout,
+            ConnectError::Interrupted => Error::Interrupted,
+            ConnectError::Invalid(m) => Error::Invalid(m),
+            ConnectError::Os { op, source } => Error::Os { op, source },
+        }
+    }
+}
+
+impl From<PublishError> for Error {
+    fn from(e: PublishError) -> Error {
+        match e {
+            PublishError::Interrupted => Error::Interrupted,
+            PublishError::Os { op, source } => Error::Os { op, source },
+            PublishError::NoSlot { .. } => Error::Timeout,
+            e @ (PublishError::TooLarge { .. } | PublishError::Published) => {
+                Error::Invalid(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<RecvError> for Error {
+    fn from(e: RecvError) -> Error {
+        match e {
+            RecvError::PeerGone => Error::PeerGone,
+            RecvError::Closed { code, reason } => Error::Closed { code, reason },
+            RecvError::Timeout => Error::Timeout,
+            RecvError::Interrupted => Error::Interrupted,
+            RecvError::Peer(f) => Error::Peer(f),
+            RecvError::Os { op, source } => Error::Os { op, source },
+        }
+    }
+}
+
+impl From<SendError> for Error {
+    fn from(e: SendError) -> Error {
+        match e {
+            SendError::PeerGone => Error::PeerGone,
+            SendError::Timeout => Error::Timeout,
+            SendError::Interrupted => Error::Interrupted,
+            SendError::Peer(f) => Error::Peer(f),
+            SendError::Os { op, source } => Error::Os { op, source },
+        }
     }
 }

@@ -34,7 +34,7 @@
 //! tx.send(&[1, 2, 3, 4])?;
 //! assert_eq!(rx.recv()?, [1, 2, 3, 4]);
 //! drop(tx);
-//! assert!(matches!(rx.recv(), Err(shmring::Error::PeerGone)));
+//! assert!(matches!(rx.recv(), Err(shmring::RecvError::PeerGone)));
 //! # Ok::<(), shmring::Error>(())
 //! ```
 //!
@@ -73,9 +73,12 @@ mod ring;
 mod sync;
 
 pub use bytemuck;
-pub use error::{Error, Result};
+pub use error::{
+    BindError, ConnectError, Error, PeerFault, PublishError, RecvError, Result, SendError,
+};
 pub use frame::{
-    Backoff, Consumer, ConsumerConfig, Event, Frame, Policy, Producer, ProducerConfig, WriteSlot,
+    Backoff, Consumer, ConsumerConfig, Event, Frame, Policy, Producer, ProducerConfig,
+    ReusableSlot, WriteSlot,
 };
 pub use os::doorbell::{Doorbell, Wake, Waker};
 pub use os::memfd::{Access, Mapping, Region, Seals};

@@ -1,74 +1,16 @@
 //! Frame channel behaviour, producer and consumers in one process (threads), over
-//! real sockets and memfds. Cross-process and hostile-peer tests live in `tests/`.
+//! real sockets and memfds: frames, side messages, arenas, policies, releases and the
+//! lease. Endpoints and slots: `frame_endpoints.rs`. Cross-process and hostile-peer
+//! tests live in `tests/`.
 
-use std::path::PathBuf;
+mod common;
+
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::*;
 use shmring::frame::{ConsumerEvent, Policy};
-use shmring::{Consumer, ConsumerConfig, Error, Event, Frame, Producer, ProducerConfig};
-
-fn sock_path(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("shmring-frame-{}-{tag}", std::process::id()));
-    let _ = std::fs::create_dir_all(&dir);
-    dir.join("sock")
-}
-
-fn connect(p: &Producer) -> Consumer {
-    Consumer::connect(p.path().unwrap(), ConsumerConfig::default()).unwrap()
-}
-
-/// Publishes a frame of `len` bytes, each byte `seq as u8`, with `seq` as metadata.
-fn publish(p: &Producer, seq: u64, len: usize) -> usize {
-    let mut s = p.acquire(len).unwrap();
-    s.write(0, &vec![seq as u8; len]).unwrap();
-    s.publish(len, &seq.to_le_bytes()).unwrap()
-}
-
-fn expect_frame(c: &mut Consumer) -> Frame {
-    match c.recv_timeout(Duration::from_secs(60)).unwrap() {
-        Event::Frame(f) => f,
-        other => panic!("expected a frame, got {other:?}"),
-    }
-}
-
-fn expect_side(c: &mut Consumer) -> (u32, Vec<u8>) {
-    match c.recv_timeout(Duration::from_secs(60)).unwrap() {
-        Event::Side { key, payload } => (key, payload),
-        other => panic!("expected a side message, got {other:?}"),
-    }
-}
-
-fn check_frame(f: &Frame, seq: u64, len: usize) {
-    assert_eq!(f.seq(), seq);
-    assert_eq!(f.len(), len);
-    assert_eq!(f.meta(), seq.to_le_bytes());
-    let v = f.to_vec();
-    assert!(v.iter().all(|&b| b == seq as u8), "frame {seq} payload");
-}
-
-/// For tests whose consumers are honest: the producer waits for them as long as a
-/// slow machine (or valgrind) may need, so only a real hang trips the block policy.
-fn patient() -> ProducerConfig {
-    ProducerConfig {
-        block_timeout: Duration::from_secs(60),
-        ..Default::default()
-    }
-}
-
-/// Waits until consumer `id` holds no slot (has taken and released every frame).
-fn wait_idle(p: &Producer, id: u32) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while p.stats().consumers.iter().any(|c| c.id == id && c.held > 0) {
-        assert!(Instant::now() < deadline, "consumer {id} stuck");
-        thread::sleep(Duration::from_millis(1));
-    }
-}
-
-fn wait_consumers(p: &Producer, n: usize) {
-    p.wait_for_consumers(n, Some(Duration::from_secs(60)))
-        .unwrap();
-}
+use shmring::{Consumer, ConsumerConfig, Event, Producer, ProducerConfig, RecvError};
 
 #[test]
 fn frames_and_side_messages_arrive_in_order_and_slots_come_back() {
@@ -119,7 +61,7 @@ fn frames_and_side_messages_arrive_in_order_and_slots_come_back() {
     want.push("end:producer stopped".into());
     let (log, mut c) = reader.join().unwrap();
     assert_eq!(log, want);
-    assert!(matches!(c.recv(), Err(Error::PeerGone)));
+    assert!(matches!(c.recv(), Err(RecvError::PeerGone)));
 }
 
 #[test]
@@ -259,7 +201,7 @@ fn block_policy_waits_for_a_stalled_consumer_then_cuts_it_off() {
         Err(e) => e,
     };
     match err {
-        Error::Closed { code, reason } => {
+        RecvError::Closed { code, reason } => {
             assert_eq!(code, 1);
             assert!(reason.contains("took no frame"), "{reason}");
         }
@@ -345,98 +287,6 @@ fn frames_released_on_other_threads_and_copies_release_at_once() {
 }
 
 #[test]
-fn the_welcome_tells_the_consumer_its_slot_share() {
-    let p = Producer::new(ProducerConfig {
-        slots: 12,
-        ..patient()
-    })
-    .unwrap();
-    let (a, b) = shmring::fdpass::seqpacket_pair().unwrap();
-    p.add_connection(a).unwrap();
-    let c = Consumer::from_fd(b, ConsumerConfig::default()).unwrap();
-    assert_eq!(c.max_held(), 6, "half the slots by default");
-    let p = Producer::new(ProducerConfig {
-        max_held: Some(2),
-        ..patient()
-    })
-    .unwrap();
-    let (a, b) = shmring::fdpass::seqpacket_pair().unwrap();
-    p.add_connection(a).unwrap();
-    let c = Consumer::from_fd(b, ConsumerConfig::default()).unwrap();
-    assert_eq!(c.max_held(), 2);
-}
-
-#[test]
-fn connected_socket_hand_off_needs_no_path() {
-    let p = Producer::new(patient()).unwrap();
-    let (a, b) = shmring::fdpass::seqpacket_pair().unwrap();
-    p.add_connection(a).unwrap();
-    let mut c = Consumer::from_fd(b, ConsumerConfig::default()).unwrap();
-    wait_consumers(&p, 1);
-    publish(&p, 0, 10);
-    check_frame(&expect_frame(&mut c), 0, 10);
-}
-
-#[test]
-fn strangers_and_surplus_consumers_are_refused_with_a_reason() {
-    // SAFETY: getuid has no preconditions.
-    let me = unsafe { libc::getuid() };
-    let cfg = ProducerConfig {
-        allowed_uids: vec![me.wrapping_add(1)],
-        ..Default::default()
-    };
-    let p = Producer::bind(sock_path("uids"), cfg).unwrap();
-    match Consumer::connect(p.path().unwrap(), ConsumerConfig::default()) {
-        Err(Error::Closed { code: 2, reason }) => {
-            assert!(reason.contains(&format!("uid {me}")), "{reason}")
-        }
-        other => panic!("{other:?}"),
-    }
-    assert_eq!(p.stats().refused, 1);
-    let cfg = ProducerConfig {
-        max_consumers: 1,
-        ..Default::default()
-    };
-    let p = Producer::bind(sock_path("max"), cfg).unwrap();
-    let _first = connect(&p);
-    match Consumer::connect(p.path().unwrap(), ConsumerConfig::default()) {
-        Err(Error::Closed { reason, .. }) => assert!(reason.contains("serves 1"), "{reason}"),
-        other => panic!("{other:?}"),
-    }
-}
-
-#[test]
-fn wakers_interrupt_blocked_calls_on_both_sides() {
-    let cfg = ProducerConfig {
-        block_timeout: Duration::from_secs(60),
-        frame_ring: 2,
-        ..Default::default()
-    };
-    let p = Producer::bind(sock_path("wake"), cfg).unwrap();
-    let mut c = connect(&p);
-    wait_consumers(&p, 1);
-    let w = c.waker();
-    let t = thread::spawn(move || {
-        thread::sleep(Duration::from_millis(50));
-        w.wake();
-    });
-    assert!(matches!(c.recv(), Err(Error::Interrupted)));
-    t.join().unwrap();
-    publish(&p, 0, 8);
-    publish(&p, 1, 8);
-    let w = p.waker();
-    let t = thread::spawn(move || {
-        thread::sleep(Duration::from_millis(50));
-        w.wake();
-    });
-    let s = p.acquire(8).unwrap();
-    assert!(matches!(s.publish(8, &[]), Err(Error::Interrupted)));
-    t.join().unwrap();
-    // The interrupted frame's slot came back: 2 held by the consumer, 6 free.
-    assert_eq!(p.stats().free_slots, 6);
-}
-
-#[test]
 fn a_waiting_producer_sees_the_consumer_catch_up_while_it_polls() {
     // The producer polls for up to a minute before it would sleep, and nobody
     // rings while it polls: a publish (ring full) and an acquire (every slot
@@ -506,114 +356,8 @@ fn lease_cuts_off_a_consumer_that_sits_on_a_slot() {
     );
     assert!(matches!(
         c.recv_timeout(Duration::from_secs(60)),
-        Err(Error::Closed { .. })
+        Err(RecvError::Closed { .. })
     ));
-    assert_eq!(p.stats().free_slots, 8);
-}
-
-#[test]
-fn bad_arguments_are_refused_locally() {
-    let bad = ProducerConfig {
-        frame_ring: 3,
-        ..Default::default()
-    };
-    assert!(matches!(Producer::new(bad), Err(Error::Invalid(_))));
-    let p = Producer::new(ProducerConfig::default()).unwrap();
-    let mut s = p.acquire(100).unwrap();
-    assert!(s.write(4090, &[0; 7]).is_err());
-    assert!(matches!(
-        p.send_side(&vec![0; 70_000], 0),
-        Err(Error::Invalid(_))
-    ));
-    let e = s.publish(10, &[0; 89]).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "invalid argument: metadata of 89 bytes exceeds 88"
-    );
-}
-
-#[test]
-fn socket_is_owner_only_by_default_and_its_mode_configurable() {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = |p: &Producer| {
-        std::fs::metadata(p.path().unwrap())
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777
-    };
-    let p = Producer::bind(sock_path("mode600"), ProducerConfig::default()).unwrap();
-    assert_eq!(mode(&p), 0o600);
-    let cfg = ProducerConfig {
-        socket_mode: 0o660,
-        ..Default::default()
-    };
-    let p = Producer::bind(sock_path("mode660"), cfg).unwrap();
-    assert_eq!(mode(&p), 0o660);
-    let path = p.path().unwrap().to_path_buf();
-    drop(p);
-    assert!(!path.exists(), "the socket goes with its producer");
-}
-
-#[test]
-fn a_held_slot_is_not_reused_until_its_holder_lets_go() {
-    let p = Producer::bind(sock_path("held"), patient()).unwrap();
-    let mut c = connect(&p);
-    wait_consumers(&p, 1);
-    let mut s = p.acquire(100).unwrap();
-    s.write(0, &[7; 100]).unwrap();
-    let slot = s.slot();
-    let (n, held) = s.publish_held(0, 100, &0u64.to_le_bytes()).unwrap();
-    assert_eq!(n, 1);
-    drop(expect_frame(&mut c)); // the consumer is done with it
-    assert_eq!(p.stats().consumers[0].held, 0);
-    assert_eq!(p.stats().free_slots, 7, "still held locally");
-    // Every other slot can be handed out; this one cannot.
-    let others: Vec<_> = (0..7).map(|_| p.acquire(100).unwrap()).collect();
-    assert!(others.iter().all(|o| o.slot() != slot));
-    drop(others);
-    drop(held);
-    assert_eq!(p.stats().free_slots, 8);
-}
-
-#[test]
-fn a_held_slot_is_reclaimed_for_writing_only_once_every_consumer_let_go() {
-    let p = Producer::bind(sock_path("reclaim"), patient()).unwrap();
-    let mut c1 = connect(&p);
-    let mut c2 = connect(&p);
-    wait_consumers(&p, 2);
-    let mut s = p.acquire(100).unwrap();
-    let (slot, ptr) = (s.slot(), s.as_mut_ptr());
-    s.write(0, &[1; 100]).unwrap();
-    let (n, held) = s.publish_held(0, 100, &1u64.to_le_bytes()).unwrap();
-    assert_eq!(n, 2);
-    let f1 = expect_frame(&mut c1);
-    let f2 = expect_frame(&mut c2);
-    // Both consumers hold it, then one: it stays held.
-    let held = held.try_reclaim().expect_err("two consumers hold it");
-    drop(f1);
-    let held = held.try_reclaim().expect_err("one consumer holds it");
-    assert_eq!(held.slot(), slot);
-    drop(f2);
-    // The last consumer let go: the same slot, at the same address, is writable.
-    let mut s = held.try_reclaim().expect("every consumer released it");
-    assert_eq!((s.slot(), s.as_mut_ptr()), (slot, ptr));
-    assert_eq!(p.stats().free_slots, 7, "being written, not free");
-    s.write(0, &[2; 100]).unwrap();
-    let (n, held) = s.publish_held(0, 100, &2u64.to_le_bytes()).unwrap();
-    assert_eq!(n, 2);
-    for c in [&mut c1, &mut c2] {
-        let f = expect_frame(c);
-        assert_eq!((f.seq(), f.meta()), (1, &2u64.to_le_bytes()[..]));
-        assert!(f.to_vec().iter().all(|&b| b == 2));
-    }
-    wait_idle(&p, 1);
-    wait_idle(&p, 2);
-    // A bigger frame retires the arena: its slots are not written again.
-    let big = p.acquire(1 << 20).unwrap();
-    let held = held.try_reclaim().expect_err("its arena is retiring");
-    drop(big);
-    drop(held);
     assert_eq!(p.stats().free_slots, 8);
 }
 
@@ -652,7 +396,7 @@ fn waking_ahead_of_paced_frames_loses_nothing_and_still_hears_wakers_and_goodbye
         thread::sleep(Duration::from_millis(50));
         w.wake();
     });
-    assert!(matches!(c.recv(), Err(Error::Interrupted)));
+    assert!(matches!(c.recv(), Err(RecvError::Interrupted)));
     t.join().unwrap();
     // ... and a frame that comes much later than the pace says still arrives.
     thread::sleep(Duration::from_millis(30));
@@ -665,7 +409,7 @@ fn waking_ahead_of_paced_frames_loses_nothing_and_still_hears_wakers_and_goodbye
     });
     assert!(matches!(
         c.recv_timeout(Duration::from_secs(60)),
-        Ok(Event::End { .. }) | Err(Error::PeerGone)
+        Ok(Event::End { .. }) | Err(RecvError::PeerGone)
     ));
     t.join().unwrap();
 }

@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use shmring::memfd::{self, Access, Mapping, Seals};
-use shmring::{Error, Receiver, RingFds, Sender, fdpass};
+use shmring::{PeerFault, Receiver, RecvError, RingFds, SendError, Sender, fdpass};
 
 const HEAD: usize = 128;
 const TAIL: usize = 256;
@@ -137,9 +137,12 @@ fn pop_reports_corrupt_when_head_jumps_past_capacity() {
         e.to_string(),
         "ring head 9000 is 8999 past tail 1, capacity 1024"
     );
-    // The endpoint stays broken; the process is fine.
-    let e = rx.try_recv().unwrap_err();
-    assert!(matches!(e, Error::Broken(_)), "{e}");
+    // The endpoint stays broken, reporting the same fault; the process is fine.
+    let again = rx.try_recv().unwrap_err();
+    assert!(
+        matches!(&again, RecvError::Peer(PeerFault::Corrupt { detail }) if detail == &e.to_string()),
+        "{again}"
+    );
 }
 
 #[test]
@@ -167,7 +170,10 @@ fn push_reports_corrupt_when_tail_is_garbage() {
         e.to_string(),
         "ring tail 5000 is 4294962300 behind head 4, capacity 4"
     );
-    assert!(matches!(tx.send(&5), Err(Error::Broken(_))));
+    match tx.send(&5) {
+        Err(SendError::Peer(f)) => assert_eq!(f.to_string(), e.to_string()),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -188,7 +194,10 @@ fn header_changed_after_attach_is_reported_and_never_used() {
     }
     // Before sleeping, a waiting side checks the header and refuses to go on.
     let e = rx.recv_timeout(Duration::from_millis(20)).unwrap_err();
-    assert!(matches!(e, Error::HeaderChanged(_)), "{e}");
+    assert!(
+        matches!(e, RecvError::Peer(PeerFault::HeaderChanged { .. })),
+        "{e}"
+    );
     assert!(tx.check_header().is_err());
 }
 
@@ -213,7 +222,7 @@ fn doorbell_flooded_by_the_peer_never_hangs_the_receiver() {
     let t0 = Instant::now();
     assert!(matches!(
         rx.recv_timeout(Duration::from_millis(100)),
-        Err(Error::Timeout)
+        Err(RecvError::Timeout)
     ));
     assert!(t0.elapsed() < Duration::from_secs(5));
     // Nothing was received: a doorbell is a hint, never data.
@@ -235,7 +244,7 @@ fn peer_that_never_drains_its_doorbell_never_blocks_the_sender() {
     // Full ring: a bounded send gives up on time.
     assert!(matches!(
         tx.send_timeout(&0, Duration::from_millis(30)),
-        Err(Error::Timeout)
+        Err(SendError::Timeout)
     ));
     drop(fds);
 }
@@ -258,7 +267,7 @@ fn blocking_flags_on_a_shared_doorbell_description_change_nothing() {
     }
     assert!(matches!(
         tx.send_timeout(&9, Duration::from_millis(30)),
-        Err(Error::Timeout)
+        Err(SendError::Timeout)
     ));
     // The thief drains the sender's doorbell: our receiver's rings to the sender are
     // still sent (no block), and the sender still times out on schedule.

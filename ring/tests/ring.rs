@@ -5,7 +5,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
 
 use shmring::memfd::{self, Access, Mapping, Region, Seals};
-use shmring::{Error, HeapRing, ReadOnlyBlob, Receiver, Sender, write_once};
+use shmring::{Error, HeapRing, ReadOnlyBlob, Receiver, RecvError, SendError, Sender, write_once};
 
 #[test]
 fn elements_arrive_in_order_across_many_wrap_arounds() {
@@ -129,7 +129,7 @@ fn recv_timeout_on_an_empty_ring_times_out() {
     let t0 = Instant::now();
     assert!(matches!(
         rx.recv_timeout(Duration::from_millis(30)),
-        Err(Error::Timeout)
+        Err(RecvError::Timeout)
     ));
     assert!(t0.elapsed() >= Duration::from_millis(30));
 }
@@ -143,12 +143,12 @@ fn waker_interrupts_a_blocked_receive() {
         std::thread::sleep(Duration::from_millis(30));
         w.wake();
     });
-    assert!(matches!(rx.recv(), Err(Error::Interrupted)));
+    assert!(matches!(rx.recv(), Err(RecvError::Interrupted)));
     t.join().unwrap();
     // The wake-up was consumed; the next wait times out normally.
     assert!(matches!(
         rx.recv_timeout(Duration::from_millis(10)),
-        Err(Error::Timeout)
+        Err(RecvError::Timeout)
     ));
 }
 
@@ -181,7 +181,7 @@ fn receiver_drains_what_was_sent_before_the_sender_left() {
     drop(tx);
     assert_eq!(rx.recv().unwrap(), 1);
     assert_eq!(rx.recv().unwrap(), 2);
-    assert!(matches!(rx.recv(), Err(Error::PeerGone)));
+    assert!(matches!(rx.recv(), Err(RecvError::PeerGone)));
     assert!(rx.peer_gone());
 }
 
@@ -191,7 +191,7 @@ fn sender_blocked_on_a_full_ring_sees_the_receiver_leave() {
     let rx = Receiver::<u64>::attach(fds).unwrap();
     tx.send(&1).unwrap();
     drop(rx);
-    assert!(matches!(tx.send(&2), Err(Error::PeerGone)));
+    assert!(matches!(tx.send(&2), Err(SendError::PeerGone)));
 }
 
 #[test]

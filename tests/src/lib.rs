@@ -160,7 +160,11 @@ pub fn frame_bytes(seq: u64, len: usize) -> Vec<u8> {
 
 /// Publishes test frame `seq` of `len` bytes with `seq` as its metadata; returns how
 /// many consumers it went to.
-pub fn publish_seq(p: &shmring::Producer, seq: u64, len: usize) -> shmring::Result<usize> {
+pub fn publish_seq(
+    p: &shmring::Producer,
+    seq: u64,
+    len: usize,
+) -> Result<usize, shmring::PublishError> {
     let mut s = p.acquire(len)?;
     s.write(0, &frame_bytes(seq, len))?;
     s.publish(len, &seq.to_le_bytes())

@@ -10,7 +10,7 @@ use e2e::{
     read_line, spawn, unique_socket_path, wait_idle,
 };
 use shmring::frame::{ConsumerEvent, Policy};
-use shmring::{Backoff, Consumer, ConsumerConfig, Error, Event, Producer, ProducerConfig};
+use shmring::{Backoff, Consumer, ConsumerConfig, Event, Producer, ProducerConfig, RecvError};
 
 const PEER: &str = env!("CARGO_BIN_EXE_frame-peer");
 
@@ -214,7 +214,7 @@ fn sigkill_of_the_producer_then_a_new_one_on_the_same_path_consumer_resumes() {
             Err(e) => break e,
         }
     };
-    assert!(matches!(err, Error::PeerGone), "{err}");
+    assert!(matches!(err, RecvError::PeerGone), "{err}");
     // A frame held across the producer's death is still mapped and readable.
     let kept = kept.unwrap();
     check_frame(&kept, frame_number(&kept)).unwrap();

@@ -6,7 +6,10 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use e2e::{KillOnDrop, read_line, spawn, unique_socket_path};
-use shmring::{Backoff, Consumer, ConsumerConfig, Error, Event, Producer, ProducerConfig};
+use shmring::{
+    Backoff, BindError, ConnectError, Consumer, ConsumerConfig, Error, Event, Producer,
+    ProducerConfig, RecvError,
+};
 
 const PEER: &str = env!("CARGO_BIN_EXE_frame-peer");
 
@@ -18,8 +21,9 @@ fn hostile_producer(act: &str) -> Error {
     let path = unique_socket_path(act);
     let mut evil = KillOnDrop(peer(&["evil-producer", path.to_str().unwrap(), act]));
     assert_eq!(read_line(&mut evil.0), "ready");
-    let r: Result<(), Error> =
-        Consumer::connect(&path, ConsumerConfig::default()).and_then(|mut c| {
+    let e: Error = match Consumer::connect(&path, ConsumerConfig::default()) {
+        Err(e) => e.into(),
+        Ok(mut c) => {
             let r = loop {
                 match c.recv_timeout(Duration::from_secs(30)) {
                     Ok(Event::Side { .. }) => {}
@@ -27,18 +31,17 @@ fn hostile_producer(act: &str) -> Error {
                     Err(e) => break e,
                 }
             };
-            // Broken for good, not crashed.
+            // Broken for good, not crashed: a peer fault stays the same one.
             let again = c.recv();
-            assert!(
-                matches!(again, Err(Error::Broken(_))),
-                "{act}: {r} then {again:?}"
-            );
-            // A peer fault stays one.
-            assert!(again.unwrap_err().is_peer_fault(), "{act}");
-            Err(r)
-        });
+            match (&r, &again) {
+                (RecvError::Peer(f), Err(RecvError::Peer(g))) => assert_eq!(f, g, "{act}"),
+                _ => panic!("{act}: {r} then {again:?}"),
+            }
+            r.into()
+        }
+    };
     drop(evil);
-    r.unwrap_err()
+    e
 }
 
 /// CPU time this thread has used.
@@ -72,10 +75,10 @@ fn a_producer_that_vanishes_with_a_message_for_a_later_frame_ends_the_stream_asl
         other => panic!("{other:?}"),
     }
     let end = c.recv_timeout(Duration::from_secs(2));
-    assert!(matches!(end, Err(Error::PeerGone)), "{end:?}");
+    assert!(matches!(end, Err(RecvError::PeerGone)), "{end:?}");
     assert!(matches!(
         c.recv_timeout(Duration::from_secs(2)),
-        Err(Error::PeerGone)
+        Err(RecvError::PeerGone)
     ));
     assert!(
         wall.elapsed() < Duration::from_secs(6),
@@ -98,7 +101,7 @@ fn a_listener_that_never_accepts_costs_a_consumer_its_deadline_not_forever() {
     };
     let t = Instant::now();
     let e = Consumer::connect(&path, cfg.clone()).unwrap_err();
-    assert!(matches!(e, Error::Unresponsive { .. }), "{e}");
+    assert!(matches!(e, ConnectError::Unresponsive { .. }), "{e}");
     assert!(
         e.to_string()
             .contains("(its backlog is full): nothing within"),
@@ -117,10 +120,14 @@ fn a_listener_that_never_accepts_costs_a_consumer_its_deadline_not_forever() {
         max: Duration::from_millis(20),
     };
     let e = Consumer::connect_with_backoff(&path, cfg, backoff, None, Some(&w)).unwrap_err();
-    assert!(matches!(e, Error::Interrupted), "{e}");
+    assert!(matches!(e, ConnectError::Interrupted), "{e}");
     ring.join().unwrap();
     // A producer that would take the path sees someone there, without waiting.
     let e = Producer::bind(&path, ProducerConfig::default()).unwrap_err();
+    assert!(
+        matches!(&e, BindError::PathInUse { path: p } if *p == path),
+        "{e}"
+    );
     assert!(e.to_string().contains("in use by a live producer"), "{e}");
 }
 
@@ -132,7 +139,7 @@ fn a_socket_lock_held_or_owned_by_someone_else_bounds_the_wait_of_bind() {
     assert_eq!(read_line(&mut holder.0), "ready");
     let t = Instant::now();
     let e = Producer::bind(&path, ProducerConfig::default()).unwrap_err();
-    assert!(matches!(e, Error::Unresponsive { .. }), "{e}");
+    assert!(matches!(e, BindError::Busy { .. }), "{e}");
     assert!(
         e.to_string()
             .contains("(held by another process): nothing within"),
@@ -153,6 +160,10 @@ fn a_socket_lock_held_or_owned_by_someone_else_bounds_the_wait_of_bind() {
         std::fs::write(&lock, b"").unwrap();
         std::os::unix::fs::chown(&lock, Some(65534), Some(65534)).unwrap();
         let e = Producer::bind(&path, ProducerConfig::default()).unwrap_err();
+        assert!(
+            matches!(&e, BindError::BadPath { path: p, .. } if *p == lock),
+            "{e}"
+        );
         assert!(
             e.to_string()
                 .contains("belongs to uid 65534, not to this user"),

@@ -5,7 +5,7 @@ use std::os::fd::AsFd;
 use std::time::Duration;
 
 use e2e::{Element, Rendezvous, check, kill9, mappings, open_fds, read_line, spawn};
-use shmring::{Error, Receiver};
+use shmring::{Receiver, RecvError};
 
 const PEER: &str = env!("CARGO_BIN_EXE_ring-peer");
 
@@ -28,7 +28,7 @@ fn fifty_peers_killed_mid_stream_leave_no_fd_or_mapping_behind() {
         kill9(&mut child);
         assert!(matches!(
             rx.recv_timeout(Duration::from_secs(10)),
-            Err(Error::PeerGone)
+            Err(RecvError::PeerGone)
         ));
         drop(child);
     }

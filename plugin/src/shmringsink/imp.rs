@@ -12,7 +12,7 @@ use shmring::frame::Policy;
 use shmring::{Producer, ProducerConfig};
 
 use super::ShmringSink;
-use super::pool::{Registry, SlotPool, SlotState};
+use super::pool::SlotPool;
 use super::publish::audio_planes;
 use crate::meta::{self, Side, ct};
 
@@ -102,8 +102,6 @@ pub struct Sink {
     pub(super) counters: Mutex<Counters>,
     /// Interrupts a blocked render (unlock); cloned out of the producer at start.
     pub(super) waker: Mutex<Option<shmring::Waker>>,
-    /// The slots our pool's buffers wrap, by address.
-    pub(super) registry: Arc<Registry>,
 }
 
 pub(super) fn parse_uids(s: &str) -> Result<Vec<u32>, String> {
@@ -424,7 +422,7 @@ impl BaseSinkImpl for Sink {
         // oldest is free again; two slots stay for copies and a new arena.
         let slots = self.settings.lock().unwrap().slots;
         let max = slots.saturating_sub(2).max(2);
-        let pool = SlotPool::new(producer, self.registry.clone());
+        let pool = SlotPool::new(&producer);
         let mut config = pool.config();
         config.set_params(Some(&caps), size, 2, max);
         config.add_option("GstBufferPoolOptionVideoMeta");
@@ -537,12 +535,11 @@ impl BaseSinkImpl for Sink {
         // Rendered into one of our slots (our pool upstream), laid out as consumers
         // expect: publish it as it is.
         if planes.is_none() {
-            if let Some((holder, slot)) = self.slot_of(buffer) {
-                let r = slot.publish_held(0, buffer.size(), &m.encode());
-                let r = r.map(|(n, held)| {
-                    *holder.lock().unwrap() = SlotState::Published { held };
-                    n
-                });
+            if let Some(holder) = self.slot_of(buffer, &producer) {
+                let r = holder
+                    .lock()
+                    .unwrap()
+                    .publish(0, buffer.size(), &m.encode());
                 return self.published(&producer, r, true);
             }
         }

@@ -1,84 +1,64 @@
 //! The buffer pool `shmringsink` proposes upstream: every buffer is a shared slot, so
 //! upstream renders straight into the memory consumers will read (zero copy).
 //!
-//! Each buffer's single memory wraps a [`WriteSlot`]. `render` recognises such a
-//! buffer by its `GstMemory` (the [`Registry`], keyed by the memory object: a data
-//! address can belong to a new slot while an old buffer still points at it), takes the slot out and publishes
-//! it with a local hold ([`HeldSlot`]): the slot is not reused while the memory lives
-//! (GStreamer may keep the buffer, e.g. as the sink's last sample, or push it twice).
+//! Each buffer's single memory wraps a [`ReusableSlot`] and names it (qdata on the
+//! `GstMemory` object, set when the memory is made and valid while it lives: a data
+//! address can belong to a new slot while an old buffer still points at it, a
+//! memory object cannot). `render` recognises such a buffer by its memory and
+//! publishes the slot in place, keeping it: the slot is not written again while
+//! the memory may be read (GStreamer may keep the buffer, e.g. as the sink's last
+//! sample, or push it twice). Who holds the slot is known to the producer's ledger
+//! alone; the pool only asks it ([`ReusableSlot::try_rearm`]).
 //!
 //! Buffers stay bound to their slots, so a steady stream allocates nothing per
 //! buffer. A buffer that comes back whole (its one memory ours and referenced by
 //! nothing else) waits in the pool's own queue, still holding its slot. An acquire
 //! takes the newest whose slot it can write again (the likeliest still cached; for
 //! frames of 1 MiB and more it first gives the consumers a moment to release the
-//! newest): never published, or published and released by every consumer
-//! ([`HeldSlot::try_reclaim`]); a slot a consumer still holds is never written. If
-//! none is ready, a new buffer is made (up to the configured maximum), else the
-//! oldest waiting one is let go (its slot comes back when the consumers release it)
-//! and a new one made from a free slot. Anything
-//! else that comes back (memory replaced, shared, tagged) is freed, and with its
-//! memory goes its slot or local hold.
+//! newest): never published, or published and released by every consumer; a slot a
+//! consumer still holds is never written. If none is ready, a new buffer is made
+//! (up to the configured maximum), else the oldest waiting one is let go (its slot
+//! comes back when the consumers release it) and a new one made from a free slot.
+//! Anything else that comes back (memory replaced, shared, tagged) is freed, and
+//! with its memory goes its slot.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
 use gst::glib;
+use gst::glib::translate::IntoGlib;
 use gst::subclass::prelude::*;
-use shmring::frame::HeldSlot;
-use shmring::{Producer, WriteSlot};
+use shmring::{Producer, ReusableSlot};
 
-/// The slot a pool buffer's memory wraps.
-pub(crate) enum SlotState {
-    /// Handed to upstream for writing.
-    Writable(WriteSlot),
-    /// Published; held locally until the memory goes or the slot is reclaimed.
-    Published { held: HeldSlot },
-    /// Being published.
-    Taken,
+/// The slot a pool buffer's memory wraps, shared by the memory (which owns it) and
+/// the pool's queue while the buffer waits there.
+pub(crate) type Holder = Mutex<ReusableSlot>;
+
+/// The qdata key under which a pool memory names its holder.
+fn holder_quark() -> glib::Quark {
+    static Q: OnceLock<glib::Quark> = OnceLock::new();
+    *Q.get_or_init(|| glib::Quark::from_str("shmring-slot"))
 }
 
-/// A slot while a buffer wraps it.
-pub(crate) type Holder = Mutex<SlotState>;
-
-/// Slot holders by their `GstMemory` (address of the live memory object).
-#[derive(Default)]
-pub(crate) struct Registry {
-    map: Mutex<HashMap<usize, Weak<Holder>>>,
-}
-
-impl Registry {
-    /// The holder of the memory object at `addr`, if it is one of ours.
-    pub(crate) fn get(&self, addr: usize) -> Option<Arc<Holder>> {
-        self.map.lock().unwrap().get(&addr)?.upgrade()
+/// The holder of the slot `mem` wraps, if `mem` is a memory one of our pools made
+/// (of any sink: the caller checks the producer).
+pub(crate) fn holder_of(mem: &gst::MemoryRef) -> Option<Arc<Holder>> {
+    // SAFETY: `mem` is a live memory object (we hold a reference through the
+    // borrow), so reading its qdata is sound.
+    let p = unsafe {
+        gst::ffi::gst_mini_object_get_qdata(
+            mem.as_mut_ptr() as *mut gst::ffi::GstMiniObject,
+            holder_quark().into_glib(),
+        )
+    };
+    if p.is_null() {
+        return None;
     }
-
-    fn insert(&self, addr: usize, h: &Arc<Holder>) {
-        self.map.lock().unwrap().insert(addr, Arc::downgrade(h));
-    }
-
-    fn remove(&self, addr: usize, h: &Arc<Holder>) {
-        let mut m = self.map.lock().unwrap();
-        // A new slot at the same address may have replaced this entry already.
-        if m.get(&addr).is_some_and(|w| w.as_ptr() == Arc::as_ptr(h)) {
-            m.remove(&addr);
-        }
-    }
-}
-
-struct Owned {
-    holder: Arc<Holder>,
-    registry: Arc<Registry>,
-    addr: usize,
-}
-
-impl Drop for Owned {
-    /// GStreamer freed the memory: forget its address. Dropping the holder drops an
-    /// unpublished slot, which gives it back.
-    fn drop(&mut self) {
-        self.registry.remove(self.addr, &self.holder);
-    }
+    // SAFETY: only `alloc_buffer` sets this qdata, to the `Arc<Holder>` the
+    // memory owns (its wrapped user data), which lives until the memory is freed:
+    // after every borrow of it, including ours.
+    Some(unsafe { (*(p as *const Arc<Holder>)).clone() })
 }
 
 mod imp {
@@ -153,7 +133,6 @@ mod imp {
         /// The sink's producer, not kept alive by the pool: once the sink stopped
         /// (and dropped it), buffers are no longer made and nobody is served.
         pub(super) producer: Mutex<Option<std::sync::Weak<Producer>>>,
-        pub(super) registry: Mutex<Option<Arc<Registry>>>,
         pub(super) size: AtomicUsize,
         /// Most buffers at once (0: no limit but the slots').
         max: AtomicUsize,
@@ -169,7 +148,6 @@ mod imp {
         fn default() -> Self {
             Pool {
                 producer: Mutex::default(),
-                registry: Mutex::default(),
                 size: AtomicUsize::default(),
                 max: AtomicUsize::default(),
                 idle: Mutex::default(),
@@ -313,39 +291,33 @@ mod imp {
                 .as_ref()
                 .and_then(|p| p.upgrade())
                 .ok_or(gst::FlowError::Flushing)?;
-            let registry = self
-                .registry
-                .lock()
-                .unwrap()
-                .clone()
-                .ok_or(gst::FlowError::Flushing)?;
             let size = self.size.load(Ordering::Relaxed);
             let slot = producer.acquire(size).map_err(|e| match e {
-                shmring::Error::Interrupted => gst::FlowError::Flushing,
+                shmring::PublishError::Interrupted => gst::FlowError::Flushing,
                 _ => gst::FlowError::Error,
             })?;
-            let ptr = slot.as_mut_ptr();
-            let capacity = slot.capacity();
-            let holder: Arc<Holder> = Arc::new(Mutex::new(SlotState::Writable(slot)));
-            let owner = Owned {
-                holder: holder.clone(),
-                registry: registry.clone(),
-                addr: 0,
-            };
+            let (ptr, capacity) = (slot.as_mut_ptr(), slot.capacity());
+            let holder: Arc<Holder> = Arc::new(Mutex::new(ReusableSlot::from(slot)));
             // SAFETY: `ptr` is the start of a slot of `capacity` bytes, writable through
             // the producer's own mapping and handed out to us alone by the ledger; the
-            // holder (in `owner`) keeps the slot and its arena mapping alive until
-            // GStreamer frees the memory. size <= capacity (acquire returned a slot of
-            // at least `size` bytes). Consumers can only map the arena read-only, so
-            // nobody else writes this memory. The memory is handed out for writing
-            // only while its holder has the slot `Writable`: never while a consumer
-            // holds it (see `rearm`).
-            let (mem, owned) = unsafe { crate::memory::wrap(ptr, capacity, size, false, owner) };
-            let addr = mem.as_ptr() as usize;
-            // SAFETY: `owned` lives until the memory is freed, which cannot happen
-            // before we hand the memory to a buffer below.
-            unsafe { (*owned).addr = addr };
-            registry.insert(addr, &holder);
+            // holder keeps the slot and its arena mapping alive until GStreamer frees
+            // the memory. size <= capacity (acquire returned a slot of at least `size`
+            // bytes). Consumers can only map the arena read-only, so nobody else
+            // writes this memory. The memory is handed out for writing only while
+            // its slot is writable: never while a consumer holds it (see `rearm`).
+            let (mem, owned) = unsafe { crate::memory::wrap(ptr, capacity, size, false, holder) };
+            // SAFETY: `mem` is a fresh memory nobody else has seen; `owned` (the
+            // holder it owns) lives until it is freed, so the qdata never dangles
+            // while anyone can read it (`holder_of`). No destroy notify: the
+            // memory's own free drops the holder.
+            unsafe {
+                gst::ffi::gst_mini_object_set_qdata(
+                    mem.as_mut_ptr() as *mut gst::ffi::GstMiniObject,
+                    holder_quark().into_glib(),
+                    owned as glib::ffi::gpointer,
+                    None,
+                )
+            };
             let mut buffer = gst::Buffer::new();
             buffer.get_mut().expect("fresh buffer").append_memory(mem);
             Ok(buffer)
@@ -355,7 +327,7 @@ mod imp {
             // GStreamer reset its timestamps, flags (but TAG_MEMORY) and metas.
             let holder = self
                 .holder(&buffer)
-                .filter(|h| self.ready_for_reuse(&mut buffer, h));
+                .filter(|_| self.ready_for_reuse(&mut buffer));
             let mut g = self.idle.lock().unwrap();
             let gone = match holder {
                 Some(h) => {
@@ -383,14 +355,8 @@ mod imp {
         /// this buffer's alone: nobody reads it any more. Resizing tagged it (audio
         /// buffers are shorter than the pool's size), which is no reason to let it
         /// go: its full size comes back.
-        fn ready_for_reuse(&self, buffer: &mut gst::Buffer, holder: &Holder) -> bool {
-            if buffer.peek_memory(0).offset() != 0
-                || !buffer.is_all_memory_writable()
-                || !matches!(
-                    *holder.lock().unwrap(),
-                    SlotState::Writable(_) | SlotState::Published { .. }
-                )
-            {
+        fn ready_for_reuse(&self, buffer: &mut gst::Buffer) -> bool {
+            if buffer.peek_memory(0).offset() != 0 || !buffer.is_all_memory_writable() {
                 return false;
             }
             let Some(b) = buffer.get_mut() else {
@@ -409,26 +375,15 @@ mod imp {
             if buffer.n_memory() != 1 {
                 return None;
             }
-            let addr = buffer.peek_memory(0).as_ptr() as usize;
-            let reg = self.registry.lock().unwrap().clone()?;
-            reg.get(addr)
+            holder_of(buffer.peek_memory(0))
         }
     }
 
     /// Makes a waiting buffer's slot writable: true when it is being written (never
     /// published) or was just taken back from the consumers, who all released it.
+    /// A slot being published right now (its holder locked by `render`) is not.
     fn rearm(holder: &Holder) -> bool {
-        let mut h = holder.lock().unwrap();
-        let (state, ok) = match std::mem::replace(&mut *h, SlotState::Taken) {
-            SlotState::Published { held } => match held.try_reclaim() {
-                Ok(slot) => (SlotState::Writable(slot), true),
-                Err(held) => (SlotState::Published { held }, false),
-            },
-            s @ SlotState::Writable(_) => (s, true),
-            SlotState::Taken => (SlotState::Taken, false),
-        };
-        *h = state;
-        ok
+        holder.try_lock().is_ok_and(|mut slot| slot.try_rearm())
     }
 }
 
@@ -438,10 +393,9 @@ glib::wrapper! {
 }
 
 impl SlotPool {
-    pub(crate) fn new(producer: Arc<Producer>, registry: Arc<Registry>) -> SlotPool {
+    pub(crate) fn new(producer: &Arc<Producer>) -> SlotPool {
         let p: SlotPool = glib::Object::new();
-        *p.imp().producer.lock().unwrap() = Some(Arc::downgrade(&producer));
-        *p.imp().registry.lock().unwrap() = Some(registry);
+        *p.imp().producer.lock().unwrap() = Some(Arc::downgrade(producer));
         p
     }
 }

@@ -8,7 +8,6 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 use shmring::Producer;
 
-use super::pool::SlotState;
 use crate::meta::{self, BufferMeta, Side, VideoLayout, ct};
 
 use super::imp::*;
@@ -109,32 +108,29 @@ impl Sink {
         s
     }
 
-    /// The unpublished slot `buffer` was rendered into, if it comes from our pool
-    /// and still covers the slot from its start.
+    /// The slot `buffer` was rendered into, writable, if it comes from our pool
+    /// (of this sink's producer) and still covers the slot from its start.
     pub(super) fn slot_of(
         &self,
         buffer: &gst::Buffer,
-    ) -> Option<(Arc<super::pool::Holder>, shmring::WriteSlot)> {
+        producer: &Producer,
+    ) -> Option<Arc<super::pool::Holder>> {
         if buffer.n_memory() != 1 {
             return None;
         }
         let mem = buffer.peek_memory(0);
-        let holder = self.registry.get(mem.as_ptr() as usize)?;
         // Upstream may have resized the memory; publish from the slot's start only.
         if mem.offset() != 0 {
             return None;
         }
-        let mut h = holder.lock().unwrap();
-        match &*h {
-            SlotState::Writable(slot) if buffer.size() <= slot.capacity() => {}
-            // Published already (the same buffer rendered twice) or resized: copy it.
-            _ => return None,
-        }
-        let SlotState::Writable(slot) = std::mem::replace(&mut *h, SlotState::Taken) else {
-            unreachable!("checked above")
+        let holder = super::pool::holder_of(mem)?;
+        let ok = {
+            let slot = holder.lock().unwrap();
+            // Published already (the same buffer rendered twice), resized, or a slot
+            // of another sink's producer: copy it.
+            slot.is_writable() && buffer.size() <= slot.capacity() && slot.is_of(producer)
         };
-        drop(h);
-        Some((holder, slot))
+        ok.then_some(holder)
     }
 
     pub(super) fn log_events(&self, p: &Producer) {
@@ -154,7 +150,7 @@ impl Sink {
     pub(super) fn published(
         &self,
         producer: &Producer,
-        r: shmring::Result<usize>,
+        r: Result<usize, shmring::PublishError>,
         zero_copy: bool,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         self.log_events(producer);
@@ -169,7 +165,7 @@ impl Sink {
                 gst::trace!(CAT, imp = self, "buffer to {n} consumers");
                 Ok(gst::FlowSuccess::Ok)
             }
-            Err(shmring::Error::Interrupted) => Err(gst::FlowError::Flushing),
+            Err(shmring::PublishError::Interrupted) => Err(gst::FlowError::Flushing),
             Err(e) => {
                 gst::element_imp_error!(self, gst::ResourceError::Write, ["{}", e]);
                 Err(gst::FlowError::Error)

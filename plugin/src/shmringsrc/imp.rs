@@ -365,7 +365,9 @@ impl PushSrcImpl for Src {
                         self.install(c);
                         continue;
                     }
-                    Err(shmring::Error::Interrupted) => return Err(gst::FlowError::Flushing),
+                    Err(shmring::ConnectError::Interrupted) => {
+                        return Err(gst::FlowError::Flushing);
+                    }
                     Err(e) if reconnect => {
                         // Something answers at the path but is no producer we can
                         // trust: keep waiting for a real one.
@@ -412,12 +414,12 @@ impl PushSrcImpl for Src {
                         Err(e) => return Err(e),
                     }
                 }
-                Err(shmring::Error::Interrupted) => {
+                Err(shmring::RecvError::Interrupted) => {
                     put_back(consumer);
                     return Err(gst::FlowError::Flushing);
                 }
                 Err(e) if reconnect => format!("producer lost ({e})"),
-                Err(shmring::Error::PeerGone) => {
+                Err(shmring::RecvError::PeerGone) => {
                     gst::element_imp_error!(
                         self,
                         gst::ResourceError::Read,

@@ -34,14 +34,15 @@ impl Src {
         }
     }
 
-    pub(super) fn connect(&self, s: &Settings) -> Result<Consumer, shmring::Error> {
+    pub(super) fn connect(&self, s: &Settings) -> Result<Consumer, shmring::ConnectError> {
         let cfg = Self::consumer_config(s);
         if s.socket_fd >= 0 {
             // The application keeps its fd (as the blurb says): work on a duplicate.
-            let fd = crate::dup_app_fd(s.socket_fd).map_err(|source| shmring::Error::Os {
-                op: "dup(socket-fd)",
-                source,
-            })?;
+            let fd =
+                crate::dup_app_fd(s.socket_fd).map_err(|source| shmring::ConnectError::Os {
+                    op: "dup(socket-fd)",
+                    source,
+                })?;
             return Consumer::from_fd(fd, cfg);
         }
         let path = s.socket_path.clone().unwrap_or_default();

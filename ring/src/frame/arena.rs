@@ -40,18 +40,18 @@ pub struct ConsumerArena {
 fn total(slot_size: u64, slots: u32) -> Result<u64> {
     let page = memfd::page_size() as u64;
     if slot_size == 0 || slot_size % page != 0 {
-        return Err(Error::Protocol(format!(
+        return Err(Error::protocol(format!(
             "arena slot size {slot_size} is not a non-zero multiple of the page size {page}"
         )));
     }
     if slots == 0 {
-        return Err(Error::Protocol("arena has 0 slots".into()));
+        return Err(Error::protocol("arena has 0 slots"));
     }
     slot_size
         .checked_mul(slots as u64)
         .filter(|&t| t <= MAX_ARENA_BYTES)
         .ok_or_else(|| {
-            Error::Protocol(format!(
+            Error::protocol(format!(
                 "arena of {slots} slots of {slot_size} bytes exceeds {MAX_ARENA_BYTES} bytes"
             ))
         })
@@ -62,7 +62,7 @@ impl ProducerArena {
     /// (rounded up to whole pages).
     pub fn create(min_slot_size: usize, slots: u32) -> Result<ProducerArena> {
         let slot_size = memfd::page_round(min_slot_size.max(1))
-            .ok_or_else(|| Error::Protocol(format!("slot size {min_slot_size} overflows")))?;
+            .ok_or_else(|| Error::protocol(format!("slot size {min_slot_size} overflows")))?;
         // The protocol says slot sizes and frame lengths in 32 bits: never truncate.
         if slot_size > MAX_SLOT_BYTES {
             return Err(Error::Invalid(format!(
@@ -178,7 +178,7 @@ impl ArenaShape {
             .and_then(|s| s.checked_add(offset as u64));
         match start {
             Some(start) if slot < self.slots && end <= self.slot_size => Ok(start),
-            _ => Err(Error::Corrupt(format!(
+            _ => Err(Error::corrupt(format!(
                 "frame at slot {slot} offset {offset} length {len} is outside the arena ({} slots of {} bytes)",
                 self.slots, self.slot_size
             ))),

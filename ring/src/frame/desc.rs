@@ -50,7 +50,7 @@ impl FrameDesc {
     /// The metadata in use, after checking `meta_len`.
     pub fn meta(&self) -> Result<&[u8]> {
         self.meta.get(..self.meta_len as usize).ok_or_else(|| {
-            Error::Corrupt(format!(
+            Error::corrupt(format!(
                 "frame {} metadata length {} exceeds {META_BYTES}",
                 self.seq, self.meta_len
             ))
@@ -62,14 +62,14 @@ impl FrameDesc {
     /// arena was announced). Returns the frame's start as an offset in the arena.
     pub fn validate(&self, expected_seq: u64, arena: Option<ArenaShape>) -> Result<u64> {
         if self.seq != expected_seq {
-            return Err(Error::Corrupt(format!(
+            return Err(Error::corrupt(format!(
                 "frame ring holds frame {}, expected frame {expected_seq}",
                 self.seq
             )));
         }
         self.meta()?;
         let Some(shape) = arena else {
-            return Err(Error::Protocol(format!(
+            return Err(Error::protocol(format!(
                 "frame {} names arena {}, which was never announced",
                 self.seq, self.arena
             )));

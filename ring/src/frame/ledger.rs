@@ -146,14 +146,14 @@ impl Ledger {
 
     /// Consumer `c` releases `s`. Returns true when the slot became free. A slot the
     /// consumer does not hold (unknown, never sent to it, or already released) is an
-    /// [`Error::Corrupt`] naming it: the caller ends that consumer's connection.
+    /// [`PeerFault::Corrupt`](crate::PeerFault::Corrupt) naming it: the caller ends that consumer's connection.
     pub fn release(&mut self, c: ConsumerId, s: SlotRef) -> Result<bool> {
         let held = self
             .held
             .get_mut(&c)
-            .ok_or_else(|| Error::Corrupt(format!("release from unknown consumer {c}")))?;
+            .ok_or_else(|| Error::corrupt(format!("release from unknown consumer {c}")))?;
         if held.remove(&s).is_none() {
-            return Err(Error::Corrupt(format!(
+            return Err(Error::corrupt(format!(
                 "consumer {c} released slot {} of arena {} that it does not hold",
                 s.slot, s.arena
             )));

@@ -33,7 +33,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use shmring::{Consumer, ConsumerConfig, Error, Event, Producer, ProducerConfig};
+//! use shmring::{Consumer, ConsumerConfig, Event, Producer, ProducerConfig, RecvError};
 //!
 //! // A producer with no path: consumers are handed over as connected sockets.
 //! let producer = Producer::new(ProducerConfig::default())?;
@@ -62,7 +62,7 @@
 //! std::thread::spawn(move || waker.wake());
 //! assert!(matches!(
 //!     consumer.recv_timeout(Duration::from_secs(60)),
-//!     Err(Error::Interrupted)
+//!     Err(RecvError::Interrupted)
 //! ));
 //! # Ok::<(), shmring::Error>(())
 //! ```
@@ -78,12 +78,13 @@ mod outbox;
 mod producer;
 
 pub use crate::os::listen::PeerCred;
+pub use arena::MAX_SLOT_BYTES;
 pub use desc::META_BYTES;
 pub use wire::goodbye;
 
 pub use consumer::{Backoff, Consumer, ConsumerConfig, Event, Frame};
 pub use producer::{
-    ConsumerEvent, ConsumerStats, HeldSlot, Policy, Producer, ProducerConfig, ProducerStats,
+    ConsumerEvent, ConsumerStats, Policy, Producer, ProducerConfig, ProducerStats, ReusableSlot,
     WriteSlot,
 };
 
@@ -102,7 +103,7 @@ const _: () = {
     const fn send<T: Send>() {}
     send_sync::<Producer>();
     send_sync::<WriteSlot>();
-    send_sync::<HeldSlot>();
+    send_sync::<ReusableSlot>();
     send_sync::<Frame>();
     send::<Consumer>();
 };
@@ -139,7 +140,7 @@ pub(crate) fn send_msg(
 
 /// Receives and decodes one message without blocking: `Ok(None)` when none is
 /// waiting. End of stream is [`Error::PeerGone`]; anything malformed (bad bytes, too
-/// many or too few fds, truncation) is [`Error::Protocol`] and the fds are closed.
+/// many or too few fds, truncation) is [`PeerFault::Protocol`](crate::PeerFault::Protocol) and the fds are closed.
 ///
 /// `buf` is the caller's receive buffer, grown to [`MAX_MESSAGE`] on first use.
 pub(crate) fn recv_msg(

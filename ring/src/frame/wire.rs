@@ -12,7 +12,7 @@
 //!
 //! `decode` accepts exactly what `encode` produces: unknown types, wrong lengths,
 //! trailing bytes, oversized bodies, invalid UTF-8 and out-of-range values are all
-//! [`Error::Protocol`] naming the fault. It never panics and never allocates more than
+//! [`PeerFault::Protocol`](crate::PeerFault::Protocol) naming the fault. It never panics and never allocates more than
 //! the datagram's own size. The fd count in the header lets the receiver check the
 //! fds that arrived with the message before it looks at the body.
 //!
@@ -321,7 +321,7 @@ impl Msg {
 }
 
 fn bad(s: String) -> Error {
-    Error::Protocol(s)
+    Error::protocol(s)
 }
 
 fn put32(v: &mut Vec<u8>, x: u32) {

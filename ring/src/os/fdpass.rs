@@ -107,7 +107,7 @@ pub struct Received {
 ///
 /// `flags` may add `MSG_DONTWAIT`. End of stream (the peer closed) is
 /// [`Error::PeerGone`]. A message longer than `buf`, more fds than `max_fds`, or any
-/// control message other than `SCM_RIGHTS` is an [`Error::Protocol`], and every fd
+/// control message other than `SCM_RIGHTS` is an [`PeerFault::Protocol`](crate::PeerFault::Protocol), and every fd
 /// that came with it is closed.
 pub fn recv(sock: BorrowedFd<'_>, buf: &mut [u8], max_fds: usize, flags: i32) -> Result<Received> {
     assert!(max_fds <= MAX_FDS);
@@ -175,23 +175,23 @@ pub fn recv(sock: BorrowedFd<'_>, buf: &mut [u8], max_fds: usize, flags: i32) ->
         }
     }
     if msg.msg_flags & libc::MSG_CTRUNC != 0 {
-        return Err(Error::Protocol(format!(
+        return Err(Error::protocol(format!(
             "control data truncated (MSG_CTRUNC): peer sent more than {MAX_FDS} fds"
         )));
     }
     if let Some((level, ty)) = foreign {
-        return Err(Error::Protocol(format!(
+        return Err(Error::protocol(format!(
             "unexpected control message (level {level}, type {ty})"
         )));
     }
     if msg.msg_flags & libc::MSG_TRUNC != 0 {
-        return Err(Error::Protocol(format!(
+        return Err(Error::protocol(format!(
             "message longer than {} bytes (MSG_TRUNC)",
             buf.len()
         )));
     }
     if fds.len() > max_fds {
-        return Err(Error::Protocol(format!(
+        return Err(Error::protocol(format!(
             "message carries {} fds, at most {max_fds} allowed",
             fds.len()
         )));
@@ -262,8 +262,8 @@ pub fn check_unix_socket(fd: BorrowedFd<'_>, ty: i32, what: &str) -> Result<()> 
     };
     match (get(libc::SO_DOMAIN), get(libc::SO_TYPE)) {
         (Some(libc::AF_UNIX), Some(t)) if t == ty => Ok(()),
-        (None, _) | (_, None) => Err(Error::BadFd(format!("{what} is not a socket"))),
-        (Some(d), Some(t)) => Err(Error::BadFd(format!(
+        (None, _) | (_, None) => Err(Error::bad_fd(format!("{what} is not a socket"))),
+        (Some(d), Some(t)) => Err(Error::bad_fd(format!(
             "{what} is a socket of domain {d} type {t}, expected a unix socket of type {ty}"
         ))),
     }

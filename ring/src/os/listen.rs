@@ -49,11 +49,10 @@ fn sockaddr(path: &Path) -> Result<(libc::sockaddr_un, libc::socklen_t)> {
     a.sun_family = libc::AF_UNIX as libc::sa_family_t;
     let b = path.as_os_str().as_bytes();
     if b.is_empty() || b.len() >= a.sun_path.len() {
-        return Err(Error::Invalid(format!(
-            "socket path {} is empty or longer than {} bytes",
-            path.display(),
-            a.sun_path.len() - 1
-        )));
+        return Err(Error::bad_path(
+            path,
+            format!("empty or longer than {} bytes", a.sun_path.len() - 1),
+        ));
     }
     for (d, s) in a.sun_path.iter_mut().zip(b) {
         *d = *s as libc::c_char;
@@ -162,26 +161,22 @@ impl SeqpacketListener {
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        let name = path.file_name().ok_or_else(|| {
-            Error::Invalid(format!("socket path {} has no file name", path.display()))
-        })?;
+        let name = path
+            .file_name()
+            .ok_or_else(|| Error::bad_path(path, "has no file name"))?;
         // Producers racing for the same path (both seeing a stale socket) take turns:
         // the first replaces it, the next finds a live one.
         let _lock = PathLock::take(dir, name)?;
         match std::fs::symlink_metadata(path) {
             Ok(md) if !std::os::unix::fs::FileTypeExt::is_socket(&md.file_type()) => {
-                return Err(Error::Invalid(format!(
-                    "socket path {} exists and is not a socket",
-                    path.display()
-                )));
+                return Err(Error::bad_path(path, "exists and is not a socket"));
             }
             // One try, no wait: a listener that never accepts is alive too.
             Ok(_) => match connect(path, None, None) {
                 Ok(_) | Err(Error::Unresponsive { .. }) => {
-                    return Err(Error::Invalid(format!(
-                        "socket path {} is in use by a live producer",
-                        path.display()
-                    )));
+                    return Err(Error::PathInUse {
+                        path: path.to_path_buf(),
+                    });
                 }
                 Err(Error::Os { source, .. })
                     if source.raw_os_error() == Some(libc::ECONNREFUSED) =>
@@ -189,10 +184,10 @@ impl SeqpacketListener {
                     // Stale: replaced by the rename below.
                 }
                 Err(e) => {
-                    return Err(Error::Invalid(format!(
-                        "socket path {} exists and cannot be probed: {e}",
-                        path.display()
-                    )));
+                    return Err(Error::bad_path(
+                        path,
+                        format!("exists and cannot be probed: {e}"),
+                    ));
                 }
             },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -305,7 +300,7 @@ impl PathLock {
     fn take(dir: &Path, name: &std::ffi::OsStr) -> Result<PathLock> {
         let p = dir.join(format!(".{}.lock", name.to_string_lossy()));
         let c = CString::new(p.as_os_str().as_bytes())
-            .map_err(|_| Error::Invalid("socket path contains NUL".into()))?;
+            .map_err(|_| Error::bad_path(&p, "contains NUL"))?;
         // SAFETY: `c` is a valid NUL-terminated path; open returns a fresh fd or -1.
         let fd = unsafe {
             libc::open(
@@ -333,11 +328,13 @@ impl PathLock {
         // SAFETY: geteuid has no preconditions.
         let me = unsafe { libc::geteuid() };
         if md.uid() != me {
-            return Err(Error::Invalid(format!(
-                "socket lock file {} belongs to uid {}, not to this user (uid {me})",
-                p.display(),
-                md.uid()
-            )));
+            return Err(Error::bad_path(
+                &p,
+                format!(
+                    "lock file belongs to uid {}, not to this user (uid {me})",
+                    md.uid()
+                ),
+            ));
         }
         let start = Instant::now();
         loop {
@@ -370,7 +367,7 @@ fn private_dir(dir: &Path, name: &std::ffi::OsStr) -> Result<PathBuf> {
             std::process::id()
         ));
         let c = CString::new(p.as_os_str().as_bytes())
-            .map_err(|_| Error::Invalid("socket path contains NUL".into()))?;
+            .map_err(|_| Error::bad_path(&p, "contains NUL"))?;
         // SAFETY: `c` is a valid NUL-terminated path.
         if unsafe { libc::mkdir(c.as_ptr(), 0o700) } == 0 {
             return Ok(p);
@@ -379,10 +376,7 @@ fn private_dir(dir: &Path, name: &std::ffi::OsStr) -> Result<PathBuf> {
             return Err(Error::last_os("mkdir(private socket dir)"));
         }
     }
-    Err(Error::Invalid(format!(
-        "cannot make a private directory in {}",
-        dir.display()
-    )))
+    Err(Error::bad_path(dir, "cannot make a private directory in it"))
 }
 
 /// The credentials of the peer of a connected unix socket.
@@ -416,7 +410,7 @@ pub fn check_allowed(cred: PeerCred, allowed_uids: &[u32]) -> Result<()> {
     if allowed_uids.is_empty() || allowed_uids.contains(&cred.uid) {
         Ok(())
     } else {
-        Err(Error::Protocol(format!(
+        Err(Error::protocol(format!(
             "peer uid {} (pid {}) is not in the allowed uids {allowed_uids:?}",
             cred.uid, cred.pid
         )))
@@ -466,12 +460,10 @@ mod tests {
         let p = path("live");
         let _l = SeqpacketListener::bind(&p, 0o600).unwrap();
         let e = SeqpacketListener::bind(&p, 0o600).unwrap_err();
+        assert!(matches!(&e, Error::PathInUse { path } if *path == p), "{e}");
         assert_eq!(
             e.to_string(),
-            format!(
-                "invalid argument: socket path {} is in use by a live producer",
-                p.display()
-            )
+            format!("socket path {} is in use by a live producer", p.display())
         );
     }
 

@@ -100,11 +100,8 @@ pub fn create(name: &CStr, size: usize) -> Result<OwnedFd> {
     }
     // SAFETY: `memfd_create` returned a fresh fd that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let size = i64::try_from(size).map_err(|_| Error::BadSize {
-        what: "memfd",
-        expected: i64::MAX as u64,
-        actual: size as u64,
-    })?;
+    let size = i64::try_from(size)
+        .map_err(|_| Error::Invalid(format!("memfd of {size} bytes is over {}", i64::MAX)))?;
     // SAFETY: plain syscall on an fd we own.
     if unsafe { libc::ftruncate(fd.as_raw_fd(), size) } < 0 {
         return Err(Error::last_os("ftruncate"));
@@ -128,9 +125,7 @@ pub fn seals(fd: BorrowedFd<'_>) -> Result<Seals> {
     if r < 0 {
         let e = std::io::Error::last_os_error();
         if e.raw_os_error() == Some(libc::EINVAL) {
-            return Err(Error::BadFd(
-                "not a memfd (F_GET_SEALS not supported)".into(),
-            ));
+            return Err(Error::bad_fd("not a memfd (F_GET_SEALS not supported)"));
         }
         return Err(Error::Os {
             op: "fcntl(F_GET_SEALS)",
@@ -150,7 +145,7 @@ pub fn size(fd: BorrowedFd<'_>) -> Result<u64> {
     // SAFETY: `fstat` succeeded, so it initialised `st`.
     let st = unsafe { st.assume_init() };
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-        return Err(Error::BadFd("not a regular memfd".into()));
+        return Err(Error::bad_fd("not a regular memfd"));
     }
     Ok(st.st_size as u64)
 }
@@ -170,22 +165,14 @@ pub fn verify(
 ) -> Result<u64> {
     let have = seals(fd)?;
     if let Some(missing) = have.first_missing(required) {
-        return Err(Error::MissingSeal(missing));
+        return Err(Error::missing_seal(missing));
     }
     let len = size(fd)?;
     if len < min {
-        return Err(Error::BadSize {
-            what,
-            expected: min,
-            actual: len,
-        });
+        return Err(Error::bad_size(what, min, len));
     }
     if len > max {
-        return Err(Error::BadSize {
-            what,
-            expected: max,
-            actual: len,
-        });
+        return Err(Error::bad_size(what, max, len));
     }
     Ok(len)
 }
@@ -224,11 +211,7 @@ impl Mapping {
     /// sealed against shrinking; otherwise a later truncation raises `SIGBUS`.
     pub fn map(fd: BorrowedFd<'_>, len: usize, access: Access) -> Result<Mapping> {
         if len == 0 {
-            return Err(Error::BadSize {
-                what: "mapping",
-                expected: 1,
-                actual: 0,
-            });
+            return Err(Error::bad_size("mapping", 1, 0));
         }
         let prot = match access {
             Access::ReadOnly => libc::PROT_READ,
@@ -311,14 +294,12 @@ impl Region {
         access: Access,
     ) -> Result<Region> {
         if !required.contains(Seals::SHRINK) {
-            return Err(Error::MissingSeal("F_SEAL_SHRINK (required by the caller)"));
+            return Err(Error::missing_seal(
+                "F_SEAL_SHRINK (required by the caller)",
+            ));
         }
         let len = verify(fd.as_fd(), required, what, min, max)?;
-        let len = usize::try_from(len).map_err(|_| Error::BadSize {
-            what,
-            expected: max,
-            actual: len,
-        })?;
+        let len = usize::try_from(len).map_err(|_| Error::bad_size(what, max, len))?;
         let map = Mapping::map(fd.as_fd(), len, access)?;
         Ok(Region { fd, map })
     }

@@ -53,11 +53,7 @@ impl ReadOnlyBlob {
     /// F_SEAL_SEAL` of at most `max_len` bytes, then maps it read-only.
     pub fn open(fd: OwnedFd, max_len: u64) -> Result<ReadOnlyBlob> {
         let len = memfd::verify(fd.as_fd(), Seals::IMMUTABLE, "blob", 0, max_len)?;
-        let len = usize::try_from(len).map_err(|_| Error::BadSize {
-            what: "blob",
-            expected: max_len,
-            actual: len,
-        })?;
+        let len = usize::try_from(len).map_err(|_| Error::bad_size("blob", max_len, len))?;
         let map = if len == 0 {
             None
         } else {

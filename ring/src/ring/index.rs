@@ -76,13 +76,13 @@ impl ProducerIdx {
         let tail = w.load(Word::Tail, Acquire);
         let used = self.head.wrapping_sub(tail);
         if used > self.cap {
-            return Err(Error::Corrupt(format!(
+            return Err(Error::corrupt(format!(
                 "ring tail {tail} is {used} behind head {}, capacity {}",
                 self.head, self.cap
             )));
         }
         if tail.wrapping_sub(self.cached_tail) > self.head.wrapping_sub(self.cached_tail) {
-            return Err(Error::Corrupt(format!(
+            return Err(Error::corrupt(format!(
                 "ring tail moved backwards from {} to {tail}",
                 self.cached_tail
             )));
@@ -149,13 +149,13 @@ impl ConsumerIdx {
         let head = w.load(Word::Head, Acquire);
         let avail = head.wrapping_sub(self.tail);
         if avail > self.cap {
-            return Err(Error::Corrupt(format!(
+            return Err(Error::corrupt(format!(
                 "ring head {head} is {avail} past tail {}, capacity {}",
                 self.tail, self.cap
             )));
         }
         if avail < self.cached_head.wrapping_sub(self.tail) {
-            return Err(Error::Corrupt(format!(
+            return Err(Error::corrupt(format!(
                 "ring head moved backwards from {} to {head}",
                 self.cached_head
             )));

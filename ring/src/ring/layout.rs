@@ -60,17 +60,17 @@ impl Header {
         creator: Role,
     ) -> Result<Header> {
         if elem_size == 0 {
-            return Err(Error::BadHeader(
-                "element size 0 (zero-sized types cannot be sent)".into(),
+            return Err(Error::bad_header(
+                "element size 0 (zero-sized types cannot be sent)",
             ));
         }
         if elem_align > DATA_OFF {
-            return Err(Error::BadHeader(format!(
+            return Err(Error::bad_header(format!(
                 "element alignment {elem_align} exceeds {DATA_OFF}"
             )));
         }
         if !capacity.is_power_of_two() || capacity > MAX_CAPACITY as usize {
-            return Err(Error::BadHeader(format!(
+            return Err(Error::bad_header(format!(
                 "capacity {capacity} is not a power of two in 1..={MAX_CAPACITY}"
             )));
         }
@@ -80,7 +80,7 @@ impl Header {
             .and_then(crate::os::memfd::page_round)
             .filter(|&t| t as u64 <= MAX_RING_BYTES)
             .ok_or_else(|| {
-                Error::BadHeader(format!(
+                Error::bad_header(format!(
                     "{capacity} elements of {elem_size} bytes exceed {MAX_RING_BYTES} bytes"
                 ))
             })?;
@@ -140,7 +140,7 @@ impl Header {
     ) -> Result<Header> {
         let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
         if b[0..8] != MAGIC {
-            return Err(Error::BadHeader(format!(
+            return Err(Error::bad_header(format!(
                 "magic {:02x?}, expected {:02x?}",
                 &b[0..8],
                 MAGIC
@@ -148,32 +148,32 @@ impl Header {
         }
         let version = u32_at(8);
         if version != RING_VERSION {
-            return Err(Error::BadHeader(format!(
+            return Err(Error::bad_header(format!(
                 "version {version}, this side speaks {RING_VERSION}"
             )));
         }
         let esz = u32_at(12);
         if esz as usize != elem_size {
-            return Err(Error::BadHeader(format!(
+            return Err(Error::bad_header(format!(
                 "element size {esz}, this side's type has {elem_size}"
             )));
         }
         let align = u32_at(36);
         if align as usize != elem_align {
-            return Err(Error::BadHeader(format!(
+            return Err(Error::bad_header(format!(
                 "element alignment {align}, this side's type has {elem_align}"
             )));
         }
         let cap = u32_at(16);
         let data_off = u32_at(20);
         if data_off as usize != DATA_OFF {
-            return Err(Error::BadHeader(format!(
+            return Err(Error::bad_header(format!(
                 "data offset {data_off}, expected {DATA_OFF}"
             )));
         }
         let role = u32_at(32);
         if role != creator as u32 {
-            return Err(Error::BadHeader(format!(
+            return Err(Error::bad_header(format!(
                 "created by a {} but attached as a {}",
                 if role == 0 {
                     "sender"
@@ -190,17 +190,13 @@ impl Header {
         let expect = Header::new(elem_size, elem_align, cap as usize, creator)?;
         let total = u64::from_le_bytes(b[24..32].try_into().expect("8 bytes"));
         if total != expect.total_len {
-            return Err(Error::BadHeader(format!(
+            return Err(Error::bad_header(format!(
                 "total length {total}, {cap} elements of {elem_size} bytes need {}",
                 expect.total_len
             )));
         }
         if file_len != total {
-            return Err(Error::BadSize {
-                what: "ring header",
-                expected: total,
-                actual: file_len,
-            });
+            return Err(Error::bad_size("ring header", total, file_len));
         }
         Ok(expect)
     }
@@ -219,7 +215,7 @@ impl Header {
                 .zip(mine.iter())
                 .position(|(a, b)| a != b)
                 .unwrap_or(0);
-            return Err(Error::HeaderChanged(format!(
+            return Err(Error::header_changed(format!(
                 "byte {first} is {:#04x}, was {:#04x}",
                 now[first], mine[first]
             )));

@@ -83,7 +83,7 @@ impl Consumer {
     pub(super) fn read_messages_before(&mut self, d: &FrameDesc) -> Result<()> {
         while self.msgs_read < d.msgs {
             if self.goodbye.is_some() || !self.pump_one()? {
-                return Err(Error::Protocol(format!(
+                return Err(Error::protocol(format!(
                     "frame {} follows {} socket messages, {} arrived",
                     d.seq, d.msgs, self.msgs_read
                 )));
@@ -146,7 +146,7 @@ impl Consumer {
             .overflowed
             .load(std::sync::atomic::Ordering::Acquire)
         {
-            return Err(Error::Protocol(format!(
+            return Err(Error::protocol(format!(
                 "producer takes no releases: more than {MAX_RELEASE_BACKLOG} wait"
             )));
         }
@@ -216,10 +216,10 @@ impl Consumer {
                     slots,
                 } => {
                     if self.arenas.contains_key(&arena_id) {
-                        return Err(Error::Protocol(format!("arena {arena_id} announced twice")));
+                        return Err(Error::protocol(format!("arena {arena_id} announced twice")));
                     }
                     if self.arenas.len() >= self.cfg.max_arenas {
-                        return Err(Error::Protocol(format!(
+                        return Err(Error::protocol(format!(
                             "more than {} arenas announced at once",
                             self.cfg.max_arenas
                         )));
@@ -231,13 +231,13 @@ impl Consumer {
                         .map(|a| a.slot_size() as u64 * a.slots() as u64)
                         .sum();
                     if bytes > self.cfg.max_arena_bytes {
-                        return Err(Error::Protocol(format!(
+                        return Err(Error::protocol(format!(
                             "arena {arena_id} of {slots} slots of {slot_size} bytes is over the {} bytes this consumer maps",
                             self.cfg.max_arena_bytes
                         )));
                     }
                     if mapped + bytes > self.cfg.max_mapped_bytes {
-                        return Err(Error::Protocol(format!(
+                        return Err(Error::protocol(format!(
                             "arena {arena_id} of {bytes} bytes would make {} bytes mapped, over this consumer's {}",
                             mapped + bytes,
                             self.cfg.max_mapped_bytes
@@ -250,7 +250,7 @@ impl Consumer {
                 Msg::DropArena { arena_id } => {
                     // Frames still held keep their own reference to the mapping.
                     if self.arenas.remove(&arena_id).is_none() {
-                        return Err(Error::Protocol(format!(
+                        return Err(Error::protocol(format!(
                             "DropArena for arena {arena_id}, which was never announced"
                         )));
                     }
@@ -262,12 +262,12 @@ impl Consumer {
                 } => {
                     let floor = self.last_side_before.max(self.next_seq);
                     if before_frame < floor {
-                        return Err(Error::Protocol(format!(
+                        return Err(Error::protocol(format!(
                             "side message for before frame {before_frame} arrived after frame {floor}"
                         )));
                     }
                     if self.sides.len() >= self.cfg.max_pending_side {
-                        return Err(Error::Protocol(format!(
+                        return Err(Error::protocol(format!(
                             "more than {} side messages queued ahead of their frames",
                             self.cfg.max_pending_side
                         )));
@@ -281,8 +281,8 @@ impl Consumer {
                 }
                 Msg::Goodbye { code, reason } => self.goodbye = Some((code, reason)),
                 Msg::Hello { .. } | Msg::Welcome { .. } => {
-                    return Err(Error::Protocol(
-                        "producer sent a handshake message mid-stream".into(),
+                    return Err(Error::protocol(
+                        "producer sent a handshake message mid-stream",
                     ));
                 }
             }

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
+use crate::error::{ConnectError, Error, PeerFault, RecvError, Result};
 use crate::frame::arena::ConsumerArena;
 use crate::frame::desc::{FrameDesc, META_BYTES, Release};
 use crate::frame::ledger::SlotRef;
@@ -41,7 +41,7 @@ pub enum Event {
         payload: Vec<u8>,
     },
     /// The producer ended the stream cleanly (after the last frame). Later calls
-    /// return [`Error::PeerGone`].
+    /// return [`RecvError::PeerGone`].
     End {
         /// The producer's reason.
         reason: String,
@@ -75,7 +75,7 @@ pub struct Consumer {
     /// messages queued for later frames are delivered as they are, then the end.
     hung_up: bool,
     ended: bool,
-    broken: Option<String>,
+    broken: Option<PeerFault>,
     waker: Waker,
     cfg: ConsumerConfig,
     /// When the last frame was seen, and the smoothed spacing of frames (for
@@ -97,18 +97,36 @@ impl Consumer {
     /// Connects to the producer listening on `path` and completes the hand-off.
     ///
     /// Every wait has a deadline: a listener that accepts nothing (its backlog full)
-    /// is [`Error::Unresponsive`] after [`ConsumerConfig::handshake_timeout`], and so
-    /// is a welcome that does not come ([`Error::Timeout`]).
-    pub fn connect(path: impl AsRef<Path>, cfg: ConsumerConfig) -> Result<Consumer> {
+    /// is [`ConnectError::Unresponsive`] after [`ConsumerConfig::handshake_timeout`],
+    /// a welcome that does not come [`ConnectError::Timeout`]. No socket at `path`,
+    /// or a stale one, is [`ConnectError::NoProducer`].
+    pub fn connect(path: impl AsRef<Path>, cfg: ConsumerConfig) -> Result<Consumer, ConnectError> {
         Consumer::connect_once(path.as_ref(), cfg, None)
     }
 
     /// One connection attempt and hand-off, each wait bounded by the handshake
     /// timeout and ended early by `waker`.
-    fn connect_once(path: &Path, cfg: ConsumerConfig, waker: Option<&Waker>) -> Result<Consumer> {
+    fn connect_once(
+        path: &Path,
+        cfg: ConsumerConfig,
+        waker: Option<&Waker>,
+    ) -> Result<Consumer, ConnectError> {
         let deadline = Instant::now() + cfg.handshake_timeout;
-        let sock = listen::connect(path, Some(deadline), waker)?;
-        Consumer::hand_off(sock, cfg, waker)
+        let sock = listen::connect(path, Some(deadline), waker).map_err(|e| match e {
+            Error::Os { source, .. }
+                if matches!(
+                    source.raw_os_error(),
+                    Some(libc::ENOENT | libc::ECONNREFUSED)
+                ) =>
+            {
+                ConnectError::NoProducer {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            }
+            e => e.into(),
+        })?;
+        Ok(Consumer::hand_off(sock, cfg, waker)?)
     }
 
     /// Connects, retrying with `backoff` while there is no producer (no socket file,
@@ -121,7 +139,7 @@ impl Consumer {
         backoff: Backoff,
         timeout: Option<Duration>,
         waker: Option<&Waker>,
-    ) -> Result<Consumer> {
+    ) -> Result<Consumer, ConnectError> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut delay = backoff.initial;
         loop {
@@ -133,7 +151,7 @@ impl Consumer {
             let mut wake_at = Instant::now() + delay;
             if let Some(d) = deadline {
                 if Instant::now() >= d {
-                    return Err(Error::Timeout);
+                    return Err(ConnectError::Timeout);
                 }
                 wake_at = wake_at.min(d);
             }
@@ -142,7 +160,7 @@ impl Consumer {
                     let mut p = [pollfd(w.as_fd(), libc::POLLIN)];
                     poll_until(&mut p, Some(wake_at))?;
                     if w.take() {
-                        return Err(Error::Interrupted);
+                        return Err(ConnectError::Interrupted);
                     }
                 }
                 None => std::thread::sleep(wake_at.saturating_duration_since(Instant::now())),
@@ -153,8 +171,8 @@ impl Consumer {
 
     /// Completes the hand-off on an already connected `SOCK_SEQPACKET` socket (e.g.
     /// inherited from a parent or passed by a broker: no filesystem access needed).
-    pub fn from_fd(sock: OwnedFd, cfg: ConsumerConfig) -> Result<Consumer> {
-        Consumer::hand_off(sock, cfg, None)
+    pub fn from_fd(sock: OwnedFd, cfg: ConsumerConfig) -> Result<Consumer, ConnectError> {
+        Ok(Consumer::hand_off(sock, cfg, None)?)
     }
 
     /// The hand-off on a connected socket: hello, then the welcome within the
@@ -204,14 +222,14 @@ impl Consumer {
             } => (version, consumer_id, frame_ring, release_ring, max_held),
             Msg::Goodbye { code, reason } => return Err(Error::Closed { code, reason }),
             m => {
-                return Err(Error::Protocol(format!(
+                return Err(Error::protocol(format!(
                     "expected Welcome, got {}",
                     m.name()
                 )));
             }
         };
         if version != PROTOCOL_VERSION {
-            return Err(Error::Protocol(format!(
+            return Err(Error::protocol(format!(
                 "producer chose protocol version {version}, this consumer speaks {PROTOCOL_VERSION}"
             )));
         }
@@ -219,7 +237,7 @@ impl Consumer {
         let (Some(fm), Some(fb), Some(rm), Some(rb)) =
             (fds.next(), fds.next(), fds.next(), fds.next())
         else {
-            return Err(Error::Protocol("Welcome without its 4 fds".into()));
+            return Err(Error::protocol("Welcome without its 4 fds"));
         };
         let mut frames = Receiver::<FrameDesc>::attach(RingFds {
             memfd: fm,
@@ -231,7 +249,7 @@ impl Consumer {
         })?;
         if frames.capacity() != frame_ring as usize || releases.capacity() != release_ring as usize
         {
-            return Err(Error::Protocol(format!(
+            return Err(Error::protocol(format!(
                 "Welcome announces rings of {frame_ring} and {release_ring}, the memfds hold {} and {}",
                 frames.capacity(),
                 releases.capacity()
@@ -283,29 +301,29 @@ impl Consumer {
     }
 
     /// Receives the next event, waiting as long as needed.
-    pub fn recv(&mut self) -> Result<Event> {
+    pub fn recv(&mut self) -> Result<Event, RecvError> {
         self.recv_deadline(None)
     }
 
-    /// Receives the next event, waiting at most `timeout` ([`Error::Timeout`]).
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Event> {
+    /// Receives the next event, waiting at most `timeout` ([`RecvError::Timeout`]).
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Event, RecvError> {
         self.recv_deadline(Some(Instant::now() + timeout))
     }
 
     /// Receives the next event if one is ready.
-    pub fn try_recv(&mut self) -> Result<Option<Event>> {
+    pub fn try_recv(&mut self) -> Result<Option<Event>, RecvError> {
         self.check()?;
         let r = self.poll_event(true);
-        self.note(r)
+        Ok(self.note(r)?)
     }
 
     /// Receives the next event, waiting until `deadline` (`None`: forever).
     ///
-    /// Errors: [`Error::PeerGone`] when the producer vanished without a goodbye (or
-    /// after [`Event::End`]), [`Error::Closed`] when it cut this consumer off, a
-    /// protocol or corruption error naming the fault when it lied (the consumer is
-    /// then broken), [`Error::Timeout`], [`Error::Interrupted`].
-    pub fn recv_deadline(&mut self, deadline: Option<Instant>) -> Result<Event> {
+    /// Errors: [`RecvError::PeerGone`] when the producer vanished without a goodbye
+    /// (or after [`Event::End`]), [`RecvError::Closed`] when it cut this consumer
+    /// off, [`RecvError::Peer`] naming the fault when it lied (every later call
+    /// returns the same fault), [`RecvError::Timeout`], [`RecvError::Interrupted`].
+    pub fn recv_deadline(&mut self, deadline: Option<Instant>) -> Result<Event, RecvError> {
         self.check()?;
         // The socket is read only once the ring stayed empty through the spin:
         // while frames flow, the messages sent before a frame are read when its
@@ -328,7 +346,7 @@ impl Consumer {
             }
             // Whatever woke the last sleep, the deadline holds.
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(Error::Timeout);
+                return Err(RecvError::Timeout);
             }
             let r = self.sleep(deadline);
             self.note(r)?;
@@ -340,7 +358,7 @@ impl Consumer {
             return Err(Error::PeerGone);
         }
         match &self.broken {
-            Some(m) => Err(Error::Broken(m.clone())),
+            Some(f) => Err(Error::Peer(f.clone())),
             None => Ok(()),
         }
     }
@@ -348,8 +366,8 @@ impl Consumer {
     /// Remembers a fault of the producer so that every later call reports it.
     fn note<T>(&mut self, r: Result<T>) -> Result<T> {
         if let Err(e) = &r {
-            if e.is_peer_fault() {
-                self.broken = Some(e.to_string());
+            if let Some(f) = e.peer_fault() {
+                self.broken = Some(f.clone());
                 say_goodbye(&self.sock, goodbye::CUT_OFF, &e.to_string());
             }
         }
@@ -367,13 +385,15 @@ impl Drop for Consumer {
 
 /// Errors after which trying again later makes sense: no producer yet, or it went
 /// away mid-hand-off.
-fn retryable(e: &Error) -> bool {
+fn retryable(e: &ConnectError) -> bool {
     match e {
-        Error::PeerGone | Error::Timeout | Error::Unresponsive { .. } => true,
-        Error::Os { source, .. } => matches!(
-            source.raw_os_error(),
-            Some(libc::ENOENT | libc::ECONNREFUSED | libc::ECONNRESET | libc::EPIPE)
-        ),
+        ConnectError::NoProducer { .. }
+        | ConnectError::PeerGone
+        | ConnectError::Timeout
+        | ConnectError::Unresponsive { .. } => true,
+        ConnectError::Os { source, .. } => {
+            matches!(source.raw_os_error(), Some(libc::ECONNRESET | libc::EPIPE))
+        }
         _ => false,
     }
 }

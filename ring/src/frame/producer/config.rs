@@ -98,27 +98,24 @@ impl Default for ProducerConfig {
 }
 
 impl ProducerConfig {
-    pub(super) fn check(&self) -> Result<()> {
+    pub(super) fn check(&self) -> std::result::Result<(), String> {
         if self.slots == 0 || self.slots > 4096 {
-            return Err(Error::Invalid(format!(
-                "slots {} is not in 1..=4096",
-                self.slots
-            )));
+            return Err(format!("slots {} is not in 1..=4096", self.slots));
         }
         if !self.frame_ring.is_power_of_two() || self.frame_ring < 2 || self.frame_ring > 1 << 16 {
-            return Err(Error::Invalid(format!(
+            return Err(format!(
                 "frame ring {} is not a power of two in 2..=65536",
                 self.frame_ring
-            )));
+            ));
         }
         if self.max_consumers == 0 {
-            return Err(Error::Invalid("max consumers is 0".into()));
+            return Err("max consumers is 0".into());
         }
         if self.socket_mode & !0o777 != 0 {
-            return Err(Error::Invalid(format!(
+            return Err(format!(
                 "socket mode {:o} has bits outside 0o777",
                 self.socket_mode
-            )));
+            ));
         }
         Ok(())
     }

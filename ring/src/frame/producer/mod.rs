@@ -8,8 +8,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
-use crate::frame::arena::ProducerArena;
+use crate::error::{BindError, Error, PublishError, Result};
+use crate::frame::arena::{MAX_SLOT_BYTES, ProducerArena};
 use crate::frame::desc::{FrameDesc, META_BYTES, Release};
 use crate::frame::ledger::{ConsumerId, Ledger, SlotRef};
 use crate::frame::wire::{MAX_SIDE_PAYLOAD, Msg, PROTOCOL_VERSION, goodbye};
@@ -28,7 +28,7 @@ mod state;
 mod stats;
 
 pub use config::{Policy, ProducerConfig};
-pub use slots::{HeldSlot, WriteSlot};
+pub use slots::{ReusableSlot, WriteSlot};
 pub use stats::{ConsumerEvent, ConsumerStats, ProducerStats};
 
 use publish::*;
@@ -76,8 +76,8 @@ impl std::fmt::Debug for Producer {
 impl Producer {
     /// A producer that listens on `path` (mode and allowed uids from `cfg`). A stale
     /// socket file left by a crashed producer is replaced; a live one is never stolen.
-    pub fn bind(path: impl AsRef<Path>, cfg: ProducerConfig) -> Result<Producer> {
-        cfg.check()?;
+    pub fn bind(path: impl AsRef<Path>, cfg: ProducerConfig) -> Result<Producer, BindError> {
+        cfg.check().map_err(BindError::Config)?;
         let listener = SeqpacketListener::bind(path.as_ref(), cfg.socket_mode)?;
         set_nonblocking(listener.as_fd())?;
         let path = listener.path().to_path_buf();
@@ -88,9 +88,9 @@ impl Producer {
 
     /// A producer with no socket path: hand it connected sockets with
     /// [`Producer::add_connection`].
-    pub fn new(cfg: ProducerConfig) -> Result<Producer> {
-        cfg.check()?;
-        Producer::start(cfg, None)
+    pub fn new(cfg: ProducerConfig) -> Result<Producer, BindError> {
+        cfg.check().map_err(BindError::Config)?;
+        Ok(Producer::start(cfg, None)?)
     }
 
     fn start(cfg: ProducerConfig, listener: Option<SeqpacketListener>) -> Result<Producer> {
@@ -251,9 +251,19 @@ impl Producer {
     /// When `len` exceeds the current arena's slot size, a new arena with bigger slots
     /// is added (and announced to every consumer); the old one is dropped once its
     /// last slot comes back. If all slots stay held past the block timeout, the
-    /// consumer holding the most is cut off. [`Error::Timeout`] means the caller
-    /// itself holds every slot unpublished.
-    pub fn acquire(&self, len: usize) -> Result<WriteSlot> {
+    /// consumer holding the most is cut off. [`PublishError::NoSlot`] means the
+    /// caller itself holds every slot unpublished; [`PublishError::TooLarge`], a
+    /// frame over [`MAX_SLOT_BYTES`](crate::frame::MAX_SLOT_BYTES).
+    pub fn acquire(&self, len: usize) -> Result<WriteSlot, PublishError> {
+        // Slot sizes are whole pages, and MAX_SLOT_BYTES is one.
+        if len > MAX_SLOT_BYTES {
+            return Err(PublishError::TooLarge {
+                what: "frame",
+                len,
+                offset: 0,
+                max: MAX_SLOT_BYTES,
+            });
+        }
         let inner = &self.inner;
         let deadline = Instant::now() + inner.cfg.block_timeout;
         let mut spin = Spin::new(inner.cfg.spin);
@@ -279,7 +289,7 @@ impl Producer {
                 continue;
             }
             if inner.waker.take() {
-                return Err(Error::Interrupted);
+                return Err(PublishError::Interrupted);
             }
             if Instant::now() >= deadline {
                 let worst = (0..st.conns.len())
@@ -294,7 +304,11 @@ impl Producer {
                         st.remove(inner, i, Leave::CutOff, reason);
                         continue;
                     }
-                    _ => return Err(Error::Timeout),
+                    _ => {
+                        return Err(PublishError::NoSlot {
+                            waited: inner.cfg.block_timeout,
+                        });
+                    }
                 }
             }
             // Sleep until some consumer releases something, without holding the lock
@@ -335,12 +349,14 @@ impl Producer {
     ///
     /// Never waits on a consumer: one whose socket is full gets the message queued
     /// (see [`ProducerConfig::max_queued`]); one whose queue overflows is cut off.
-    pub fn send_side(&self, payload: &[u8], sticky_key: u32) -> Result<()> {
+    pub fn send_side(&self, payload: &[u8], sticky_key: u32) -> Result<(), PublishError> {
         if payload.len() > MAX_SIDE_PAYLOAD {
-            return Err(Error::Invalid(format!(
-                "side message of {} bytes exceeds {MAX_SIDE_PAYLOAD}",
-                payload.len()
-            )));
+            return Err(PublishError::TooLarge {
+                what: "side message",
+                len: payload.len(),
+                offset: 0,
+                max: MAX_SIDE_PAYLOAD,
+            });
         }
         let inner = &self.inner;
         let mut st = inner.lock();

@@ -116,11 +116,8 @@ pub(super) fn publish<'a>(
             st.disarm_wait(id);
             match woke {
                 Ok(()) => {}
-                Err(Error::Interrupted) => {
-                    st.ledger.abandon(slot);
-                    st.collect_arenas(inner);
-                    return Err(Error::Interrupted);
-                }
+                // The slot stays the caller's, unpublished.
+                Err(Error::Interrupted) => return Err(Error::Interrupted),
                 Err(e) => {
                     if let Some(j) = st.conns.iter().position(|c| c.id == id) {
                         st.remove(inner, j, Leave::CutOff, format!("consumer {id}: {e}"));

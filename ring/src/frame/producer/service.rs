@@ -154,7 +154,7 @@ pub(super) fn admit(inner: &Inner, pending: &mut Vec<Pending>, sock: OwnedFd) {
     if !inner.cfg.allowed_uids.is_empty() {
         let verdict = match cred {
             Some(c) => check_allowed(c, &inner.cfg.allowed_uids),
-            None => Err(Error::Protocol("peer credentials unavailable".into())),
+            None => Err(Error::protocol("peer credentials unavailable")),
         };
         if let Err(e) = verdict {
             refuse(inner, &sock, cred, e.to_string());

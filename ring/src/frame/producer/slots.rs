@@ -1,5 +1,5 @@
-//! Slots handed out for writing ([`WriteSlot`]) and published slots this process
-//! keeps ([`HeldSlot`]).
+//! Slots handed out for writing once ([`WriteSlot`]) and slots a writer keeps
+//! bound to a buffer across publications ([`ReusableSlot`]).
 
 use super::*;
 
@@ -41,17 +41,8 @@ impl WriteSlot {
     }
 
     /// Copies `bytes` into the slot at `offset`.
-    pub fn write(&mut self, offset: usize, bytes: &[u8]) -> Result<()> {
-        if offset
-            .checked_add(bytes.len())
-            .is_none_or(|e| e > self.capacity())
-        {
-            return Err(Error::Invalid(format!(
-                "{} bytes at offset {offset} overflow a slot of {}",
-                bytes.len(),
-                self.capacity()
-            )));
-        }
+    pub fn write(&mut self, offset: usize, bytes: &[u8]) -> Result<(), PublishError> {
+        self.fits("write", offset, bytes.len())?;
         // SAFETY: the range was checked to lie inside this slot; the slot is ours
         // (the ledger handed it out for writing and no consumer holds it), and
         // `bytes` is our own memory, so the two cannot overlap. A consumer that
@@ -64,52 +55,53 @@ impl WriteSlot {
     /// Publishes the slot's first `len` bytes with `meta` (at most
     /// [`META_BYTES`] bytes) to every consumer that can take it. Returns how many
     /// consumers it went to.
-    pub fn publish(self, len: usize, meta: &[u8]) -> Result<usize> {
+    pub fn publish(self, len: usize, meta: &[u8]) -> Result<usize, PublishError> {
         self.publish_range(0, len, meta)
     }
 
     /// Publishes `len` bytes at `offset` in the slot.
-    pub fn publish_range(mut self, offset: usize, len: usize, meta: &[u8]) -> Result<usize> {
-        self.publish_inner(offset, len, meta, false)
-    }
-
-    /// Publishes like [`WriteSlot::publish_range`] and keeps a local reference: the
-    /// slot is not reused while the returned [`HeldSlot`] lives, whatever the
-    /// consumers do. For memory this process still reads after publishing (e.g. a
-    /// GStreamer buffer that stays referenced): it must not be written any more.
-    pub fn publish_held(
+    pub fn publish_range(
         mut self,
         offset: usize,
         len: usize,
         meta: &[u8],
-    ) -> Result<(usize, HeldSlot)> {
-        let n = self.publish_inner(offset, len, meta, true)?;
-        Ok((n, HeldSlot { slot: Some(self) }))
+    ) -> Result<usize, PublishError> {
+        self.publish_inner(offset, len, meta, false)
     }
 
-    /// Publishes; from here on the slot is the ledger's (`done`), whatever happens.
-    pub(super) fn publish_inner(
+    /// `len` bytes at `offset` lie inside the slot.
+    fn fits(&self, what: &'static str, offset: usize, len: usize) -> Result<(), PublishError> {
+        if offset.checked_add(len).is_none_or(|e| e > self.capacity()) {
+            return Err(PublishError::TooLarge {
+                what,
+                len,
+                offset,
+                max: self.capacity().saturating_sub(offset),
+            });
+        }
+        Ok(())
+    }
+
+    /// Publishes; once it did, the slot is the ledger's (`done`). Interrupted
+    /// before it went out, the slot is still this one's, unpublished.
+    fn publish_inner(
         &mut self,
         offset: usize,
         len: usize,
         meta: &[u8],
         keep: bool,
-    ) -> Result<usize> {
-        if offset.checked_add(len).is_none_or(|e| e > self.capacity()) {
-            return Err(Error::Invalid(format!(
-                "frame of {len} bytes at offset {offset} overflows a slot of {}",
-                self.capacity()
-            )));
-        }
+    ) -> Result<usize, PublishError> {
+        self.fits("frame", offset, len)?;
         if meta.len() > META_BYTES {
-            return Err(Error::Invalid(format!(
-                "metadata of {} bytes exceeds {META_BYTES}",
-                meta.len()
-            )));
+            return Err(PublishError::TooLarge {
+                what: "metadata",
+                len: meta.len(),
+                offset: 0,
+                max: META_BYTES,
+            });
         }
-        self.done = true;
         let inner = &*self.inner;
-        publish(
+        let n = publish(
             inner,
             inner.lock(),
             self.slot,
@@ -117,75 +109,11 @@ impl WriteSlot {
             len as u32,
             meta,
             keep,
-        )
+        )?;
+        self.done = true;
+        Ok(n)
     }
 }
-
-/// A published slot this process keeps a reference to ([`WriteSlot::publish_held`]):
-/// it stays mapped and is not handed out again until this is dropped.
-pub struct HeldSlot {
-    /// The published slot (`done`: its own drop gives nothing back); taken out by
-    /// [`HeldSlot::try_reclaim`].
-    pub(super) slot: Option<WriteSlot>,
-}
-
-impl HeldSlot {
-    pub(super) fn held(&self) -> &WriteSlot {
-        self.slot
-            .as_ref()
-            .expect("a HeldSlot holds its slot until consumed")
-    }
-
-    /// The slot.
-    pub fn slot(&self) -> SlotRef {
-        self.held().slot
-    }
-
-    /// Takes the slot back for writing, without a new acquire, when every consumer
-    /// it went to has released it (or has gone) and its arena is still current:
-    /// the same memory, at the same address, writable again. Otherwise the slot
-    /// stays held and comes back unchanged. Never waits.
-    ///
-    /// For a writer that keeps its buffers bound to slots (a buffer pool reusing
-    /// its buffers): cheaper than dropping this and acquiring anew.
-    pub fn try_reclaim(mut self) -> std::result::Result<WriteSlot, HeldSlot> {
-        let ws = self.held();
-        let mut st = ws.inner.lock();
-        st.drain_releases(&ws.inner);
-        let reclaimed = st.ledger.reclaim(LOCAL_HOLDER, ws.slot);
-        drop(st);
-        if !reclaimed {
-            return Err(self);
-        }
-        let mut ws = self.slot.take().expect("checked above");
-        ws.done = false;
-        Ok(ws)
-    }
-}
-
-impl std::fmt::Debug for HeldSlot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HeldSlot")
-            .field("slot", &self.slot.as_ref().map(|s| s.slot))
-            .finish()
-    }
-}
-
-impl Drop for HeldSlot {
-    fn drop(&mut self) {
-        let Some(ws) = &self.slot else {
-            return;
-        };
-        let mut st = ws.inner.lock();
-        // The local holder always holds what it kept; an error would be a bug here.
-        let _ = st.ledger.release(LOCAL_HOLDER, ws.slot);
-        st.collect_arenas(&ws.inner);
-    }
-}
-
-/// The ledger id of this process's own references ([`HeldSlot`]); consumers are
-/// numbered from 1.
-pub(super) const LOCAL_HOLDER: ConsumerId = 0;
 
 impl Drop for WriteSlot {
     fn drop(&mut self) {
@@ -196,3 +124,120 @@ impl Drop for WriteSlot {
         }
     }
 }
+
+/// A slot a writer keeps bound to one buffer for as long as it likes, published
+/// again and again: written, published (this process keeps a reference, so the
+/// slot stays mapped and is not handed out to anyone else), taken back once every
+/// consumer it went to released it ([`ReusableSlot::try_rearm`]), written again.
+///
+/// The ledger alone knows who holds the slot; this handle only asks it. For a
+/// buffer pool whose buffers stay bound to slots: reuse costs no acquire and the
+/// memory, at the same address, is likely still cached. Dropping it gives the slot
+/// back (at once if unpublished, once the consumers release it otherwise).
+pub struct ReusableSlot {
+    /// The slot; `done` while published (its own drop then gives nothing back).
+    slot: WriteSlot,
+}
+
+impl From<WriteSlot> for ReusableSlot {
+    fn from(slot: WriteSlot) -> ReusableSlot {
+        ReusableSlot { slot }
+    }
+}
+
+impl ReusableSlot {
+    /// Where to write: [`ReusableSlot::capacity`] bytes of shared memory, to be
+    /// written only while [`ReusableSlot::is_writable`] (consumers may be reading
+    /// it otherwise). Never make a Rust reference of it that outlives the slot.
+    pub fn as_mut_ptr(&self) -> *mut u8 {
+        self.slot.as_mut_ptr()
+    }
+
+    /// Bytes the slot holds.
+    pub fn capacity(&self) -> usize {
+        self.slot.capacity()
+    }
+
+    /// Which slot this is.
+    pub fn slot(&self) -> SlotRef {
+        self.slot.slot
+    }
+
+    /// Whether this is a slot of `producer`.
+    pub fn is_of(&self, producer: &Producer) -> bool {
+        Arc::ptr_eq(&self.slot.inner, &producer.inner)
+    }
+
+    /// Whether the slot may be written: never published, or taken back.
+    pub fn is_writable(&self) -> bool {
+        !self.slot.done
+    }
+
+    /// Copies `bytes` into the slot at `offset`; [`PublishError::Published`] while
+    /// it is published.
+    pub fn write(&mut self, offset: usize, bytes: &[u8]) -> Result<(), PublishError> {
+        if self.slot.done {
+            return Err(PublishError::Published);
+        }
+        self.slot.write(offset, bytes)
+    }
+
+    /// Makes the slot writable again if it can be: true when it is unpublished, or
+    /// was published and every consumer it went to has released it (or has gone)
+    /// and its arena is still current. Never waits.
+    pub fn try_rearm(&mut self) -> bool {
+        if !self.slot.done {
+            return true;
+        }
+        let ws = &mut self.slot;
+        let mut st = ws.inner.lock();
+        st.drain_releases(&ws.inner);
+        let reclaimed = st.ledger.reclaim(LOCAL_HOLDER, ws.slot);
+        drop(st);
+        if reclaimed {
+            ws.done = false;
+        }
+        reclaimed
+    }
+
+    /// Publishes `len` bytes at `offset` with `meta`, keeping the slot: it is not
+    /// written again, nor handed out, until [`ReusableSlot::try_rearm`] takes it
+    /// back. [`PublishError::Published`] if it is published already.
+    pub fn publish(
+        &mut self,
+        offset: usize,
+        len: usize,
+        meta: &[u8],
+    ) -> Result<usize, PublishError> {
+        if self.slot.done {
+            return Err(PublishError::Published);
+        }
+        self.slot.publish_inner(offset, len, meta, true)
+    }
+}
+
+impl std::fmt::Debug for ReusableSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReusableSlot")
+            .field("slot", &self.slot.slot)
+            .field("writable", &self.is_writable())
+            .finish()
+    }
+}
+
+impl Drop for ReusableSlot {
+    fn drop(&mut self) {
+        if !self.slot.done {
+            return; // the WriteSlot's own drop gives it back
+        }
+        let ws = &self.slot;
+        let mut st = ws.inner.lock();
+        // The local holder holds what it published; an error would be a bug here.
+        let _ = st.ledger.release(LOCAL_HOLDER, ws.slot);
+        st.collect_arenas(&ws.inner);
+    }
+}
+
+/// The ledger id of this process's own references ([`ReusableSlot`]); consumers
+/// are numbered from 1.
+pub(super) const LOCAL_HOLDER: ConsumerId = 0;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 
 use crate::os::doorbell::{poll_until, pollfd, Doorbell, Wake, Waker};
-use crate::error::{Error, Result};
+use crate::error::{Error, PeerFault, Result};
 use crate::os::fdpass;
 use crate::ring::layout::{self, Header, Role};
 use crate::os::memfd::{Access, Region, Seals};
@@ -79,7 +79,7 @@ impl RingFds {
             }
         };
         if &buf[..r.len] != HANDOFF_MSG {
-            return Err(Error::Protocol(format!(
+            return Err(Error::protocol(format!(
                 "expected ring hand-off message, got {} bytes {:02x?}",
                 r.len,
                 &buf[..r.len.min(16)]
@@ -88,8 +88,8 @@ impl RingFds {
         let mut fds = r.fds.into_iter();
         match (fds.next(), fds.next()) {
             (Some(memfd), Some(doorbell)) => Ok(RingFds { memfd, doorbell }),
-            _ => Err(Error::Protocol(
-                "ring hand-off carries fewer than 2 fds".into(),
+            _ => Err(Error::protocol(
+                "ring hand-off carries fewer than 2 fds",
             )),
         }
     }
@@ -115,7 +115,7 @@ struct End {
     bell: Doorbell,
     waker: Waker,
     spin: Duration,
-    broken: Option<String>,
+    broken: Option<PeerFault>,
 }
 
 impl Words for End {
@@ -225,15 +225,15 @@ impl End {
 
     fn check(&self) -> Result<()> {
         match &self.broken {
-            Some(m) => Err(Error::Broken(m.clone())),
+            Some(f) => Err(Error::Peer(f.clone())),
             None => Ok(()),
         }
     }
 
     /// Remembers a peer fault so that every later call reports it.
     fn fail<T>(&mut self, e: Error) -> Result<T> {
-        if e.is_peer_fault() {
-            self.broken = Some(e.to_string());
+        if let Some(f) = e.peer_fault() {
+            self.broken = Some(f.clone());
         }
         Err(e)
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytemuck::Pod;
 
 use crate::os::doorbell::{Doorbell, Waker};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, RecvError};
 use crate::ring::layout::Role;
 use crate::ring::index::{self, ConsumerIdx, Word, Words};
 
@@ -72,12 +72,12 @@ impl<T: Pod> Receiver<T> {
     }
 
     /// Receives up to `out.len()` elements without waiting; returns how many.
-    pub fn try_recv_batch(&mut self, out: &mut [T]) -> Result<usize> {
+    pub fn try_recv_batch(&mut self, out: &mut [T]) -> Result<usize, RecvError> {
         self.end.check()?;
         let want = u32::try_from(out.len()).unwrap_or(u32::MAX);
         let avail = match self.idx.available(&self.end, want) {
             Ok(a) => a,
-            Err(e) => return self.end.fail(e),
+            Err(e) => return self.end.fail(e).map_err(Into::into),
         };
         let n = avail.min(want);
         for (i, o) in out[..n as usize].iter_mut().enumerate() {
@@ -99,12 +99,12 @@ impl<T: Pod> Receiver<T> {
     }
 
     /// Receives one element into `out` if one is there; `Ok(false)` when empty.
-    pub fn try_recv_into(&mut self, out: &mut T) -> Result<bool> {
+    pub fn try_recv_into(&mut self, out: &mut T) -> Result<bool, RecvError> {
         Ok(self.try_recv_batch(std::slice::from_mut(out))? == 1)
     }
 
     /// Receives one element if one is there.
-    pub fn try_recv(&mut self) -> Result<Option<T>> {
+    pub fn try_recv(&mut self) -> Result<Option<T>, RecvError> {
         let mut v = T::zeroed();
         Ok(self.try_recv_into(&mut v)?.then_some(v))
     }
@@ -112,11 +112,11 @@ impl<T: Pod> Receiver<T> {
     /// Reads one element in place: `read` gets a raw pointer to the published slot
     /// (shared memory the sender may still change: copy out of it, never turn it into
     /// a reference). Returns `read`'s result, or `None` when empty.
-    pub fn try_recv_with<R>(&mut self, read: impl FnOnce(*const T) -> R) -> Result<Option<R>> {
+    pub fn try_recv_with<R>(&mut self, read: impl FnOnce(*const T) -> R) -> Result<Option<R>, RecvError> {
         self.end.check()?;
         let avail = match self.idx.available(&self.end, 1) {
             Ok(a) => a,
-            Err(e) => return self.end.fail(e),
+            Err(e) => return self.end.fail(e).map_err(Into::into),
         };
         if avail == 0 {
             return Ok(None);
@@ -142,17 +142,17 @@ impl<T: Pod> Receiver<T> {
     }
 
     /// Receives one element, waiting as long as needed.
-    pub fn recv(&mut self) -> Result<T> {
+    pub fn recv(&mut self) -> Result<T, RecvError> {
         self.recv_deadline(None)
     }
 
     /// Receives one element, waiting at most `timeout`.
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T> {
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, RecvError> {
         self.recv_deadline(Some(Instant::now() + timeout))
     }
 
     /// Receives one element into `out`, waiting until `deadline` (`None`: forever).
-    pub fn recv_into(&mut self, out: &mut T, deadline: Option<Instant>) -> Result<()> {
+    pub fn recv_into(&mut self, out: &mut T, deadline: Option<Instant>) -> Result<(), RecvError> {
         loop {
             if self.try_recv_into(out)? {
                 return Ok(());
@@ -161,18 +161,20 @@ impl<T: Pod> Receiver<T> {
         }
     }
 
-    fn recv_deadline(&mut self, deadline: Option<Instant>) -> Result<T> {
+    fn recv_deadline(&mut self, deadline: Option<Instant>) -> Result<T, RecvError> {
         let mut v = T::zeroed();
         self.recv_into(&mut v, deadline)?;
         Ok(v)
     }
 
     /// Waits until at least one element is readable (or the deadline passes).
-    pub fn wait_for_data(&mut self, deadline: Option<Instant>) -> Result<()> {
+    pub fn wait_for_data(&mut self, deadline: Option<Instant>) -> Result<(), RecvError> {
         let idx = &mut self.idx;
-        self.end.park(Word::ConsumerWaiting, deadline, |end| {
-            Ok(idx.available(end, 1)? > 0)
-        })
+        self.end
+            .park(Word::ConsumerWaiting, deadline, |end| {
+                Ok(idx.available(end, 1)? > 0)
+            })
+            .map_err(Into::into)
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytemuck::Pod;
 
 use crate::os::doorbell::{Doorbell, Waker};
-use crate::error::Result;
+use crate::error::{Result, SendError};
 use crate::ring::layout::Role;
 use crate::ring::index::{self, ProducerIdx, Word, Words};
 
@@ -69,12 +69,12 @@ impl<T: Pod> Sender<T> {
     }
 
     /// Sends as many of `items` as fit without waiting; returns how many.
-    pub fn try_send_batch(&mut self, items: &[T]) -> Result<usize> {
+    pub fn try_send_batch(&mut self, items: &[T]) -> Result<usize, SendError> {
         self.end.check()?;
         let want = u32::try_from(items.len()).unwrap_or(u32::MAX);
         let free = match self.idx.free(&self.end, want) {
             Ok(f) => f,
-            Err(e) => return self.end.fail(e),
+            Err(e) => return self.end.fail(e).map_err(Into::into),
         };
         let n = free.min(want);
         for (i, item) in items[..n as usize].iter().enumerate() {
@@ -93,18 +93,18 @@ impl<T: Pod> Sender<T> {
     }
 
     /// Sends one element if there is room; `Ok(false)` when the ring is full.
-    pub fn try_send(&mut self, item: &T) -> Result<bool> {
+    pub fn try_send(&mut self, item: &T) -> Result<bool, SendError> {
         Ok(self.try_send_batch(std::slice::from_ref(item))? == 1)
     }
 
     /// Writes one element in place: `fill` gets a raw pointer to the free slot (shared
     /// memory: write through the pointer, e.g. with `ptr::write` or
     /// `ptr::copy_nonoverlapping`; never turn it into a reference). `Ok(false)` when full.
-    pub fn try_send_with(&mut self, fill: impl FnOnce(*mut T)) -> Result<bool> {
+    pub fn try_send_with(&mut self, fill: impl FnOnce(*mut T)) -> Result<bool, SendError> {
         self.end.check()?;
         let free = match self.idx.free(&self.end, 1) {
             Ok(f) => f,
-            Err(e) => return self.end.fail(e),
+            Err(e) => return self.end.fail(e).map_err(Into::into),
         };
         if free == 0 {
             return Ok(false);
@@ -126,16 +126,16 @@ impl<T: Pod> Sender<T> {
     }
 
     /// Sends one element, waiting for room as long as needed.
-    pub fn send(&mut self, item: &T) -> Result<()> {
+    pub fn send(&mut self, item: &T) -> Result<(), SendError> {
         self.send_deadline(item, None)
     }
 
     /// Sends one element, waiting at most `timeout` for room.
-    pub fn send_timeout(&mut self, item: &T, timeout: Duration) -> Result<()> {
+    pub fn send_timeout(&mut self, item: &T, timeout: Duration) -> Result<(), SendError> {
         self.send_deadline(item, Some(Instant::now() + timeout))
     }
 
-    fn send_deadline(&mut self, item: &T, deadline: Option<Instant>) -> Result<()> {
+    fn send_deadline(&mut self, item: &T, deadline: Option<Instant>) -> Result<(), SendError> {
         loop {
             if self.try_send(item)? {
                 return Ok(());
@@ -145,11 +145,13 @@ impl<T: Pod> Sender<T> {
     }
 
     /// Waits until at least one slot is free (or the deadline passes).
-    pub fn wait_for_room(&mut self, deadline: Option<Instant>) -> Result<()> {
+    pub fn wait_for_room(&mut self, deadline: Option<Instant>) -> Result<(), SendError> {
         let idx = &mut self.idx;
-        self.end.park(Word::ProducerWaiting, deadline, |end| {
-            Ok(idx.free(end, 1)? > 0)
-        })
+        self.end
+            .park(Word::ProducerWaiting, deadline, |end| {
+                Ok(idx.free(end, 1)? > 0)
+            })
+            .map_err(Into::into)
     }
 
     /// Elements sent and not yet known to be received.

@@ -1,0 +1,237 @@
+//! Frame channel endpoints, in one process: the hand-off (welcome, connected sockets,
+//! refusals), wakers, bad arguments, the socket's mode, and slots kept across
+//! publications (`ReusableSlot`).
+
+mod common;
+
+use std::thread;
+use std::time::Duration;
+
+use common::*;
+use shmring::{
+    BindError, ConnectError, Consumer, ConsumerConfig, Producer, ProducerConfig, PublishError,
+    RecvError, ReusableSlot,
+};
+
+#[test]
+fn the_welcome_tells_the_consumer_its_slot_share() {
+    let p = Producer::new(ProducerConfig {
+        slots: 12,
+        ..patient()
+    })
+    .unwrap();
+    let (a, b) = shmring::fdpass::seqpacket_pair().unwrap();
+    p.add_connection(a).unwrap();
+    let c = Consumer::from_fd(b, ConsumerConfig::default()).unwrap();
+    assert_eq!(c.max_held(), 6, "half the slots by default");
+    let p = Producer::new(ProducerConfig {
+        max_held: Some(2),
+        ..patient()
+    })
+    .unwrap();
+    let (a, b) = shmring::fdpass::seqpacket_pair().unwrap();
+    p.add_connection(a).unwrap();
+    let c = Consumer::from_fd(b, ConsumerConfig::default()).unwrap();
+    assert_eq!(c.max_held(), 2);
+}
+
+#[test]
+fn connected_socket_hand_off_needs_no_path() {
+    let p = Producer::new(patient()).unwrap();
+    let (a, b) = shmring::fdpass::seqpacket_pair().unwrap();
+    p.add_connection(a).unwrap();
+    let mut c = Consumer::from_fd(b, ConsumerConfig::default()).unwrap();
+    wait_consumers(&p, 1);
+    publish(&p, 0, 10);
+    check_frame(&expect_frame(&mut c), 0, 10);
+}
+
+#[test]
+fn strangers_and_surplus_consumers_are_refused_with_a_reason() {
+    // SAFETY: getuid has no preconditions.
+    let me = unsafe { libc::getuid() };
+    let cfg = ProducerConfig {
+        allowed_uids: vec![me.wrapping_add(1)],
+        ..Default::default()
+    };
+    let p = Producer::bind(sock_path("uids"), cfg).unwrap();
+    match Consumer::connect(p.path().unwrap(), ConsumerConfig::default()) {
+        Err(ConnectError::Refused {
+            code: shmring::frame::goodbye::REFUSED,
+            reason,
+        }) => {
+            assert!(reason.contains(&format!("uid {me}")), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(p.stats().refused, 1);
+    let cfg = ProducerConfig {
+        max_consumers: 1,
+        ..Default::default()
+    };
+    let p = Producer::bind(sock_path("max"), cfg).unwrap();
+    let _first = connect(&p);
+    match Consumer::connect(p.path().unwrap(), ConsumerConfig::default()) {
+        Err(ConnectError::Refused { reason, .. }) => {
+            assert!(reason.contains("serves 1"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn wakers_interrupt_blocked_calls_on_both_sides() {
+    let cfg = ProducerConfig {
+        block_timeout: Duration::from_secs(60),
+        frame_ring: 2,
+        ..Default::default()
+    };
+    let p = Producer::bind(sock_path("wake"), cfg).unwrap();
+    let mut c = connect(&p);
+    wait_consumers(&p, 1);
+    let w = c.waker();
+    let t = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(50));
+        w.wake();
+    });
+    assert!(matches!(c.recv(), Err(RecvError::Interrupted)));
+    t.join().unwrap();
+    publish(&p, 0, 8);
+    publish(&p, 1, 8);
+    let w = p.waker();
+    let t = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(50));
+        w.wake();
+    });
+    let s = p.acquire(8).unwrap();
+    assert!(matches!(s.publish(8, &[]), Err(PublishError::Interrupted)));
+    t.join().unwrap();
+    // The interrupted frame's slot came back: 2 held by the consumer, 6 free.
+    assert_eq!(p.stats().free_slots, 6);
+}
+
+#[test]
+fn bad_arguments_are_refused_locally() {
+    let bad = ProducerConfig {
+        frame_ring: 3,
+        ..Default::default()
+    };
+    assert!(matches!(Producer::new(bad), Err(BindError::Config(_))));
+    let p = Producer::new(ProducerConfig::default()).unwrap();
+    let mut s = p.acquire(100).unwrap();
+    assert!(s.write(4090, &[0; 7]).is_err());
+    assert!(matches!(
+        p.send_side(&vec![0; 70_000], 0),
+        Err(PublishError::TooLarge {
+            what: "side message",
+            ..
+        })
+    ));
+    let e = s.publish(10, &[0; 89]).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            PublishError::TooLarge {
+                what: "metadata",
+                len: 89,
+                max: 88,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(e.to_string(), "metadata of 89 bytes exceeds 88");
+}
+
+#[test]
+fn socket_is_owner_only_by_default_and_its_mode_configurable() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Producer| {
+        std::fs::metadata(p.path().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let p = Producer::bind(sock_path("mode600"), ProducerConfig::default()).unwrap();
+    assert_eq!(mode(&p), 0o600);
+    let cfg = ProducerConfig {
+        socket_mode: 0o660,
+        ..Default::default()
+    };
+    let p = Producer::bind(sock_path("mode660"), cfg).unwrap();
+    assert_eq!(mode(&p), 0o660);
+    let path = p.path().unwrap().to_path_buf();
+    drop(p);
+    assert!(!path.exists(), "the socket goes with its producer");
+}
+
+#[test]
+fn a_held_slot_is_not_reused_until_its_holder_lets_go() {
+    let p = Producer::bind(sock_path("held"), patient()).unwrap();
+    let mut c = connect(&p);
+    wait_consumers(&p, 1);
+    let mut s = p.acquire(100).unwrap();
+    s.write(0, &[7; 100]).unwrap();
+    let slot = s.slot();
+    let mut held = ReusableSlot::from(s);
+    let n = held.publish(0, 100, &0u64.to_le_bytes()).unwrap();
+    assert_eq!(n, 1);
+    assert!(!held.is_writable());
+    drop(expect_frame(&mut c)); // the consumer is done with it
+    assert_eq!(p.stats().consumers[0].held, 0);
+    assert_eq!(p.stats().free_slots, 7, "still held locally");
+    // Every other slot can be handed out; this one cannot.
+    let others: Vec<_> = (0..7).map(|_| p.acquire(100).unwrap()).collect();
+    assert!(others.iter().all(|o| o.slot() != slot));
+    drop(others);
+    drop(held);
+    assert_eq!(p.stats().free_slots, 8);
+}
+
+#[test]
+fn a_held_slot_is_reclaimed_for_writing_only_once_every_consumer_let_go() {
+    let p = Producer::bind(sock_path("reclaim"), patient()).unwrap();
+    let mut c1 = connect(&p);
+    let mut c2 = connect(&p);
+    wait_consumers(&p, 2);
+    let mut s = p.acquire(100).unwrap();
+    let (slot, ptr) = (s.slot(), s.as_mut_ptr());
+    s.write(0, &[1; 100]).unwrap();
+    let mut s = ReusableSlot::from(s);
+    let n = s.publish(0, 100, &1u64.to_le_bytes()).unwrap();
+    assert_eq!(n, 2);
+    assert!(matches!(
+        s.publish(0, 100, &[]),
+        Err(PublishError::Published)
+    ));
+    assert!(matches!(s.write(0, &[3]), Err(PublishError::Published)));
+    let f1 = expect_frame(&mut c1);
+    let f2 = expect_frame(&mut c2);
+    // Both consumers hold it, then one: it stays held.
+    assert!(!s.try_rearm(), "two consumers hold it");
+    drop(f1);
+    assert!(!s.try_rearm(), "one consumer holds it");
+    assert_eq!(s.slot(), slot);
+    drop(f2);
+    // The last consumer let go: the same slot, at the same address, is writable.
+    assert!(s.try_rearm(), "every consumer released it");
+    assert_eq!((s.slot(), s.as_mut_ptr()), (slot, ptr));
+    assert_eq!(p.stats().free_slots, 7, "being written, not free");
+    s.write(0, &[2; 100]).unwrap();
+    let n = s.publish(0, 100, &2u64.to_le_bytes()).unwrap();
+    assert_eq!(n, 2);
+    for c in [&mut c1, &mut c2] {
+        let f = expect_frame(c);
+        assert_eq!((f.seq(), f.meta()), (1, &2u64.to_le_bytes()[..]));
+        assert!(f.to_vec().iter().all(|&b| b == 2));
+    }
+    wait_idle(&p, 1);
+    wait_idle(&p, 2);
+    // A bigger frame retires the arena: its slots are not written again.
+    let big = p.acquire(1 << 20).unwrap();
+    assert!(!s.try_rearm(), "its arena is retiring");
+    drop(big);
+    drop(s);
+    assert_eq!(p.stats().free_slots, 8);
+}
