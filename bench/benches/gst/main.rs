@@ -1,0 +1,245 @@
+//! GStreamer transports side by side (`make bench`): the same workloads through
+//! `shmringsink`/`shmringsrc` and every rival this GStreamer has, in one run.
+//!
+//! Each pipeline runs in its own process (this program started again with
+//! `--role`), except the in-process upper bound. Measuring points are pad probes:
+//!
+//! - **throughput** (non-live, `sync=false`, N buffers): the consumer's frames/s from
+//!   its first to its last buffer (process start-up excluded), and the CPU time
+//!   (user + sys, `getrusage`) each process spent from its first buffer to EOS,
+//!   summed, per buffer; the transport's own CPU per frame is the zero-copy figure
+//!   minus the in-process one, paired round by round (median);
+//! - **latency** (live): the producer writes `CLOCK_MONOTONIC` into the first 8 bytes
+//!   of each buffer on the sink pad of an `identity` placed just before the transport
+//!   (its "push"), the consumer reads it on its `fakesink`'s sink pad (its "arrival");
+//!   both processes read the same clock. The first 10 buffers are left out.
+//!
+//! Several rounds; medians. Writes `target/bench/gst.json` (flat `{"name": value}`,
+//! `null` for a transport this machine cannot run), `target/bench/gst.md` (the
+//! table, with the ring-level figures of `target/bench/ring.json` when present) and
+//! PNG plots under `target/bench/`.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+
+const ROUNDS: usize = 5;
+/// Buffers left out of latency figures (connection, first allocations).
+const WARM_UP: usize = 10;
+
+mod output;
+mod role;
+mod run;
+mod workload;
+
+use output::*;
+use role::*;
+use run::*;
+use workload::*;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--role") {
+        role(&args[2], &args[3], &args[4], args[5] == "1", args[6] == "1");
+    }
+    gst::init().unwrap();
+    let dir = std::env::temp_dir().join(format!("shmring-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut names = Names {
+        dir: dir.clone(),
+        n: 0,
+    };
+    let mut out = Out::default();
+    let started = Instant::now();
+    // For experiments: `SHMRING_GST_BENCH_ONLY=latency` (or video, audio; commas)
+    // runs only those parts (the report then has only their figures).
+    let only = std::env::var("SHMRING_GST_BENCH_ONLY").unwrap_or_default();
+    let runs_part = |part: &str| only.is_empty() || only.split(',').any(|p| p == part);
+
+    // -- video throughput --
+    let video = |w: u32, h: u32, n: u32| Work {
+        source: format!(
+            "videotestsrc num-buffers={n} pattern=black ! video/x-raw,format=I420,width={w},height={h},framerate=30/1"
+        ),
+        caps: format!("video/x-raw,format=I420,width={w},height={h},framerate=30/1"),
+        live: false,
+        n,
+    };
+    let video_transports = [
+        Transport::InProcess,
+        Transport::Shmring,
+        Transport::ShmringCopy,
+        Transport::Shm,
+        Transport::ShmCopy,
+        Transport::Tcp,
+        Transport::UnixFd,
+    ];
+    for (tag, w, h, frame_bytes) in [
+        ("v1080", 1920, 1080, 1920 * 1080 * 3 / 2),
+        ("v4k", 3840, 2160, 3840 * 2160 * 3 / 2),
+    ]
+    .into_iter()
+    .filter(|_| runs_part("video"))
+    {
+        // About a second of work a round at each transport's speed.
+        let n = |t: Transport| match (t, tag) {
+            (Transport::Tcp, "v1080") => 300,
+            (Transport::Tcp, _) => 60,
+            (Transport::ShmCopy | Transport::ShmringCopy, "v1080") => 1500,
+            (Transport::ShmCopy | Transport::ShmringCopy, _) => 300,
+            (_, "v1080") => 3000,
+            _ => 600,
+        };
+        let runs = rounds(
+            &video_transports,
+            &mut out,
+            tag,
+            |t, names| {
+                let r = throughput(t, &video(w, h, n(t)), names)?;
+                if let Some(s) = r.2.filter(|_| t == Transport::Shmring) {
+                    // The zero-copy path must be zero-copy.
+                    if !s.contains("copies=(guint64)0") {
+                        return Err(format!("zero-copy path copied: {s}"));
+                    }
+                }
+                Ok((r.0, r.1))
+            },
+            &mut names,
+        );
+        for (t, v) in runs {
+            let key = format!("{tag}_{}", t.key());
+            match v {
+                Some((fps, cpu)) => {
+                    out.put(format!("{key}_fps"), Some(fps));
+                    out.put(format!("{key}_gbps"), Some(fps * frame_bytes as f64 / 1e9));
+                    out.put(format!("{key}_cpu_ms_per_frame"), Some(cpu / 1e6));
+                }
+                None => out.put(format!("{key}_fps"), None),
+            }
+        }
+        // What the transport itself costs: both processes' CPU per frame minus the
+        // in-process pipeline's, paired round by round (the rounds interleave, so a
+        // slow stretch of the machine falls on both), median.
+        let paired = |k: &str| out.by_round.get(&format!("{tag}_{k}")).cloned();
+        if let (Some(ours), Some(base)) = (paired("shmring"), paired("inprocess")) {
+            let d: Vec<f64> = ours
+                .iter()
+                .zip(&base)
+                .filter_map(|(a, b)| Some((a.as_ref()?.1 - b.as_ref()?.1) / 1e6))
+                .collect();
+            let v = (!d.is_empty()).then(|| median(d));
+            out.put(format!("{tag}_shmring_transport_cpu_ms_per_frame"), v);
+        }
+    }
+    // memcpy of one 4K frame, for scale.
+    {
+        let len = 3840 * 2160 * 3 / 2;
+        let a = vec![1u8; len];
+        let mut b = vec![0u8; len];
+        let mut t = Vec::new();
+        for _ in 0..20 {
+            let t0 = Instant::now();
+            b.copy_from_slice(std::hint::black_box(&a));
+            std::hint::black_box(&b);
+            t.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+        out.put("memcpy_4k_frame_ms".into(), Some(median(t)));
+    }
+
+    // -- audio, unpaced --
+    let audio = |n: u32, live: bool| Work {
+        source: format!(
+            "audiotestsrc num-buffers={n} samplesperbuffer=480 wave=sine-table is-live={live} ! audio/x-raw,format=S16LE,rate=48000,channels=2,layout=interleaved"
+        ),
+        caps: "audio/x-raw,format=S16LE,rate=48000,channels=2,layout=interleaved".into(),
+        live,
+        n,
+    };
+    let audio_transports = [
+        Transport::InProcess,
+        Transport::Shmring,
+        Transport::Shm,
+        Transport::Tcp,
+        Transport::UnixFd,
+    ];
+    let runs = if runs_part("audio") {
+        rounds(
+            &audio_transports,
+            &mut out,
+            "audio",
+            |t, names| throughput(t, &audio(100_000, false), names).map(|r| (r.0, r.1)),
+            &mut names,
+        )
+    } else {
+        Vec::new()
+    };
+    for (t, v) in runs {
+        out.put(format!("audio_{}_bufs_per_s", t.key()), v.map(|v| v.0));
+    }
+
+    // -- latency, live --
+    let lat_transports = [
+        Transport::InProcess,
+        Transport::Shmring,
+        Transport::ShmringSleep,
+        Transport::ShmringSpin,
+        Transport::Shm,
+        Transport::Tcp,
+        Transport::UnixFd,
+    ];
+    let video_live = Work {
+        source: "videotestsrc is-live=true num-buffers=70 pattern=black ! video/x-raw,format=I420,width=1920,height=1080,framerate=30/1".into(),
+        caps: "video/x-raw,format=I420,width=1920,height=1080,framerate=30/1".into(),
+        live: true,
+        n: 70,
+    };
+    // Interleaved rounds, samples pooled: one hiccup of the machine lands on every
+    // transport alike instead of on whichever ran at the time.
+    const LAT_ROUNDS: usize = 3;
+    for (tag, wk) in [("audio", audio(200, true)), ("v1080", video_live)]
+        .into_iter()
+        .filter(|_| runs_part("latency"))
+    {
+        let mut samples: Vec<(Transport, Result<Vec<i64>, String>)> = lat_transports
+            .iter()
+            .map(|&t| (t, t.absent().map_or(Ok(Vec::new()), Err)))
+            .collect();
+        for round in 0..LAT_ROUNDS {
+            for (t, r) in samples.iter_mut() {
+                let Ok(v) = r else { continue };
+                eprintln!("{tag} {} latency round {}", t.key(), round + 1);
+                match latency(*t, &wk, &mut names) {
+                    Ok(mut got) => v.append(&mut got),
+                    Err(e) => *r = Err(format!("failed: {e}")),
+                }
+            }
+        }
+        for (t, r) in samples {
+            let key = format!("{tag}_{}", t.key());
+            match r {
+                Ok(mut v) => {
+                    v.sort();
+                    out.put(format!("{key}_p50_us"), Some(percentile(&v, 0.5) / 1e3));
+                    out.put(format!("{key}_p99_us"), Some(percentile(&v, 0.99) / 1e3));
+                    out.put(
+                        format!("{key}_max_us"),
+                        Some(*v.last().unwrap() as f64 / 1e3),
+                    );
+                }
+                Err(why) => {
+                    out.notes.insert(format!("{key}_lat"), why);
+                    out.put(format!("{key}_p50_us"), None);
+                    out.put(format!("{key}_p99_us"), None);
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    eprintln!("benchmark ran {:.0} s", started.elapsed().as_secs_f64());
+    report(&out, &lat_transports, &video_transports);
+}
