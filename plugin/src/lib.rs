@@ -26,6 +26,30 @@ pub use shmringsrc::ShmringSrc;
 
 /// A close-on-exec duplicate of the application's fd `fd` (a `socket-fd` or
 /// `consumer-fd` property): the application keeps its own.
+/// Durations in the units properties say: settings keep `Duration`s, properties
+/// speak milliseconds or microseconds (saturating at `u32::MAX`).
+pub(crate) mod units {
+    use std::time::Duration;
+
+    pub(crate) fn ms(d: Duration) -> u32 {
+        u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+    }
+
+    pub(crate) fn us(d: Duration) -> u32 {
+        u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
+    }
+
+    pub(crate) fn from_ms(v: &glib::Value) -> Duration {
+        Duration::from_millis(v.get::<u32>().expect("a u32 property").into())
+    }
+
+    pub(crate) fn from_us(v: &glib::Value) -> Duration {
+        Duration::from_micros(v.get::<u32>().expect("a u32 property").into())
+    }
+
+    use gst::glib;
+}
+
 fn dup_app_fd(fd: i32) -> std::io::Result<std::os::fd::OwnedFd> {
     use std::os::fd::FromRawFd;
     // SAFETY: fcntl(F_DUPFD_CLOEXEC) on any integer is defined: it returns a new fd

@@ -584,3 +584,34 @@ fn a_pool_kept_upstream_after_the_sink_stopped_serves_no_one() {
     assert_eq!(end, "producer stopped");
     let _ = pool.set_active(false);
 }
+
+#[test]
+fn time_properties_default_to_the_frame_channel_and_read_back_in_their_units() {
+    init();
+    let sink = gst::ElementFactory::make("shmringsink").build().unwrap();
+    let src = gst::ElementFactory::make("shmringsrc").build().unwrap();
+    let ms = |d: Duration| d.as_millis() as u32;
+    let us = |d: Duration| d.as_micros() as u32;
+    assert_eq!(
+        sink.property::<u32>("block-timeout"),
+        ms(ProducerConfig::DEFAULT_BLOCK_TIMEOUT)
+    );
+    assert_eq!(
+        sink.property::<u32>("spin-time"),
+        us(ProducerConfig::DEFAULT_SPIN)
+    );
+    assert_eq!(
+        src.property::<u32>("spin-time"),
+        us(ConsumerConfig::DEFAULT_SPIN)
+    );
+    for (e, name, v) in [
+        (&sink, "block-timeout", 1234u32),
+        (&sink, "spin-time", 7),
+        (&src, "spin-time", 0),
+        (&src, "wake-ahead", 4_000_000_000),
+        (&src, "reconnect-interval", 1),
+    ] {
+        e.set_property(name, v);
+        assert_eq!(e.property::<u32>(name), v, "{name}");
+    }
+}

@@ -15,6 +15,7 @@ use super::ShmringSink;
 use super::pool::SlotPool;
 use super::publish::audio_planes;
 use crate::meta::{self, Side, ct};
+use crate::units::{from_ms, from_us, ms, us};
 
 pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -38,12 +39,12 @@ pub(super) enum SlowConsumer {
     Drop = 1,
 }
 
-// Defaults: the frame channel's own, in the properties' units.
+// Defaults: the frame channel's own.
 const DEFAULT_SOCKET_MODE: u32 = ProducerConfig::DEFAULT_SOCKET_MODE;
 const DEFAULT_MAX_CONSUMERS: u32 = ProducerConfig::DEFAULT_MAX_CONSUMERS as u32;
 const DEFAULT_SLOTS: u32 = ProducerConfig::DEFAULT_SLOTS;
-const DEFAULT_BLOCK_TIMEOUT_MS: u32 = ProducerConfig::DEFAULT_BLOCK_TIMEOUT.as_millis() as u32;
-const DEFAULT_SPIN_TIME_US: u32 = ProducerConfig::DEFAULT_SPIN.as_micros() as u32;
+const DEFAULT_BLOCK_TIMEOUT: Duration = ProducerConfig::DEFAULT_BLOCK_TIMEOUT;
+const DEFAULT_SPIN_TIME: Duration = ProducerConfig::DEFAULT_SPIN;
 
 #[derive(Clone, Debug)]
 pub(super) struct Settings {
@@ -54,8 +55,10 @@ pub(super) struct Settings {
     pub(super) max_consumers: u32,
     pub(super) slots: u32,
     pub(super) on_slow: SlowConsumer,
-    pub(super) block_timeout_ms: u32,
-    pub(super) spin_time_us: u32,
+    /// `block-timeout` (ms).
+    pub(super) block_timeout: Duration,
+    /// `spin-time` (µs).
+    pub(super) spin_time: Duration,
     pub(super) wait_for_connection: bool,
 }
 
@@ -69,8 +72,8 @@ impl Default for Settings {
             max_consumers: DEFAULT_MAX_CONSUMERS,
             slots: DEFAULT_SLOTS,
             on_slow: SlowConsumer::Block,
-            block_timeout_ms: DEFAULT_BLOCK_TIMEOUT_MS,
-            spin_time_us: DEFAULT_SPIN_TIME_US,
+            block_timeout: DEFAULT_BLOCK_TIMEOUT,
+            spin_time: DEFAULT_SPIN_TIME,
             wait_for_connection: false,
         }
     }
@@ -182,14 +185,14 @@ impl ObjectImpl for Sink {
                     .nick("Block timeout")
                     .blurb("Milliseconds to wait for a slow consumer (block policy), a free slot or a consumer's socket before disconnecting that consumer")
                     .minimum(1)
-                    .default_value(DEFAULT_BLOCK_TIMEOUT_MS)
+                    .default_value(ms(DEFAULT_BLOCK_TIMEOUT))
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("spin-time")
                     .nick("Spin time")
                     .blurb("Microseconds to poll, when a consumer has to take a buffer or release a slot before this one can go on, before sleeping on its doorbell (0: sleep at once)")
                     .maximum(1_000_000)
-                    .default_value(DEFAULT_SPIN_TIME_US)
+                    .default_value(us(DEFAULT_SPIN_TIME))
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecBoolean::builder("wait-for-connection")
@@ -219,8 +222,8 @@ impl ObjectImpl for Sink {
             "max-consumers" => s.max_consumers = value.get().unwrap(),
             "slots" => s.slots = value.get().unwrap(),
             "on-slow-consumer" => s.on_slow = value.get().unwrap(),
-            "block-timeout" => s.block_timeout_ms = value.get().unwrap(),
-            "spin-time" => s.spin_time_us = value.get().unwrap(),
+            "block-timeout" => s.block_timeout = from_ms(value),
+            "spin-time" => s.spin_time = from_us(value),
             "wait-for-connection" => s.wait_for_connection = value.get().unwrap(),
             other => unreachable!("no property {other}"),
         }
@@ -236,8 +239,8 @@ impl ObjectImpl for Sink {
             "max-consumers" => s.max_consumers.to_value(),
             "slots" => s.slots.to_value(),
             "on-slow-consumer" => s.on_slow.to_value(),
-            "block-timeout" => s.block_timeout_ms.to_value(),
-            "spin-time" => s.spin_time_us.to_value(),
+            "block-timeout" => ms(s.block_timeout).to_value(),
+            "spin-time" => us(s.spin_time).to_value(),
             "wait-for-connection" => s.wait_for_connection.to_value(),
             "stats" => self.stats().to_value(),
             other => unreachable!("no property {other}"),
@@ -294,10 +297,10 @@ impl BaseSinkImpl for Sink {
                 SlowConsumer::Block => Policy::Block,
                 SlowConsumer::Drop => Policy::Drop,
             },
-            block_timeout: Duration::from_millis(s.block_timeout_ms as u64),
+            block_timeout: s.block_timeout,
             socket_mode: s.socket_mode,
             allowed_uids: uids,
-            spin: Duration::from_micros(s.spin_time_us as u64),
+            spin: s.spin_time,
             ..Default::default()
         };
         let producer = match &s.socket_path {

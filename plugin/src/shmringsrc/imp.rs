@@ -14,6 +14,7 @@ use shmring::{Consumer, ConsumerConfig};
 
 use super::ShmringSrc;
 use super::trust;
+use crate::units::{from_ms, from_us, ms, us};
 
 pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -23,12 +24,12 @@ pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-/// Default `wake-ahead`, µs.
-pub(super) const DEFAULT_WAKE_AHEAD_US: u32 = 200;
-/// Default `reconnect-interval`, ms.
-const DEFAULT_RECONNECT_INTERVAL_MS: u32 = 100;
-/// Default `spin-time`, µs: the frame channel's own.
-const DEFAULT_SPIN_TIME_US: u32 = ConsumerConfig::DEFAULT_SPIN.as_micros() as u32;
+/// Default `wake-ahead`.
+pub(super) const DEFAULT_WAKE_AHEAD: Duration = Duration::from_micros(200);
+/// Default `reconnect-interval`.
+const DEFAULT_RECONNECT_INTERVAL: Duration = Duration::from_millis(100);
+/// Default `spin-time`: the frame channel's own.
+const DEFAULT_SPIN_TIME: Duration = ConsumerConfig::DEFAULT_SPIN;
 
 #[derive(Clone, Debug)]
 pub(super) struct Settings {
@@ -36,9 +37,12 @@ pub(super) struct Settings {
     pub(super) socket_fd: i32,
     pub(super) copy: bool,
     pub(super) reconnect: bool,
-    pub(super) reconnect_interval_ms: u32,
-    pub(super) spin_time_us: u32,
-    pub(super) wake_ahead_us: u32,
+    /// `reconnect-interval` (ms).
+    pub(super) reconnect_interval: Duration,
+    /// `spin-time` (µs).
+    pub(super) spin_time: Duration,
+    /// `wake-ahead` (µs).
+    pub(super) wake_ahead: Duration,
     pub(super) is_live: bool,
     /// -1: automatic (one less than the producer's slot share).
     pub(super) zero_copy_limit: i32,
@@ -51,9 +55,9 @@ impl Default for Settings {
             socket_fd: -1,
             copy: false,
             reconnect: false,
-            reconnect_interval_ms: DEFAULT_RECONNECT_INTERVAL_MS,
-            spin_time_us: DEFAULT_SPIN_TIME_US,
-            wake_ahead_us: DEFAULT_WAKE_AHEAD_US,
+            reconnect_interval: DEFAULT_RECONNECT_INTERVAL,
+            spin_time: DEFAULT_SPIN_TIME,
+            wake_ahead: DEFAULT_WAKE_AHEAD,
             is_live: true,
             zero_copy_limit: -1,
         }
@@ -142,19 +146,19 @@ impl ObjectImpl for Src {
                     .nick("Reconnect interval")
                     .blurb("Milliseconds between connection attempts when reconnect=true")
                     .minimum(1)
-                    .default_value(DEFAULT_RECONNECT_INTERVAL_MS)
+                    .default_value(ms(DEFAULT_RECONNECT_INTERVAL))
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("spin-time")
                     .nick("Spin time")
                     .blurb("Microseconds to poll shared memory before sleeping on the doorbell (0: sleep at once; more: lower latency, more CPU)")
-                    .default_value(DEFAULT_SPIN_TIME_US)
+                    .default_value(us(DEFAULT_SPIN_TIME))
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("wake-ahead")
                     .nick("Wake ahead")
                     .blurb("Microseconds before the next buffer is due (judged from the spacing of the last ones) to wake and poll for it instead of waiting to be woken: lower, steadier latency for live streams for about this much CPU per buffer interval (0: off; only with is-live=true)")
-                    .default_value(DEFAULT_WAKE_AHEAD_US)
+                    .default_value(us(DEFAULT_WAKE_AHEAD))
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecBoolean::builder("is-live")
@@ -187,9 +191,9 @@ impl ObjectImpl for Src {
             "socket-fd" => s.socket_fd = value.get().unwrap(),
             "copy" => s.copy = value.get().unwrap(),
             "reconnect" => s.reconnect = value.get().unwrap(),
-            "reconnect-interval" => s.reconnect_interval_ms = value.get().unwrap(),
-            "spin-time" => s.spin_time_us = value.get().unwrap(),
-            "wake-ahead" => s.wake_ahead_us = value.get().unwrap(),
+            "reconnect-interval" => s.reconnect_interval = from_ms(value),
+            "spin-time" => s.spin_time = from_us(value),
+            "wake-ahead" => s.wake_ahead = from_us(value),
             "zero-copy-limit" => s.zero_copy_limit = value.get().unwrap(),
             "is-live" => {
                 s.is_live = value.get().unwrap();
@@ -207,9 +211,9 @@ impl ObjectImpl for Src {
             "socket-fd" => s.socket_fd.to_value(),
             "copy" => s.copy.to_value(),
             "reconnect" => s.reconnect.to_value(),
-            "reconnect-interval" => s.reconnect_interval_ms.to_value(),
-            "spin-time" => s.spin_time_us.to_value(),
-            "wake-ahead" => s.wake_ahead_us.to_value(),
+            "reconnect-interval" => ms(s.reconnect_interval).to_value(),
+            "spin-time" => us(s.spin_time).to_value(),
+            "wake-ahead" => us(s.wake_ahead).to_value(),
             "is-live" => s.is_live.to_value(),
             "zero-copy-limit" => s.zero_copy_limit.to_value(),
             "stats" => self.stats().to_value(),
@@ -344,7 +348,7 @@ impl PushSrcImpl for Src {
         // buffer: the path is only needed to connect.)
         let (reconnect, interval) = {
             let s = self.settings.lock().unwrap();
-            (s.reconnect && s.socket_fd < 0, s.reconnect_interval_ms)
+            (s.reconnect && s.socket_fd < 0, s.reconnect_interval)
         };
         loop {
             // Take the consumer out so that unlock and property reads do not wait
@@ -452,12 +456,12 @@ impl Src {
 
     /// Waits `reconnect-interval` before the next connection attempt (so that a
     /// producer that keeps failing or lying is not hammered); `Flushing` if unlocked.
-    pub(super) fn pause(&self, interval_ms: u32) -> Result<(), gst::FlowError> {
+    pub(super) fn pause(&self, interval: Duration) -> Result<(), gst::FlowError> {
         let w = self.wakers.lock().unwrap().first().cloned();
         let Some(w) = w else {
             return Err(gst::FlowError::Flushing);
         };
-        match w.sleep(Duration::from_millis(interval_ms as u64)) {
+        match w.sleep(interval) {
             Err(shmring::Error::Interrupted) => {
                 // Leave the wake-up for unlock_stop to clear, as for any other wait.
                 w.wake();
@@ -503,10 +507,7 @@ mod tests {
     fn waking_ahead_is_for_live_streams_only() {
         let live = Settings::default();
         assert!(live.is_live);
-        assert_eq!(
-            Src::consumer_config(&live).wake_ahead,
-            Duration::from_micros(DEFAULT_WAKE_AHEAD_US as u64)
-        );
+        assert_eq!(Src::consumer_config(&live).wake_ahead, DEFAULT_WAKE_AHEAD);
         let unpaced = Settings {
             is_live: false,
             ..Settings::default()

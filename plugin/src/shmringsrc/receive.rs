@@ -21,12 +21,12 @@ impl Src {
     pub(super) fn consumer_config(s: &Settings) -> ConsumerConfig {
         ConsumerConfig {
             copy: s.copy,
-            spin: Duration::from_micros(s.spin_time_us as u64),
+            spin: s.spin_time,
             // Waking ahead buys latency with CPU: worth it for a live stream, not
             // for one consumed as fast as it comes (a 4K stream unpaced at 400
             // frames/s would spin ~8 % of a CPU for nothing).
             wake_ahead: if s.is_live {
-                Duration::from_micros(s.wake_ahead_us as u64)
+                s.wake_ahead
             } else {
                 Duration::ZERO
             },
@@ -52,8 +52,8 @@ impl Src {
                 &path,
                 cfg,
                 Backoff {
-                    initial: Duration::from_millis(s.reconnect_interval_ms as u64),
-                    max: Duration::from_millis(s.reconnect_interval_ms as u64),
+                    initial: s.reconnect_interval,
+                    max: s.reconnect_interval,
                 },
                 None,
                 Some(&waker),
