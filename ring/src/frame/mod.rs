@@ -23,7 +23,8 @@
 //!   metadata, released when the [`Frame`] is dropped, from any thread), side
 //!   messages, and the end of the stream.
 //!
-//! Slot ownership lives only in the producer's private [`Ledger`](crate::frame::ledger::Ledger):
+//! Slot ownership lives only in the producer's private ledger ([`WriteSlot`] and
+//! [`ReusableSlot`] are handles that ask it):
 //! a consumer that releases a slot it does not hold, scribbles on its rings, or
 //! sends anything but a goodbye is cut off; a consumer that dies gives back all it
 //! held. A slow consumer is handled by its [`Policy`]: the producer blocks for it up
