@@ -1,0 +1,255 @@
+//! Errors: one type per operation a caller can match on, and [`Error`], what they all
+//! convert into.
+//!
+//! - [`BindError`]: making a [`Producer`](crate::Producer) (`bind`, `new`): the path
+//!   is in use or unusable, the lock beside it busy, the configuration out of range.
+//! - [`ConnectError`]: joining a producer (`Consumer::connect`, `from_fd`): nobody
+//!   there, nobody answering, refused, or a producer that broke the protocol.
+//! - [`PublishError`]: acquiring, writing and publishing a slot, sending a side
+//!   message: too large, already published, no slot in time, interrupted.
+//! - [`RecvError`]: receiving (a [`Consumer`](crate::Consumer), a
+//!   [`Receiver`](crate::Receiver)): the peer gone or closed, a timeout, a wake-up, or
+//!   a peer fault.
+//! - [`SendError`]: sending on a [`Sender`](crate::Sender).
+//!
+//! Whatever the peer did wrong is a [`PeerFault`], with the detail as fields; an
+//! endpoint that saw one reports the same fault on every later call, so a peer fault
+//! stays a peer fault. Every message names what was wrong, so that a log line is
+//! enough to tell a broken or hostile peer from a local failure: "memfd lacks
+//! F_SEAL_SHRINK", "ring head 9000 is 8000 past tail 1000, capacity 1024".
+//!
+//! The lower layers (memfd, doorbells, fd passing) return [`Error`] itself. Every
+//! operation's error converts into [`Error`], so `?` works across them.
+
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+mod ops;
+
+pub use ops::{BindError, ConnectError, PublishError, RecvError, SendError};
+
+/// Shorthand for `Result<T, shmring::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What a peer did wrong: it broke the protocol or tampered with shared memory. The
+/// connection to that peer is over.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PeerFault {
+    /// A received memfd does not carry a seal the trust model needs.
+    #[error("memfd lacks {seal}")]
+    MissingSeal {
+        /// The seal, e.g. `"F_SEAL_SHRINK"`.
+        seal: &'static str,
+    },
+    /// A received memfd has a size other than the one its contents require.
+    #[error("memfd is {actual} bytes, {what} needs {expected}")]
+    BadSize {
+        /// What needed the size, e.g. `"ring header"`.
+        what: &'static str,
+        /// The size the contents require.
+        expected: u64,
+        /// The size `fstat` reported.
+        actual: u64,
+    },
+    /// A received fd is not what the protocol says belongs in its place.
+    #[error("bad fd: {detail}")]
+    BadFd {
+        /// What it is and what was expected.
+        detail: String,
+    },
+    /// The immutable header of a shared ring is invalid.
+    #[error("bad ring header: {detail}")]
+    BadHeader {
+        /// Which field, with its value.
+        detail: String,
+    },
+    /// The shared header changed after this side attached (the peer scribbled on it).
+    #[error("ring header changed after attach: {detail}")]
+    HeaderChanged {
+        /// Which field.
+        detail: String,
+    },
+    /// An index or descriptor read from shared memory is out of range.
+    #[error("{detail}")]
+    Corrupt {
+        /// The value and the range it had to be in.
+        detail: String,
+    },
+    /// A message on a socket broke the protocol.
+    #[error("protocol violation: {detail}")]
+    Protocol {
+        /// What the message was and what was wrong with it.
+        detail: String,
+    },
+}
+
+/// Everything that can go wrong in `shmring`: what the lower layers return, and what
+/// every operation's own error converts into.
+///
+/// Variants fall in three groups:
+/// - local failures: of the operating system ([`Error::Os`]), of the caller
+///   ([`Error::Invalid`], [`Error::PathInUse`], [`Error::BadPath`]);
+/// - a peer that broke the protocol ([`Error::Peer`]): the connection to it is over;
+/// - the ordinary ends of a wait ([`Error::PeerGone`], [`Error::Closed`],
+///   [`Error::Timeout`], [`Error::Interrupted`], [`Error::Unresponsive`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A system call failed.
+    #[error("{op} failed: {source}")]
+    Os {
+        /// The call, e.g. `"mmap"`.
+        op: &'static str,
+        /// The error the kernel returned.
+        #[source]
+        source: io::Error,
+    },
+    /// The peer broke the protocol; an endpoint that saw it says so on every later
+    /// call.
+    #[error(transparent)]
+    Peer(PeerFault),
+    /// The peer hung up (closed its end or died).
+    #[error("peer gone")]
+    PeerGone,
+    /// The peer ended the connection with an error code and a reason (for a consumer:
+    /// the producer cut it off, or refused it).
+    #[error("peer closed the connection: {reason} (code {code})")]
+    Closed {
+        /// The peer's code (never 0: 0 is a clean end); see
+        /// [`goodbye`](crate::frame::goodbye).
+        code: u32,
+        /// The peer's reason, as it sent it.
+        reason: String,
+    },
+    /// The deadline passed before the operation could complete.
+    #[error("timed out")]
+    Timeout,
+    /// A [`Waker`](crate::Waker) interrupted the wait.
+    #[error("interrupted by waker")]
+    Interrupted,
+    /// A peer that should answer at once did not within the deadline: a listener that
+    /// accepts no connection (its backlog stays full), a lock somebody keeps.
+    #[error("{what}: nothing within {waited:?}")]
+    Unresponsive {
+        /// What was waited for, e.g. "connect to /run/user/1000/cam (backlog full)".
+        what: String,
+        /// How long.
+        waited: Duration,
+    },
+    /// A live producer serves the socket path already.
+    #[error("socket path {} is in use by a live producer", path.display())]
+    PathInUse {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A socket path that cannot be used: too long, not a socket, someone else's.
+    #[error("socket path {}: {reason}", path.display())]
+    BadPath {
+        /// The path (or the lock file beside it).
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The caller passed something out of range (a local mistake, not the peer's).
+    #[error("invalid argument: {0}")]
+    Invalid(String),
+}
+
+impl From<PeerFault> for Error {
+    fn from(f: PeerFault) -> Error {
+        Error::Peer(f)
+    }
+}
+
+impl Error {
+    /// An [`Error::Os`] from `errno` of the call that just failed.
+    pub(crate) fn last_os(op: &'static str) -> Self {
+        Error::Os {
+            op,
+            source: io::Error::last_os_error(),
+        }
+    }
+
+    /// A [`PeerFault::Protocol`].
+    pub(crate) fn protocol(detail: impl Into<String>) -> Self {
+        Error::Peer(PeerFault::Protocol {
+            detail: detail.into(),
+        })
+    }
+
+    /// A [`PeerFault::Corrupt`].
+    pub(crate) fn corrupt(detail: impl Into<String>) -> Self {
+        Error::Peer(PeerFault::Corrupt {
+            detail: detail.into(),
+        })
+    }
+
+    /// A [`PeerFault::BadFd`].
+    pub(crate) fn bad_fd(detail: impl Into<String>) -> Self {
+        Error::Peer(PeerFault::BadFd {
+            detail: detail.into(),
+        })
+    }
+
+    /// A [`PeerFault::BadHeader`].
+    pub(crate) fn bad_header(detail: impl Into<String>) -> Self {
+        Error::Peer(PeerFault::BadHeader {
+            detail: detail.into(),
+        })
+    }
+
+    /// A [`PeerFault::HeaderChanged`].
+    pub(crate) fn header_changed(detail: impl Into<String>) -> Self {
+        Error::Peer(PeerFault::HeaderChanged {
+            detail: detail.into(),
+        })
+    }
+
+    /// A [`PeerFault::MissingSeal`].
+    pub(crate) fn missing_seal(seal: &'static str) -> Self {
+        Error::Peer(PeerFault::MissingSeal { seal })
+    }
+
+    /// A [`PeerFault::BadSize`].
+    pub(crate) fn bad_size(what: &'static str, expected: u64, actual: u64) -> Self {
+        Error::Peer(PeerFault::BadSize {
+            what,
+            expected,
+            actual,
+        })
+    }
+
+    /// A [`Error::BadPath`].
+    pub(crate) fn bad_path(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::BadPath {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// True for an [`Error::Os`] that says "would block" (`EAGAIN`).
+    pub fn is_would_block(&self) -> bool {
+        matches!(self, Error::Os { source, .. } if source.raw_os_error() == Some(libc::EAGAIN))
+    }
+
+    /// True when the peer (not this process) is to blame: the connection should end.
+    pub fn is_peer_fault(&self) -> bool {
+        matches!(self, Error::Peer(_))
+    }
+
+    /// The peer's fault, if this is one.
+    pub fn peer_fault(&self) -> Option<&PeerFault> {
+        match self {
+            Error::Peer(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// Makes an error for an operation whose own type lacks a variant for it: what
+    /// cannot happen there, kept as an OS-level failure naming it rather than lost.
+    pub(super) fn unexpected(self, op: &'static str) -> (&'static str, io::Error) {
+        (op, io::Error::other(self.to_string()))
+    }
+}
