@@ -1,0 +1,226 @@
+//! Two-process ring benchmark (`make bench`): shmring's typed ring against a unix
+//! stream socket and the `shmem-ipc` crate, in the same run.
+//!
+//! Throughput workload, the same for every transport: the parent *generates* each
+//! message (writes every 8-byte word, derived from the sequence number) and the forked
+//! child *consumes* it (reads every word and checks their sum, so a lost, torn or
+//! reordered message fails the run). Each transport does that the cheapest way its
+//! API allows: the unix socket generates into a buffer, `write`s it, `read`s it into a
+//! buffer and consumes there; shmem-ipc (`send_raw`/`receive_raw`) and shmring
+//! (`try_send_with`/`try_recv_with`) generate and consume in shared memory, in place.
+//! `ring_copy_*` also reports shmring with a copy on each side (`send`/`recv_into`),
+//! i.e. the socket's work minus the syscalls.
+//! Timing runs from the child's "attached" signal to its "all consumed" signal.
+//!
+//! Round trip: the parent sends an 8-byte value and the child echoes it on a second
+//! ring; each round trip is timed on its own (`spin`: waits spin; `block`: waits sleep
+//! on the doorbell at once). Parent and child are pinned to different CPUs. Several
+//! rounds; medians.
+//!
+//! Frame channel: frames of 64 KiB, 1 MiB and 12 MiB (4K I420) to one consumer, zero
+//! copy, the producer writing only the frame number into each slot (the transport, not
+//! frame generation): frames/s and producer + consumer CPU µs per frame, beside a unix
+//! socket copying the same frames and one `memcpy` of a 4K frame.
+//!
+//! Writes `target/bench/ring.json` and prints a markdown table.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use shmring::{Receiver, Sender};
+
+const ROUNDS: usize = 5;
+const TOTAL: usize = 1 << 30; // bytes per throughput round
+
+mod frames;
+mod ours;
+mod proc;
+mod rival_shmem_ipc;
+mod rival_unix;
+mod stats;
+
+use frames::*;
+use ours::*;
+use proc::*;
+use rival_shmem_ipc::*;
+use rival_unix::*;
+use stats::*;
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing useful.
+    // Either way there is nothing to filter, so arguments are ignored.
+    let mut figures: Vec<(&str, f64)> = Vec::new();
+
+    eprintln!(
+        "ring bench: {ROUNDS} rounds of {} MiB per transport and size",
+        TOTAL >> 20
+    );
+    type Run = Box<dyn Fn() -> f64>;
+    const K64: usize = 64 << 10;
+    const M1: usize = 1 << 20;
+    let throughput: Vec<(&str, Run)> = vec![
+        (
+            "ring_64k_gbps",
+            Box::new(|| shmring_throughput::<K64>(16, true)),
+        ),
+        (
+            "ring_copy_64k_gbps",
+            Box::new(|| shmring_throughput::<K64>(16, false)),
+        ),
+        ("unix_64k_gbps", Box::new(|| unix_throughput(K64))),
+        (
+            "shmem_ipc_64k_gbps",
+            Box::new(|| shmem_ipc_throughput(K64, 16 * K64)),
+        ),
+        (
+            "ring_1m_gbps",
+            Box::new(|| shmring_throughput::<M1>(4, true)),
+        ),
+        (
+            "ring_copy_1m_gbps",
+            Box::new(|| shmring_throughput::<M1>(4, false)),
+        ),
+        ("unix_1m_gbps", Box::new(|| unix_throughput(M1))),
+        (
+            "shmem_ipc_1m_gbps",
+            Box::new(|| shmem_ipc_throughput(M1, 4 * M1)),
+        ),
+    ];
+    let only = std::env::var("SHMRING_BENCH_ONLY").unwrap_or_default();
+    for (name, f) in &throughput {
+        if name.contains(only.as_str()) {
+            figures.push((name, rounds(name, f)));
+        }
+    }
+
+    type RttRun = Box<dyn Fn() -> Vec<f64>>;
+    let rtts: Vec<(&str, &str, RttRun)> = vec![
+        (
+            "rtt_spin_p50_us",
+            "rtt_spin_p99_us",
+            Box::new(|| shmring_rtt(true, 200_000)),
+        ),
+        (
+            "rtt_block_p50_us",
+            "rtt_block_p99_us",
+            Box::new(|| shmring_rtt(false, 20_000)),
+        ),
+        (
+            "unix_rtt_p50_us",
+            "unix_rtt_p99_us",
+            Box::new(|| unix_rtt(20_000)),
+        ),
+    ];
+    for (n50, n99, f) in &rtts {
+        if !n50.contains(only.as_str()) {
+            continue;
+        }
+        let runs: Vec<Vec<f64>> = (0..ROUNDS).map(|_| f()).collect();
+        let p50 = median(runs.iter().map(|r| percentile(r.clone(), 0.50)).collect());
+        let p99 = median(runs.iter().map(|r| percentile(r.clone(), 0.99)).collect());
+        eprintln!("  {n50}: {p50:.2}, {n99}: {p99:.2}");
+        figures.push((n50, p50));
+        figures.push((n99, p99));
+    }
+
+    // Frame channel: frames/s and CPU per frame, beside a unix socket and a memcpy.
+    const K64F: usize = 64 << 10;
+    const M1F: usize = 1 << 20;
+    const UHD_I420: usize = 3840 * 2160 * 3 / 2;
+    type FrameRun = Box<dyn Fn() -> (f64, f64)>;
+    let frame_runs: Vec<(&str, &str, FrameRun)> = vec![
+        (
+            "frame_64k_fps",
+            "frame_64k_us_per_frame",
+            Box::new(|| frame_channel(K64F, 20_000)),
+        ),
+        (
+            "frame_1m_fps",
+            "frame_1m_us_per_frame",
+            Box::new(|| frame_channel(M1F, 20_000)),
+        ),
+        (
+            "frame_12m_fps",
+            "frame_12m_us_per_frame",
+            Box::new(|| frame_channel(UHD_I420, 20_000)),
+        ),
+        (
+            "unix_12m_fps",
+            "unix_12m_us_per_frame",
+            Box::new(|| unix_frames(UHD_I420, 300)),
+        ),
+    ];
+    for (fps_name, us_name, f) in &frame_runs {
+        if !fps_name.contains(only.as_str()) && !only.contains("frame") {
+            continue;
+        }
+        let runs: Vec<(f64, f64)> = (0..ROUNDS).map(|_| f()).collect();
+        let fps = median(runs.iter().map(|r| r.0).collect());
+        let us = median(runs.iter().map(|r| r.1).collect());
+        eprintln!("  {fps_name}: {fps:.0}, {us_name}: {us:.2}");
+        figures.push((fps_name, fps));
+        figures.push((us_name, us));
+    }
+    if "memcpy_12m_us".contains(only.as_str()) || only.contains("frame") {
+        let us = memcpy_us(UHD_I420);
+        eprintln!("  memcpy_12m_us: {us:.1}");
+        figures.push(("memcpy_12m_us", us));
+    }
+
+    let get = |k: &str| {
+        figures
+            .iter()
+            .find(|(n, _)| *n == k)
+            .map_or(f64::NAN, |(_, v)| *v)
+    };
+    let ratios = [
+        (
+            "ring_vs_unix_64k",
+            get("ring_64k_gbps") / get("unix_64k_gbps"),
+        ),
+        (
+            "ring_vs_shmem_ipc_64k",
+            get("ring_64k_gbps") / get("shmem_ipc_64k_gbps"),
+        ),
+        ("ring_vs_unix_1m", get("ring_1m_gbps") / get("unix_1m_gbps")),
+        (
+            "ring_vs_shmem_ipc_1m",
+            get("ring_1m_gbps") / get("shmem_ipc_1m_gbps"),
+        ),
+    ];
+    let frame_ratios = [
+        (
+            "unix_vs_frame_12m_cpu",
+            get("unix_12m_us_per_frame") / get("frame_12m_us_per_frame"),
+        ),
+        (
+            "frame_12m_vs_64k_cpu",
+            get("frame_12m_us_per_frame") / get("frame_64k_us_per_frame"),
+        ),
+    ];
+    figures.extend(ratios);
+    figures.extend(frame_ratios.into_iter().filter(|(_, v)| v.is_finite()));
+
+    println!("| figure | value |\n|---|---|");
+    for (k, v) in &figures {
+        println!("| {k} | {v:.3} |");
+    }
+
+    let json = format!(
+        "{{\n{}\n}}\n",
+        figures
+            .iter()
+            .map(|(k, v)| format!("  \"{k}\": {v:.4}"))
+            .collect::<Vec<_>>()
+            .join(",\n")
+    );
+    // target/<profile>/deps/<bench> -> target/bench/ring.json
+    let exe = std::env::current_exe().unwrap();
+    let target = exe.ancestors().nth(3).unwrap().to_path_buf();
+    let dir = target.join("bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("ring.json"), json).unwrap();
+    eprintln!("wrote {}", dir.join("ring.json").display());
+}
