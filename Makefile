@@ -32,7 +32,7 @@ endef
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LOOM_TARGET := target/loom
 
-.PHONY: all deps deps-list build demo ring-demo frame-demo sandboxed-encoder audio-between-apps test lint loom valgrind chaos fuzz bench install uninstall clean
+.PHONY: all deps deps-list build demo ring-demo frame-demo sandboxed-encoder audio-between-apps test lint loom valgrind chaos fuzz bench bench-load install uninstall clean
 
 all: build
 
@@ -141,6 +141,12 @@ bench: deps
 	$(call install-debs,$(BENCH_PACKAGES))
 	$(CARGO) bench -p shmring-bench --bench ring
 	$(CARGO) bench -p shmring-bench --bench gst
+
+## bench-load: the GStreamer bench again beside one busy process (three runnable
+## threads on two cores, as on a machine that also encodes): target/bench/gst-load.*
+bench-load: deps
+	$(call install-debs,$(BENCH_PACKAGES))
+	SHMRING_BENCH_LOAD=1 $(CARGO) bench -p shmring-bench --bench gst
 
 ## install: libgstshmring.so into the system's GStreamer plugin directory, or with
 ## PREFIX=~/.local into the user's (~/.local/share/gstreamer-1.0/plugins, which

@@ -33,8 +33,10 @@ const ROUNDS: usize = 5;
 const WARM_UP: usize = 10;
 
 mod output;
+mod refs;
 mod role;
 mod run;
+mod targets;
 mod workload;
 
 use output::*;
@@ -47,6 +49,24 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("--role") {
         role(&args[2], &args[3], &args[4], args[5] == "1", args[6] == "1");
     }
+    if args.get(1).map(String::as_str) == Some("--spin") {
+        // The load of `make bench-load`: one process that never sleeps.
+        let mut x = 0u64;
+        loop {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+    }
+    // `make bench-load`: everything below runs beside a busy process.
+    let load = std::env::var_os("SHMRING_BENCH_LOAD").is_some();
+    let mut spinner = load.then(|| {
+        Command::new(std::env::current_exe().unwrap())
+            .arg("--spin")
+            .spawn()
+            .unwrap()
+    });
+    let mut out = Out::default();
+    // Before GStreamer starts any thread: the references fork.
+    refs::measure(&mut out);
     gst::init().unwrap();
     let dir = std::env::temp_dir().join(format!("shmring-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -54,7 +74,6 @@ fn main() {
         dir: dir.clone(),
         n: 0,
     };
-    let mut out = Out::default();
     let started = Instant::now();
     // For experiments: `SHMRING_GST_BENCH_ONLY=latency` (or video, audio; commas)
     // runs only those parts (the report then has only their figures).
@@ -192,35 +211,50 @@ fn main() {
         Transport::Tcp,
         Transport::UnixFd,
     ];
-    let video_live = Work {
-        source: "videotestsrc is-live=true num-buffers=70 pattern=black ! video/x-raw,format=I420,width=1920,height=1080,framerate=30/1".into(),
-        caps: "video/x-raw,format=I420,width=1920,height=1080,framerate=30/1".into(),
+    let video_live = |w: u32, h: u32| Work {
+        source: format!(
+            "videotestsrc is-live=true num-buffers=70 pattern=black ! video/x-raw,format=I420,width={w},height={h},framerate=30/1"
+        ),
+        caps: format!("video/x-raw,format=I420,width={w},height={h},framerate=30/1"),
         live: true,
         n: 70,
     };
     // Interleaved rounds, samples pooled: one hiccup of the machine lands on every
     // transport alike instead of on whichever ran at the time.
     const LAT_ROUNDS: usize = 3;
-    for (tag, wk) in [("audio", audio(200, true)), ("v1080", video_live)]
-        .into_iter()
-        .filter(|_| runs_part("latency"))
+    for (tag, wk) in [
+        ("audio", audio(200, true)),
+        ("v1080", video_live(1920, 1080)),
+        ("v4k", video_live(3840, 2160)),
+    ]
+    .into_iter()
+    .filter(|_| runs_part("latency"))
     {
-        let mut samples: Vec<(Transport, Result<Vec<i64>, String>)> = lat_transports
+        type Samples = Result<(Vec<i64>, Vec<f64>), String>;
+        let mut samples: Vec<(Transport, Samples)> = lat_transports
             .iter()
-            .map(|&t| (t, t.absent().map_or(Ok(Vec::new()), Err)))
+            .map(|&t| (t, t.absent().map_or(Ok((Vec::new(), Vec::new())), Err)))
             .collect();
         for round in 0..LAT_ROUNDS {
             for (t, r) in samples.iter_mut() {
-                let Ok(v) = r else { continue };
+                let Ok((v, cpu)) = r else { continue };
                 eprintln!("{tag} {} latency round {}", t.key(), round + 1);
                 match latency(*t, &wk, &mut names) {
-                    Ok(mut got) => v.append(&mut got),
+                    Ok((mut got, c)) => {
+                        v.append(&mut got);
+                        cpu.push(c);
+                    }
                     Err(e) => *r = Err(format!("failed: {e}")),
                 }
             }
         }
         for (t, r) in samples {
             let key = format!("{tag}_{}", t.key());
+            let r = r.map(|(v, cpu)| {
+                // The consumer's CPU over the stream (% of one core), median of rounds.
+                out.put(format!("{key}_consumer_cpu_pct"), Some(median(cpu) * 100.0));
+                v
+            });
             match r {
                 Ok(mut v) => {
                     v.sort();
@@ -240,6 +274,11 @@ fn main() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+    if let Some(s) = spinner.as_mut() {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
     eprintln!("benchmark ran {:.0} s", started.elapsed().as_secs_f64());
-    report(&out, &lat_transports, &video_transports);
+    let targets = targets::compute(&mut out);
+    report(&out, &lat_transports, &video_transports, &targets, load);
 }

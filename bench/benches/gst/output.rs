@@ -50,7 +50,14 @@ pub(crate) fn machine() -> String {
     format!("{date} on {cpu} ({cpus} CPUs), {}", gst::version_string())
 }
 
-pub(crate) fn report(out: &Out, lat: &[Transport], video: &[Transport]) {
+pub(crate) fn report(
+    out: &Out,
+    lat: &[Transport],
+    video: &[Transport],
+    targets: &[targets::Target],
+    load: bool,
+) {
+    let name = if load { "gst-load" } else { "gst" };
     let dir = target_dir();
     // The ring-level figures of the same `make bench`, when it ran first.
     let ring: Vec<(String, Option<f64>)> = std::fs::read_to_string(dir.join("ring.json"))
@@ -65,9 +72,33 @@ pub(crate) fn report(out: &Out, lat: &[Transport], video: &[Transport]) {
         json.push_str(&format!("  \"{k}\": {v}{comma}\n"));
     }
     json.push_str("}\n");
-    std::fs::write(dir.join("gst.json"), json).unwrap();
+    std::fs::write(dir.join(format!("{name}.json")), json).unwrap();
 
-    let mut md = format!("Measured {} by `make bench`.\n\n", machine());
+    let mut md = format!(
+        "Measured {} by `make {}`.\n\n",
+        machine(),
+        if load {
+            "bench-load` (beside one busy process"
+        } else {
+            "bench"
+        }
+    );
+    if load {
+        md = md.replace("`.\n", "`).\n");
+    }
+    md.push_str(&format!(
+        "**Physical references** (same run, two processes, one wake-up every 10 ms, 200 of them): one-way wake-up p50 / p99 eventfd {} / {} µs, unix socket {} / {} µs, busy-poll {} / {} µs. One `memcpy` of a 1080p I420 frame {} ms hot, {} ms cold; of a 4K frame {} ms hot, {} ms cold.\n\n",
+        fmt(out.get("wake_eventfd_p50_us"), 1),
+        fmt(out.get("wake_eventfd_p99_us"), 1),
+        fmt(out.get("wake_socket_p50_us"), 1),
+        fmt(out.get("wake_socket_p99_us"), 1),
+        fmt(out.get("wake_busypoll_p50_us"), 1),
+        fmt(out.get("wake_busypoll_p99_us"), 1),
+        fmt(out.get("memcpy_v1080_hot_ms"), 2),
+        fmt(out.get("memcpy_v1080_cold_ms"), 2),
+        fmt(out.get("memcpy_v4k_hot_ms"), 2),
+        fmt(out.get("memcpy_v4k_cold_ms"), 2),
+    ));
     md.push_str("**Raw video, non-live, `sync=false`** (frames/s at the consumer: median of 5 interleaved rounds, slowest–fastest in brackets; ratio to the in-process pipeline; CPU of both processes per frame)\n\n");
     md.push_str("| transport | 1080p fps | × in-process | 1080p CPU ms/frame | 4K fps | × in-process | 4K GB/s | 4K CPU ms/frame |\n|---|---|---|---|---|---|---|---|\n");
     for t in video {
@@ -106,7 +137,7 @@ pub(crate) fn report(out: &Out, lat: &[Transport], video: &[Transport]) {
         fmt(out.get("memcpy_4k_frame_ms"), 2)
     ));
     md.push_str("**Audio S16LE 48 kHz stereo, 10 ms buffers**: unpaced buffers/s (non-live, `wave=sine-table`, median of 5 interleaved rounds); live latency from the producer's push to the consumer's arrival (µs; `CLOCK_MONOTONIC` written into each buffer; 3 interleaved rounds pooled, the first 10 buffers of each left out)\n\n");
-    md.push_str("| transport | unpaced bufs/s | audio p50 | p99 | max | 1080p live p50 | p99 | max |\n|---|---|---|---|---|---|---|---|\n");
+    md.push_str("| transport | unpaced bufs/s | audio p50 | p99 | max | 1080p live p50 | p99 | max | 4K live p50 | p99 | consumer CPU, 1080p live |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
     for t in lat {
         let k = t.key();
         let note = out
@@ -117,7 +148,7 @@ pub(crate) fn report(out: &Out, lat: &[Transport], video: &[Transport]) {
             .unwrap_or_default();
         let g = |n: String| out.get(&n);
         md.push_str(&format!(
-            "| {}{} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {}{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             t.label(),
             note,
             fmt_spread(out, &format!("audio_{k}_bufs_per_s"), &format!("audio_{k}")),
@@ -127,6 +158,9 @@ pub(crate) fn report(out: &Out, lat: &[Transport], video: &[Transport]) {
             fmt(g(format!("v1080_{k}_p50_us")), 1),
             fmt(g(format!("v1080_{k}_p99_us")), 1),
             fmt(g(format!("v1080_{k}_max_us")), 1),
+            fmt(g(format!("v4k_{k}_p50_us")), 1),
+            fmt(g(format!("v4k_{k}_p99_us")), 1),
+            g(format!("v1080_{k}_consumer_cpu_pct")).map_or("—".into(), |c| format!("{c:.2} %")),
         ));
     }
     if !ring.is_empty() {
@@ -135,8 +169,13 @@ pub(crate) fn report(out: &Out, lat: &[Transport], video: &[Transport]) {
             md.push_str(&format!("| `{k}` | {} |\n", fmt(*v, 3)));
         }
     }
-    std::fs::write(dir.join("gst.md"), &md).unwrap();
+    md.push_str(&targets::table(targets));
+    std::fs::write(dir.join(format!("{name}.md")), &md).unwrap();
     println!("{md}");
+    if load {
+        eprintln!("wrote {}/{name}.json, {name}.md", dir.display());
+        return;
+    }
     if let Err(e) = plots(out, video, lat, &dir) {
         eprintln!("plots not drawn: {e}");
     }

@@ -240,17 +240,25 @@ pub(crate) fn throughput(
     }
 }
 
-pub(crate) fn latency(t: Transport, w: &Work, names: &mut Names) -> Result<Vec<i64>, String> {
-    let lat = match roles(t, w, names, true) {
-        (one, None) => run_one(&one)?.latencies_ns,
-        (p, Some(c)) => run_pair(&p, &c)?.1.latencies_ns,
+/// One live run: the sorted latencies (ns, warm-up left out) and the consumer's CPU
+/// over the stream (fraction of one core; the whole pipeline in one process).
+pub(crate) fn latency(
+    t: Transport,
+    w: &Work,
+    names: &mut Names,
+) -> Result<(Vec<i64>, f64), String> {
+    let r = match roles(t, w, names, true) {
+        (one, None) => run_one(&one)?,
+        (p, Some(c)) => run_pair(&p, &c)?.1,
     };
+    let cpu = r.cpu_ns as f64 / (r.last_ns.saturating_sub(r.first_ns)).max(1) as f64;
+    let lat = r.latencies_ns;
     if lat.len() <= WARM_UP + 10 {
         return Err(format!("only {} buffers measured", lat.len()));
     }
     let mut v = lat[WARM_UP..].to_vec();
     v.sort();
-    Ok(v)
+    Ok((v, cpu))
 }
 
 /// Runs `f` for every transport in turn, `ROUNDS` times over (interleaved, so that

@@ -24,8 +24,9 @@ pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-/// Default `wake-ahead`.
-pub(super) const DEFAULT_WAKE_AHEAD: Duration = Duration::from_micros(200);
+/// Default `wake-ahead`: the cap; what the consumer polls within it, it measures
+/// (docs/plugin.md).
+pub(super) const DEFAULT_WAKE_AHEAD: Duration = Duration::from_micros(1000);
 /// Default `reconnect-interval`.
 const DEFAULT_RECONNECT_INTERVAL: Duration = Duration::from_millis(100);
 /// Default `spin-time`: the frame channel's own.
@@ -71,6 +72,8 @@ pub(super) struct Counters {
     pub(super) copies: u64,
     pub(super) dropped: u64,
     pub(super) reconnects: u64,
+    /// What the consumer's wake-ahead did, as of a recent buffer.
+    pub(super) anticipation: shmring::frame::Anticipation,
 }
 
 pub(super) struct State {
@@ -157,7 +160,7 @@ impl ObjectImpl for Src {
                     .build(),
                 glib::ParamSpecUInt::builder("wake-ahead")
                     .nick("Wake ahead")
-                    .blurb("Microseconds before the next buffer is due (judged from the spacing of the last ones) to wake and poll for it instead of waiting to be woken: lower, steadier latency for live streams for about this much CPU per buffer interval (0: off; only with is-live=true)")
+                    .blurb("Most microseconds to poll for each buffer of a live stream, waking shortly before it can come instead of waiting to be woken (a wake-up can cost up to a millisecond on a virtual machine). Within this cap the source measures when buffers come, how late, how late its own timed wake-ups are and whether polling catches them; it polls at most 1.5 % of the buffer interval and turns itself off for a while where it does not pay (0: off; only with is-live=true; stats says what it did)")
                     .default_value(us(DEFAULT_WAKE_AHEAD))
                     .mutable_ready()
                     .build(),
@@ -397,6 +400,9 @@ impl PushSrcImpl for Src {
             };
             let lost = match r {
                 Ok(ev) => {
+                    if matches!(ev, shmring::Event::Frame(ref f) if f.seq() % 16 == 0) {
+                        self.counters.lock().unwrap().anticipation = consumer.anticipation();
+                    }
                     put_back(consumer);
                     match self.handle(ev) {
                         Ok(Next::Buffer(b)) => {

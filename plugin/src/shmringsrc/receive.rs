@@ -297,6 +297,11 @@ impl Src {
             .field("copies", c.copies)
             .field("dropped", c.dropped)
             .field("reconnects", c.reconnects)
+            .field("wake-ahead-hits", c.anticipation.hits)
+            .field("wake-ahead-misses", c.anticipation.misses)
+            .field("wake-ahead-turned-off", c.anticipation.turned_off)
+            .field("wake-oversleep-p90-us", c.anticipation.oversleep_p90_us)
+            .field("frame-lateness-p90-us", c.anticipation.lateness_p90_us)
             .build()
     }
 }

@@ -83,7 +83,7 @@ pub use arena::MAX_SLOT_BYTES;
 pub use desc::META_BYTES;
 pub use wire::goodbye;
 
-pub use consumer::{Backoff, Consumer, ConsumerConfig, Event, Frame};
+pub use consumer::{Anticipation, Backoff, Consumer, ConsumerConfig, Event, Frame};
 pub use producer::{
     ConsumerEvent, ConsumerStats, Policy, Producer, ProducerConfig, ProducerStats, ReusableSlot,
     WriteSlot,

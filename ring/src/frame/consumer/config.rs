@@ -23,13 +23,19 @@ pub struct ConsumerConfig {
     pub max_mapped_bytes: u64,
     /// Most side messages queued ahead of the frame they precede. Default 1024.
     pub max_pending_side: usize,
-    /// Wake this long before the next frame is due and poll for it, instead of
-    /// sleeping until the producer's doorbell wakes this consumer: lower, steadier
-    /// latency for paced (live) streams, for a little CPU (about `wake_ahead` per
-    /// frame interval). When the next frame is due is judged from the spacing of
-    /// the last frames (only streams whose frames are at least 10 × `wake_ahead`
-    /// apart); a frame that is late by more than `wake_ahead` is waited for on the
-    /// doorbell as usual. 0: off. Default 0.
+    /// The most this consumer polls for each frame of a paced (live) stream, waking
+    /// shortly before the frame can come instead of sleeping until the producer's
+    /// doorbell wakes it: a wake-up costs from a few µs to a millisecond depending
+    /// on the machine (a virtual CPU that halted), a poll that catches its frame
+    /// nothing. 0: off. Default 0.
+    ///
+    /// Within this cap the consumer decides from what it measures: when frames
+    /// come (the stream's grid, from the earliest recent arrivals), how late they
+    /// come after it (the producer's jitter, on frames caught while polling), how
+    /// late its own timed wake-ups come, and whether polls catch their frame. It
+    /// polls at most 1.5 % of the frame interval, only for streams at least 2 ms
+    /// apart, and turns itself off for 300 frames when fewer than 8 of 32 polls
+    /// caught their frame ([`Consumer::anticipation`] says what it did).
     pub wake_ahead: Duration,
 }
 

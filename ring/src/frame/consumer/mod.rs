@@ -26,6 +26,7 @@ pub use config::{Backoff, ConsumerConfig};
 pub use frame::Frame;
 
 use frame::*;
+pub use wait::Anticipation;
 use wait::Pace;
 
 /// What [`Consumer::recv`] returns.
@@ -78,9 +79,10 @@ pub struct Consumer {
     broken: Option<PeerFault>,
     waker: Waker,
     cfg: ConsumerConfig,
-    /// When the last frame was seen, and the smoothed spacing of frames (for
-    /// `wake_ahead`).
+    /// When frames come and what polling for them catches (for `wake_ahead`).
     pace: Pace,
+    /// The frame being received was caught by polling (its arrival time is exact).
+    caught_polling: bool,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -279,6 +281,7 @@ impl Consumer {
             waker: Waker::new()?,
             cfg,
             pace: Pace::default(),
+            caught_polling: false,
         })
     }
 
@@ -293,6 +296,12 @@ impl Consumer {
     /// copy past a share of this, or it stalls the producer.
     pub fn max_held(&self) -> u32 {
         self.max_held
+    }
+
+    /// What waking ahead of the stream measured and did (see
+    /// [`ConsumerConfig::wake_ahead`]).
+    pub fn anticipation(&self) -> Anticipation {
+        self.pace.report()
     }
 
     /// A handle that interrupts a blocked [`Consumer::recv`] from another thread.
@@ -331,11 +340,15 @@ impl Consumer {
         // message with no frame after it (end of stream, goodbye) waits at most
         // the spin.
         let mut read_socket = false;
+        self.caught_polling = false;
         loop {
             let r = self.poll_event(read_socket);
             if let Some(ev) = self.note(r)? {
-                if matches!(ev, Event::Frame(_)) && !self.cfg.wake_ahead.is_zero() {
-                    self.pace.arrived(Instant::now());
+                if let Event::Frame(f) = &ev {
+                    if !self.cfg.wake_ahead.is_zero() {
+                        self.pace
+                            .arrived(f.seq(), Instant::now(), self.caught_polling);
+                    }
                 }
                 return Ok(ev);
             }

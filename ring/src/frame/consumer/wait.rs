@@ -3,57 +3,277 @@
 
 use super::*;
 
-/// Arrival times of frames, to tell when the next one is due.
-#[derive(Default, Debug)]
+/// A few recent measurements, for a quantile.
+#[derive(Debug)]
+struct Samples {
+    v: [f64; 64],
+    n: usize,
+    next: usize,
+}
+
+impl Default for Samples {
+    fn default() -> Self {
+        Samples {
+            v: [0.0; 64],
+            n: 0,
+            next: 0,
+        }
+    }
+}
+
+impl Samples {
+    fn push(&mut self, x: f64) {
+        self.v[self.next] = x;
+        self.next = (self.next + 1) % self.v.len();
+        self.n = (self.n + 1).min(self.v.len());
+    }
+
+    /// The `q` quantile of what was kept, if there are at least `min` samples.
+    fn quantile(&self, q: f64, min: usize) -> Option<f64> {
+        if self.n < min.max(1) {
+            return None;
+        }
+        let mut v = self.v;
+        let v = &mut v[..self.n];
+        v.sort_by(f64::total_cmp);
+        Some(v[((self.n - 1) as f64 * q).round() as usize])
+    }
+}
+
+/// What waking ahead of a paced stream did (see [`ConsumerConfig::wake_ahead`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Anticipation {
+    /// Frames that came while this consumer polled for them (no wake-up needed).
+    pub hits: u64,
+    /// Polls that ended with no frame (the consumer then slept on its doorbell).
+    pub misses: u64,
+    /// Times it turned itself off for a while because it did not pay (fewer than a
+    /// quarter of its polls caught their frame).
+    pub turned_off: u64,
+    /// How late, at the 90th percentile, this consumer's timed wake-ups come on
+    /// this machine (µs): measured on its own sleeps.
+    pub oversleep_p90_us: f64,
+    /// How late, at the 90th percentile, frames come after the earliest time the
+    /// stream's pace allows (µs): the producer's own jitter, measured on frames
+    /// caught while polling.
+    pub lateness_p90_us: f64,
+}
+
+/// When frames come, and what polling for them costs and catches: decides from
+/// these measurements whether, when and how long to poll ahead of the next frame.
+///
+/// The stream's grid: frames `n` are due no earlier than `origin + n × gap`, where
+/// `gap` is the median recent spacing and `origin` the earliest of the last few
+/// arrivals moved back onto the grid. Arrivals are only ever late (a producer oversleeps,
+/// a wake-up takes time), never early, so the minimum is a robust anchor; a frame
+/// found on waking is late by the wake-up too, which the minimum ignores.
+#[derive(Debug, Default)]
 pub(super) struct Pace {
-    pub(super) last: Option<Instant>,
-    pub(super) gap: Option<Duration>,
+    base: Option<Instant>,
+    /// Recent arrivals: (frame number, ns since `base`), oldest first.
+    recent: VecDeque<(u64, f64)>,
+    /// Spacing of frames, ns.
+    gap: Option<f64>,
+    /// Lateness behind the grid of frames caught while polling, ns.
+    late: Samples,
+    /// Oversleep of this consumer's timed waits, ns.
+    over: Samples,
+    /// Polls and hits in the current judging window.
+    tries: u32,
+    caught: u32,
+    /// Frames left before anticipation is tried again, after it did not pay.
+    off_for: u32,
+    pub(super) stats: Anticipation,
+}
+
+/// Plans of one anticipation: when to wake, when to give up.
+pub(super) struct Plan {
+    wake: Instant,
+    give_up: Instant,
 }
 
 impl Pace {
     /// Frames closer than this are a burst (a backlog drained), not the stream's pace.
-    const BURST: Duration = Duration::from_micros(50);
+    const BURST: f64 = 50e3;
+    /// Streams faster than this keep the consumer busy anyway.
+    const MIN_GAP: f64 = 2e6;
+    /// Arrivals the spacing is taken from, and the grid's origin.
+    const RECENT: usize = 32;
+    const ANCHOR: usize = 8;
+    /// The most of each frame interval spent polling (1.5 %).
+    const BUDGET: f64 = 0.015;
+    /// Polls judged at a time, and the fewest of them that must catch their frame.
+    const JUDGE: u32 = 32;
+    const MIN_CAUGHT: u32 = 8;
+    /// Frames it stays off after failing.
+    const OFF_FOR: u32 = 300;
+    /// Margin on each side of a poll, ns.
+    const MARGIN: f64 = 20e3;
 
-    pub(super) fn arrived(&mut self, now: Instant) {
-        if let Some(last) = self.last {
-            let g = now.saturating_duration_since(last);
-            if g >= Self::BURST {
-                // Exponential average, 1/8 weight: follows a rate change within a
-                // dozen frames, shrugs off one late frame.
-                self.gap = Some(match self.gap {
-                    None => g,
-                    Some(old) => (old * 7 + g) / 8,
-                });
-            }
-        }
-        self.last = Some(now);
+    fn ns(&mut self, t: Instant) -> f64 {
+        let base = *self.base.get_or_insert(t);
+        t.saturating_duration_since(base).as_nanos() as f64
     }
 
-    /// When the next frame is due, if the stream has a pace.
-    pub(super) fn due(&self) -> Option<Instant> {
-        Some(self.last? + self.gap?)
+    /// Frame `seq` arrived at `now`; `precise` when it was caught by polling (the
+    /// time is its arrival's, not a wake-up's).
+    pub(super) fn arrived(&mut self, seq: u64, now: Instant, precise: bool) {
+        let t = self.ns(now);
+        if self.recent.back().is_some_and(|&(s, _)| seq <= s) {
+            // A new stream (reconnected): start over.
+            self.recent.clear();
+        }
+        self.recent.push_back((seq, t));
+        if self.recent.len() > Self::RECENT {
+            self.recent.pop_front();
+        }
+        self.gap = self.spacing();
+        if precise {
+            if let Some(due) = self.due(seq) {
+                self.late.push((t - due).max(0.0));
+            }
+        }
+        self.off_for = self.off_for.saturating_sub(1);
+    }
+
+    /// The stream's spacing: the median of the recent spacings (a late frame makes
+    /// one long and the next short; a burst's are left out).
+    fn spacing(&self) -> Option<f64> {
+        let mut g: Vec<f64> = self
+            .recent
+            .iter()
+            .zip(self.recent.iter().skip(1))
+            .map(|(&(s0, t0), &(s1, t1))| (t1 - t0) / (s1 - s0) as f64)
+            .filter(|&g| g >= Self::BURST)
+            .collect();
+        if g.len() < 3 {
+            return None;
+        }
+        g.sort_by(f64::total_cmp);
+        Some(g[g.len() / 2])
+    }
+
+    /// The earliest frame `seq` can come, ns since `base`.
+    fn due(&self, seq: u64) -> Option<f64> {
+        let gap = self.gap?;
+        // The last few only: an error in the spacing grows with the distance.
+        let origin = self
+            .recent
+            .iter()
+            .rev()
+            .take(Self::ANCHOR)
+            .map(|&(s, t)| t - s as f64 * gap)
+            .fold(f64::INFINITY, f64::min);
+        Some(origin + seq as f64 * gap)
+    }
+
+    /// When to wake before frame `seq` and how long to poll for it, within
+    /// `cap` and the budget; `None` when polling ahead does not pay here.
+    pub(super) fn plan(&mut self, seq: u64, cap: Duration, now: Instant) -> Option<Plan> {
+        if cap.is_zero() || self.off_for > 0 || self.recent.len() < 4 {
+            return None;
+        }
+        let gap = self.gap.filter(|&g| g >= Self::MIN_GAP)?;
+        let due = self.due(seq)?;
+        let budget = (cap.as_nanos() as f64).min(gap * Self::BUDGET);
+        // Until measured: a timed wake-up 100 µs late, frames up to half the budget.
+        let over_hi = self.over.quantile(0.9, 4).unwrap_or(100e3);
+        let over_mid = self.over.quantile(0.5, 4).unwrap_or(50e3);
+        let lead = (over_hi - over_mid).max(0.0) + Self::MARGIN;
+        if lead >= budget {
+            return None;
+        }
+        let late = self
+            .late
+            .quantile(0.9, 8)
+            .map_or(budget / 2.0, |l| l + Self::MARGIN)
+            .min(budget - lead);
+        let at = |ns: f64| {
+            let base = self.base.expect("set by the first arrival");
+            base + Duration::from_nanos(ns.max(0.0) as u64)
+        };
+        let give_up = at(due + late);
+        if give_up <= now {
+            return None;
+        }
+        Some(Plan {
+            wake: at(due - over_hi - Self::MARGIN),
+            give_up,
+        })
+    }
+
+    /// A timed wait meant to end at `wanted` ended at `now`.
+    fn woke(&mut self, wanted: Instant, now: Instant) {
+        self.over
+            .push(now.saturating_duration_since(wanted).as_nanos() as f64);
+    }
+
+    /// A poll ended: it caught its frame or not. Every `JUDGE` polls, anticipation
+    /// that caught too few turns itself off for a while.
+    fn polled(&mut self, caught: bool) {
+        if caught {
+            self.stats.hits += 1;
+            self.caught += 1;
+        } else {
+            self.stats.misses += 1;
+        }
+        self.tries += 1;
+        if self.tries >= Self::JUDGE {
+            if self.caught < Self::MIN_CAUGHT {
+                self.off_for = Self::OFF_FOR;
+                self.stats.turned_off += 1;
+            }
+            self.tries = 0;
+            self.caught = 0;
+        }
+    }
+
+    /// What it measured and did so far.
+    pub(super) fn report(&self) -> Anticipation {
+        Anticipation {
+            oversleep_p90_us: self.over.quantile(0.9, 1).unwrap_or(0.0) / 1e3,
+            lateness_p90_us: self.late.quantile(0.9, 1).unwrap_or(0.0) / 1e3,
+            ..self.stats
+        }
+    }
+}
+
+/// Sets this thread's timer slack to 1 ns while it lives (timed wake-ups come when
+/// asked instead of up to 50 µs later), then puts the old slack back.
+struct PreciseTimers(libc::c_int);
+
+impl PreciseTimers {
+    fn new() -> PreciseTimers {
+        // SAFETY: PR_GET_TIMERSLACK takes no pointer and only reads this thread's
+        // setting; PR_SET_TIMERSLACK only changes it.
+        unsafe {
+            let old = libc::prctl(libc::PR_GET_TIMERSLACK);
+            libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
+            PreciseTimers(old)
+        }
+    }
+}
+
+impl Drop for PreciseTimers {
+    fn drop(&mut self) {
+        if self.0 > 0 {
+            // SAFETY: as in `new`; the value is what PR_GET_TIMERSLACK returned.
+            unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, self.0 as libc::c_ulong) };
+        }
     }
 }
 
 impl Consumer {
-    /// With `wake_ahead`: sleeps (on the doorbell, as usual) until `wake_ahead`
-    /// before the next frame is due, then polls the ring until it comes or is
-    /// `wake_ahead` late. True when there is something to look at.
+    /// With `wake_ahead`: sleeps (on the doorbell, as usual) until shortly before
+    /// the next frame can come, then polls the ring until it comes or the plan
+    /// gives up (see [`Pace`]). True when there is something to look at.
     pub(super) fn anticipate(&mut self, deadline: Option<Instant>) -> Result<bool> {
-        let ahead = self.cfg.wake_ahead;
-        // Only for streams paced well apart: a fast stream keeps the consumer busy
-        // anyway, and polling a large share of each interval would cost CPU for
-        // nothing.
-        let paced = self.pace.gap.is_some_and(|g| g >= ahead * 10);
-        let Some(due) = self.pace.due().filter(|_| !ahead.is_zero() && paced) else {
+        let now = Instant::now();
+        let Some(plan) = self.pace.plan(self.next_seq, self.cfg.wake_ahead, now) else {
             return Ok(false);
         };
-        let give_up = match deadline {
-            Some(d) => d.min(due + ahead),
-            None => due + ahead,
-        };
-        let wake = due.checked_sub(ahead).unwrap_or(due);
-        if Instant::now() < wake {
+        let give_up = deadline.map_or(plan.give_up, |d| d.min(plan.give_up));
+        if now < plan.wake {
             if self.frames.arm()? {
                 self.frames.disarm();
                 return Ok(true);
@@ -63,7 +283,11 @@ impl Consumer {
                 pollfd(self.frames.bell().as_fd(), libc::POLLIN),
                 pollfd(self.waker.as_fd(), libc::POLLIN),
             ];
-            let woke = poll_until(&mut fds, Some(wake.min(give_up)));
+            let wake = plan.wake.min(give_up);
+            let woke = {
+                let _precise = PreciseTimers::new();
+                poll_until(&mut fds, Some(wake))
+            };
             self.frames.disarm();
             if woke? {
                 // Early: a frame rang, or a message, a hang-up or the waker came,
@@ -75,13 +299,17 @@ impl Consumer {
                 }
                 return Ok(rang);
             }
+            self.pace.woke(wake, Instant::now());
         }
         while Instant::now() < give_up {
             if self.frames.ready()? > 0 {
+                self.pace.polled(true);
+                self.caught_polling = true;
                 return Ok(true);
             }
             std::hint::spin_loop();
         }
+        self.pace.polled(false);
         Ok(false)
     }
 
@@ -90,6 +318,7 @@ impl Consumer {
         let mut spin = Spin::new(self.cfg.spin);
         while spin.keep_spinning() {
             if self.frames.ready()? > 0 {
+                self.caught_polling = true;
                 return Ok(true);
             }
             spin.pause();
@@ -142,5 +371,100 @@ impl Consumer {
             self.frames.bell().drain();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GAP: Duration = Duration::from_micros(33_333);
+
+    /// A stream of `n` frames from `t0`, every third one `late_us` late, fed as
+    /// found on waking (not caught polling).
+    fn paced(p: &mut Pace, t0: Instant, n: u64, late_us: u64) {
+        for seq in 0..n {
+            let late = if seq % 3 == 0 { late_us } else { 0 };
+            p.arrived(
+                seq,
+                t0 + GAP * seq as u32 + Duration::from_micros(late),
+                false,
+            );
+        }
+    }
+
+    #[test]
+    fn the_plan_brackets_the_next_frame_whatever_late_frames_came_before() {
+        let t0 = Instant::now();
+        let mut p = Pace::default();
+        paced(&mut p, t0, 10, 300);
+        let now = t0 + GAP * 9 + Duration::from_micros(400);
+        let plan = p.plan(10, Duration::from_millis(1), now).expect("a plan");
+        let due = t0 + GAP * 10;
+        assert!(plan.wake < due && plan.wake > due - Duration::from_millis(1));
+        assert!(plan.give_up > due);
+        // Within the budget: 1.5 % of the interval, 500 µs.
+        assert!(plan.give_up - plan.wake <= Duration::from_micros(500 + 200));
+    }
+
+    #[test]
+    fn no_plan_for_fast_streams_without_a_cap_or_with_too_few_frames() {
+        let t0 = Instant::now();
+        let mut p = Pace::default();
+        paced(&mut p, t0, 3, 0);
+        assert!(p.plan(3, Duration::from_millis(1), t0 + GAP * 2).is_none());
+        paced(&mut p, t0, 10, 0);
+        assert!(p.plan(10, Duration::ZERO, t0 + GAP * 9).is_none());
+        let mut fast = Pace::default();
+        for seq in 0..50u64 {
+            fast.arrived(seq, t0 + Duration::from_micros(500) * seq as u32, false);
+        }
+        assert!(
+            fast.plan(50, Duration::from_millis(1), t0 + Duration::from_millis(25))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn polls_that_catch_too_little_turn_it_off_for_a_while() {
+        let t0 = Instant::now();
+        let mut p = Pace::default();
+        paced(&mut p, t0, 10, 0);
+        for _ in 0..Pace::JUDGE {
+            p.polled(false);
+        }
+        assert_eq!(p.report().turned_off, 1);
+        assert_eq!(p.report().misses, Pace::JUDGE as u64);
+        assert!(p.plan(10, Duration::from_millis(1), t0 + GAP * 9).is_none());
+        // Back after OFF_FOR frames.
+        for seq in 10..10 + Pace::OFF_FOR as u64 {
+            p.arrived(seq, t0 + GAP * seq as u32, false);
+        }
+        let next = 10 + Pace::OFF_FOR as u64;
+        let now = t0 + GAP * (next - 1) as u32;
+        assert!(p.plan(next, Duration::from_millis(1), now).is_some());
+        // Enough hits keep it on.
+        for i in 0..Pace::JUDGE {
+            p.polled(i % 3 == 0);
+        }
+        assert_eq!(p.report().turned_off, 1);
+    }
+
+    #[test]
+    fn measured_oversleep_wakes_it_earlier() {
+        let t0 = Instant::now();
+        let mut p = Pace::default();
+        paced(&mut p, t0, 10, 0);
+        let now = t0 + GAP * 9;
+        let before = p.plan(10, Duration::from_millis(1), now).unwrap().wake;
+        for i in 0..16u64 {
+            let wanted = t0 + Duration::from_millis(i);
+            // 50 µs late mostly, 300 µs late one time in four.
+            let late = if i % 4 == 0 { 300 } else { 50 };
+            p.woke(wanted, wanted + Duration::from_micros(late));
+        }
+        let after = p.plan(10, Duration::from_millis(1), now).unwrap().wake;
+        assert!(after < before, "{after:?} vs {before:?}");
+        assert!(p.report().oversleep_p90_us >= 299.0);
     }
 }

@@ -1,0 +1,203 @@
+//! The ratios the project holds itself to (issue 16), from the figures of this run:
+//! each a figure of its own in `gst.json`, and a table with the target beside it.
+
+use super::*;
+
+/// A ratio or bound, its target, and whether lower is better.
+pub(crate) struct Target {
+    pub(crate) name: String,
+    pub(crate) what: String,
+    pub(crate) value: Option<f64>,
+    pub(crate) limit: f64,
+    pub(crate) at_most: bool,
+}
+
+impl Target {
+    pub(crate) fn met(&self) -> Option<bool> {
+        let v = self.value?;
+        Some(if self.at_most {
+            v <= self.limit
+        } else {
+            v >= self.limit
+        })
+    }
+}
+
+fn div(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+fn min_of(v: impl IntoIterator<Item = Option<f64>>) -> Option<f64> {
+    v.into_iter().flatten().reduce(f64::min)
+}
+
+/// Computes every target's figure from `out`, puts it there, and returns them.
+pub(crate) fn compute(out: &mut Out) -> Vec<Target> {
+    let g = |out: &Out, k: String| out.get(&k);
+    let mut t = Vec::new();
+    let wake = out.get("wake_eventfd_p50_us");
+    let rivals = ["shm", "tcp", "unixfd"];
+    for tag in ["audio", "v1080", "v4k"] {
+        let ours = g(out, format!("{tag}_shmring_p50_us"));
+        let inproc = g(out, format!("{tag}_inprocess_p50_us"));
+        let bound = match (inproc, wake) {
+            (Some(i), Some(w)) => Some(i + 4.0 * w),
+            _ => None,
+        };
+        out.put(format!("lat_{tag}_bound_p50_us"), bound);
+        let best50 = min_of(rivals.iter().map(|r| g(out, format!("{tag}_{r}_p50_us"))));
+        let best99 = min_of(rivals.iter().map(|r| g(out, format!("{tag}_{r}_p99_us"))));
+        let ours99 = g(out, format!("{tag}_shmring_p99_us"));
+        let spin = g(out, format!("{tag}_shmring_spin_p50_us"));
+        t.push(Target {
+            name: format!("lat_{tag}_shmring_vs_bound"),
+            what: format!("{tag} live p50 ÷ (in-process p50 + 4 × eventfd wake-up p50)"),
+            value: div(ours, bound),
+            limit: 1.0,
+            at_most: true,
+        });
+        t.push(Target {
+            name: format!("lat_{tag}_shmring_vs_rivals_p50"),
+            what: format!("{tag} live p50 ÷ the best rival's p50"),
+            value: div(ours, best50),
+            limit: 0.7,
+            at_most: true,
+        });
+        t.push(Target {
+            name: format!("lat_{tag}_shmring_vs_rivals_p99"),
+            what: format!("{tag} live p99 ÷ the best rival's p99"),
+            value: div(ours99, best99),
+            limit: 1.0,
+            at_most: true,
+        });
+        t.push(Target {
+            name: format!("lat_{tag}_spin_over_inprocess_p50_us"),
+            what: format!("{tag} live p50 with spinning − in-process p50 (µs)"),
+            value: spin.zip(inproc).map(|(s, i)| s - i),
+            limit: 4.0,
+            at_most: true,
+        });
+    }
+    for (tag, limit) in [("v1080", 0.9), ("v4k", 0.95)] {
+        let inproc = g(out, format!("{tag}_inprocess_fps"));
+        t.push(Target {
+            name: format!("{tag}_shmring_vs_inprocess"),
+            what: format!("{tag} zero-copy fps ÷ in-process fps"),
+            value: div(g(out, format!("{tag}_shmring_fps")), inproc),
+            limit,
+            at_most: false,
+        });
+        // In-process time per frame plus one hot memcpy of the frame.
+        let bound = match (inproc, g(out, format!("memcpy_{tag}_hot_ms"))) {
+            (Some(f), Some(m)) => Some(1.0 / (1.0 / f + m / 1e3)),
+            _ => None,
+        };
+        out.put(format!("{tag}_copy_bound_fps"), bound);
+        t.push(Target {
+            name: format!("{tag}_shmring_copy_vs_bound"),
+            what: format!("{tag} copy path fps ÷ (in-process + one hot memcpy) fps"),
+            value: div(g(out, format!("{tag}_shmring_copy_fps")), bound),
+            limit: 0.9,
+            at_most: false,
+        });
+    }
+    t.push(Target {
+        name: "audio_shmring_vs_inprocess".into(),
+        what: "unpaced 10 ms audio buffers/s ÷ in-process".into(),
+        value: div(
+            out.get("audio_shmring_bufs_per_s"),
+            out.get("audio_inprocess_bufs_per_s"),
+        ),
+        limit: 0.75,
+        at_most: false,
+    });
+    t.push(Target {
+        name: "v1080_live_consumer_cpu_pct".into(),
+        what: "CPU of the default consumer of a 30 fps live 1080p stream (% of a core)".into(),
+        value: out.get("v1080_shmring_consumer_cpu_pct"),
+        limit: 2.0,
+        at_most: true,
+    });
+    for tag in ["v1080", "v4k", "audio"] {
+        let key = format!("{tag}_shmring");
+        let v = out.spread.get(&key).map(|(lo, hi)| lo / hi);
+        t.push(Target {
+            name: format!("{tag}_shmring_steadiness"),
+            what: format!("{tag}: slowest round ÷ fastest round"),
+            value: v,
+            limit: 0.8,
+            at_most: false,
+        });
+    }
+    // Against shmsink in the same conditions (the figures that matter under load).
+    for (name, ours, theirs, lower) in [
+        (
+            "v1080_shmring_vs_shm",
+            "v1080_shmring_fps",
+            "v1080_shm_fps",
+            false,
+        ),
+        (
+            "v4k_shmring_vs_shm",
+            "v4k_shmring_fps",
+            "v4k_shm_fps",
+            false,
+        ),
+        (
+            "audio_shmring_vs_shm",
+            "audio_shmring_bufs_per_s",
+            "audio_shm_bufs_per_s",
+            false,
+        ),
+        (
+            "lat_v1080_shmring_vs_shm_p50",
+            "v1080_shmring_p50_us",
+            "v1080_shm_p50_us",
+            true,
+        ),
+        (
+            "lat_audio_shmring_vs_shm_p50",
+            "audio_shmring_p50_us",
+            "audio_shm_p50_us",
+            true,
+        ),
+    ] {
+        t.push(Target {
+            name: name.into(),
+            what: format!("{ours} ÷ {theirs}"),
+            value: div(out.get(ours), out.get(theirs)),
+            limit: 1.0,
+            at_most: lower,
+        });
+    }
+    for x in &t {
+        out.put(x.name.clone(), x.value);
+    }
+    t
+}
+
+/// The targets as a markdown table.
+pub(crate) fn table(t: &[Target]) -> String {
+    let mut md = String::from(
+        "\n**Targets** (issue 16; every ratio from this run)\n\n| figure | value | target | met |\n|---|---|---|---|\n",
+    );
+    for x in t {
+        md.push_str(&format!(
+            "| {} (`{}`) | {} | {} {} | {} |\n",
+            x.what,
+            x.name,
+            fmt(x.value, 2),
+            if x.at_most { "≤" } else { "≥" },
+            x.limit,
+            match x.met() {
+                Some(true) => "yes",
+                Some(false) => "**no**",
+                None => "—",
+            }
+        ));
+    }
+    md
+}
