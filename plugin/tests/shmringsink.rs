@@ -615,3 +615,34 @@ fn time_properties_default_to_the_frame_channel_and_read_back_in_their_units() {
         assert_eq!(e.property::<u32>(name), v, "{name}");
     }
 }
+
+#[test]
+fn automatic_slots_give_small_buffers_a_bigger_arena() {
+    init();
+    let max_for = |caps: &str| {
+        let path = sock("auto-slots");
+        let e = gst::ElementFactory::make("shmringsink")
+            .property("socket-path", &path)
+            .build()
+            .unwrap();
+        assert_eq!(e.property::<u32>("slots"), 0, "automatic by default");
+        let mut h = Harness::with_element(&e, Some("sink"), None);
+        h.play();
+        let caps = gst::Caps::from_str(caps).unwrap();
+        h.set_src_caps(caps.clone());
+        let mut q = gst::query::Allocation::new(Some(&caps), true);
+        assert!(e.static_pad("sink").unwrap().query(&mut q));
+        let (_, size, _, max) = q.allocation_pools().next().unwrap();
+        (size, max)
+    };
+    // 100 ms of stereo audio: 20 KiB slots, 64 of them fit in 4 MiB; all but two.
+    assert_eq!(
+        max_for("audio/x-raw,format=S16LE,rate=48000,channels=2,layout=interleaved"),
+        (19200, 62)
+    );
+    // A 1080p frame: the channel's 8.
+    assert_eq!(
+        max_for("video/x-raw,format=I420,width=1920,height=1080,framerate=30/1"),
+        (1920 * 1080 * 3 / 2, 6)
+    );
+}

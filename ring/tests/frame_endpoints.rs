@@ -235,3 +235,26 @@ fn a_held_slot_is_reclaimed_for_writing_only_once_every_consumer_let_go() {
     drop(s);
     assert_eq!(p.stats().free_slots, 8);
 }
+
+#[test]
+fn small_frames_get_a_bigger_arena_and_a_consumer_a_bigger_share() {
+    let cfg = ProducerConfig {
+        small_frames_arena: 1 << 20,
+        ..patient()
+    };
+    // 4 KiB slots: 256 fit in 1 MiB, at most 64; 1 MiB frames: the 8 of `slots`.
+    assert_eq!(cfg.slots_for(100), 64);
+    assert_eq!(cfg.slots_for(1 << 20), 8);
+    let p = Producer::bind(sock_path("small-arena"), cfg).unwrap();
+    let c = connect(&p);
+    wait_consumers(&p, 1);
+    // The consumer does not read: publishing stops at its share, 32 of 64.
+    let mut sent = 0;
+    while p.stats().consumers[0].held < 32 {
+        assert_eq!(publish(&p, sent, 100), 1);
+        sent += 1;
+        assert!(sent <= 32, "more than its share went out");
+    }
+    assert_eq!(p.stats().free_slots, 64 - 32);
+    drop(c);
+}

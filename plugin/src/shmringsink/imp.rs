@@ -42,7 +42,10 @@ pub(super) enum SlowConsumer {
 // Defaults: the frame channel's own.
 const DEFAULT_SOCKET_MODE: u32 = ProducerConfig::DEFAULT_SOCKET_MODE;
 const DEFAULT_MAX_CONSUMERS: u32 = ProducerConfig::DEFAULT_MAX_CONSUMERS as u32;
-const DEFAULT_SLOTS: u32 = ProducerConfig::DEFAULT_SLOTS;
+/// `slots` 0: automatic, the frame channel's default for large frames and more for
+/// small ones, as many as fit in `SMALL_FRAMES_ARENA` (at most 64).
+const DEFAULT_SLOTS: u32 = 0;
+const SMALL_FRAMES_ARENA: usize = 4 << 20;
 const DEFAULT_BLOCK_TIMEOUT: Duration = ProducerConfig::DEFAULT_BLOCK_TIMEOUT;
 const DEFAULT_SPIN_TIME: Duration = ProducerConfig::DEFAULT_SPIN;
 
@@ -170,8 +173,8 @@ impl ObjectImpl for Sink {
                     .build(),
                 glib::ParamSpecUInt::builder("slots")
                     .nick("Slots")
-                    .blurb("Shared-memory slots (buffers in flight across all consumers)")
-                    .minimum(2)
+                    .blurb("Shared-memory slots per arena (buffers in flight across all consumers). 0: automatic, 8 for large buffers and more for small ones, as many as fit in 4 MiB up to 64 (a producer of small buffers then runs further ahead of its consumers: fewer sleeps and wake-ups on a busy machine)")
+                    .minimum(0)
                     .maximum(4096)
                     .default_value(DEFAULT_SLOTS)
                     .mutable_ready()
@@ -291,7 +294,12 @@ impl BaseSinkImpl for Sink {
         let uids = parse_uids(&s.allowed_uids)
             .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ["{}", e]))?;
         let cfg = ProducerConfig {
-            slots: s.slots,
+            slots: if s.slots == 0 {
+                ProducerConfig::DEFAULT_SLOTS
+            } else {
+                s.slots.max(2)
+            },
+            small_frames_arena: if s.slots == 0 { SMALL_FRAMES_ARENA } else { 0 },
             max_consumers: s.max_consumers as usize,
             policy: match s.on_slow {
                 SlowConsumer::Block => Policy::Block,
@@ -423,7 +431,7 @@ impl BaseSinkImpl for Sink {
         // released them: enough of them that, with one being written, one kept as
         // the last sample and a consumer holding its share (half the slots), the
         // oldest is free again; two slots stay for copies and a new arena.
-        let slots = self.settings.lock().unwrap().slots;
+        let slots = producer.config().slots_for(size as usize);
         let max = slots.saturating_sub(2).max(2);
         let pool = SlotPool::new(&producer);
         let mut config = pool.config();

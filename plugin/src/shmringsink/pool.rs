@@ -78,17 +78,73 @@ mod imp {
         waiting: usize,
         /// Acquires left that do not wait for the newest buffer (after a miss).
         skip_hot: u32,
+        /// What waiting for the newest buffer needed and caught.
+        hot: HotReuse,
+    }
+
+    /// Waiting for the newest buffer, judged on what it did: how long the waits
+    /// that caught it took (the next wait lasts twice their 90th percentile, 20 to
+    /// 300 µs), and how many caught it (fewer than 8 of 32: it stops for 256
+    /// acquires, then tries again).
+    #[derive(Default)]
+    pub(super) struct HotReuse {
+        /// Wait times of the last hits, µs.
+        needed: VecDeque<u32>,
+        tries: u32,
+        hits: u32,
+        pub(super) total_hits: u64,
+        pub(super) total_misses: u64,
+    }
+
+    impl HotReuse {
+        pub(super) fn wait(&self) -> std::time::Duration {
+            let mut v: Vec<u32> = self.needed.iter().copied().collect();
+            if v.len() < 8 {
+                return HOT_REUSE_WAIT;
+            }
+            v.sort_unstable();
+            let p90 = v[(v.len() - 1) * 9 / 10] as u64;
+            std::time::Duration::from_micros((2 * p90).clamp(20, HOT_REUSE_WAIT.as_micros() as u64))
+        }
+
+        /// A wait ended, after `took`, with the newest buffer or not. Returns how
+        /// many acquires to skip waiting.
+        pub(super) fn record(&mut self, hit: bool, took: std::time::Duration) -> u32 {
+            self.tries += 1;
+            if hit {
+                self.hits += 1;
+                self.total_hits += 1;
+                self.needed
+                    .push_back(took.as_micros().min(u32::MAX as u128) as u32);
+                if self.needed.len() > 32 {
+                    self.needed.pop_front();
+                }
+            } else {
+                self.total_misses += 1;
+            }
+            let mut skip = if hit { 0 } else { HOT_REUSE_SKIP };
+            if self.tries >= 32 {
+                if self.hits < 8 {
+                    skip = HOT_REUSE_OFF;
+                }
+                self.tries = 0;
+                self.hits = 0;
+            }
+            skip
+        }
     }
 
     /// Buffers of this size and more (frames that stop fitting in cache when
     /// several cycle) are worth waiting for a moment: an acquire first gives the
-    /// consumers up to `HOT_REUSE_WAIT` to release the newest returned buffer, which
-    /// is then written again while still cached (docs/plugin.md says what it was
-    /// measured to save). After a miss, the next `HOT_REUSE_SKIP` acquires do not
-    /// wait.
+    /// consumers a moment (at most `HOT_REUSE_WAIT`, what [`HotReuse`] measured it
+    /// needs) to release the newest returned buffer, which is then written again
+    /// while still cached (docs/plugin.md says what it was measured to save). After
+    /// a miss, the next `HOT_REUSE_SKIP` acquires do not wait; after too many,
+    /// `HOT_REUSE_OFF`.
     const HOT_REUSE_MIN: usize = 1 << 20;
     const HOT_REUSE_WAIT: std::time::Duration = std::time::Duration::from_micros(300);
     const HOT_REUSE_SKIP: u32 = 16;
+    const HOT_REUSE_OFF: u32 = 256;
 
     /// Acquires after which buffers that waited unused throughout are let go.
     const TRIM_WINDOW: u32 = 64;
@@ -102,6 +158,7 @@ mod imp {
                 low: usize::MAX,
                 waiting: 0,
                 skip_hot: 0,
+                hot: HotReuse::default(),
             }
         }
     }
@@ -233,19 +290,18 @@ mod imp {
                 } else if self.size.load(Ordering::Relaxed) >= HOT_REUSE_MIN {
                     if let Some((_, newest)) = g.queue.back() {
                         let newest = newest.clone();
+                        let wait = g.hot.wait();
                         drop(g);
-                        let until = std::time::Instant::now() + HOT_REUSE_WAIT;
+                        let start = std::time::Instant::now();
                         let mut ok = rearm(&newest);
-                        while !ok && std::time::Instant::now() < until {
+                        while !ok && start.elapsed() < wait {
                             for _ in 0..256 {
                                 std::hint::spin_loop();
                             }
                             ok = rearm(&newest);
                         }
                         g = self.idle.lock().unwrap();
-                        if !ok {
-                            g.skip_hot = HOT_REUSE_SKIP;
-                        }
+                        g.skip_hot = g.hot.record(ok, start.elapsed());
                     }
                 }
                 // The newest first: its memory is the likeliest still in cache
@@ -397,5 +453,36 @@ impl SlotPool {
         let p: SlotPool = glib::Object::new();
         *p.imp().producer.lock().unwrap() = Some(Arc::downgrade(producer));
         p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::imp::HotReuse;
+    use std::time::Duration;
+
+    #[test]
+    fn the_hot_buffer_wait_follows_what_it_needed_and_stops_when_it_misses() {
+        let mut h = HotReuse::default();
+        assert_eq!(h.wait(), Duration::from_micros(300), "until measured");
+        // Hits after 30 µs: the wait becomes twice their 90th percentile.
+        for _ in 0..16 {
+            assert_eq!(h.record(true, Duration::from_micros(30)), 0);
+        }
+        assert_eq!(h.wait(), Duration::from_micros(60));
+        // Instant hits: never below 20 µs.
+        for _ in 0..32 {
+            h.record(true, Duration::ZERO);
+        }
+        assert_eq!(h.wait(), Duration::from_micros(20));
+        // A miss skips 16 acquires; 32 tries with fewer than 8 hits, 256.
+        let mut h = HotReuse::default();
+        let mut skips = Vec::new();
+        for i in 0..32 {
+            skips.push(h.record(i < 7, Duration::from_micros(20)));
+        }
+        assert_eq!(skips[10], 16);
+        assert_eq!(*skips.last().unwrap(), 256);
+        assert_eq!((h.total_hits, h.total_misses), (7, 25));
     }
 }

@@ -155,6 +155,8 @@ pub fn sink_pool(
         .property("socket-path", &path)
         .property("enable-last-sample", false)
         .property("block-timeout", 60_000u32)
+        // The pool's own arithmetic, on a fixed arena (automatic slots: below).
+        .property("slots", 8u32)
         .build()
         .unwrap();
     let mut h = Harness::with_element(&e, Some("sink"), None);

@@ -185,6 +185,49 @@ pub(crate) fn truncate_reason(s: &str) -> &str {
     &s[..end]
 }
 
+/// Whether polling before sleeping pays, judged on the waits it was tried on: a
+/// poll that ends the wait saves a sleep and a wake-up; one that does not only
+/// costs CPU, which, on a machine with more runnable threads than cores, the peer
+/// being waited for may need. Every 64 polls, if fewer than 4 ended their wait,
+/// the next 256 waits sleep at once; then polling is tried again.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct SpinJudge {
+    tries: u32,
+    caught: u32,
+    off_for: u32,
+    /// Times it turned polling off.
+    pub(crate) turned_off: u64,
+}
+
+impl SpinJudge {
+    const JUDGE: u32 = 64;
+    const MIN_CAUGHT: u32 = 4;
+    const OFF_FOR: u32 = 256;
+
+    /// The poll time for the next wait: `spin`, or zero while polling is off.
+    pub(crate) fn budget(&mut self, spin: Duration) -> Duration {
+        if self.off_for > 0 {
+            self.off_for -= 1;
+            return Duration::ZERO;
+        }
+        spin
+    }
+
+    /// A wait that polled (a non-zero budget) ended: during the poll or not.
+    pub(crate) fn record(&mut self, caught: bool) {
+        self.tries += 1;
+        self.caught += caught as u32;
+        if self.tries >= Self::JUDGE {
+            if self.caught < Self::MIN_CAUGHT {
+                self.off_for = Self::OFF_FOR;
+                self.turned_off += 1;
+            }
+            self.tries = 0;
+            self.caught = 0;
+        }
+    }
+}
+
 /// The polling phase of a wait (producer and consumer alike): `keep_spinning` is
 /// true for as long as the spin time, counted from its first call, lasts.
 pub(crate) struct Spin {
@@ -200,6 +243,11 @@ impl Spin {
         }
     }
 
+    /// Whether this wait polls at all.
+    pub(crate) fn polls(&self) -> bool {
+        !self.budget.is_zero()
+    }
+
     pub(crate) fn keep_spinning(&mut self) -> bool {
         if self.budget.is_zero() {
             return false;
@@ -213,5 +261,32 @@ impl Spin {
         for _ in 0..64 {
             std::hint::spin_loop();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polling_that_rarely_ends_a_wait_stops_for_a_while_then_is_tried_again() {
+        let spin = Duration::from_micros(20);
+        let mut j = SpinJudge::default();
+        // A quarter of the polls end their wait: it stays on.
+        for i in 0..SpinJudge::JUDGE {
+            assert_eq!(j.budget(spin), spin);
+            j.record(i % 4 == 0);
+        }
+        assert_eq!(j.turned_off, 0);
+        // Fewer than 4 of 64: off for 256 waits, then on again.
+        for i in 0..SpinJudge::JUDGE {
+            assert_eq!(j.budget(spin), spin);
+            j.record(i < 3);
+        }
+        assert_eq!(j.turned_off, 1);
+        for _ in 0..SpinJudge::OFF_FOR {
+            assert_eq!(j.budget(spin), Duration::ZERO);
+        }
+        assert_eq!(j.budget(spin), spin);
     }
 }

@@ -15,7 +15,7 @@ use crate::os::doorbell::{Waker, poll_until, pollfd};
 use crate::os::listen;
 use crate::ring::channel::{Receiver, RingFds, Sender};
 
-use super::{Spin, recv_msg, say_goodbye, send_msg};
+use super::{Spin, SpinJudge, recv_msg, say_goodbye, send_msg};
 
 mod config;
 mod frame;
@@ -83,6 +83,8 @@ pub struct Consumer {
     pace: Pace,
     /// The frame being received was caught by polling (its arrival time is exact).
     caught_polling: bool,
+    /// Whether polling for the next frame before sleeping pays.
+    spin_judge: SpinJudge,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -282,6 +284,7 @@ impl Consumer {
             cfg,
             pace: Pace::default(),
             caught_polling: false,
+            spin_judge: SpinJudge::default(),
         })
     }
 

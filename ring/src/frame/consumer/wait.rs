@@ -315,13 +315,17 @@ impl Consumer {
 
     /// Polls the ring for up to the configured spin time. True when a frame came.
     pub(super) fn spin(&mut self) -> Result<bool> {
-        let mut spin = Spin::new(self.cfg.spin);
+        let mut spin = Spin::new(self.spin_judge.budget(self.cfg.spin));
         while spin.keep_spinning() {
             if self.frames.ready()? > 0 {
+                self.spin_judge.record(true);
                 self.caught_polling = true;
                 return Ok(true);
             }
             spin.pause();
+        }
+        if spin.polls() {
+            self.spin_judge.record(false);
         }
         Ok(false)
     }

@@ -18,7 +18,7 @@ use crate::os::listen::{PeerCred, SeqpacketListener, check_allowed, peer_cred, s
 use crate::ring::channel::{Receiver, Sender};
 
 use super::outbox::Outbox;
-use super::{Spin, recv_msg, say_goodbye, send_msg};
+use super::{Spin, SpinJudge, recv_msg, say_goodbye, send_msg};
 
 mod config;
 mod publish;
@@ -110,6 +110,7 @@ impl Producer {
                 sticky: BTreeMap::new(),
                 events: VecDeque::new(),
                 stats: ProducerStats::default(),
+                spin_judge: SpinJudge::default(),
             }),
             changed: Condvar::new(),
             waker: Waker::new()?,
@@ -266,12 +267,17 @@ impl Producer {
         }
         let inner = &self.inner;
         let deadline = Instant::now() + inner.cfg.block_timeout;
-        let mut spin = Spin::new(inner.cfg.spin);
+        // Taken when every slot is held; `slept` once it slept.
+        let mut spin: Option<Spin> = None;
+        let mut slept = false;
         let mut st = inner.lock();
         loop {
             st.drain_releases(inner);
             let aid = st.arena_for(inner, len)?;
             if let Some(slot) = st.ledger.acquire(aid) {
+                if spin.as_ref().is_some_and(Spin::polls) && !slept {
+                    st.spin_judge.record(true);
+                }
                 return Ok(WriteSlot {
                     inner: inner.clone(),
                     arena: st.arenas[&aid].clone(),
@@ -282,12 +288,20 @@ impl Producer {
             // A consumer at work releases within microseconds: poll for a while
             // (without the lock) before sleeping on the doorbells. Wakers are
             // looked at once the poll is over (reading one is a system call).
-            if spin.keep_spinning() {
+            if spin.is_none() {
+                spin = Some(Spin::new(st.spin_judge.budget(inner.cfg.spin)));
+            }
+            let s = spin.as_mut().expect("just set");
+            if s.keep_spinning() {
                 drop(st);
-                spin.pause();
+                s.pause();
                 st = inner.lock();
                 continue;
             }
+            if s.polls() && !slept {
+                st.spin_judge.record(false);
+            }
+            slept = true;
             if inner.waker.take() {
                 return Err(PublishError::Interrupted);
             }

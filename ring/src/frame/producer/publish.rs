@@ -36,7 +36,9 @@ pub(super) fn publish<'a>(
     // Block deadlines and drops of this frame, by consumer id, across passes.
     let mut deadlines: Vec<(ConsumerId, Instant)> = Vec::new();
     let mut dropped: Vec<ConsumerId> = Vec::new();
-    let mut spin = Spin::new(inner.cfg.spin);
+    // Taken when a consumer first makes this publish wait; `slept` once it slept.
+    let mut spin: Option<Spin> = None;
+    let mut slept = false;
     'pass: loop {
         st.drain_releases(inner);
         let mut targets = Vec::with_capacity(st.conns.len());
@@ -91,12 +93,20 @@ pub(super) fn publish<'a>(
             // microseconds: poll for a while (without the lock, so that it and
             // everything else go on) before sleeping on its doorbells, where a
             // waker is heard again.
-            if spin.keep_spinning() {
+            if spin.is_none() {
+                spin = Some(Spin::new(st.spin_judge.budget(inner.cfg.spin)));
+            }
+            let s = spin.as_mut().expect("just set");
+            if s.keep_spinning() {
                 drop(st);
-                spin.pause();
+                s.pause();
                 st = inner.lock();
                 continue 'pass;
             }
+            if s.polls() && !slept {
+                st.spin_judge.record(false);
+            }
+            slept = true;
             let sock = why.socket_full.then(|| st.conns[i].sock.clone());
             let bells = match st.arm_wait(i, why) {
                 Ok(Some(bells)) => bells,
@@ -125,6 +135,9 @@ pub(super) fn publish<'a>(
                 }
             }
             continue 'pass;
+        }
+        if spin.as_ref().is_some_and(Spin::polls) && !slept {
+            st.spin_judge.record(true);
         }
         return st.send_frame(inner, slot, targets, offset, len, meta, keep);
     }

@@ -43,6 +43,8 @@ pub(super) struct State {
     pub(super) sticky: BTreeMap<u32, Vec<u8>>,
     pub(super) events: VecDeque<ConsumerEvent>,
     pub(super) stats: ProducerStats,
+    /// Whether polling before sleeping pays for this producer's waits.
+    pub(super) spin_judge: SpinJudge,
 }
 
 pub(super) const MAX_EVENTS: usize = 256;
@@ -130,7 +132,7 @@ impl State {
                 return Ok(cur);
             }
         }
-        let arena = Arc::new(ProducerArena::create(len, inner.cfg.slots)?);
+        let arena = Arc::new(ProducerArena::create(len, inner.cfg.slots_for(len))?);
         let id = self.next_arena;
         self.next_arena = self.next_arena.wrapping_add(1);
         self.ledger.add_arena(id, arena.slots());
@@ -196,6 +198,16 @@ impl State {
         }
     }
 
+    /// A consumer's share of slots: half the current arena's (or what
+    /// `max_held` says).
+    pub(super) fn share(&self, inner: &Inner) -> usize {
+        let slots = self
+            .current
+            .and_then(|c| self.arenas.get(&c))
+            .map_or(inner.cfg.slots, |a| a.slots());
+        inner.cfg.max_held_of(slots)
+    }
+
     /// What keeps consumer `i` from taking a frame now: a full frame ring, its full
     /// share of slots, messages its socket has not taken yet, or nothing. An error
     /// is the reason to cut it off.
@@ -214,7 +226,7 @@ impl State {
         let held = self.ledger.held_by(id);
         Ok(Congestion {
             ring_full: self.conns[i].frames.room().map_err(fault)? == 0,
-            share_full: held >= inner.cfg.max_held(),
+            share_full: held >= self.share(inner),
             socket_full,
         })
     }
