@@ -34,7 +34,7 @@ pub struct ConsumerConfig {
     /// come after it (the producer's jitter, on frames caught while polling), how
     /// late its own timed wake-ups come, and whether polls catch their frame. It
     /// polls at most 1.5 % of the frame interval, only for streams at least 2 ms
-    /// apart, and turns itself off for 300 frames when fewer than 8 of 32 polls
+    /// apart, and turns itself off for 900 frames when fewer than 4 of 8 polls
     /// caught their frame ([`Consumer::anticipation`] says what it did).
     pub wake_ahead: Duration,
 }

@@ -102,11 +102,13 @@ impl Pace {
     const ANCHOR: usize = 8;
     /// The most of each frame interval spent polling (1.5 %).
     const BUDGET: f64 = 0.015;
-    /// Polls judged at a time, and the fewest of them that must catch their frame.
-    const JUDGE: u32 = 32;
-    const MIN_CAUGHT: u32 = 8;
-    /// Frames it stays off after failing.
-    const OFF_FOR: u32 = 300;
+    /// Polls judged at a time, and the fewest of them that must catch their frame:
+    /// a miss costs more than a wake-up (the consumer goes to sleep just before
+    /// the frame comes), so it is judged quickly.
+    const JUDGE: u32 = 8;
+    const MIN_CAUGHT: u32 = 4;
+    /// Frames it stays off after failing (30 s at 30 frames/s).
+    const OFF_FOR: u32 = 900;
     /// Margin on each side of a poll, ns.
     const MARGIN: f64 = 20e3;
 
@@ -449,7 +451,7 @@ mod tests {
         assert!(p.plan(next, Duration::from_millis(1), now).is_some());
         // Enough hits keep it on.
         for i in 0..Pace::JUDGE {
-            p.polled(i % 3 == 0);
+            p.polled(i % 2 == 0);
         }
         assert_eq!(p.report().turned_off, 1);
     }
