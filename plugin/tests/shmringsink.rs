@@ -619,20 +619,10 @@ fn time_properties_default_to_the_frame_channel_and_read_back_in_their_units() {
 #[test]
 fn automatic_slots_give_small_buffers_a_bigger_arena() {
     init();
+    let e = gst::ElementFactory::make("shmringsink").build().unwrap();
+    assert_eq!(e.property::<u32>("slots"), 0, "automatic by default");
     let max_for = |caps: &str| {
-        let path = sock("auto-slots");
-        let e = gst::ElementFactory::make("shmringsink")
-            .property("socket-path", &path)
-            .build()
-            .unwrap();
-        assert_eq!(e.property::<u32>("slots"), 0, "automatic by default");
-        let mut h = Harness::with_element(&e, Some("sink"), None);
-        h.play();
-        let caps = gst::Caps::from_str(caps).unwrap();
-        h.set_src_caps(caps.clone());
-        let mut q = gst::query::Allocation::new(Some(&caps), true);
-        assert!(e.static_pad("sink").unwrap().query(&mut q));
-        let (_, size, _, max) = q.allocation_pools().next().unwrap();
+        let (_, _, _, _, size, max) = sink_pool_of("auto-slots", caps, 0);
         (size, max)
     };
     // 100 ms of stereo audio: 20 KiB slots, 64 of them fit in 4 MiB; all but two.

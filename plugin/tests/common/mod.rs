@@ -149,14 +149,23 @@ pub fn sink_pool(
     tag: &str,
     caps: &str,
 ) -> (gst::Element, Harness, String, gst::BufferPool, u32, u32) {
+    // The pool's own arithmetic, on a fixed arena.
+    sink_pool_of(tag, caps, 8)
+}
+
+/// [`sink_pool`] with `slots` slots per arena (0: automatic).
+pub fn sink_pool_of(
+    tag: &str,
+    caps: &str,
+    slots: u32,
+) -> (gst::Element, Harness, String, gst::BufferPool, u32, u32) {
     init();
     let path = sock(tag);
     let e = gst::ElementFactory::make("shmringsink")
         .property("socket-path", &path)
         .property("enable-last-sample", false)
         .property("block-timeout", 60_000u32)
-        // The pool's own arithmetic, on a fixed arena (automatic slots: below).
-        .property("slots", 8u32)
+        .property("slots", slots)
         .build()
         .unwrap();
     let mut h = Harness::with_element(&e, Some("sink"), None);
