@@ -31,6 +31,8 @@ pub use shmringsrc::ShmringSrc;
 pub(crate) mod units {
     use std::time::Duration;
 
+    use gst::glib;
+
     pub(crate) fn ms(d: Duration) -> u32 {
         u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
     }
@@ -46,8 +48,6 @@ pub(crate) mod units {
     pub(crate) fn from_us(v: &glib::Value) -> Duration {
         Duration::from_micros(v.get::<u32>().expect("a u32 property").into())
     }
-
-    use gst::glib;
 }
 
 fn dup_app_fd(fd: i32) -> std::io::Result<std::os::fd::OwnedFd> {

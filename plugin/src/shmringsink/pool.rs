@@ -90,6 +90,8 @@ mod imp {
     pub(super) struct HotReuse {
         /// Wait times of the last hits, µs.
         needed: VecDeque<u32>,
+        /// Twice their 90th percentile, once there are 8.
+        wait: Option<std::time::Duration>,
         tries: u32,
         hits: u32,
         pub(super) total_hits: u64,
@@ -97,14 +99,25 @@ mod imp {
     }
 
     impl HotReuse {
+        /// How long the next wait may last (worked out when a hit adds a
+        /// measurement, not per acquire).
         pub(super) fn wait(&self) -> std::time::Duration {
-            let mut v: Vec<u32> = self.needed.iter().copied().collect();
-            if v.len() < 8 {
-                return HOT_REUSE_WAIT;
+            self.wait.unwrap_or(HOT_REUSE_WAIT)
+        }
+
+        fn rework_wait(&mut self) {
+            if self.needed.len() < 8 {
+                return;
+            }
+            let mut v = [0u32; 32];
+            let v = &mut v[..self.needed.len()];
+            for (d, s) in v.iter_mut().zip(&self.needed) {
+                *d = *s;
             }
             v.sort_unstable();
             let p90 = v[(v.len() - 1) * 9 / 10] as u64;
-            std::time::Duration::from_micros((2 * p90).clamp(20, HOT_REUSE_WAIT.as_micros() as u64))
+            let us = (2 * p90).clamp(20, HOT_REUSE_WAIT.as_micros() as u64);
+            self.wait = Some(std::time::Duration::from_micros(us));
         }
 
         /// A wait ended, after `took`, with the newest buffer or not. Returns how
@@ -119,6 +132,7 @@ mod imp {
                 if self.needed.len() > 32 {
                     self.needed.pop_front();
                 }
+                self.rework_wait();
             } else {
                 self.total_misses += 1;
             }

@@ -30,13 +30,27 @@ impl Samples {
 
     /// The `q` quantile of what was kept, if there are at least `min` samples.
     fn quantile(&self, q: f64, min: usize) -> Option<f64> {
+        self.sorted(min).map(|v| Self::at(&v, self.n, q))
+    }
+
+    /// The median and the 90th percentile, from one sort.
+    fn median_and_p90(&self, min: usize) -> Option<(f64, f64)> {
+        self.sorted(min)
+            .map(|v| (Self::at(&v, self.n, 0.5), Self::at(&v, self.n, 0.9)))
+    }
+
+    /// A sorted copy (on the stack), if there are at least `min` samples.
+    fn sorted(&self, min: usize) -> Option<[f64; 64]> {
         if self.n < min.max(1) {
             return None;
         }
         let mut v = self.v;
-        let v = &mut v[..self.n];
-        v.sort_by(f64::total_cmp);
-        Some(v[((self.n - 1) as f64 * q).round() as usize])
+        v[..self.n].sort_by(f64::total_cmp);
+        Some(v)
+    }
+
+    fn at(sorted: &[f64; 64], n: usize, q: f64) -> f64 {
+        sorted[((n - 1) as f64 * q).round() as usize]
     }
 }
 
@@ -140,19 +154,23 @@ impl Pace {
 
     /// The stream's spacing: the median of the recent spacings (a late frame makes
     /// one long and the next short; a burst's are left out).
+    /// On the stack: this runs for every frame.
     fn spacing(&self) -> Option<f64> {
-        let mut g: Vec<f64> = self
-            .recent
-            .iter()
-            .zip(self.recent.iter().skip(1))
-            .map(|(&(s0, t0), &(s1, t1))| (t1 - t0) / (s1 - s0) as f64)
-            .filter(|&g| g >= Self::BURST)
-            .collect();
-        if g.len() < 3 {
+        let mut g = [0f64; Self::RECENT];
+        let mut n = 0;
+        for (&(s0, t0), &(s1, t1)) in self.recent.iter().zip(self.recent.iter().skip(1)) {
+            let gap = (t1 - t0) / (s1 - s0) as f64;
+            if gap >= Self::BURST {
+                g[n] = gap;
+                n += 1;
+            }
+        }
+        if n < 3 {
             return None;
         }
+        let g = &mut g[..n];
         g.sort_by(f64::total_cmp);
-        Some(g[g.len() / 2])
+        Some(g[n / 2])
     }
 
     /// The earliest frame `seq` can come, ns since `base`.
@@ -179,8 +197,7 @@ impl Pace {
         let due = self.due(seq)?;
         let budget = (cap.as_nanos() as f64).min(gap * Self::BUDGET);
         // Until measured: a timed wake-up 100 µs late, frames up to half the budget.
-        let over_hi = self.over.quantile(0.9, 4).unwrap_or(100e3);
-        let over_mid = self.over.quantile(0.5, 4).unwrap_or(50e3);
+        let (over_mid, over_hi) = self.over.median_and_p90(4).unwrap_or((50e3, 100e3));
         let lead = (over_hi - over_mid).max(0.0) + Self::MARGIN;
         if lead >= budget {
             return None;
