@@ -79,6 +79,10 @@ fn main() {
     // runs only those parts (the report then has only their figures).
     let only = std::env::var("SHMRING_GST_BENCH_ONLY").unwrap_or_default();
     let runs_part = |part: &str| only.is_empty() || only.split(',').any(|p| p == part);
+    // And `SHMRING_GST_BENCH_LATENCY=v1080` (audio, v1080, v4k; commas) only those
+    // streams of the latency part.
+    let lat_only = std::env::var("SHMRING_GST_BENCH_LATENCY").unwrap_or_default();
+    let runs_stream = |tag: &str| lat_only.is_empty() || lat_only.split(',').any(|p| p == tag);
 
     // -- video throughput --
     let video = |w: u32, h: u32, n: u32| Work {
@@ -211,13 +215,16 @@ fn main() {
         Transport::Tcp,
         Transport::UnixFd,
     ];
+    // Five seconds a run: a live stream runs for minutes, and what adapts to it
+    // (wake-ahead) settles within its first second; a shorter run would mostly
+    // measure the settling.
     let video_live = |w: u32, h: u32| Work {
         source: format!(
-            "videotestsrc is-live=true num-buffers=70 pattern=black ! video/x-raw,format=I420,width={w},height={h},framerate=30/1"
+            "videotestsrc is-live=true num-buffers=150 pattern=black ! video/x-raw,format=I420,width={w},height={h},framerate=30/1"
         ),
         caps: format!("video/x-raw,format=I420,width={w},height={h},framerate=30/1"),
         live: true,
-        n: 70,
+        n: 150,
     };
     // Interleaved rounds, samples pooled: one hiccup of the machine lands on every
     // transport alike instead of on whichever ran at the time.
@@ -228,7 +235,7 @@ fn main() {
         ("v4k", video_live(3840, 2160)),
     ]
     .into_iter()
-    .filter(|_| runs_part("latency"))
+    .filter(|(tag, _)| runs_part("latency") && runs_stream(tag))
     {
         type Samples = Result<(Vec<i64>, Vec<f64>), String>;
         let mut samples: Vec<(Transport, Samples)> = lat_transports

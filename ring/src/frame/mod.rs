@@ -256,11 +256,22 @@ impl Spin {
         now < *self.until.get_or_insert(now + self.budget)
     }
 
-    /// A short pause between two looks (well under a microsecond).
+    /// A short pause between two looks: a few spins, then the CPU is offered to
+    /// whatever else waits for it (see [`Spin::yield_cpu`]).
     pub(crate) fn pause(&self) {
         for _ in 0..64 {
             std::hint::spin_loop();
         }
+        Spin::yield_cpu();
+    }
+
+    /// Offers this CPU to another runnable thread; returns at once when there is
+    /// none. The peer polled for may be queued behind the poller on the same CPU
+    /// (the scheduler stacks a wakee on its waker's CPU, and on some machines
+    /// keeps both there with the other CPU idle): a poll that never yields then
+    /// holds the peer off until the poll gives up, so it never catches anything.
+    pub(crate) fn yield_cpu() {
+        std::thread::yield_now();
     }
 }
 

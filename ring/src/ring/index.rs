@@ -107,10 +107,20 @@ impl ProducerIdx {
 
     /// After `commit`: whether the consumer said it is going to sleep.
     pub(crate) fn consumer_waiting<W: Words>(&self, w: &W) -> bool {
+        self.consumer_wait(w) == Waits::Asleep
+    }
+
+    /// After `commit`: how the consumer said it waits. Any value but the two it
+    /// writes counts as asleep (a lying consumer gets rung, which is harmless).
+    pub(crate) fn consumer_wait<W: Words>(&self, w: &W) -> Waits {
         // SYNC: this fence and the consumer's fence in `announce_wait` order the
         // store of `head` above against the load of `consumer_waiting` (Dekker).
         w.fence();
-        w.load(Word::ConsumerWaiting, Relaxed) != 0
+        match w.load(Word::ConsumerWaiting, Relaxed) {
+            0 => Waits::No,
+            POLLING => Waits::Polling,
+            _ => Waits::Asleep,
+        }
     }
 
     /// Elements published and not yet known to be consumed.
@@ -198,6 +208,24 @@ pub(crate) fn announce_wait<W: Words>(w: &W, flag: Word) {
 /// Clears the waiting flag after a wait.
 pub(crate) fn end_wait<W: Words>(w: &W, flag: Word) {
     w.store(flag, 0, Relaxed);
+}
+
+/// The consumer's waiting flag while it polls the ring: the producer need not ring,
+/// but should let it run (it may wait on the producer's CPU).
+pub(crate) const POLLING: u32 = 2;
+
+/// How the consumer waits, as it said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Waits {
+    No,
+    Polling,
+    Asleep,
+}
+
+/// Says "I am polling" (or, with `false`, no longer). No fence: nothing is lost
+/// when the producer misses it, it only yields less.
+pub(crate) fn announce_polling<W: Words>(w: &W, flag: Word, on: bool) {
+    w.store(flag, if on { POLLING } else { 0 }, Relaxed);
 }
 
 // ---------------------------------------------------------------------------------

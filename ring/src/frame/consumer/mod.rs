@@ -83,6 +83,9 @@ pub struct Consumer {
     pace: Pace,
     /// The frame being received was caught by polling (its arrival time is exact).
     caught_polling: bool,
+    /// The doorbell rang and was not drained yet: draining waits until the next
+    /// sleep, off the path from a frame's arrival to its delivery.
+    bell_rang: bool,
     /// Whether polling for the next frame before sleeping pays.
     spin_judge: SpinJudge,
 }
@@ -284,6 +287,7 @@ impl Consumer {
             cfg,
             pace: Pace::default(),
             caught_polling: false,
+            bell_rang: false,
             spin_judge: SpinJudge::default(),
         })
     }

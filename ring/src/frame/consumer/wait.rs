@@ -84,8 +84,11 @@ pub struct Anticipation {
 #[derive(Debug, Default)]
 pub(super) struct Pace {
     base: Option<Instant>,
-    /// Recent arrivals: (frame number, ns since `base`), oldest first.
-    recent: VecDeque<(u64, f64)>,
+    /// Recent arrivals: (frame number, ns since `base`, caught polling), oldest
+    /// first.
+    recent: VecDeque<(u64, f64, bool)>,
+    /// Arrivals since the stream (re)started.
+    seen: usize,
     /// Spacing of frames, ns.
     gap: Option<f64>,
     /// Lateness behind the grid of frames caught while polling, ns.
@@ -114,6 +117,10 @@ impl Pace {
     /// Arrivals the spacing is taken from, and the grid's origin.
     const RECENT: usize = 32;
     const ANCHOR: usize = 8;
+    /// Frames between the two arrivals of a slope.
+    const SPAN: usize = 8;
+    /// Arrivals before the first plan: the stream's start has left `recent`.
+    const SETTLED: usize = 3 * Self::SPAN;
     /// The most of each frame interval spent polling (1.5 %).
     const BUDGET: f64 = 0.015;
     /// Polls judged at a time, and the fewest of them that must catch their frame:
@@ -123,6 +130,8 @@ impl Pace {
     const MIN_CAUGHT: u32 = 4;
     /// Frames it stays off after failing (30 s at 30 frames/s).
     const OFF_FOR: u32 = 900;
+    /// A wake-up's delay until measured, ns.
+    const WAKE_UP: f64 = 50e3;
     /// Margin on each side of a poll, ns.
     const MARGIN: f64 = 20e3;
 
@@ -135,11 +144,13 @@ impl Pace {
     /// time is its arrival's, not a wake-up's).
     pub(super) fn arrived(&mut self, seq: u64, now: Instant, precise: bool) {
         let t = self.ns(now);
-        if self.recent.back().is_some_and(|&(s, _)| seq <= s) {
+        if self.recent.back().is_some_and(|&(s, _, _)| seq <= s) {
             // A new stream (reconnected): start over.
             self.recent.clear();
+            self.seen = 0;
         }
-        self.recent.push_back((seq, t));
+        self.seen += 1;
+        self.recent.push_back((seq, t, precise));
         if self.recent.len() > Self::RECENT {
             self.recent.pop_front();
         }
@@ -152,37 +163,52 @@ impl Pace {
         self.off_for = self.off_for.saturating_sub(1);
     }
 
-    /// The stream's spacing: the median of the recent spacings (a late frame makes
-    /// one long and the next short; a burst's are left out).
+    /// The stream's spacing: the median of the slopes between arrivals `SPAN`
+    /// frames apart (fewer while there are few). One spacing carries the jitter
+    /// of two arrivals (a wake-up late by a millisecond makes one spacing long and
+    /// the next short); a slope over `SPAN` frames carries it divided by `SPAN`,
+    /// and the grid built on it (`due`) stays within the jitter over the `ANCHOR`
+    /// frames it extends. Slopes under `BURST` (a backlog drained) are left out.
     /// On the stack: this runs for every frame.
     fn spacing(&self) -> Option<f64> {
-        let mut g = [0f64; Self::RECENT];
-        let mut n = 0;
-        for (&(s0, t0), &(s1, t1)) in self.recent.iter().zip(self.recent.iter().skip(1)) {
-            let gap = (t1 - t0) / (s1 - s0) as f64;
-            if gap >= Self::BURST {
-                g[n] = gap;
-                n += 1;
-            }
-        }
-        if n < 3 {
+        let n = self.recent.len();
+        if n < 4 {
             return None;
         }
-        let g = &mut g[..n];
+        let span = Self::SPAN.min((n - 1) / 2).max(1);
+        let mut g = [0f64; Self::RECENT];
+        let mut k = 0;
+        for (&(s0, t0, _), &(s1, t1, _)) in self.recent.iter().zip(self.recent.iter().skip(span)) {
+            let gap = (t1 - t0) / (s1 - s0) as f64;
+            if gap >= Self::BURST {
+                g[k] = gap;
+                k += 1;
+            }
+        }
+        if k < 3 {
+            return None;
+        }
+        let g = &mut g[..k];
         g.sort_by(f64::total_cmp);
-        Some(g[n / 2])
+        Some(g[k / 2])
     }
 
     /// The earliest frame `seq` can come, ns since `base`.
     fn due(&self, seq: u64) -> Option<f64> {
         let gap = self.gap?;
+        // A frame found on waking came about one wake-up before it was found; how
+        // long a wake-up takes here is measured on this consumer's timed sleeps.
+        let wake_up = self.over.quantile(0.5, 4).unwrap_or(Self::WAKE_UP);
         // The last few only: an error in the spacing grows with the distance.
         let origin = self
             .recent
             .iter()
             .rev()
             .take(Self::ANCHOR)
-            .map(|&(s, t)| t - s as f64 * gap)
+            .map(|&(s, t, caught)| {
+                let came = if caught { t } else { t - wake_up };
+                came - s as f64 * gap
+            })
             .fold(f64::INFINITY, f64::min);
         Some(origin + seq as f64 * gap)
     }
@@ -190,7 +216,10 @@ impl Pace {
     /// When to wake before frame `seq` and how long to poll for it, within
     /// `cap` and the budget; `None` when polling ahead does not pay here.
     pub(super) fn plan(&mut self, seq: u64, cap: Duration, now: Instant) -> Option<Plan> {
-        if cap.is_zero() || self.off_for > 0 || self.recent.len() < 4 {
+        // Not before the arrivals of the stream's start (a backlog drained at once,
+        // connection set-up) have left `recent`: a grid from a rough spacing
+        // misses, and misses turn anticipation off.
+        if cap.is_zero() || self.off_for > 0 || self.seen < Self::SETTLED {
             return None;
         }
         let gap = self.gap.filter(|&g| g >= Self::MIN_GAP)?;
@@ -293,6 +322,7 @@ impl Consumer {
         };
         let give_up = deadline.map_or(plan.give_up, |d| d.min(plan.give_up));
         if now < plan.wake {
+            self.drain_bell();
             if self.frames.arm()? {
                 self.frames.disarm();
                 return Ok(true);
@@ -313,20 +343,33 @@ impl Consumer {
                 // which the usual wait (at once, the fds still ready) sorts out.
                 let rang =
                     fds[1].revents == libc::POLLIN && fds[0].revents == 0 && fds[2].revents == 0;
-                if rang {
-                    self.frames.bell().drain();
-                }
+                self.bell_rang |= rang;
                 return Ok(rang);
             }
             self.pace.woke(wake, Instant::now());
         }
+        // Polling, said in the ring: the producer yields after publishing, and so
+        // does each look here, so that neither keeps the other off a CPU they share.
+        self.frames.polling(true);
+        let mut caught = false;
         while Instant::now() < give_up {
-            if self.frames.ready()? > 0 {
-                self.pace.polled(true);
-                self.caught_polling = true;
-                return Ok(true);
+            match self.frames.ready() {
+                Ok(0) => Spin::yield_cpu(),
+                Ok(_) => {
+                    caught = true;
+                    break;
+                }
+                Err(e) => {
+                    self.frames.polling(false);
+                    return Err(e);
+                }
             }
-            std::hint::spin_loop();
+        }
+        self.frames.polling(false);
+        if caught {
+            self.pace.polled(true);
+            self.caught_polling = true;
+            return Ok(true);
         }
         self.pace.polled(false);
         Ok(false)
@@ -334,6 +377,9 @@ impl Consumer {
 
     /// Polls the ring for up to the configured spin time. True when a frame came.
     pub(super) fn spin(&mut self) -> Result<bool> {
+        // Not said in the ring (unlike `anticipate`): this poll follows a frame,
+        // while the producer is at work on the next; a producer yielding after
+        // every publish of a busy stream would lose a system call's time a frame.
         let mut spin = Spin::new(self.spin_judge.budget(self.cfg.spin));
         while spin.keep_spinning() {
             if self.frames.ready()? > 0 {
@@ -349,12 +395,21 @@ impl Consumer {
         Ok(false)
     }
 
+    /// Empties the doorbell if it rang since the last sleep (before sleeping on it
+    /// again: a full doorbell would end the sleep at once).
+    fn drain_bell(&mut self) {
+        if std::mem::take(&mut self.bell_rang) {
+            self.frames.bell().drain();
+        }
+    }
+
     /// Waits for the ring, the socket, the waker or the deadline. `Ok(())` means
     /// "look again".
     pub(super) fn sleep(&mut self, deadline: Option<Instant>) -> Result<()> {
         if self.anticipate(deadline)? {
             return Ok(());
         }
+        self.drain_bell();
         if self.frames.arm()? {
             self.frames.disarm();
             return Ok(());
@@ -391,7 +446,7 @@ impl Consumer {
             return Ok(());
         }
         if fds[1].revents & libc::POLLIN != 0 {
-            self.frames.bell().drain();
+            self.bell_rang = true;
         }
         Ok(())
     }
@@ -416,18 +471,88 @@ mod tests {
         }
     }
 
+    /// Enough frames for a plan.
+    const N: u64 = Pace::SETTLED as u64 + 6;
+
     #[test]
     fn the_plan_brackets_the_next_frame_whatever_late_frames_came_before() {
         let t0 = Instant::now();
         let mut p = Pace::default();
-        paced(&mut p, t0, 10, 300);
-        let now = t0 + GAP * 9 + Duration::from_micros(400);
-        let plan = p.plan(10, Duration::from_millis(1), now).expect("a plan");
-        let due = t0 + GAP * 10;
+        paced(&mut p, t0, N, 300);
+        let now = t0 + GAP * (N - 1) as u32 + Duration::from_micros(400);
+        let plan = p.plan(N, Duration::from_millis(1), now).expect("a plan");
+        let due = t0 + GAP * N as u32;
         assert!(plan.wake < due && plan.wake > due - Duration::from_millis(1));
         assert!(plan.give_up > due);
         // Within the budget: 1.5 % of the interval, 500 µs.
         assert!(plan.give_up - plan.wake <= Duration::from_micros(500 + 200));
+    }
+
+    #[test]
+    fn a_backlog_at_the_start_and_wake_ups_a_millisecond_late_do_not_move_the_grid() {
+        // What a live consumer sees: a few frames queued while it connected come
+        // at once, then one frame in four is found a millisecond late (woken on
+        // a CPU that was busy), the rest 60 µs late (a wake-up).
+        let t0 = Instant::now();
+        let mut p = Pace::default();
+        let backlog = 5u64;
+        for seq in 0..backlog {
+            p.arrived(
+                seq,
+                t0 + GAP * backlog as u32 + Duration::from_micros(900) * seq as u32,
+                false,
+            );
+        }
+        for seq in backlog..60 {
+            let late = if seq % 4 == 0 { 1000 } else { 60 };
+            p.arrived(
+                seq,
+                t0 + GAP * seq as u32 + Duration::from_micros(late),
+                false,
+            );
+        }
+        let now = t0 + GAP * 59 + Duration::from_millis(1);
+        let plan = p.plan(60, Duration::from_millis(1), now).expect("a plan");
+        let due = t0 + GAP * 60;
+        // The frame is due 60 µs before it is found: the poll covers that.
+        assert!(
+            plan.wake <= due,
+            "wakes {:?} after the frame",
+            plan.wake - due
+        );
+        assert!(
+            due - plan.wake < Duration::from_micros(500),
+            "{:?} early",
+            due - plan.wake
+        );
+        assert!(plan.give_up >= due + Duration::from_micros(60));
+        // The spacing from slopes over several frames, not single spacings.
+        let gap = p.gap.unwrap();
+        assert!((gap - GAP.as_nanos() as f64).abs() < 20e3, "gap {gap}");
+    }
+
+    #[test]
+    fn frames_found_on_waking_count_a_measured_wake_up_early() {
+        let t0 = Instant::now();
+        let mut p = Pace::default();
+        // Wake-ups here take 200 µs: so does finding a frame after a ring.
+        for i in 0..16u64 {
+            let wanted = t0 + Duration::from_millis(i);
+            p.woke(wanted, wanted + Duration::from_micros(200));
+        }
+        for seq in 0..N {
+            p.arrived(
+                seq,
+                t0 + GAP * seq as u32 + Duration::from_micros(200),
+                false,
+            );
+        }
+        let due = t0 + GAP * N as u32;
+        let now = t0 + GAP * (N - 1) as u32;
+        let plan = p.plan(N, Duration::from_millis(1), now).expect("a plan");
+        // Woken 200 µs late itself, it still polls before the frame came.
+        assert!(plan.wake + Duration::from_micros(200) <= due);
+        assert!(plan.give_up > due);
     }
 
     #[test]
@@ -436,8 +561,17 @@ mod tests {
         let mut p = Pace::default();
         paced(&mut p, t0, 3, 0);
         assert!(p.plan(3, Duration::from_millis(1), t0 + GAP * 2).is_none());
-        paced(&mut p, t0, 10, 0);
-        assert!(p.plan(10, Duration::ZERO, t0 + GAP * 9).is_none());
+        let few = Pace::SETTLED as u64 - 1;
+        paced(&mut p, t0, few, 0);
+        assert!(
+            p.plan(few, Duration::from_millis(1), t0 + GAP * (few - 1) as u32)
+                .is_none()
+        );
+        paced(&mut p, t0, N, 0);
+        assert!(
+            p.plan(N, Duration::ZERO, t0 + GAP * (N - 1) as u32)
+                .is_none()
+        );
         let mut fast = Pace::default();
         for seq in 0..50u64 {
             fast.arrived(seq, t0 + Duration::from_micros(500) * seq as u32, false);
@@ -452,18 +586,21 @@ mod tests {
     fn polls_that_catch_too_little_turn_it_off_for_a_while() {
         let t0 = Instant::now();
         let mut p = Pace::default();
-        paced(&mut p, t0, 10, 0);
+        paced(&mut p, t0, N, 0);
         for _ in 0..Pace::JUDGE {
             p.polled(false);
         }
         assert_eq!(p.report().turned_off, 1);
         assert_eq!(p.report().misses, Pace::JUDGE as u64);
-        assert!(p.plan(10, Duration::from_millis(1), t0 + GAP * 9).is_none());
+        assert!(
+            p.plan(N, Duration::from_millis(1), t0 + GAP * (N - 1) as u32)
+                .is_none()
+        );
         // Back after OFF_FOR frames.
-        for seq in 10..10 + Pace::OFF_FOR as u64 {
+        for seq in N..N + Pace::OFF_FOR as u64 {
             p.arrived(seq, t0 + GAP * seq as u32, false);
         }
-        let next = 10 + Pace::OFF_FOR as u64;
+        let next = N + Pace::OFF_FOR as u64;
         let now = t0 + GAP * (next - 1) as u32;
         assert!(p.plan(next, Duration::from_millis(1), now).is_some());
         // Enough hits keep it on.
@@ -477,16 +614,16 @@ mod tests {
     fn measured_oversleep_wakes_it_earlier() {
         let t0 = Instant::now();
         let mut p = Pace::default();
-        paced(&mut p, t0, 10, 0);
-        let now = t0 + GAP * 9;
-        let before = p.plan(10, Duration::from_millis(1), now).unwrap().wake;
+        paced(&mut p, t0, N, 0);
+        let now = t0 + GAP * (N - 1) as u32;
+        let before = p.plan(N, Duration::from_millis(1), now).unwrap().wake;
         for i in 0..16u64 {
             let wanted = t0 + Duration::from_millis(i);
             // 50 µs late mostly, 300 µs late one time in four.
             let late = if i % 4 == 0 { 300 } else { 50 };
             p.woke(wanted, wanted + Duration::from_micros(late));
         }
-        let after = p.plan(10, Duration::from_millis(1), now).unwrap().wake;
+        let after = p.plan(N, Duration::from_millis(1), now).unwrap().wake;
         assert!(after < before, "{after:?} vs {before:?}");
         assert!(p.report().oversleep_p90_us >= 299.0);
     }

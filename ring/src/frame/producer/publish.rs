@@ -32,7 +32,7 @@ pub(super) fn publish<'a>(
     len: u32,
     meta: &[u8],
     keep: bool,
-) -> Result<usize> {
+) -> Result<Published> {
     // Block deadlines and drops of this frame, by consumer id, across passes.
     let mut deadlines: Vec<(ConsumerId, Instant)> = Vec::new();
     let mut dropped: Vec<ConsumerId> = Vec::new();

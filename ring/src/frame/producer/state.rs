@@ -243,7 +243,7 @@ impl State {
         len: u32,
         meta: &[u8],
         keep: bool,
-    ) -> Result<usize> {
+    ) -> Result<Published> {
         if keep {
             targets.push(LOCAL_HOLDER);
         }
@@ -291,7 +291,11 @@ impl State {
         }
         self.stats.frames += 1;
         self.stats.bytes += len as u64;
-        Ok(sent)
+        let woke = self
+            .conns
+            .iter_mut()
+            .fold(false, |w, c| c.frames.take_awaited() | w);
+        Ok(Published { sent, woke })
     }
 
     /// Arms consumer `i`'s doorbells for what congests it. `None`: it may have
@@ -435,3 +439,10 @@ pub(super) fn arena_msg(id: u32, arena: &ProducerArena) -> Msg {
 
 /// A consumer's doorbells to sleep on without the lock ([`Conn::bells`]).
 pub(super) type Bells = Option<Arc<[OwnedFd; 2]>>;
+
+/// What a publish did: consumers that took the frame, and whether one of them
+/// waited for it (asleep and rung, or polling).
+pub(super) struct Published {
+    pub(super) sent: usize,
+    pub(super) woke: bool,
+}

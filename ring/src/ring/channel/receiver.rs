@@ -206,6 +206,14 @@ impl<T: Pod> Receiver<T> {
         index::end_wait(&self.end, Word::ConsumerWaiting);
     }
 
+    /// Tells the sender this receiver polls the ring (`true`) or no longer does:
+    /// the sender then yields its CPU after sending, so that a receiver polling
+    /// on the same CPU sees the element at once instead of after the sender's
+    /// time slice.
+    pub(crate) fn polling(&self, on: bool) {
+        index::announce_polling(&self.end, Word::ConsumerWaiting, on);
+    }
+
     /// The doorbell, to poll alongside other fds.
     pub(crate) fn bell(&self) -> &Doorbell {
         &self.end.bell

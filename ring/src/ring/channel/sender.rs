@@ -10,7 +10,7 @@ use bytemuck::Pod;
 use crate::os::doorbell::{Doorbell, Waker};
 use crate::error::{Result, SendError};
 use crate::ring::layout::Role;
-use crate::ring::index::{self, ProducerIdx, Word, Words};
+use crate::ring::index::{self, ProducerIdx, Waits, Word, Words};
 
 use super::{End, RingFds};
 
@@ -19,6 +19,9 @@ use super::{End, RingFds};
 pub struct Sender<T: Pod> {
     end: End,
     idx: ProducerIdx,
+    /// The receiver waited (asleep, and was rung, or polling) for something sent
+    /// since [`Sender::take_awaited`] last looked.
+    awaited: bool,
     _t: PhantomData<fn(T)>,
 }
 
@@ -44,6 +47,7 @@ impl<T: Pod> Sender<T> {
         Sender {
             end,
             idx,
+            awaited: false,
             _t: PhantomData,
         }
     }
@@ -92,6 +96,12 @@ impl<T: Pod> Sender<T> {
         Ok(n as usize)
     }
 
+    /// Whether the receiver waited (asleep and rung, or polling) for what was sent
+    /// since the last call.
+    pub(crate) fn take_awaited(&mut self) -> bool {
+        std::mem::take(&mut self.awaited)
+    }
+
     /// Sends one element if there is room; `Ok(false)` when the ring is full.
     pub fn try_send(&mut self, item: &T) -> Result<bool, SendError> {
         Ok(self.try_send_batch(std::slice::from_ref(item))? == 1)
@@ -119,8 +129,13 @@ impl<T: Pod> Sender<T> {
             return Ok(());
         }
         self.idx.commit(&self.end, n);
-        if self.idx.consumer_waiting(&self.end) {
-            self.end.bell.ring()?;
+        match self.idx.consumer_wait(&self.end) {
+            Waits::No => {}
+            Waits::Polling => self.awaited = true,
+            Waits::Asleep => {
+                self.end.bell.ring()?;
+                self.awaited = true;
+            }
         }
         Ok(())
     }
@@ -198,5 +213,59 @@ impl<T: Pod> Sender<T> {
     /// ring name) is ordered after the receiver can see the mark.
     pub(crate) fn mark_closed(&self) {
         self.end.closed_word().store(1, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::os::doorbell::Wake;
+    use crate::ring::channel::Receiver;
+
+    fn pair() -> (Sender<u64>, Receiver<u64>) {
+        let (tx, fds) = Sender::<u64>::create(8).unwrap();
+        (tx, Receiver::attach(fds).unwrap())
+    }
+
+    /// Whether the receiver's doorbell rang (without waiting).
+    fn rung(rx: &Receiver<u64>) -> bool {
+        let soon = Some(Instant::now() + Duration::from_millis(1));
+        matches!(rx.bell().wait(None, soon), Ok(Wake::Rung))
+    }
+
+    #[test]
+    fn a_polling_receiver_is_not_rung_but_makes_the_send_say_it_was_awaited() {
+        let (mut tx, mut rx) = pair();
+        // Nobody waits: no ring, not awaited.
+        assert!(tx.try_send(&1).unwrap());
+        assert!(!tx.take_awaited());
+        assert!(!rung(&rx));
+        // Polling: no ring (it looks by itself), but awaited (the sender yields).
+        rx.polling(true);
+        assert!(tx.try_send(&2).unwrap());
+        assert!(tx.take_awaited());
+        assert!(!tx.take_awaited(), "taken once");
+        assert!(!rung(&rx));
+        rx.polling(false);
+        // Asleep: rung and awaited.
+        while rx.try_recv().unwrap().is_some() {}
+        assert!(!rx.arm().unwrap());
+        assert!(tx.try_send(&3).unwrap());
+        assert!(tx.take_awaited());
+        assert!(rung(&rx));
+        rx.disarm();
+    }
+
+    #[test]
+    fn any_other_value_in_the_waiting_word_counts_as_asleep_and_is_rung() {
+        let (mut tx, rx) = pair();
+        // What a hostile receiver could leave there.
+        for v in [1, 3, 7, u32::MAX] {
+            // (Written through our own mapping of the shared words.)
+            tx.end.store(Word::ConsumerWaiting, v, Ordering::Relaxed);
+            assert!(tx.try_send(&u64::from(v)).unwrap());
+            assert!(tx.take_awaited());
+            assert!(rung(&rx), "value {v}");
+        }
     }
 }
