@@ -21,10 +21,15 @@ pub mod key {
     pub const STREAM_START: u32 = 1;
     /// Caps.
     pub const CAPS: u32 = 2;
-    /// Stream tags.
-    pub const TAGS: u32 = 3;
+    /// Stream tags: the first of `TAGS_KEPT` keys (tag events since the last
+    /// buffer, in order).
+    pub const TAGS: u32 = 16;
+    /// Tag events kept for late joiners at most.
+    pub const TAGS_KEPT: u32 = 16;
     /// The producer's upstream latency.
     pub const LATENCY: u32 = 4;
+    /// The producer's segment.
+    pub const SEGMENT: u32 = 5;
 }
 
 /// The buffer flags that travel across the transport: what says something about the
@@ -160,9 +165,9 @@ pub enum Side {
     },
     /// A tag list (stream or global scope).
     Tags(gst::TagList),
-    /// A gap: no data for `duration` from `pts` (running time of the producer).
+    /// A gap: no data for `duration` from `pts` (a timestamp of the producer's segment).
     Gap {
-        /// Start, as running time.
+        /// Start, in the producer's segment.
         pts: u64,
         /// Length ([`NONE`] if unknown).
         duration: u64,
@@ -181,6 +186,11 @@ pub enum Side {
         /// Maximum latency in nanoseconds ([`NONE`]: unbounded).
         max: u64,
     },
+    /// The producer's (time) segment: buffer timestamps travel as they are, and
+    /// this says what they mean.
+    Segment(gst::FormattedSegment<gst::ClockTime>),
+    /// A custom downstream sticky event.
+    CustomSticky(gst::Structure),
 }
 
 const T_CAPS: u8 = 1;
@@ -190,6 +200,82 @@ const T_GAP: u8 = 4;
 const T_EOS: u8 = 5;
 const T_CUSTOM: u8 = 6;
 const T_LATENCY: u8 = 7;
+const T_SEGMENT: u8 = 8;
+const T_CUSTOM_STICKY: u8 = 9;
+
+/// Bytes of a segment message's body: flags, two rates, eight times.
+const SEGMENT_LEN: usize = 4 + 2 * 8 + 8 * 8;
+
+fn segment_encode(seg: &gst::FormattedSegment<gst::ClockTime>) -> Vec<u8> {
+    let mut b = Vec::with_capacity(SEGMENT_LEN);
+    b.extend_from_slice(&seg.flags().bits().to_le_bytes());
+    b.extend_from_slice(&seg.rate().to_le_bytes());
+    b.extend_from_slice(&seg.applied_rate().to_le_bytes());
+    for t in [
+        seg.start(),
+        seg.stop(),
+        seg.time(),
+        seg.base(),
+        seg.offset(),
+        seg.position(),
+        seg.duration(),
+    ] {
+        b.extend_from_slice(&ct(t).to_le_bytes());
+    }
+    // Reserved.
+    b.extend_from_slice(&0u64.to_le_bytes());
+    b
+}
+
+/// Decodes and checks a segment a peer sent: rates finite and not zero, start,
+/// time and base known, stop (when known) not before start, only known flags.
+fn segment_decode(body: &[u8]) -> Result<gst::FormattedSegment<gst::ClockTime>, String> {
+    if body.len() != SEGMENT_LEN {
+        return Err(format!(
+            "segment message is {} bytes, not {SEGMENT_LEN}",
+            body.len()
+        ));
+    }
+    let u64_at =
+        |i: usize| u64::from_le_bytes(body[20 + 8 * i..28 + 8 * i].try_into().expect("8 bytes"));
+    let flags = u32::from_le_bytes(body[..4].try_into().expect("4 bytes"));
+    let rate = f64::from_le_bytes(body[4..12].try_into().expect("8 bytes"));
+    let applied_rate = f64::from_le_bytes(body[12..20].try_into().expect("8 bytes"));
+    let flags = gst::SegmentFlags::from_bits(flags)
+        .ok_or_else(|| format!("segment flags {flags:#x} are not GStreamer's"))?;
+    for (what, r) in [("rate", rate), ("applied rate", applied_rate)] {
+        if !r.is_finite() || r == 0.0 {
+            return Err(format!("segment {what} {r} is not a rate"));
+        }
+    }
+    let (start, stop, time, base, offset, position, duration) = (
+        u64_at(0),
+        u64_at(1),
+        u64_at(2),
+        u64_at(3),
+        u64_at(4),
+        u64_at(5),
+        u64_at(6),
+    );
+    if start == NONE || time == NONE || base == NONE || offset == NONE {
+        return Err("segment start, time, base and offset must be known".into());
+    }
+    if stop != NONE && stop < start {
+        return Err(format!("segment stop {stop} is before its start {start}"));
+    }
+    let mut seg = gst::FormattedSegment::<gst::ClockTime>::new();
+    seg.set_flags(flags);
+    seg.set_rate(rate);
+    seg.set_applied_rate(applied_rate);
+    seg.set_start(to_ct(start));
+    seg.set_stop(to_ct(stop));
+    seg.set_time(to_ct(time));
+    seg.set_base(to_ct(base));
+    seg.set_offset(to_ct(offset));
+    seg.set_position(to_ct(position));
+    seg.set_duration(to_ct(duration));
+    Ok(seg)
+}
 
 impl Side {
     /// The message bytes: a type byte, then the body.
@@ -205,6 +291,8 @@ impl Side {
             }
             Side::Eos => (T_EOS, Vec::new()),
             Side::Custom(s) => (T_CUSTOM, s.to_string().into_bytes()),
+            Side::CustomSticky(s) => (T_CUSTOM_STICKY, s.to_string().into_bytes()),
+            Side::Segment(seg) => (T_SEGMENT, segment_encode(seg)),
             Side::Latency { live, min, max } => {
                 let mut b = vec![*live as u8];
                 b.extend_from_slice(&min.to_le_bytes());
@@ -267,6 +355,14 @@ impl Side {
                         .map_err(|_| format!("unparsable structure {s:?}"))?,
                 )
             }
+            T_CUSTOM_STICKY => {
+                let s = text()?;
+                Side::CustomSticky(
+                    gst::Structure::from_str(s)
+                        .map_err(|_| format!("unparsable structure {s:?}"))?,
+                )
+            }
+            T_SEGMENT => Side::Segment(segment_decode(body)?),
             T_LATENCY => {
                 if body.len() != 17 || body[0] > 1 {
                     return Err("latency message is not a flag and two times".into());

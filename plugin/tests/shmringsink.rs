@@ -42,6 +42,9 @@ fn sink_sends_events_in_order_and_buffers_with_their_metadata() {
     h.push_event(gst::event::CustomDownstream::new(
         gst::Structure::from_str("app-event, n=(int)5").unwrap(),
     ));
+    h.push_event(gst::event::CustomDownstreamSticky::new(
+        gst::Structure::from_str("app-sticky, n=(int)6").unwrap(),
+    ));
     h.push_event(gst::event::Eos::new());
 
     assert_eq!(
@@ -51,6 +54,7 @@ fn sink_sends_events_in_order_and_buffers_with_their_metadata() {
         }
     );
     assert_eq!(side(&mut c), Side::Caps(caps));
+    assert_eq!(side(&mut c), Side::Segment(seg));
     // What upstream of the sink answers to a latency query, before the first buffer.
     match side(&mut c) {
         Side::Latency { live, min, .. } => assert_eq!((live, min), (true, 5_000_000)),
@@ -62,8 +66,8 @@ fn sink_sends_events_in_order_and_buffers_with_their_metadata() {
             let m = BufferMeta::decode(f.meta()).unwrap();
             assert_eq!(
                 m.pts,
-                gst::ClockTime::from_seconds(1).nseconds(),
-                "running time"
+                gst::ClockTime::from_seconds(11).nseconds(),
+                "the timestamp as it is (the segment travelled before it)"
             );
             assert_eq!(m.dts, meta::NONE);
             assert_eq!(m.duration, 33_000_000);
@@ -75,6 +79,10 @@ fn sink_sends_events_in_order_and_buffers_with_their_metadata() {
     assert!(matches!(side(&mut c), Side::Tags(_)));
     match side(&mut c) {
         Side::Custom(s) => assert_eq!(s.name(), "app-event"),
+        other => panic!("{other:?}"),
+    }
+    match side(&mut c) {
+        Side::CustomSticky(s) => assert_eq!(s.name(), "app-sticky"),
         other => panic!("{other:?}"),
     }
     assert_eq!(side(&mut c), Side::Eos);
@@ -152,7 +160,7 @@ fn videotestsrc_renders_into_shared_slots_without_a_copy() {
 }
 
 #[test]
-fn sink_flush_resets_the_segment_and_keeps_serving() {
+fn sink_flush_sends_the_new_segment_and_keeps_serving() {
     init();
     let path = sock("flush");
     let (mut h, mut c) = sink_harness(&path);
@@ -167,21 +175,40 @@ fn sink_flush_resets_the_segment_and_keeps_serving() {
     assert_eq!(h.push(b), Ok(gst::FlowSuccess::Ok));
     assert!(h.push_event(gst::event::FlushStart::new()));
     assert!(h.push_event(gst::event::FlushStop::new(true)));
-    h.push_event(gst::event::Segment::new(&gst::FormattedSegment::<
-        gst::ClockTime,
-    >::new()));
+    let fresh = gst::FormattedSegment::<gst::ClockTime>::new();
+    h.push_event(gst::event::Segment::new(&fresh));
     let mut b = gst::Buffer::from_slice(vec![2u8]);
     b.get_mut()
         .unwrap()
         .set_pts(gst::ClockTime::from_seconds(5));
     assert_eq!(h.push(b), Ok(gst::FlowSuccess::Ok));
-    let mut pts = Vec::new();
-    while pts.len() < 2 {
-        if let Event::Frame(f) = next(&mut c) {
-            pts.push(BufferMeta::decode(f.meta()).unwrap().pts / 1_000_000_000);
+    // Each segment before the buffers it describes (the harness sent a default
+    // one with its caps), timestamps as they are.
+    let mut seen = Vec::new();
+    while seen.len() < 5 {
+        match next(&mut c) {
+            Event::Frame(f) => seen.push(format!(
+                "buffer {}",
+                BufferMeta::decode(f.meta()).unwrap().pts / 1_000_000_000
+            )),
+            Event::Side { payload, .. } => {
+                if let Side::Segment(s) = Side::decode(&payload).unwrap() {
+                    seen.push(format!("segment {}", s.start().unwrap().seconds()));
+                }
+            }
+            _ => {}
         }
     }
-    assert_eq!(pts, [1, 5], "running time in each segment");
+    assert_eq!(
+        seen,
+        [
+            "segment 0",
+            "segment 100",
+            "buffer 101",
+            "segment 0",
+            "buffer 5"
+        ]
+    );
 }
 
 #[test]

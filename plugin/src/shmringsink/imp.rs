@@ -98,6 +98,10 @@ pub(super) struct State {
     pub(super) flushed: bool,
     /// Upstream latency told to consumers (sent again when it changes).
     pub(super) latency: Option<(bool, u64, u64)>,
+    /// Tag events kept for consumers that join later (keys `TAGS..`), since the
+    /// last buffer before them; `tags_then_data`: a buffer went out since.
+    pub(super) tag_keys: u32,
+    pub(super) tags_then_data: bool,
 }
 
 /// The element's private state.
@@ -345,6 +349,8 @@ impl BaseSinkImpl for Sink {
             planar: None,
             flushed: false,
             latency: None,
+            tag_keys: 0,
+            tags_then_data: false,
         });
         Ok(())
     }
@@ -458,25 +464,40 @@ impl BaseSinkImpl for Sink {
                 self.side(&side, meta::key::STREAM_START);
             }
             EventView::Segment(e) => {
+                let seg = e.segment().downcast_ref::<gst::ClockTime>().cloned();
                 if let Some(st) = self.state.lock().unwrap().as_mut() {
-                    st.segment = e.segment().downcast_ref::<gst::ClockTime>().cloned();
+                    st.segment = seg.clone();
+                }
+                // Timestamps travel as they are: consumers need what they mean.
+                // (Other formats than time are not sent: their buffers' times,
+                // if any, count from 0.)
+                if let Some(seg) = seg {
+                    self.side(&Side::Segment(seg), meta::key::SEGMENT);
                 }
             }
             EventView::Tag(e) => {
-                self.side(&Side::Tags(e.tag_owned()), meta::key::TAGS);
+                // A consumer that joins before the stream's first buffer (as with
+                // wait-for-connection) gets every tag event sent so far, as an
+                // element linked from the start would; one that joins later gets
+                // those of the last run of tags.
+                let key = self.state.lock().unwrap().as_mut().map(|st| {
+                    if std::mem::take(&mut st.tags_then_data) {
+                        for k in 1..st.tag_keys {
+                            st.producer.forget_sticky(meta::key::TAGS + k);
+                        }
+                        st.tag_keys = 0;
+                    }
+                    let k = st.tag_keys.min(meta::key::TAGS_KEPT - 1);
+                    st.tag_keys = (st.tag_keys + 1).min(meta::key::TAGS_KEPT);
+                    meta::key::TAGS + k
+                });
+                self.side(&Side::Tags(e.tag_owned()), key.unwrap_or(0));
             }
             EventView::Gap(e) => {
                 let (pts, duration) = e.get();
-                let running = self
-                    .state
-                    .lock()
-                    .unwrap()
-                    .as_ref()
-                    .and_then(|st| st.segment.as_ref().and_then(|s| s.to_running_time(pts)))
-                    .unwrap_or(pts);
                 self.side(
                     &Side::Gap {
-                        pts: running.nseconds(),
+                        pts: pts.nseconds(),
                         duration: ct(duration),
                     },
                     0,
@@ -488,6 +509,11 @@ impl BaseSinkImpl for Sink {
             EventView::CustomDownstream(e) => {
                 if let Some(s) = e.structure() {
                     self.side(&Side::Custom(s.to_owned()), 0);
+                }
+            }
+            EventView::CustomDownstreamSticky(e) => {
+                if let Some(s) = e.structure() {
+                    self.side(&Side::CustomSticky(s.to_owned()), 0);
                 }
             }
             EventView::FlushStop(_) => {
@@ -530,6 +556,7 @@ impl BaseSinkImpl for Sink {
             let mut guard = self.state.lock().unwrap();
             let st = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
             st.waited |= wait;
+            st.tags_then_data |= st.tag_keys > 0;
             let mut m = self.buffer_meta(buffer, st);
             if std::mem::take(&mut st.flushed) {
                 m.flags |= gst::BufferFlags::DISCONT.bits();

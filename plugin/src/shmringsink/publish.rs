@@ -35,11 +35,10 @@ impl Sink {
         }
     }
 
-    pub(super) fn buffer_meta(&self, buffer: &gst::BufferRef, st: &State) -> BufferMeta {
-        let running = |t: Option<gst::ClockTime>| match (&st.segment, t) {
-            (Some(seg), Some(t)) => seg.to_running_time(t),
-            _ => t,
-        };
+    /// The metadata that travels with `buffer`: its timestamps as they are (the
+    /// segment, sent as a side message, says what they mean), the base time its
+    /// running time counts from, flags and layout.
+    pub(super) fn buffer_meta(&self, buffer: &gst::BufferRef, _st: &State) -> BufferMeta {
         let obj = self.obj();
         let base_time = match obj.clock() {
             Some(_) => ct(obj.base_time()),
@@ -57,8 +56,8 @@ impl Sink {
             v
         });
         BufferMeta {
-            pts: ct(running(buffer.pts())),
-            dts: ct(running(buffer.dts())),
+            pts: ct(buffer.pts()),
+            dts: ct(buffer.dts()),
             duration: ct(buffer.duration()),
             offset: buffer.offset(),
             offset_end: buffer.offset_end(),

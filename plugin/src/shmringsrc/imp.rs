@@ -45,6 +45,9 @@ pub(super) struct Settings {
     /// `wake-ahead` (µs).
     pub(super) wake_ahead: Duration,
     pub(super) is_live: bool,
+    /// `is-live` was set: map timestamps through the clock (or not) whatever the
+    /// producer's pipeline is.
+    pub(super) is_live_set: bool,
     /// -1: automatic (one less than the producer's slot share).
     pub(super) zero_copy_limit: i32,
 }
@@ -60,6 +63,7 @@ impl Default for Settings {
             spin_time: DEFAULT_SPIN_TIME,
             wake_ahead: DEFAULT_WAKE_AHEAD,
             is_live: true,
+            is_live_set: false,
             zero_copy_limit: -1,
         }
     }
@@ -84,8 +88,15 @@ pub(super) struct State {
     pub(super) format: Option<trust::Format>,
     /// Whether the current connection's stream-start was seen.
     pub(super) stream_started: bool,
-    /// A new stream began after a reconnect: send a segment before its first buffer.
-    pub(super) new_segment: bool,
+    /// The producer's segment, as it last sent it (`None`: none yet, the default
+    /// time segment).
+    pub(super) segment: Option<gst::FormattedSegment<gst::ClockTime>>,
+    /// The segment this src configured last (`None`: send one before the next
+    /// buffer).
+    pub(super) sent_segment: Option<gst::FormattedSegment<gst::ClockTime>>,
+    /// Live: how much later than the clock says the stream runs here, decided at
+    /// its first buffer (ns; see `configure_segment`).
+    pub(super) lag: Option<i128>,
     /// Slots the producer lets this consumer hold (from its welcome).
     pub(super) max_held: u32,
     /// The producer's upstream latency (live, min, max), as it last told us.
@@ -166,7 +177,7 @@ impl ObjectImpl for Src {
                     .build(),
                 glib::ParamSpecBoolean::builder("is-live")
                     .nick("Live")
-                    .blurb("Act as a live source, mapping the producer's running time onto this pipeline's through the monotonic clock (A/V sync across processes)")
+                    .blurb("Act as a live source. Unless set, timestamps follow the producer's pipeline: a live one's running time is mapped onto this pipeline's through the monotonic clock (A/V sync across processes), a non-live one's segment and timestamps pass as sent; set, they are mapped (true) or passed (false) whatever the producer")
                     .default_value(true)
                     .mutable_ready()
                     .build(),
@@ -200,6 +211,7 @@ impl ObjectImpl for Src {
             "zero-copy-limit" => s.zero_copy_limit = value.get().unwrap(),
             "is-live" => {
                 s.is_live = value.get().unwrap();
+                s.is_live_set = true;
                 // BaseSrc reads this before `start`, when it decides on preroll.
                 self.obj().set_live(s.is_live);
             }
@@ -281,7 +293,9 @@ impl BaseSrcImpl for Src {
             caps: None,
             format: None,
             stream_started: false,
-            new_segment: false,
+            segment: None,
+            sent_segment: None,
+            lag: None,
             max_held: 1,
             latency: None,
         });
@@ -406,7 +420,6 @@ impl PushSrcImpl for Src {
                     put_back(consumer);
                     match self.handle(ev) {
                         Ok(Next::Buffer(b)) => {
-                            self.segment_if_new();
                             return Ok(CreateSuccess::NewBuffer(b));
                         }
                         Ok(Next::Again) => continue,
@@ -474,23 +487,6 @@ impl Src {
                 Err(gst::FlowError::Flushing)
             }
             _ => Ok(()),
-        }
-    }
-
-    /// Sends the segment again before the first buffer of a stream that began
-    /// after a reconnect.
-    pub(super) fn segment_if_new(&self) {
-        let new = self
-            .state
-            .lock()
-            .unwrap()
-            .as_mut()
-            .is_some_and(|s| std::mem::take(&mut s.new_segment));
-        if new {
-            let obj = self.obj();
-            let segment = obj.segment();
-            let pad = obj.static_pad("src").expect("src pad");
-            pad.push_event(gst::event::Segment::new(&segment));
         }
     }
 

@@ -3,6 +3,7 @@
 
 //! process.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -89,10 +90,20 @@ impl Src {
                 .ok_or("a buffer before any caps")?;
             (format.check(len, &m)?, format)
         };
-        let (live, limit) = {
+        let (live, live_set, limit) = {
             let s = self.settings.lock().unwrap();
-            (s.is_live, s.zero_copy_limit)
+            (s.is_live, s.is_live_set, s.zero_copy_limit)
         };
+        // Unless set, timestamps are mapped through the clock when the producer's
+        // pipeline is live (as its latency says), and go as they are when not.
+        let producer_live = self
+            .state
+            .lock()
+            .unwrap()
+            .as_ref()
+            .and_then(|st| st.latency)
+            .is_none_or(|l| l.0);
+        let live = live && (live_set || producer_live);
         let limit = match usize::try_from(limit) {
             Ok(l) => l,
             // Automatic: leave the producer at least one slot of our share to queue
@@ -116,36 +127,22 @@ impl Src {
         } else {
             wrap_frame(f, self.outstanding.clone())
         };
-        let obj = self.obj();
-        let my_base = obj.base_time();
-        // Running time of the producer -> absolute monotonic time -> our running time.
-        let map = |t: u64| -> Option<gst::ClockTime> {
-            let t = to_ct(t)?;
-            if live && m.base_time != meta::NONE {
-                let abs = t.nseconds().checked_add(m.base_time)?;
-                let mine = my_base?.nseconds();
-                Some(gst::ClockTime::from_nseconds(abs.saturating_sub(mine)))
-            } else {
-                Some(t)
-            }
+        let first = match (m.pts, m.dts) {
+            (meta::NONE, d) | (d, meta::NONE) => d,
+            (p, d) => p.min(d),
         };
-        gst::trace!(
-            CAT,
-            imp = self,
-            "frame pts {} (producer running time) base {} -> {:?} (my base {:?})",
-            m.pts,
-            m.base_time,
-            map(m.pts),
-            my_base
-        );
+        self.configure_segment(live, m.base_time, first);
         {
             let b = buffer.get_mut().expect("fresh buffer");
-            b.set_pts(map(m.pts));
-            b.set_dts(map(m.dts));
+            // The producer's timestamps as they are: the segment says what they mean.
+            b.set_pts(to_ct(m.pts));
+            b.set_dts(to_ct(m.dts));
             b.set_duration(to_ct(m.duration));
             b.set_offset(m.offset);
             b.set_offset_end(m.offset_end);
             b.set_flags(checked.flags);
+            // Set by GStreamer when the memory went in: says nothing of the data.
+            b.unset_flags(gst::BufferFlags::TAG_MEMORY);
             trust::add_layout_metas(b, &format, &checked)?;
         }
         let mut c = self.counters.lock().unwrap();
@@ -243,7 +240,9 @@ impl Src {
                 if first && self.counters.lock().unwrap().reconnects > 0 {
                     if let Some(st) = self.state.lock().unwrap().as_mut() {
                         st.caps = None;
-                        st.new_segment = true;
+                        st.segment = None;
+                        st.sent_segment = None;
+                        st.lag = None;
                     }
                     pad.push_event(
                         gst::event::StreamStart::builder(&stream_id)
@@ -252,8 +251,21 @@ impl Src {
                     );
                 }
             }
+            // Into the data flow through BaseSrc, which pushes what it was sent
+            // after the segment it has pending and before the next buffer: the
+            // order they had upstream of the producer's sink (pushed from here,
+            // a tag before the stream's first buffer would overtake the segment).
             Side::Tags(t) => {
-                pad.push_event(gst::event::Tag::new(t));
+                obj.send_event(gst::event::Tag::new(t));
+            }
+            Side::CustomSticky(s) => {
+                obj.send_event(gst::event::CustomDownstreamSticky::new(s));
+            }
+            Side::Segment(seg) => {
+                if let Some(st) = self.state.lock().unwrap().as_mut() {
+                    st.segment = Some(seg);
+                    st.sent_segment = None;
+                }
             }
             Side::Gap { pts, duration } => {
                 if let Some(p) = to_ct(pts) {
@@ -266,7 +278,7 @@ impl Src {
             }
             Side::Eos => return Err(gst::FlowError::Eos),
             Side::Custom(s) => {
-                pad.push_event(gst::event::CustomDownstream::new(s));
+                obj.send_event(gst::event::CustomDownstream::new(s));
             }
             Side::Latency { live, min, max } => {
                 if let Err(e) = trust::accept_latency(min, max) {
@@ -287,6 +299,57 @@ impl Src {
             }
         }
         Ok(Next::Again)
+    }
+
+    /// Makes sure the segment downstream describes the producer's timestamps, before
+    /// the buffer about to go (whose earliest timestamp is `first`): the producer's
+    /// segment as it is (`is-live=false`), or (live) moved so that running time here
+    /// is the producer's running time mapped through the clock both share.
+    ///
+    /// Buffers made before this pipeline started (a producer that waited for a
+    /// consumer, then sent what its live source made meanwhile) would have
+    /// negative running time here, and a muxer or sink would drop them. So the
+    /// stream's first buffer sets a lag: how far before this pipeline's start it
+    /// was made. The stream runs that much later than the clock says, for its
+    /// whole length, with every timestamp and spacing as sent. A consumer that
+    /// joins a running stream gets a current first buffer and no lag. Every
+    /// source of this process that receives from one producer pipeline (the same
+    /// base time) into one pipeline here takes the lag the first of them decided
+    /// ([`shared_lag`]), so audio and video from one producer stay in sync.
+    pub(super) fn configure_segment(&self, live: bool, producer_base: u64, first: u64) {
+        let obj = self.obj();
+        let mine = obj.base_time();
+        let mut guard = self.state.lock().unwrap();
+        let Some(st) = guard.as_mut() else { return };
+        let mut seg = st.segment.clone().unwrap_or_default();
+        if live && producer_base != meta::NONE {
+            if let Some(mine) = mine {
+                let by = producer_base as i128 - mine.nseconds() as i128;
+                let lag = *st.lag.get_or_insert_with(|| {
+                    let rt = meta::to_ct(first)
+                        .and_then(|t| seg.to_running_time_full(t))
+                        .map_or(0, |rt| match rt {
+                            gst::Signed::Positive(t) => t.nseconds() as i128,
+                            gst::Signed::Negative(t) => -(t.nseconds() as i128),
+                        });
+                    shared_lag(mine.nseconds(), producer_base, (-(rt + by)).max(0))
+                });
+                shift_running_time(&mut seg, by + lag);
+            }
+        }
+        if st.sent_segment.as_ref() == Some(&seg) {
+            return;
+        }
+        st.sent_segment = Some(seg.clone());
+        drop(guard);
+        gst::debug!(
+            CAT,
+            imp = self,
+            "segment {seg:?} (producer base {producer_base})"
+        );
+        if let Err(e) = obj.new_segment(seg.upcast_ref()) {
+            gst::warning!(CAT, imp = self, "segment not configured: {e}");
+        }
     }
 
     pub(super) fn stats(&self) -> gst::Structure {
@@ -342,4 +405,109 @@ pub(super) fn wrap_frame(f: Frame, outstanding: Arc<AtomicUsize>) -> gst::Buffer
     let mut buffer = gst::Buffer::new();
     buffer.get_mut().expect("fresh buffer").append_memory(mem);
     buffer
+}
+
+/// Moves `seg` so that every position's running time changes by `by` ns (positive:
+/// later). Later raises the base; earlier lowers it, and past zero moves the
+/// segment's start (stop, for reverse playback) and its time along, so stream
+/// time stays what it was.
+pub(super) fn shift_running_time(seg: &mut gst::FormattedSegment<gst::ClockTime>, by: i128) {
+    let base = seg.base().map_or(0, |b| b.nseconds()) as i128;
+    let to = base + by;
+    if to >= 0 {
+        seg.set_base(gst::ClockTime::from_nseconds(
+            to.min(u64::MAX as i128 - 1) as u64
+        ));
+        return;
+    }
+    seg.set_base(gst::ClockTime::ZERO);
+    // What is left, in stream units (running time runs |rate| times slower).
+    let rest = ((-to) as f64 * seg.rate().abs()).min(u64::MAX as f64 / 2.0) as u64;
+    let add = |t: Option<gst::ClockTime>, by: u64| {
+        t.map(|t| gst::ClockTime::from_nseconds(t.nseconds().saturating_add(by)))
+    };
+    if seg.rate() > 0.0 {
+        let start = seg.start().map_or(0, |s| s.nseconds());
+        let stop = seg.stop().map_or(u64::MAX, |s| s.nseconds());
+        let moved = rest.min(stop.saturating_sub(start));
+        seg.set_start(add(seg.start(), moved));
+        let dt = (moved as f64 * seg.applied_rate().abs()) as u64;
+        seg.set_time(add(seg.time(), dt));
+        if seg.position().is_some_and(|p| Some(p) < seg.start()) {
+            seg.set_position(seg.start());
+        }
+    } else if let Some(stop) = seg.stop() {
+        let start = seg.start().map_or(0, |s| s.nseconds());
+        let moved = rest.min(stop.nseconds().saturating_sub(start));
+        seg.set_stop(gst::ClockTime::from_nseconds(stop.nseconds() - moved));
+    }
+}
+
+/// The lag of streams from the producer pipeline with base time `theirs` into the
+/// pipeline here with base time `mine`: the first caller's `proposed`, for every
+/// later caller with the same two base times. A few recent pairs are kept (a new
+/// pair comes with each start of either pipeline).
+fn shared_lag(mine: u64, theirs: u64, proposed: i128) -> i128 {
+    static LAGS: std::sync::Mutex<VecDeque<((u64, u64), i128)>> =
+        std::sync::Mutex::new(VecDeque::new());
+    let mut lags = LAGS.lock().unwrap();
+    if let Some(&(_, lag)) = lags.iter().find(|(k, _)| *k == (mine, theirs)) {
+        return lag;
+    }
+    if lags.len() >= 64 {
+        lags.pop_front();
+    }
+    lags.push_back(((mine, theirs), proposed));
+    proposed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shift_running_time;
+
+    fn seg(start: u64, base: u64) -> gst::FormattedSegment<gst::ClockTime> {
+        let mut s = gst::FormattedSegment::<gst::ClockTime>::new();
+        s.set_start(gst::ClockTime::from_nseconds(start));
+        s.set_time(gst::ClockTime::from_nseconds(start));
+        s.set_base(gst::ClockTime::from_nseconds(base));
+        s
+    }
+
+    fn rt(s: &gst::FormattedSegment<gst::ClockTime>, pts: u64) -> i128 {
+        match s
+            .to_running_time_full(gst::ClockTime::from_nseconds(pts))
+            .unwrap()
+        {
+            gst::Signed::Positive(t) => t.nseconds() as i128,
+            gst::Signed::Negative(t) => -(t.nseconds() as i128),
+        }
+    }
+
+    #[test]
+    fn shifting_moves_every_running_time_by_the_amount_and_keeps_stream_time() {
+        gst::init().unwrap();
+        for (start, base, by) in [
+            (1000, 0, 500i128),
+            (1000, 800, -500),
+            (1000, 300, -500),
+            (3_600_000_000_000, 0, -250_000_000),
+        ] {
+            let before = seg(start, base);
+            let mut after = before.clone();
+            shift_running_time(&mut after, by);
+            for pts in [start, start + 10, start + 1_000_000_000] {
+                assert_eq!(
+                    rt(&after, pts),
+                    rt(&before, pts) + by,
+                    "{start} {base} {by} at {pts}"
+                );
+                let at = gst::ClockTime::from_nseconds(pts);
+                assert_eq!(
+                    after.to_stream_time_full(at),
+                    before.to_stream_time_full(at),
+                    "stream time at {pts}"
+                );
+            }
+        }
+    }
 }

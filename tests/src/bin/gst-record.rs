@@ -1,0 +1,125 @@
+//! Runs one GStreamer pipeline (with the plugin registered from this build) to its
+//! end and prints what crossed the sink pad of every element named `rec…`, one
+//! line each, for the transparency tests to compare a pipeline joined in one
+//! process with the same pipeline split across two:
+//!
+//! - `NAME event TYPE` for each serialized event (`segment` lines add the
+//!   segment's start, stop, base, rate and time; `tag` lines the tag list);
+//! - `NAME buffer pts=P dts=D dur=T rt=R flags=F size=S off=O` for each buffer, with the
+//!   running time `R` of its DTS (or PTS) in the segment in force (`-` when it has
+//!   none, a leading `-` when negative).
+//!
+//! Usage: `gst-record PIPELINE...` (the words of a `gst-launch-1.0` description).
+//! Exits 0 at end of stream; prints `error ...` and exits 1 on an error.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use gst::prelude::*;
+
+fn main() {
+    let desc = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+    gst::init().unwrap();
+    gstshmring::plugin_register_static().unwrap();
+    let pipeline = match gst::parse::launch(&desc) {
+        Ok(p) => p.downcast::<gst::Pipeline>().unwrap(),
+        Err(e) => {
+            println!("error cannot build pipeline: {e}");
+            std::process::exit(1);
+        }
+    };
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    for e in pipeline.iterate_recurse().into_iter().flatten() {
+        let name = e.name().to_string();
+        if !name.starts_with("rec") {
+            continue;
+        }
+        let pad = e.static_pad("sink").expect("a rec element has a sink pad");
+        let out = lines.clone();
+        pad.add_probe(
+            gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+            move |pad, info| {
+                let line = match &info.data {
+                    Some(gst::PadProbeData::Buffer(b)) => Some(buffer_line(pad, b)),
+                    Some(gst::PadProbeData::Event(ev)) if ev.is_serialized() => {
+                        Some(event_line(ev))
+                    }
+                    _ => None,
+                };
+                if let Some(l) = line {
+                    out.lock().unwrap().push(format!("{name} {l}"));
+                }
+                gst::PadProbeReturn::Ok
+            },
+        );
+    }
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
+    let mut ok = true;
+    for msg in bus.iter_timed(gst::ClockTime::from_seconds(60)) {
+        match msg.view() {
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(err) => {
+                println!("error {} {:?}", err.error(), err.debug());
+                ok = false;
+                break;
+            }
+            _ => {}
+        }
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    let mut stdout = std::io::stdout().lock();
+    for l in lines.lock().unwrap().iter() {
+        writeln!(stdout, "{l}").unwrap();
+    }
+    stdout.flush().unwrap();
+    std::process::exit(if ok { 0 } else { 1 });
+}
+
+fn t(v: Option<gst::ClockTime>) -> String {
+    v.map_or("-".into(), |v| v.nseconds().to_string())
+}
+
+fn buffer_line(pad: &gst::Pad, b: &gst::Buffer) -> String {
+    let seg = pad
+        .sticky_event::<gst::event::Segment>(0)
+        .and_then(|e| e.segment().downcast_ref::<gst::ClockTime>().cloned());
+    let rt = match (seg, b.dts_or_pts()) {
+        (Some(seg), Some(ts)) => match seg.to_running_time_full(ts) {
+            Some(gst::Signed::Positive(v)) => v.nseconds().to_string(),
+            Some(gst::Signed::Negative(v)) => format!("-{}", v.nseconds()),
+            None => "-".into(),
+        },
+        _ => "-".into(),
+    };
+    format!(
+        "buffer pts={} dts={} dur={} rt={rt} flags={:#x} size={} off={}",
+        t(b.pts()),
+        t(b.dts()),
+        t(b.duration()),
+        b.flags().bits(),
+        b.size(),
+        b.offset()
+    )
+}
+
+fn event_line(ev: &gst::Event) -> String {
+    match ev.view() {
+        gst::EventView::Segment(s) => {
+            let seg = s.segment();
+            match seg.downcast_ref::<gst::ClockTime>() {
+                Some(seg) => format!(
+                    "event segment start={} stop={} base={} rate={} time={}",
+                    t(seg.start()),
+                    t(seg.stop()),
+                    t(seg.base()),
+                    seg.rate(),
+                    t(seg.time())
+                ),
+                None => format!("event segment format={:?}", seg.format()),
+            }
+        }
+        gst::EventView::Tag(tag) => format!("event tag {:?} {}", tag.tag().scope(), tag.tag()),
+        _ => format!("event {}", ev.type_().name()),
+    }
+}

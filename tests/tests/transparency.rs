@@ -1,0 +1,303 @@
+//! Transparency: a pipeline split across two processes by `shmringsink` and
+//! `shmringsrc` (default properties) behaves like the same pipeline joined in one.
+//! Each pipeline runs both ways under `gst-record`, which prints every serialized
+//! event and buffer crossing the elements named `rec…`; the two records must
+//! agree: the same events in the same order, the same buffers with the same
+//! flags, timestamps off by one constant shift at most, running times where they
+//! were.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use std::process::Child;
+
+use e2e::{finish, spawn, unique_socket_path};
+
+const REC: &str = env!("CARGO_BIN_EXE_gst-record");
+
+/// The lines `gst-record` printed for `desc`, which must run to its end.
+fn record(desc: &str) -> Vec<String> {
+    let (status, out) = finish(spawn(REC, &desc.split_whitespace().collect::<Vec<_>>()));
+    assert!(status.success(), "{desc}: {out}");
+    out.lines().map(str::to_owned).collect()
+}
+
+/// Kills the child if the test fails before it is finished.
+struct Guard(Option<Child>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn wait_for_socket(p: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !p.exists() {
+        assert!(Instant::now() < deadline, "no socket at {}", p.display());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `{source} ! identity name=rec0 ! {downstream}` in one process.
+fn joined(source: &str, downstream: &str) -> Vec<String> {
+    record(&format!("{source} ! identity name=rec0 ! {downstream}"))
+}
+
+/// `{source} ! shmringsink` in one process, `shmringsrc ! identity name=rec0 !
+/// {downstream}` in another (started `delay` later), both with default properties
+/// but for the socket path (and `wait-for-connection`, so that no buffer is lost
+/// to a consumer not there yet).
+fn split(source: &str, downstream: &str, delay: Duration) -> Vec<String> {
+    let sock = unique_socket_path("transparent");
+    let mut producer = Guard(Some(spawn(
+        REC,
+        &format!(
+            "{source} ! shmringsink socket-path={} wait-for-connection=true",
+            sock.display()
+        )
+        .split_whitespace()
+        .collect::<Vec<_>>(),
+    )));
+    wait_for_socket(&sock);
+    std::thread::sleep(delay);
+    let got = record(&format!(
+        "shmringsrc socket-path={} ! identity name=rec0 ! {downstream}",
+        sock.display()
+    ));
+    let (status, out) = finish(producer.0.take().unwrap());
+    assert!(status.success(), "producer: {out}");
+    got
+}
+
+fn events(rec: &[String]) -> Vec<String> {
+    rec.iter()
+        .filter(|l| l.starts_with("rec0 event "))
+        // A segment's values differ when timestamps are shifted; its place does not.
+        .map(|l| l.split(" start=").next().unwrap().to_owned())
+        .collect()
+}
+
+/// (pts, dts, duration, flags, size) of each buffer at `rec`.
+fn buffers(rec: &[String], name: &str) -> Vec<[Option<i128>; 5]> {
+    rec.iter()
+        .filter(|l| l.starts_with(&format!("{name} buffer ")))
+        .map(|l| {
+            let field = |k: &str| {
+                let v = l
+                    .split(&format!(" {k}="))
+                    .nth(1)
+                    .unwrap()
+                    .split(' ')
+                    .next()
+                    .unwrap();
+                if v == "-" {
+                    None
+                } else if let Some(hex) = v.strip_prefix("0x") {
+                    Some(i128::from_str_radix(hex, 16).unwrap())
+                } else {
+                    Some(v.parse::<i128>().unwrap())
+                }
+            };
+            [
+                field("pts"),
+                field("dts"),
+                field("dur"),
+                field("flags"),
+                field("size"),
+            ]
+        })
+        .collect()
+}
+
+/// The running times (of DTS, or PTS) at `rec0`.
+fn running_times(rec: &[String]) -> Vec<i128> {
+    running_times_at(rec, "rec0")
+}
+
+/// The running times (of DTS, or PTS) at `name`.
+fn running_times_at(rec: &[String], name: &str) -> Vec<i128> {
+    rec.iter()
+        .filter(|l| l.starts_with(&format!("{name} buffer ")))
+        .map(|l| {
+            l.split(" rt=")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// `offset -> running time` of each buffer at `name`.
+fn running_time_by_offset(rec: &[String], name: &str) -> std::collections::BTreeMap<u64, i128> {
+    let offsets = rec
+        .iter()
+        .filter(|l| l.starts_with(&format!("{name} buffer ")))
+        .map(|l| {
+            l.split(" off=")
+                .nth(1)
+                .unwrap()
+                .trim()
+                .parse::<u64>()
+                .unwrap()
+        });
+    offsets.zip(running_times_at(rec, name)).collect()
+}
+
+/// Same buffers, same flags and sizes, timestamps off by one shift (or none).
+fn assert_same_buffers(a: &[[Option<i128>; 5]], b: &[[Option<i128>; 5]]) {
+    assert_eq!(a.len(), b.len(), "buffer count");
+    let shift = match (a[0][0], b[0][0]) {
+        (Some(x), Some(y)) => y - x,
+        _ => 0,
+    };
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert_eq!(
+            (x[2], x[3], x[4]),
+            (y[2], y[3], y[4]),
+            "buffer {i}: duration, flags, size"
+        );
+        for k in 0..2 {
+            assert_eq!(
+                x[k].map(|t| t + shift),
+                y[k],
+                "buffer {i}: timestamp {k} shifted by {shift}"
+            );
+        }
+    }
+}
+
+#[test]
+fn live_h264_muxes_into_an_mp4_with_every_frame_and_the_same_timestamps() {
+    // B-frames (x264enc's defaults): DTS before PTS, the first ones before the
+    // segment's start; the consumer joins half a second after the producer
+    // started, so the first frames were made before its pipeline did.
+    let source = "videotestsrc is-live=true num-buffers=60 ! video/x-raw,width=320,height=240,framerate=30/1 ! x264enc ! h264parse";
+    let dir = std::env::temp_dir();
+    let files = [
+        dir.join(format!(
+            "shmring-transparent-{}-joined.mp4",
+            std::process::id()
+        )),
+        dir.join(format!(
+            "shmring-transparent-{}-split.mp4",
+            std::process::id()
+        )),
+    ];
+    let down = |f: &Path| format!("h264parse ! mp4mux ! filesink location={}", f.display());
+    let one = joined(source, &down(&files[0]));
+    let two = split(source, &down(&files[1]), Duration::from_millis(500));
+    assert_eq!(events(&one), events(&two));
+    assert_same_buffers(&buffers(&one, "rec0"), &buffers(&two, "rec0"));
+    // Every DTS is there and runs forward, none before the pipeline's start.
+    let rt = running_times(&two);
+    assert!(rt.windows(2).all(|w| w[0] < w[1]), "{rt:?}");
+    assert!(rt[0] >= 0, "{rt:?}");
+    for f in &files {
+        let demuxed = record(&format!(
+            "filesrc location={} ! qtdemux ! identity name=rec1 ! fakesink",
+            f.display()
+        ));
+        assert_eq!(
+            buffers(&demuxed, "rec1").len(),
+            60,
+            "frames in {}",
+            f.display()
+        );
+        let _ = std::fs::remove_file(f);
+    }
+}
+
+#[test]
+fn a_non_live_stream_keeps_its_segment_and_timestamps() {
+    // A segment that does not start at 0 (as after a seek): the same segment and
+    // the same timestamps downstream, not running times.
+    let source = "videotestsrc num-buffers=10 timestamp-offset=3000000000 ! video/x-raw,format=GRAY8,width=16,height=16,framerate=25/1";
+    let one = joined(source, "fakesink");
+    let two = split(source, "fakesink", Duration::ZERO);
+    assert_eq!(events(&one), events(&two));
+    let segs = |r: &[String]| -> Vec<String> {
+        r.iter()
+            .filter(|l| l.contains("event segment"))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(segs(&one), segs(&two));
+    let (a, b) = (buffers(&one, "rec0"), buffers(&two, "rec0"));
+    assert_same_buffers(&a, &b);
+    assert_eq!(a[0][0], b[0][0], "no shift at all");
+}
+
+#[test]
+fn tags_follow_the_segment_and_every_one_arrives_as_in_one_process() {
+    let source = "audiotestsrc num-buffers=20 ! audio/x-raw,format=S16LE,rate=48000,channels=1 ! taginject tags=title=transparent";
+    let one = joined(source, "fakesink");
+    let two = split(source, "fakesink", Duration::ZERO);
+    let ev = events(&two);
+    assert_eq!(events(&one), ev);
+    let at = |what: &str| {
+        ev.iter()
+            .position(|l| l.starts_with(&format!("rec0 event {what}")))
+    };
+    assert!(at("segment") < at("tag"), "{ev:?}");
+    assert!(
+        two.iter()
+            .any(|l| l.contains("event tag") && l.contains("transparent"))
+    );
+}
+
+#[test]
+fn audio_and_video_from_one_producer_stay_in_sync_across_processes() {
+    // One live producer pipeline, audio and video through two sinks; one consumer
+    // pipeline with a source for each. Every buffer of both streams must run at
+    // the same running time here, less one and the same amount, as it ran
+    // there: audio and video stay in sync. (Both producer sinks wait for their
+    // consumer, so the first buffers were made before the consumer's pipeline
+    // started: the sources here share the lag that keeps them all.)
+    let a = unique_socket_path("av-a");
+    let v = unique_socket_path("av-v");
+    let producer_desc = format!(
+        "audiotestsrc is-live=true samplesperbuffer=480 num-buffers=150 ! audio/x-raw,format=S16LE,rate=48000,channels=2 ! identity name=reca ! shmringsink socket-path={} wait-for-connection=true \
+         videotestsrc is-live=true num-buffers=75 ! video/x-raw,format=I420,width=64,height=48,framerate=50/1 ! identity name=recv ! shmringsink socket-path={} wait-for-connection=true",
+        a.display(),
+        v.display()
+    );
+    let producer = Guard(Some(spawn(
+        REC,
+        &producer_desc.split_whitespace().collect::<Vec<_>>(),
+    )));
+    wait_for_socket(&a);
+    wait_for_socket(&v);
+    let consumer = record(&format!(
+        "shmringsrc socket-path={} ! identity name=reca ! fakesink \
+         shmringsrc socket-path={} ! identity name=recv ! fakesink",
+        a.display(),
+        v.display()
+    ));
+    let mut producer = producer;
+    let (status, pout) = finish(producer.0.take().unwrap());
+    assert!(status.success(), "producer: {pout}");
+    let pout: Vec<String> = pout.lines().map(str::to_owned).collect();
+    let mut shifts = Vec::new();
+    for name in ["reca", "recv"] {
+        let sent = running_time_by_offset(&pout, name);
+        let got = running_time_by_offset(&consumer, name);
+        assert!(got.len() > 50, "{name}: {} buffers", got.len());
+        shifts.extend(got.iter().filter_map(|(n, rt)| sent.get(n).map(|s| rt - s)));
+    }
+    assert!(
+        shifts.iter().all(|&d| d == shifts[0]),
+        "audio and video shifted differently: {shifts:?}"
+    );
+    // None was made before the pipeline here started: none is late by the start.
+    for name in ["reca", "recv"] {
+        assert!(running_times_at(&consumer, name).iter().all(|&rt| rt >= 0));
+    }
+}
