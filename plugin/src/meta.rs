@@ -191,6 +191,9 @@ pub enum Side {
     Segment(gst::FormattedSegment<gst::ClockTime>),
     /// A custom downstream sticky event.
     CustomSticky(gst::Structure),
+    /// The producer's pipeline flushed (a flushing seek): what consumers hold
+    /// stays theirs, the stream goes on from the segment that follows.
+    Flush,
 }
 
 const T_CAPS: u8 = 1;
@@ -202,6 +205,7 @@ const T_CUSTOM: u8 = 6;
 const T_LATENCY: u8 = 7;
 const T_SEGMENT: u8 = 8;
 const T_CUSTOM_STICKY: u8 = 9;
+const T_FLUSH: u8 = 10;
 
 /// Bytes of a segment message's body: flags, two rates, eight times.
 const SEGMENT_LEN: usize = 4 + 2 * 8 + 8 * 8;
@@ -290,6 +294,7 @@ impl Side {
                 (T_GAP, b)
             }
             Side::Eos => (T_EOS, Vec::new()),
+            Side::Flush => (T_FLUSH, Vec::new()),
             Side::Custom(s) => (T_CUSTOM, s.to_string().into_bytes()),
             Side::CustomSticky(s) => (T_CUSTOM_STICKY, s.to_string().into_bytes()),
             Side::Segment(seg) => (T_SEGMENT, segment_encode(seg)),
@@ -348,6 +353,7 @@ impl Side {
                 }
             }
             T_EOS if body.is_empty() => Side::Eos,
+            T_FLUSH if body.is_empty() => Side::Flush,
             T_CUSTOM => {
                 let s = text()?;
                 Side::Custom(

@@ -114,7 +114,7 @@ fn lying_video_layouts_end_the_stream_with_an_error_naming_the_lie() {
 }
 
 #[test]
-fn caps_features_flags_audio_frames_and_latency_that_lie_are_refused() {
+fn caps_features_flags_audio_frames_latency_and_segments_that_lie_are_refused() {
     for (act, tail, lie) in [
         (
             "dmabuf-caps",
@@ -140,6 +140,16 @@ fn caps_features_flags_audio_frames_and_latency_that_lie_are_refused() {
             "latency-huge",
             "fakesink",
             "latency 24:00:00.000000000 is more than the 0:01:00.000000000 a consumer accepts",
+        ),
+        (
+            "segment-rate-zero",
+            "fakesink",
+            "segment rate 0 is not a rate",
+        ),
+        (
+            "segment-stop-before-start",
+            "fakesink",
+            "segment stop 1 is before its start 10000000000",
         ),
     ] {
         assert_refused(act, "", tail, lie);

@@ -52,16 +52,29 @@ fn joined(source: &str, downstream: &str) -> Vec<String> {
 /// but for the socket path (and `wait-for-connection`, so that no buffer is lost
 /// to a consumer not there yet).
 fn split(source: &str, downstream: &str, delay: Duration) -> Vec<String> {
+    split_with(source, downstream, delay, &[])
+}
+
+/// [`split`], the producer with `env` in its environment.
+fn split_with(
+    source: &str,
+    downstream: &str,
+    delay: Duration,
+    env: &[(&str, &str)],
+) -> Vec<String> {
     let sock = unique_socket_path("transparent");
-    let mut producer = Guard(Some(spawn(
-        REC,
-        &format!(
-            "{source} ! shmringsink socket-path={} wait-for-connection=true",
-            sock.display()
-        )
-        .split_whitespace()
-        .collect::<Vec<_>>(),
-    )));
+    let desc = format!(
+        "{source} ! shmringsink socket-path={} wait-for-connection=true",
+        sock.display()
+    );
+    let mut producer = Guard(Some(
+        std::process::Command::new(REC)
+            .args(desc.split_whitespace())
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("gst-record"),
+    ));
     wait_for_socket(&sock);
     std::thread::sleep(delay);
     let got = record(&format!(
@@ -300,4 +313,43 @@ fn audio_and_video_from_one_producer_stay_in_sync_across_processes() {
     for name in ["reca", "recv"] {
         assert!(running_times_at(&consumer, name).iter().all(|&rt| rt >= 0));
     }
+}
+
+#[test]
+fn a_flushing_seek_on_the_producer_side_reaches_the_consumer_as_flush_and_segment() {
+    // A non-live source paced by its sinks' clock, sought to 3 s half a second in.
+    let source =
+        "videotestsrc num-buffers=100 ! video/x-raw,format=GRAY8,width=16,height=16,framerate=25/1";
+    let seek = [("SHMRING_REC_SEEK", "500:3000000000")];
+    let one = {
+        let desc = format!("{source} ! identity name=rec0 ! fakesink sync=true");
+        let child = std::process::Command::new(REC)
+            .args(desc.split_whitespace())
+            .envs(seek.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (status, out) = finish(child);
+        assert!(status.success(), "{out}");
+        out.lines().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let two = split_with(source, "fakesink sync=true", Duration::ZERO, &seek);
+    // The same events around the seek (how many buffers went before it differs
+    // from run to run, the events do not).
+    assert_eq!(events(&one), events(&two));
+    let ev = events(&two);
+    assert!(ev.iter().any(|e| e == "rec0 event flush-stop"), "{ev:?}");
+    let segs = |r: &[String]| -> Vec<String> {
+        r.iter()
+            .filter(|l| l.contains("event segment"))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(segs(&one), segs(&two));
+    assert!(segs(&two).last().unwrap().contains("start=3000000000"));
+    // After the seek the buffers are those of 3 s on, at the same running times.
+    let last = |r: &[String]| buffers(r, "rec0").last().unwrap()[0];
+    assert_eq!(last(&one), last(&two));
+    let rt = |r: &[String]| *running_times(r).last().unwrap();
+    assert_eq!(rt(&one), rt(&two));
 }

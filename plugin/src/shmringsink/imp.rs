@@ -517,14 +517,14 @@ impl BaseSinkImpl for Sink {
                 }
             }
             EventView::FlushStop(_) => {
-                // Consumers keep what they have; the next buffer tells them of the
-                // break (DISCONT). Timestamps stay right across the flush: each
-                // buffer carries the base time its running time counts from.
+                // Consumers flush too (what they hold stays theirs) and go on from
+                // the segment that follows; the next buffer also says DISCONT.
                 if let Some(st) = self.state.lock().unwrap().as_mut() {
                     st.segment = None;
                     st.flushed = true;
                     st.latency = None;
                 }
+                self.side(&Side::Flush, 0);
             }
             _ => {}
         }

@@ -90,20 +90,8 @@ impl Src {
                 .ok_or("a buffer before any caps")?;
             (format.check(len, &m)?, format)
         };
-        let (live, live_set, limit) = {
-            let s = self.settings.lock().unwrap();
-            (s.is_live, s.is_live_set, s.zero_copy_limit)
-        };
-        // Unless set, timestamps are mapped through the clock when the producer's
-        // pipeline is live (as its latency says), and go as they are when not.
-        let producer_live = self
-            .state
-            .lock()
-            .unwrap()
-            .as_ref()
-            .and_then(|st| st.latency)
-            .is_none_or(|l| l.0);
-        let live = live && (live_set || producer_live);
+        let live = self.maps_through_clock();
+        let limit = self.settings.lock().unwrap().zero_copy_limit;
         let limit = match usize::try_from(limit) {
             Ok(l) => l,
             // Automatic: leave the producer at least one slot of our share to queue
@@ -277,6 +265,19 @@ impl Src {
                 }
             }
             Side::Eos => return Err(gst::FlowError::Eos),
+            Side::Flush => {
+                // As the producer's pipeline did. Running time starts again with
+                // it where timestamps pass as sent; where they are mapped through
+                // the clock, the mapping already follows the producer's new base
+                // time and this pipeline keeps its own.
+                let mapped = self.maps_through_clock();
+                pad.push_event(gst::event::FlushStart::new());
+                pad.push_event(gst::event::FlushStop::new(!mapped));
+                // Flushing took the segment downstream: configure it again.
+                if let Some(st) = self.state.lock().unwrap().as_mut() {
+                    st.sent_segment = None;
+                }
+            }
             Side::Custom(s) => {
                 obj.send_event(gst::event::CustomDownstream::new(s));
             }
@@ -299,6 +300,25 @@ impl Src {
             }
         }
         Ok(Next::Again)
+    }
+
+    /// Whether timestamps are mapped through the clock: `is-live` when set, else
+    /// whether the producer's pipeline is live (as its latency says; live until
+    /// it said).
+    pub(super) fn maps_through_clock(&self) -> bool {
+        let (live, set) = {
+            let s = self.settings.lock().unwrap();
+            (s.is_live, s.is_live_set)
+        };
+        let producer_live = || {
+            self.state
+                .lock()
+                .unwrap()
+                .as_ref()
+                .and_then(|st| st.latency)
+                .is_none_or(|l| l.0)
+        };
+        live && (set || producer_live())
     }
 
     /// Makes sure the segment downstream describes the producer's timestamps, before

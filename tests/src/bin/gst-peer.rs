@@ -83,6 +83,8 @@ fn main() {
 /// - `lock-flags`: the buffer flags set the mini object's LOCKABLE and LOCK_READONLY bits;
 /// - `audio-partial`: audio buffers of 401 bytes (4-byte frames);
 /// - `latency-huge`: the producer's latency is a day;
+/// - `segment-rate-zero`, `segment-stop-before-start`: the segment's rate is 0, or
+///   its stop is before its start;
 /// - `honest`: no lie (the control case).
 fn lie(act: &str, path: &str) -> Result<(), String> {
     use std::str::FromStr;
@@ -127,7 +129,13 @@ fn lie(act: &str, path: &str) -> Result<(), String> {
             len = 1000;
         }
         "lock-flags" => flags = 0x1 | 0x2,
-        "honest" | "dmabuf-caps" | "glmemory-caps" | "audio-partial" | "latency-huge" => {}
+        "honest"
+        | "dmabuf-caps"
+        | "glmemory-caps"
+        | "audio-partial"
+        | "latency-huge"
+        | "segment-rate-zero"
+        | "segment-stop-before-start" => {}
         other => return Err(format!("unknown act {other}")),
     }
     if video.is_some() {
@@ -154,6 +162,18 @@ fn lie(act: &str, path: &str) -> Result<(), String> {
         };
         p.send_side(&l.encode(), key::LATENCY)
             .map_err(|e| e.to_string())?;
+    }
+    if act.starts_with("segment-") {
+        let mut seg = gst::FormattedSegment::<gst::ClockTime>::new();
+        seg.set_start(gst::ClockTime::from_seconds(10));
+        let mut b = Side::Segment(seg).encode();
+        // The body after the type byte: flags (4), rate (8), applied rate (8),
+        // then start, stop, ... (8 each).
+        match act {
+            "segment-rate-zero" => b[5..13].copy_from_slice(&0f64.to_le_bytes()),
+            _ => b[29..37].copy_from_slice(&1u64.to_le_bytes()),
+        }
+        p.send_side(&b, key::SEGMENT).map_err(|e| e.to_string())?;
     }
     println!("ready");
     let bytes = vec![0x80u8; len.max(1)];

@@ -10,7 +10,9 @@
 //!   none, a leading `-` when negative).
 //!
 //! Usage: `gst-record PIPELINE...` (the words of a `gst-launch-1.0` description).
-//! Exits 0 at end of stream; prints `error ...` and exits 1 on an error.
+//! Exits 0 at end of stream; prints `error ...` and exits 1 on an error. With
+//! `SHMRING_REC_SEEK=MS:NS` in the environment it seeks the pipeline (flushing) to
+//! `NS` nanoseconds `MS` milliseconds after it started playing.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -37,7 +39,9 @@ fn main() {
         let pad = e.static_pad("sink").expect("a rec element has a sink pad");
         let out = lines.clone();
         pad.add_probe(
-            gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+            gst::PadProbeType::BUFFER
+                | gst::PadProbeType::EVENT_DOWNSTREAM
+                | gst::PadProbeType::EVENT_FLUSH,
             move |pad, info| {
                 let line = match &info.data {
                     Some(gst::PadProbeData::Buffer(b)) => Some(buffer_line(pad, b)),
@@ -54,6 +58,20 @@ fn main() {
         );
     }
     pipeline.set_state(gst::State::Playing).unwrap();
+    if let Ok(seek) = std::env::var("SHMRING_REC_SEEK") {
+        let (after, to) = seek.split_once(':').expect("SHMRING_REC_SEEK=MS:NS");
+        let (after, to): (u64, u64) = (after.parse().unwrap(), to.parse().unwrap());
+        let p = pipeline.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(after));
+            if p.seek_simple(gst::SeekFlags::FLUSH, gst::ClockTime::from_nseconds(to))
+                .is_err()
+            {
+                println!("error seek refused");
+                std::process::exit(1);
+            }
+        });
+    }
     let bus = pipeline.bus().unwrap();
     let mut ok = true;
     for msg in bus.iter_timed(gst::ClockTime::from_seconds(60)) {
