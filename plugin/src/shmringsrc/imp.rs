@@ -94,9 +94,9 @@ pub(super) struct State {
     /// The segment this src configured last (`None`: send one before the next
     /// buffer).
     pub(super) sent_segment: Option<gst::FormattedSegment<gst::ClockTime>>,
-    /// Live: how much later than the clock says the stream runs here, decided at
-    /// its first buffer (ns; see `configure_segment`).
-    pub(super) lag: Option<i128>,
+    /// Live: this stream's first buffer proposed its lag (see
+    /// `configure_segment`).
+    pub(super) lag_proposed: bool,
     /// Slots the producer lets this consumer hold (from its welcome).
     pub(super) max_held: u32,
     /// The producer's upstream latency (live, min, max), as it last told us.
@@ -295,7 +295,7 @@ impl BaseSrcImpl for Src {
             stream_started: false,
             segment: None,
             sent_segment: None,
-            lag: None,
+            lag_proposed: false,
             max_held: 1,
             latency: None,
         });

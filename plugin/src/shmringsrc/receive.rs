@@ -230,7 +230,7 @@ impl Src {
                         st.caps = None;
                         st.segment = None;
                         st.sent_segment = None;
-                        st.lag = None;
+                        st.lag_proposed = false;
                     }
                     pad.push_event(
                         gst::event::StreamStart::builder(&stream_id)
@@ -334,8 +334,9 @@ impl Src {
     /// whole length, with every timestamp and spacing as sent. A consumer that
     /// joins a running stream gets a current first buffer and no lag. Every
     /// source of this process that receives from one producer pipeline (the same
-    /// base time) into one pipeline here takes the lag the first of them decided
-    /// ([`shared_lag`]), so audio and video from one producer stay in sync.
+    /// base time) into one pipeline here takes the same lag, the largest their
+    /// first buffers asked for ([`shared_lag`]), so audio and video from one
+    /// producer stay in sync.
     pub(super) fn configure_segment(&self, live: bool, producer_base: u64, first: u64) {
         let obj = self.obj();
         let mine = obj.base_time();
@@ -345,15 +346,16 @@ impl Src {
         if live && producer_base != meta::NONE {
             if let Some(mine) = mine {
                 let by = producer_base as i128 - mine.nseconds() as i128;
-                let lag = *st.lag.get_or_insert_with(|| {
+                let proposal = (!std::mem::replace(&mut st.lag_proposed, true)).then(|| {
                     let rt = meta::to_ct(first)
                         .and_then(|t| seg.to_running_time_full(t))
                         .map_or(0, |rt| match rt {
                             gst::Signed::Positive(t) => t.nseconds() as i128,
                             gst::Signed::Negative(t) => -(t.nseconds() as i128),
                         });
-                    shared_lag(mine.nseconds(), producer_base, (-(rt + by)).max(0))
+                    (-(rt + by)).max(0)
                 });
+                let lag = shared_lag(mine.nseconds(), producer_base, proposal);
                 shift_running_time(&mut seg, by + lag);
             }
         }
@@ -464,21 +466,28 @@ pub(super) fn shift_running_time(seg: &mut gst::FormattedSegment<gst::ClockTime>
 }
 
 /// The lag of streams from the producer pipeline with base time `theirs` into the
-/// pipeline here with base time `mine`: the first caller's `proposed`, for every
-/// later caller with the same two base times. A few recent pairs are kept (a new
-/// pair comes with each start of either pipeline).
-fn shared_lag(mine: u64, theirs: u64, proposed: i128) -> i128 {
+/// pipeline here with base time `mine`: the largest that a stream's first buffer
+/// proposed, so that no stream's first buffer runs before this pipeline's start.
+/// A stream whose first buffer comes after another's and is older raises it for
+/// all (each source looks again before every buffer): a jump of a few
+/// milliseconds at the start, then one lag for all. A few recent pairs are kept
+/// (a new pair comes with each start of either pipeline).
+fn shared_lag(mine: u64, theirs: u64, proposed: Option<i128>) -> i128 {
     static LAGS: std::sync::Mutex<VecDeque<((u64, u64), i128)>> =
         std::sync::Mutex::new(VecDeque::new());
     let mut lags = LAGS.lock().unwrap();
-    if let Some(&(_, lag)) = lags.iter().find(|(k, _)| *k == (mine, theirs)) {
-        return lag;
+    if let Some((_, lag)) = lags.iter_mut().find(|(k, _)| *k == (mine, theirs)) {
+        if let Some(p) = proposed {
+            *lag = (*lag).max(p);
+        }
+        return *lag;
     }
+    let Some(p) = proposed else { return 0 };
     if lags.len() >= 64 {
         lags.pop_front();
     }
-    lags.push_back(((mine, theirs), proposed));
-    proposed
+    lags.push_back(((mine, theirs), p));
+    p
 }
 
 #[cfg(test)]
