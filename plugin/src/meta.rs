@@ -63,9 +63,10 @@ pub struct VideoLayout {
 /// Per-buffer metadata.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BufferMeta {
-    /// Presentation time as running time of the producer ([`NONE`] if unset).
+    /// Presentation time as the buffer had it (the segment sent before says what it
+    /// means; [`NONE`] if unset).
     pub pts: u64,
-    /// Decoding time as running time ([`NONE`] if unset).
+    /// Decoding time, likewise ([`NONE`] if unset).
     pub dts: u64,
     /// Duration ([`NONE`] if unset).
     pub duration: u64,
@@ -81,6 +82,8 @@ pub struct BufferMeta {
     pub flags: u32,
     /// The video layout, when the buffer had a `GstVideoMeta`.
     pub video: Option<VideoLayout>,
+    /// More buffers of the same buffer list follow this one.
+    pub list_continues: bool,
 }
 
 /// Encoded size (fits the frame descriptor's 88 bytes).
@@ -103,6 +106,7 @@ impl BufferMeta {
             b[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
         }
         b[48..52].copy_from_slice(&self.flags.to_le_bytes());
+        b[53] = self.list_continues as u8;
         if let Some(v) = &self.video {
             b[52] = v.n_planes;
             for p in 0..MAX_PLANES {
@@ -124,6 +128,12 @@ impl BufferMeta {
         }
         let w = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
         let n_planes = b[52];
+        if b[53] > 1 || b[54] != 0 || b[55] != 0 {
+            return Err(format!(
+                "buffer metadata bytes 53..56 are {:?}, not a list mark and zeros",
+                &b[53..56]
+            ));
+        }
         if n_planes as usize > MAX_PLANES {
             return Err(format!("video layout has {n_planes} planes"));
         }
@@ -148,6 +158,7 @@ impl BufferMeta {
             base_time: w(5),
             flags: u32::from_le_bytes(b[48..52].try_into().expect("4 bytes")),
             video,
+            list_continues: b[53] == 1,
         })
     }
 }
@@ -429,6 +440,7 @@ mod tests {
                 offsets: [0, 100, 150, 0],
                 strides: [10, 5, 5, 0],
             }),
+            list_continues: true,
         };
         assert_eq!(BufferMeta::decode(&m.encode()).unwrap(), m);
         let mut b = m.encode();

@@ -112,6 +112,8 @@ pub struct Sink {
     pub(super) counters: Mutex<Counters>,
     /// Interrupts a blocked render (unlock); cloned out of the producer at start.
     pub(super) waker: Mutex<Option<shmring::Waker>>,
+    /// The buffer being rendered is one of a buffer list with more to follow.
+    pub(super) list_continues: std::sync::atomic::AtomicBool,
 }
 
 pub(super) fn parse_uids(s: &str) -> Result<Vec<u32>, String> {
@@ -531,6 +533,23 @@ impl BaseSinkImpl for Sink {
         self.parent_event(event)
     }
 
+    /// A buffer list stays a list: each buffer goes as usual, marked as followed by
+    /// more of the list but the last, and the consumer pushes them as one list.
+    fn render_list(&self, list: &gst::BufferList) -> Result<gst::FlowSuccess, gst::FlowError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let n = list.len();
+        let mut r = Ok(gst::FlowSuccess::Ok);
+        for (i, buffer) in list.iter_owned().enumerate() {
+            self.list_continues.store(i + 1 < n, Relaxed);
+            r = self.render(&buffer);
+            if r.is_err() {
+                break;
+            }
+        }
+        self.list_continues.store(false, Relaxed);
+        r
+    }
+
     fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
         self.tell_latency();
         let wait = self.settings.lock().unwrap().wait_for_connection;
@@ -558,6 +577,9 @@ impl BaseSinkImpl for Sink {
             st.waited |= wait;
             st.tags_then_data |= st.tag_keys > 0;
             let mut m = self.buffer_meta(buffer, st);
+            m.list_continues = self
+                .list_continues
+                .load(std::sync::atomic::Ordering::Relaxed);
             if std::mem::take(&mut st.flushed) {
                 m.flags |= gst::BufferFlags::DISCONT.bits();
             }

@@ -65,6 +65,7 @@ impl Sink {
             // Only what describes the data travels (the consumer refuses the rest).
             flags: (buffer.flags() & crate::meta::TRAVELLING_FLAGS).bits(),
             video,
+            list_continues: false,
         }
     }
 

@@ -116,8 +116,12 @@ pub struct Src {
     pub(super) outstanding: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
+/// The most buffers one buffer list from the producer gathers here.
+const MAX_LIST: usize = 1024;
+
 pub(super) enum Next {
-    Buffer(gst::Buffer),
+    /// A buffer, and whether more of its buffer list follow.
+    Buffer(gst::Buffer, bool),
     Again,
     /// The producer sent something invalid: an error, or a reconnect when asked.
     Fault(String),
@@ -367,6 +371,8 @@ impl PushSrcImpl for Src {
             let s = self.settings.lock().unwrap();
             (s.reconnect && s.socket_fd < 0, s.reconnect_interval)
         };
+        // The buffers of a buffer list received so far.
+        let mut list: Option<gst::BufferList> = None;
         loop {
             // Take the consumer out so that unlock and property reads do not wait
             // for a blocked receive.
@@ -419,10 +425,26 @@ impl PushSrcImpl for Src {
                     }
                     put_back(consumer);
                     match self.handle(ev) {
-                        Ok(Next::Buffer(b)) => {
-                            return Ok(CreateSuccess::NewBuffer(b));
-                        }
-                        Ok(Next::Again) => continue,
+                        Ok(Next::Buffer(b, more)) => match list.as_mut() {
+                            None if !more => return Ok(CreateSuccess::NewBuffer(b)),
+                            _ => {
+                                let l = list.get_or_insert_with(gst::BufferList::new);
+                                l.get_mut().expect("ours alone").add(b);
+                                // A list the producer never ends is cut into lists
+                                // of MAX_LIST (they hold its slots meanwhile).
+                                if !more || l.len() >= MAX_LIST {
+                                    let l = list.take().expect("just added to");
+                                    return Ok(CreateSuccess::NewBufferList(l));
+                                }
+                                continue;
+                            }
+                        },
+                        // Only a lying producer sends anything between the buffers
+                        // of a list: what it has of the list goes first.
+                        Ok(Next::Again) => match list.take() {
+                            Some(l) => return Ok(CreateSuccess::NewBufferList(l)),
+                            None => continue,
+                        },
                         Ok(Next::Fault(what)) if reconnect => {
                             format!("producer sent {what}")
                         }

@@ -77,7 +77,8 @@ impl Src {
         }
     }
 
-    pub(super) fn buffer_of(&self, f: Frame) -> Result<gst::Buffer, String> {
+    /// The buffer for frame `f`, and whether more of its buffer list follow.
+    pub(super) fn buffer_of(&self, f: Frame) -> Result<(gst::Buffer, bool), String> {
         let m = BufferMeta::decode(f.meta())?;
         let len = f.len();
         // Everything the producer says about this buffer, checked against the caps
@@ -136,7 +137,7 @@ impl Src {
         let mut c = self.counters.lock().unwrap();
         c.frames += 1;
         c.bytes += len as u64;
-        Ok(buffer)
+        Ok((buffer, m.list_continues))
     }
 
     /// Handles one event of the consumer; `Next::Again` when nothing goes downstream
@@ -146,14 +147,14 @@ impl Src {
             Event::Frame(f) => {
                 self.counters.lock().unwrap().dropped += f.dropped_before() as u64;
                 let discont = f.dropped_before() > 0;
-                let mut b = match self.buffer_of(f) {
+                let (mut b, more) = match self.buffer_of(f) {
                     Ok(b) => b,
                     Err(e) => return Ok(Next::Fault(format!("bad buffer metadata: {e}"))),
                 };
                 if discont {
                     b.make_mut().set_flags(gst::BufferFlags::DISCONT);
                 }
-                Ok(Next::Buffer(b))
+                Ok(Next::Buffer(b, more))
             }
             Event::Side { payload, .. } => match Side::decode(&payload) {
                 Ok(side) => self.side(side),
@@ -239,12 +240,24 @@ impl Src {
                     );
                 }
             }
-            // Into the data flow through BaseSrc, which pushes what it was sent
-            // after the segment it has pending and before the next buffer: the
-            // order they had upstream of the producer's sink (pushed from here,
-            // a tag before the stream's first buffer would overtake the segment).
+            // In the order they came to the producer's sink. After its segment:
+            // into the data flow through BaseSrc, which pushes what it was sent
+            // after the segment it has pending and before the next buffer (pushed
+            // from here, a tag before the stream's first buffer would overtake
+            // the segment). Before it (as some elements send them): at once,
+            // ahead of the segment, as there.
             Side::Tags(t) => {
-                obj.send_event(gst::event::Tag::new(t));
+                let after_segment = self
+                    .state
+                    .lock()
+                    .unwrap()
+                    .as_ref()
+                    .is_some_and(|st| st.segment.is_some());
+                if after_segment {
+                    obj.send_event(gst::event::Tag::new(t));
+                } else {
+                    pad.push_event(gst::event::Tag::new(t));
+                }
             }
             Side::CustomSticky(s) => {
                 obj.send_event(gst::event::CustomDownstreamSticky::new(s));

@@ -284,6 +284,7 @@ mod tests {
             base_time: NONE,
             flags: 0,
             video,
+            list_continues: false,
         }
     }
 

@@ -78,6 +78,7 @@ pub fn meta(pts_ms: u64) -> BufferMeta {
         base_time: meta::NONE,
         flags: 0,
         video: None,
+        list_continues: false,
     }
 }
 

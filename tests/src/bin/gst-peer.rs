@@ -187,6 +187,7 @@ fn lie(act: &str, path: &str) -> Result<(), String> {
             base_time: NONE,
             flags,
             video,
+            list_continues: false,
         };
         if let Ok(mut slot) = p.acquire(len) {
             slot.write(0, &bytes[..len]).map_err(|e| e.to_string())?;

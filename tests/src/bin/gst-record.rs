@@ -7,7 +7,8 @@
 //!   segment's start, stop, base, rate and time; `tag` lines the tag list);
 //! - `NAME buffer pts=P dts=D dur=T rt=R flags=F size=S off=O` for each buffer, with the
 //!   running time `R` of its DTS (or PTS) in the segment in force (`-` when it has
-//!   none, a leading `-` when negative).
+//!   none, a leading `-` when negative);
+//! - `NAME list N` before the `N` buffer lines of a buffer list.
 //!
 //! Usage: `gst-record PIPELINE...` (the words of a `gst-launch-1.0` description).
 //! Exits 0 at end of stream; prints `error ...` and exits 1 on an error. With
@@ -40,11 +41,20 @@ fn main() {
         let out = lines.clone();
         pad.add_probe(
             gst::PadProbeType::BUFFER
+                | gst::PadProbeType::BUFFER_LIST
                 | gst::PadProbeType::EVENT_DOWNSTREAM
                 | gst::PadProbeType::EVENT_FLUSH,
             move |pad, info| {
                 let line = match &info.data {
                     Some(gst::PadProbeData::Buffer(b)) => Some(buffer_line(pad, b)),
+                    Some(gst::PadProbeData::BufferList(l)) => {
+                        let mut out = out.lock().unwrap();
+                        out.push(format!("{name} list {}", l.len()));
+                        for b in l.iter_owned() {
+                            out.push(format!("{name} {}", buffer_line(pad, &b)));
+                        }
+                        None
+                    }
                     Some(gst::PadProbeData::Event(ev)) if ev.is_serialized() => {
                         Some(event_line(ev))
                     }

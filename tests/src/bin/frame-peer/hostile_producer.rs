@@ -318,6 +318,7 @@ pub(super) fn field_liar(path: &str, field: &str) -> R {
             base_time: NONE,
             flags: 0,
             video: Some(layout),
+            list_continues: false,
         }
         .encode()
         .to_vec();
