@@ -106,6 +106,14 @@ fn events(rec: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// The segment lines at `rec0`, values included.
+fn segments(rec: &[String]) -> Vec<String> {
+    rec.iter()
+        .filter(|l| l.starts_with("rec0 event segment"))
+        .cloned()
+        .collect()
+}
+
 /// (pts, dts, duration, flags, size) of each buffer at `rec`.
 fn buffers(rec: &[String], name: &str) -> Vec<[Option<i128>; 5]> {
     rec.iter()
@@ -251,13 +259,7 @@ fn a_non_live_stream_keeps_its_segment_and_timestamps() {
     let one = joined(source, "fakesink");
     let two = split(source, "fakesink", Duration::ZERO);
     assert_eq!(events(&one), events(&two));
-    let segs = |r: &[String]| -> Vec<String> {
-        r.iter()
-            .filter(|l| l.contains("event segment"))
-            .cloned()
-            .collect()
-    };
-    assert_eq!(segs(&one), segs(&two));
+    assert_eq!(segments(&one), segments(&two));
     let (a, b) = (buffers(&one, "rec0"), buffers(&two, "rec0"));
     assert_same_buffers(&a, &b);
     assert_eq!(a[0][0], b[0][0], "no shift at all");
@@ -354,14 +356,8 @@ fn a_flushing_seek_on_the_producer_side_reaches_the_consumer_as_flush_and_segmen
     assert_eq!(events(&one), events(&two));
     let ev = events(&two);
     assert!(ev.iter().any(|e| e == "rec0 event flush-stop"), "{ev:?}");
-    let segs = |r: &[String]| -> Vec<String> {
-        r.iter()
-            .filter(|l| l.contains("event segment"))
-            .cloned()
-            .collect()
-    };
-    assert_eq!(segs(&one), segs(&two));
-    assert!(segs(&two).last().unwrap().contains("start=3000000000"));
+    assert_eq!(segments(&one), segments(&two));
+    assert!(segments(&two).last().unwrap().contains("start=3000000000"));
     // After the seek the buffers are those of 3 s on, at the same running times.
     let last = |r: &[String]| buffers(r, "rec0").last().unwrap()[0];
     assert_eq!(last(&one), last(&two));

@@ -576,7 +576,7 @@ impl BaseSinkImpl for Sink {
             let st = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
             st.waited |= wait;
             st.tags_then_data |= st.tag_keys > 0;
-            let mut m = self.buffer_meta(buffer, st);
+            let mut m = self.buffer_meta(buffer);
             m.list_continues = self
                 .list_continues
                 .load(std::sync::atomic::Ordering::Relaxed);

@@ -38,7 +38,7 @@ impl Sink {
     /// The metadata that travels with `buffer`: its timestamps as they are (the
     /// segment, sent as a side message, says what they mean), the base time its
     /// running time counts from, flags and layout.
-    pub(super) fn buffer_meta(&self, buffer: &gst::BufferRef, _st: &State) -> BufferMeta {
+    pub(super) fn buffer_meta(&self, buffer: &gst::BufferRef) -> BufferMeta {
         let obj = self.obj();
         let base_time = match obj.clock() {
             Some(_) => ct(obj.base_time()),
