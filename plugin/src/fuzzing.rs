@@ -5,13 +5,32 @@
 use crate::meta::{BUFFER_META_LEN, BufferMeta, Side};
 use crate::shmringsrc::trust;
 
-/// Decodes what a producer sent a `shmringsrc`: if the first byte is even, the rest
-/// is a buffer's metadata; if odd, a side message (caps, events, latency). Whatever
-/// decodes must round-trip. Returns whether it decoded.
+/// Decodes what a producer sent a `shmringsrc`: if the first byte is 0xfe, the rest
+/// is a buffer's meta list (decoded for a 320x240 frame, then added to a buffer);
+/// else if it is even, the rest is a buffer's metadata; if odd, a side message
+/// (caps, events, latency). Whatever decodes must round-trip. Returns whether it
+/// decoded.
 pub fn meta_decode(data: &[u8]) -> bool {
     let Some((&kind, rest)) = data.split_first() else {
         return false;
     };
+    if kind == 0xfe {
+        gst::init().expect("GStreamer");
+        let frame = crate::metas::Frame {
+            size: Some((320, 240)),
+        };
+        return match crate::metas::decode(rest, frame) {
+            Ok(list) => {
+                let again =
+                    crate::metas::decode(&crate::metas::encode(&list), frame).expect("re-decodes");
+                assert_eq!(again, list, "meta list does not round-trip");
+                let mut b = gst::Buffer::new();
+                crate::metas::apply(b.get_mut().expect("new"), list, &Default::default());
+                true
+            }
+            Err(_) => false,
+        };
+    }
     if kind % 2 == 0 {
         match BufferMeta::decode(rest) {
             Ok(m) => {

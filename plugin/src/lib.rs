@@ -18,6 +18,7 @@ use gst::glib;
 pub mod fuzzing;
 mod memory;
 pub mod meta;
+pub mod metas;
 mod shmringsink;
 mod shmringsrc;
 

@@ -84,6 +84,9 @@ pub struct BufferMeta {
     pub video: Option<VideoLayout>,
     /// More buffers of the same buffer list follow this one.
     pub list_continues: bool,
+    /// Non-zero: the tag of the meta list sent for this buffer just before it
+    /// (see [`crate::metas`]).
+    pub metas_tag: u16,
 }
 
 /// Encoded size (fits the frame descriptor's 88 bytes).
@@ -107,6 +110,7 @@ impl BufferMeta {
         }
         b[48..52].copy_from_slice(&self.flags.to_le_bytes());
         b[53] = self.list_continues as u8;
+        b[54..56].copy_from_slice(&self.metas_tag.to_le_bytes());
         if let Some(v) = &self.video {
             b[52] = v.n_planes;
             for p in 0..MAX_PLANES {
@@ -128,10 +132,10 @@ impl BufferMeta {
         }
         let w = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
         let n_planes = b[52];
-        if b[53] > 1 || b[54] != 0 || b[55] != 0 {
+        if b[53] > 1 {
             return Err(format!(
-                "buffer metadata bytes 53..56 are {:?}, not a list mark and zeros",
-                &b[53..56]
+                "buffer metadata byte 53 is {}, not a list mark",
+                b[53]
             ));
         }
         if n_planes as usize > MAX_PLANES {
@@ -159,6 +163,7 @@ impl BufferMeta {
             flags: u32::from_le_bytes(b[48..52].try_into().expect("4 bytes")),
             video,
             list_continues: b[53] == 1,
+            metas_tag: u16::from_le_bytes([b[54], b[55]]),
         })
     }
 }
@@ -205,6 +210,9 @@ pub enum Side {
     /// The producer's pipeline flushed (a flushing seek): what consumers hold
     /// stays theirs, the stream goes on from the segment that follows.
     Flush,
+    /// A piece of the next buffer's meta list (tag, list length, bytes: see
+    /// [`crate::metas::Assembly`]).
+    MetaPiece(Vec<u8>),
 }
 
 const T_CAPS: u8 = 1;
@@ -217,6 +225,8 @@ const T_LATENCY: u8 = 7;
 const T_SEGMENT: u8 = 8;
 const T_CUSTOM_STICKY: u8 = 9;
 const T_FLUSH: u8 = 10;
+/// The type byte of a meta piece.
+pub const T_META_PIECE: u8 = 11;
 
 /// Bytes of a segment message's body: flags, two rates, eight times.
 const SEGMENT_LEN: usize = 4 + 2 * 8 + 8 * 8;
@@ -306,6 +316,7 @@ impl Side {
             }
             Side::Eos => (T_EOS, Vec::new()),
             Side::Flush => (T_FLUSH, Vec::new()),
+            Side::MetaPiece(b) => (T_META_PIECE, b.clone()),
             Side::Custom(s) => (T_CUSTOM, s.to_string().into_bytes()),
             Side::CustomSticky(s) => (T_CUSTOM_STICKY, s.to_string().into_bytes()),
             Side::Segment(seg) => (T_SEGMENT, segment_encode(seg)),
@@ -365,6 +376,7 @@ impl Side {
             }
             T_EOS if body.is_empty() => Side::Eos,
             T_FLUSH if body.is_empty() => Side::Flush,
+            T_META_PIECE => Side::MetaPiece(body.to_vec()),
             T_CUSTOM => {
                 let s = text()?;
                 Side::Custom(
@@ -441,6 +453,7 @@ mod tests {
                 strides: [10, 5, 5, 0],
             }),
             list_continues: true,
+            metas_tag: 513,
         };
         assert_eq!(BufferMeta::decode(&m.encode()).unwrap(), m);
         let mut b = m.encode();

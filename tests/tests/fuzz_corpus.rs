@@ -57,9 +57,17 @@ fn committed_meta_corpus_decodes_without_panic_and_round_trips() {
     let dir = format!("{}/../fuzz/corpus/meta_decode", env!("CARGO_MANIFEST_DIR"));
     let (mut seen, mut accepted) = (0, 0);
     for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{dir}: {e}")) {
-        let data = std::fs::read(entry.unwrap().path()).unwrap();
+        let path = entry.unwrap().path();
+        let data = std::fs::read(&path).unwrap();
         seen += 1;
-        accepted += gst_fuzzing::meta_decode(&data) as usize;
+        let ok = gst_fuzzing::meta_decode(&data);
+        accepted += ok as usize;
+        // The seeds of the meta-list branch: one of each kind, one crop outside.
+        match path.file_name().unwrap().to_str().unwrap() {
+            "meta-list-of-each-kind" => assert!(ok, "the meta list seed decodes"),
+            "meta-list-crop-outside" => assert!(!ok, "a crop outside the frame"),
+            _ => {}
+        }
     }
     assert!(seen >= 10, "corpus has only {seen} inputs");
     assert!(accepted >= 7, "only {accepted} of {seen} inputs decode");

@@ -156,6 +156,56 @@ fn caps_features_flags_audio_frames_latency_and_segments_that_lie_are_refused() 
     }
 }
 
+#[test]
+fn metas_that_lie_are_refused_by_name() {
+    for (act, lie) in [
+        (
+            "meta-crop-outside",
+            "bad metas: crop 100x100 at 300,200 is outside the 320x240 frame",
+        ),
+        (
+            "meta-unknown-kind",
+            "bad metas: unknown meta record kind 99",
+        ),
+        ("meta-caption-empty", "bad metas: caption meta is empty"),
+        (
+            "meta-time-code-invalid",
+            "25:00:00:00 at 30/1 is not a valid time code",
+        ),
+        (
+            "meta-piece-overflow",
+            "bad meta piece: meta pieces add up to more than their list's 10 bytes",
+        ),
+    ] {
+        assert_refused(act, "", CONVERT, lie);
+    }
+}
+
+#[test]
+fn a_meta_list_over_the_consumers_limit_is_skipped_and_the_stream_goes_on() {
+    // 64 MiB claimed for every frame's metas: the consumer neither ends nor keeps
+    // the pieces; the frames keep coming.
+    let path = unique_socket_path("meta-huge");
+    let ps = path.to_str().unwrap();
+    let mut p = KillOnDrop(spawn(PEER, &["lie", "meta-too-large", ps]));
+    assert_eq!(read_line(&mut p.0), "ready");
+    let mut c = consumer(ps, "", "fakesink silent=false -v");
+    let mut lines = Lines::of(&mut c);
+    let frames = |l: &[String]| l.iter().filter(|l| l.contains("chain")).count();
+    assert!(lines.until(|l| frames(l) >= 20), "{:?}", lines.seen);
+    assert!(
+        lines.seen.iter().all(|l| !l.contains("ERROR")),
+        "{:?}",
+        lines.seen
+    );
+    drop(p);
+    let (_, out) = outcome(c, Duration::from_secs(60)).expect("consumer ends");
+    assert!(
+        out.contains("The producer went away without ending the stream"),
+        "{out}"
+    );
+}
+
 /// What a child prints on stdout, read as it comes (by a thread).
 struct Lines {
     rx: std::sync::mpsc::Receiver<String>,

@@ -74,6 +74,17 @@ fn split_with(
     delay: Duration,
     env: &[(&str, &str)],
 ) -> Vec<String> {
+    split_full(source, "", downstream, delay, env)
+}
+
+/// [`split_with`], the `shmringsrc` with properties `src_props` too.
+fn split_full(
+    source: &str,
+    src_props: &str,
+    downstream: &str,
+    delay: Duration,
+    env: &[(&str, &str)],
+) -> Vec<String> {
     let sock = unique_socket_path("transparent");
     let desc = format!(
         "{source} ! shmringsink socket-path={} wait-for-connection=true",
@@ -90,7 +101,7 @@ fn split_with(
     wait_for_socket(&sock);
     std::thread::sleep(delay);
     let got = record(&format!(
-        "shmringsrc socket-path={} ! identity name=rec0 ! {downstream}",
+        "shmringsrc socket-path={} {src_props} ! identity name=rec0 ! {downstream}",
         sock.display()
     ));
     let (status, out) = finish(producer.0.take().unwrap());
@@ -177,7 +188,9 @@ fn running_time_by_offset(rec: &[String], name: &str) -> std::collections::BTree
             l.split(" off=")
                 .nth(1)
                 .unwrap()
-                .trim()
+                .split(' ')
+                .next()
+                .unwrap()
                 .parse::<u64>()
                 .unwrap()
         });
@@ -381,4 +394,96 @@ fn buffer_lists_stay_lists() {
     assert_eq!(lists(&one), lists(&two));
     assert_eq!(events(&one), events(&two));
     assert_same_buffers(&buffers(&one, "rec0"), &buffers(&two, "rec0"));
+}
+
+/// The `metas=` field of each buffer at `rec0`.
+fn metas(rec: &[String]) -> Vec<String> {
+    rec.iter()
+        .filter(|l| l.starts_with("rec0 buffer "))
+        .map(|l| l.split(" metas=").nth(1).unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn every_meta_crosses_as_in_one_process_a_1_mb_custom_meta_included() {
+    // One of each meta 1.22 describes on every buffer, a 1 MB custom meta on every
+    // tenth; the consumer names the custom meta it takes.
+    let source =
+        "videotestsrc num-buffers=30 ! video/x-raw,width=320,height=240 ! identity name=addmetas";
+    let one = joined(source, "fakesink");
+    let two = split_full(
+        source,
+        "custom-metas=ShmringTestMeta",
+        "fakesink",
+        Duration::ZERO,
+        &[],
+    );
+    let (a, b) = (metas(&one), metas(&two));
+    assert_eq!(a.len(), 30);
+    for m in [
+        "GstReferenceTimestampMeta",
+        "GstVideoTimeCodeMeta",
+        "GstVideoCaptionMeta",
+        "GstVideoRegionOfInterestMeta",
+        "GstVideoCropMeta",
+        "GstAudioLevelMeta",
+        "GstVideoSEIUserDataUnregisteredMeta",
+        "GstProtectionMeta",
+        "ShmringTestMeta",
+    ] {
+        assert!(
+            a.iter().all(|l| l.contains(&format!("{m}:"))),
+            "{m} on {a:?}"
+        );
+    }
+    // The 1 MB buffer travels as 2 MB of text in the custom meta's structure.
+    assert!(
+        a[0].split(',').any(|m| m.starts_with("ShmringTestMeta:")
+            && m.split(':').nth(1).unwrap().parse::<usize>().unwrap() > 2_000_000),
+        "{}",
+        a[0]
+    );
+    assert_eq!(a, b, "the same metas with the same content on every buffer");
+    assert_same_buffers(&buffers(&one, "rec0"), &buffers(&two, "rec0"));
+}
+
+#[test]
+fn a_custom_meta_the_consumer_does_not_know_is_left_out_and_the_rest_cross() {
+    let source =
+        "videotestsrc num-buffers=10 ! video/x-raw,width=320,height=240 ! identity name=addmetas";
+    let one = joined(source, "fakesink");
+    let two = split(source, "fakesink", Duration::ZERO);
+    let drop_custom = |v: Vec<String>| -> Vec<String> {
+        v.into_iter()
+            .map(|l| {
+                l.split(',')
+                    .filter(|m| !m.starts_with("ShmringTestMeta:"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect()
+    };
+    let b = metas(&two);
+    assert!(b.iter().all(|l| !l.contains("ShmringTestMeta")), "{b:?}");
+    assert_eq!(drop_custom(metas(&one)), b);
+}
+
+#[test]
+fn metas_of_real_elements_cross_time_codes_and_h264_sei() {
+    // timecodestamper adds a time code to each frame; h264parse an SEI user data
+    // meta for x264enc's unregistered SEI.
+    let source = "videotestsrc num-buffers=15 ! video/x-raw,width=320,height=240,framerate=30/1 ! timecodestamper ! x264enc ! h264parse";
+    let one = joined(source, "fakesink");
+    let two = split(source, "fakesink", Duration::ZERO);
+    let a = metas(&one);
+    assert_eq!(a.len(), 15);
+    assert!(
+        a.iter().all(|l| l.contains("GstVideoTimeCodeMeta:")),
+        "{a:?}"
+    );
+    assert!(
+        a[0].contains("GstVideoSEIUserDataUnregisteredMeta:"),
+        "{a:?}"
+    );
+    assert_eq!(a, metas(&two));
 }

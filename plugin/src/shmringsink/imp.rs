@@ -63,6 +63,8 @@ pub(super) struct Settings {
     /// `spin-time` (µs).
     pub(super) spin_time: Duration,
     pub(super) wait_for_connection: bool,
+    /// `max-meta-bytes`.
+    pub(super) max_meta_bytes: u32,
 }
 
 impl Default for Settings {
@@ -78,6 +80,7 @@ impl Default for Settings {
             block_timeout: DEFAULT_BLOCK_TIMEOUT,
             spin_time: DEFAULT_SPIN_TIME,
             wait_for_connection: false,
+            max_meta_bytes: crate::metas::DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -86,6 +89,12 @@ impl Default for Settings {
 pub(super) struct Counters {
     pub(super) copies: u64,
     pub(super) zero_copy: u64,
+    /// Metas sent with buffers.
+    pub(super) metas: u64,
+    /// Metas that could not go (no encoding for them, or over `max-meta-bytes`).
+    pub(super) metas_not_sent: u64,
+    /// Meta names logged as not sent.
+    pub(super) logged: crate::metas::LoggedOnce,
 }
 
 pub(super) struct State {
@@ -102,6 +111,8 @@ pub(super) struct State {
     /// last buffer before them; `tags_then_data`: a buffer went out since.
     pub(super) tag_keys: u32,
     pub(super) tags_then_data: bool,
+    /// The tag of the last meta list sent (1..=65535, wrapping).
+    pub(super) metas_tag: u16,
 }
 
 /// The element's private state.
@@ -209,9 +220,17 @@ impl ObjectImpl for Sink {
                     .blurb("Hold the first buffer until a consumer is connected (otherwise buffers with no consumer are dropped)")
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt::builder("max-meta-bytes")
+                    .nick("Maximum meta bytes")
+                    .blurb("Most bytes the metas of one buffer may take across the transport (timecodes, captions, regions of interest, custom metas...); a buffer's metas over it are not sent, and counted in stats. Each consumer may queue twice this much on its socket")
+                    .minimum(1024)
+                    .maximum(64 << 20)
+                    .default_value(crate::metas::DEFAULT_MAX_BYTES)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("frames, bytes, copies, zero-copy, consumers, drops, cut-off, free-slots, and per consumer id, pid, uid, frames, bytes, drops, held")
+                    .blurb("frames, bytes, copies, zero-copy, metas (sent), metas-not-sent (no way to cross, or over max-meta-bytes), consumers, drops, cut-off, free-slots, and per consumer id, pid, uid, frames, bytes, drops, held")
                     .read_only()
                     .build(),
             ]
@@ -234,6 +253,7 @@ impl ObjectImpl for Sink {
             "block-timeout" => s.block_timeout = from_ms(value),
             "spin-time" => s.spin_time = from_us(value),
             "wait-for-connection" => s.wait_for_connection = value.get().unwrap(),
+            "max-meta-bytes" => s.max_meta_bytes = value.get().unwrap(),
             other => unreachable!("no property {other}"),
         }
     }
@@ -251,6 +271,7 @@ impl ObjectImpl for Sink {
             "block-timeout" => ms(s.block_timeout).to_value(),
             "spin-time" => us(s.spin_time).to_value(),
             "wait-for-connection" => s.wait_for_connection.to_value(),
+            "max-meta-bytes" => s.max_meta_bytes.to_value(),
             "stats" => self.stats().to_value(),
             other => unreachable!("no property {other}"),
         }
@@ -315,6 +336,9 @@ impl BaseSinkImpl for Sink {
             socket_mode: s.socket_mode,
             allowed_uids: uids,
             spin: s.spin_time,
+            // Room for a buffer's whole meta list on top of the usual queue: a list
+            // is sent before its buffer, all at once.
+            max_queued: ProducerConfig::DEFAULT_MAX_QUEUED + 2 * s.max_meta_bytes as usize,
             ..Default::default()
         };
         let producer = match &s.socket_path {
@@ -353,6 +377,7 @@ impl BaseSinkImpl for Sink {
             latency: None,
             tag_keys: 0,
             tags_then_data: false,
+            metas_tag: 0,
         });
         Ok(())
     }
@@ -583,6 +608,7 @@ impl BaseSinkImpl for Sink {
             if std::mem::take(&mut st.flushed) {
                 m.flags |= gst::BufferFlags::DISCONT.bits();
             }
+            m.metas_tag = self.send_metas(st, buffer);
             let planes = match &st.planar {
                 Some(info) => audio_planes(buffer, info).map_err(|e| {
                     gst::element_imp_error!(self, gst::StreamError::Format, ["{}", e]);

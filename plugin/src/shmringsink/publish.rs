@@ -9,6 +9,7 @@ use gst::subclass::prelude::*;
 use shmring::Producer;
 
 use crate::meta::{self, BufferMeta, Side, VideoLayout, ct};
+use crate::metas;
 
 use super::imp::*;
 
@@ -66,18 +67,75 @@ impl Sink {
             flags: (buffer.flags() & crate::meta::TRAVELLING_FLAGS).bits(),
             video,
             list_continues: false,
+            metas_tag: 0,
         }
+    }
+
+    /// Sends the metas of `buffer` that travel (as side messages just before it)
+    /// and returns the tag its descriptor names them by (0: none). Metas that
+    /// cannot go are counted and logged once by name.
+    pub(super) fn send_metas(&self, st: &mut State, buffer: &gst::BufferRef) -> u16 {
+        let (metas, cannot) = metas::collect(buffer);
+        if !cannot.is_empty() {
+            let mut c = self.counters.lock().unwrap();
+            c.metas_not_sent += cannot.len() as u64;
+            for name in &cannot {
+                if c.logged.first(name) {
+                    gst::warning!(
+                        CAT,
+                        imp = self,
+                        "{name} cannot cross to consumers (no encoding for it{}); counted in stats as metas-not-sent",
+                        if metas::gstreamer_serializes() {
+                            ", and it does not serialize"
+                        } else {
+                            " on GStreamer 1.22"
+                        }
+                    );
+                }
+            }
+        }
+        if metas.is_empty() {
+            return 0;
+        }
+        let list = metas::encode(&metas);
+        let max = self.settings.lock().unwrap().max_meta_bytes as usize;
+        if list.len() > max {
+            let mut c = self.counters.lock().unwrap();
+            c.metas_not_sent += metas.len() as u64;
+            if c.logged.first("(over max-meta-bytes)") {
+                gst::warning!(
+                    CAT,
+                    imp = self,
+                    "the metas of a buffer take {} bytes, over max-meta-bytes ({max}): not sent; counted in stats as metas-not-sent",
+                    list.len()
+                );
+            }
+            return 0;
+        }
+        st.metas_tag = st.metas_tag.checked_add(1).unwrap_or(1);
+        let tag = st.metas_tag;
+        for piece in metas::pieces(&list, tag, meta::T_META_PIECE) {
+            if let Err(e) = st.producer.send_side(&piece, 0) {
+                gst::warning!(CAT, imp = self, "metas not sent: {e}");
+                self.counters.lock().unwrap().metas_not_sent += metas.len() as u64;
+                return 0;
+            }
+        }
+        self.counters.lock().unwrap().metas += metas.len() as u64;
+        tag
     }
 
     pub(super) fn stats(&self) -> gst::Structure {
         // One lock at a time: render takes the state lock and then the counters'.
-        let (copies, zero_copy) = {
+        let (copies, zero_copy, sent, not_sent) = {
             let c = self.counters.lock().unwrap();
-            (c.copies, c.zero_copy)
+            (c.copies, c.zero_copy, c.metas, c.metas_not_sent)
         };
         let mut s = gst::Structure::builder("shmringsink-stats")
             .field("copies", copies)
             .field("zero-copy", zero_copy)
+            .field("metas", sent)
+            .field("metas-not-sent", not_sent)
             .build();
         if let Some(producer) = self.producer() {
             let p = producer.stats();

@@ -50,6 +50,10 @@ pub(super) struct Settings {
     pub(super) is_live_set: bool,
     /// -1: automatic (one less than the producer's slot share).
     pub(super) zero_copy_limit: i32,
+    /// `max-meta-bytes`.
+    pub(super) max_meta_bytes: u32,
+    /// `custom-metas`, as the user wrote it.
+    pub(super) custom_metas: String,
 }
 
 impl Default for Settings {
@@ -65,6 +69,8 @@ impl Default for Settings {
             is_live: true,
             is_live_set: false,
             zero_copy_limit: -1,
+            max_meta_bytes: crate::metas::DEFAULT_MAX_BYTES,
+            custom_metas: String::new(),
         }
     }
 }
@@ -78,6 +84,17 @@ pub(super) struct Counters {
     pub(super) reconnects: u64,
     /// What the consumer's wake-ahead did, as of a recent buffer.
     pub(super) anticipation: shmring::frame::Anticipation,
+    /// Metas added to buffers.
+    pub(super) metas: u64,
+    /// Metas the producer sent that were not added (see `stats`).
+    pub(super) metas_refused: u64,
+}
+
+/// The metas arriving for the next buffer, and what was logged of them.
+#[derive(Default)]
+pub(super) struct MetaState {
+    pub(super) assembly: crate::metas::Assembly,
+    pub(super) logged: crate::metas::LoggedOnce,
 }
 
 pub(super) struct State {
@@ -114,6 +131,7 @@ pub struct Src {
     pub(super) wakers: Mutex<Vec<shmring::Waker>>,
     /// Shared slots downstream holds right now (wrapped, not yet freed).
     pub(super) outstanding: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    pub(super) metas: Mutex<MetaState>,
 }
 
 /// The most buffers one buffer list from the producer gathers here.
@@ -192,9 +210,22 @@ impl ObjectImpl for Src {
                     .default_value(-1)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt::builder("max-meta-bytes")
+                    .nick("Maximum meta bytes")
+                    .blurb("Most bytes the producer may send for the metas of one buffer (timecodes, captions, regions of interest, custom metas...); a buffer's metas over it are not added, and counted in stats as metas-refused")
+                    .minimum(1024)
+                    .maximum(64 << 20)
+                    .default_value(crate::metas::DEFAULT_MAX_BYTES)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("custom-metas")
+                    .nick("Custom metas")
+                    .blurb("Comma-separated names of custom metas (GstCustomMeta) to register and add when a producer sends them; custom metas already registered in this process are added anyway, others are counted in stats as metas-refused and logged once")
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("frames, bytes, copies, dropped (by the producer for this consumer), reconnects")
+                    .blurb("frames, bytes, copies, dropped (by the producer for this consumer), reconnects, metas (added to buffers), metas-refused (custom metas not registered or allowed, metas this GStreamer cannot rebuild, lists over max-meta-bytes), wake-ahead figures")
                     .read_only()
                     .build(),
             ]
@@ -213,6 +244,10 @@ impl ObjectImpl for Src {
             "spin-time" => s.spin_time = from_us(value),
             "wake-ahead" => s.wake_ahead = from_us(value),
             "zero-copy-limit" => s.zero_copy_limit = value.get().unwrap(),
+            "max-meta-bytes" => s.max_meta_bytes = value.get().unwrap(),
+            "custom-metas" => {
+                s.custom_metas = value.get::<Option<String>>().unwrap().unwrap_or_default()
+            }
             "is-live" => {
                 s.is_live = value.get().unwrap();
                 s.is_live_set = true;
@@ -235,6 +270,8 @@ impl ObjectImpl for Src {
             "wake-ahead" => us(s.wake_ahead).to_value(),
             "is-live" => s.is_live.to_value(),
             "zero-copy-limit" => s.zero_copy_limit.to_value(),
+            "max-meta-bytes" => s.max_meta_bytes.to_value(),
+            "custom-metas" => s.custom_metas.to_value(),
             "stats" => self.stats().to_value(),
             other => unreachable!("no property {other}"),
         }

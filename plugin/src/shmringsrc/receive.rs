@@ -15,6 +15,7 @@ use shmring::{Backoff, Consumer, ConsumerConfig, Event, Frame};
 
 use super::trust;
 use crate::meta::{self, BufferMeta, Side, to_ct};
+use crate::metas;
 
 use super::imp::*;
 
@@ -75,6 +76,7 @@ impl Src {
             st.consumer = Some(c);
             st.stream_started = false;
         }
+        self.metas.lock().unwrap().assembly = Default::default();
     }
 
     /// The buffer for frame `f`, and whether more of its buffer list follow.
@@ -133,6 +135,9 @@ impl Src {
             // Set by GStreamer when the memory went in: says nothing of the data.
             b.unset_flags(gst::BufferFlags::TAG_MEMORY);
             trust::add_layout_metas(b, &format, &checked)?;
+            if m.metas_tag != 0 {
+                self.add_metas(b, m.metas_tag)?;
+            }
         }
         let mut c = self.counters.lock().unwrap();
         c.frames += 1;
@@ -294,6 +299,24 @@ impl Src {
             Side::Custom(s) => {
                 obj.send_event(gst::event::CustomDownstream::new(s));
             }
+            Side::MetaPiece(body) => {
+                let max = self.settings.lock().unwrap().max_meta_bytes as usize;
+                let mut ms = self.metas.lock().unwrap();
+                match ms.assembly.piece(&body, max) {
+                    Ok(metas::Piece::TooLarge { total }) => {
+                        self.counters.lock().unwrap().metas_refused += 1;
+                        if ms.logged.first("(over max-meta-bytes)") {
+                            gst::warning!(
+                                CAT,
+                                imp = self,
+                                "the producer sends {total} bytes of metas for a buffer, over max-meta-bytes ({max}): not added; counted in stats as metas-refused"
+                            );
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => return Ok(Next::Fault(format!("bad meta piece: {e}"))),
+                }
+            }
             Side::Latency { live, min, max } => {
                 if let Err(e) = trust::accept_latency(min, max) {
                     return Ok(Next::Fault(e));
@@ -387,6 +410,53 @@ impl Src {
         }
     }
 
+    /// Adds to `b` the metas the producer sent for it (under `tag`), each checked
+    /// first; a malformed list is the producer's lie, a meta this process cannot
+    /// add is counted and logged once by name.
+    fn add_metas(&self, b: &mut gst::BufferRef, tag: u16) -> Result<(), String> {
+        let Some(list) = self.metas.lock().unwrap().assembly.take(tag) else {
+            // Over max-meta-bytes (counted when it came), or never sent whole.
+            return Ok(());
+        };
+        let frame = {
+            let st = self.state.lock().unwrap();
+            metas::Frame::of(st.as_ref().and_then(|s| s.caps.as_ref()))
+        };
+        let decoded = metas::decode(&list, frame).map_err(|e| format!("bad metas: {e}"))?;
+        let n = decoded.len() as u64;
+        let allowed = metas::Allowed {
+            names: self
+                .settings
+                .lock()
+                .unwrap()
+                .custom_metas
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        };
+        let refused = metas::apply(b, decoded, &allowed);
+        {
+            let mut c = self.counters.lock().unwrap();
+            c.metas += n - refused.len() as u64;
+            c.metas_refused += refused.len() as u64;
+        }
+        if !refused.is_empty() {
+            let mut ms = self.metas.lock().unwrap();
+            for name in refused {
+                if ms.logged.first(&name) {
+                    gst::warning!(
+                        CAT,
+                        imp = self,
+                        "the producer sends {name} metas, which this process cannot add (a custom meta must be registered here or named in custom-metas; a serialized one needs GStreamer ≥ 1.24 and the meta registered); counted in stats as metas-refused"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub(super) fn stats(&self) -> gst::Structure {
         let c = *self.counters.lock().unwrap();
         gst::Structure::builder("shmringsrc-stats")
@@ -395,6 +465,8 @@ impl Src {
             .field("copies", c.copies)
             .field("dropped", c.dropped)
             .field("reconnects", c.reconnects)
+            .field("metas", c.metas)
+            .field("metas-refused", c.metas_refused)
             .field("wake-ahead-hits", c.anticipation.hits)
             .field("wake-ahead-misses", c.anticipation.misses)
             .field("wake-ahead-turned-off", c.anticipation.turned_off)

@@ -285,6 +285,7 @@ mod tests {
             flags: 0,
             video,
             list_continues: false,
+            metas_tag: 0,
         }
     }
 

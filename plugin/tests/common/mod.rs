@@ -79,6 +79,7 @@ pub fn meta(pts_ms: u64) -> BufferMeta {
         flags: 0,
         video: None,
         list_continues: false,
+        metas_tag: 0,
     }
 }
 

@@ -85,6 +85,12 @@ fn main() {
 /// - `latency-huge`: the producer's latency is a day;
 /// - `segment-rate-zero`, `segment-stop-before-start`: the segment's rate is 0, or
 ///   its stop is before its start;
+/// - `meta-crop-outside`, `meta-unknown-kind`, `meta-caption-empty`,
+///   `meta-time-code-invalid`: each frame's meta list has a crop outside the
+///   frame, a record of an unknown kind, an empty caption, or 25:00:00:00;
+/// - `meta-piece-overflow`: a meta piece carries more bytes than its list's size;
+/// - `meta-too-large`: each frame's meta list claims 64 MiB (only its first piece
+///   is sent): not a lie a consumer must end on, one it must not hold memory for;
 /// - `honest`: no lie (the control case).
 fn lie(act: &str, path: &str) -> Result<(), String> {
     use std::str::FromStr;
@@ -136,13 +142,20 @@ fn lie(act: &str, path: &str) -> Result<(), String> {
         | "latency-huge"
         | "segment-rate-zero"
         | "segment-stop-before-start" => {}
+        _ if act.starts_with("meta-") => {}
         other => return Err(format!("unknown act {other}")),
     }
     if video.is_some() {
         video = Some(layout);
     }
-    let p = shmring::Producer::bind(path, shmring::ProducerConfig::default())
-        .map_err(|e| e.to_string())?;
+    // The lie is in the frames, not in waiting: a consumer slow to take its first
+    // frames (under valgrind, seconds) is waited for, not cut off after the
+    // default second.
+    let cfg = shmring::ProducerConfig {
+        block_timeout: Duration::from_secs(60),
+        ..Default::default()
+    };
+    let p = shmring::Producer::bind(path, cfg).map_err(|e| e.to_string())?;
     p.send_side(
         &Side::StreamStart {
             stream_id: "liar".into(),
@@ -177,7 +190,17 @@ fn lie(act: &str, path: &str) -> Result<(), String> {
     }
     println!("ready");
     let bytes = vec![0x80u8; len.max(1)];
+    let meta_list = lying_metas(act);
     for n in 0u64.. {
+        let mut metas_tag = 0;
+        if let Some(pieces) = &meta_list {
+            metas_tag = (n % 60_000 + 1) as u16;
+            for piece in pieces {
+                let mut piece = piece.clone();
+                piece[1..3].copy_from_slice(&metas_tag.to_le_bytes());
+                p.send_side(&piece, 0).map_err(|e| e.to_string())?;
+            }
+        }
         let m = BufferMeta {
             pts: n * 10_000_000,
             dts: NONE,
@@ -188,6 +211,7 @@ fn lie(act: &str, path: &str) -> Result<(), String> {
             flags,
             video,
             list_continues: false,
+            metas_tag,
         };
         if let Ok(mut slot) = p.acquire(len) {
             slot.write(0, &bytes[..len]).map_err(|e| e.to_string())?;
@@ -196,4 +220,42 @@ fn lie(act: &str, path: &str) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(10));
     }
     Ok(())
+}
+
+/// The side messages of each frame's meta list for a `meta-…` act (tag bytes
+/// 1..3 filled in per frame).
+fn lying_metas(act: &str) -> Option<Vec<Vec<u8>>> {
+    use gstshmring::meta::T_META_PIECE;
+    use gstshmring::metas::{self, Carried};
+    let one = |c: Carried| metas::encode(&[c]);
+    let list = match act {
+        "meta-crop-outside" => one(Carried::Crop([300, 200, 100, 100])),
+        "meta-unknown-kind" => vec![99, 0, 0, 0, 0],
+        "meta-caption-empty" => one(Carried::Caption {
+            kind: 1,
+            data: Vec::new(),
+        }),
+        "meta-time-code-invalid" => one(Carried::TimeCode {
+            fps: (30, 1),
+            flags: 0,
+            hmsf: [25, 0, 0, 0],
+            field_count: 0,
+            daily_jam: None,
+        }),
+        "meta-piece-overflow" => {
+            // Says 10 bytes, carries 20.
+            let mut m = vec![T_META_PIECE, 0, 0];
+            m.extend_from_slice(&10u32.to_le_bytes());
+            m.extend_from_slice(&[0; 20]);
+            return Some(vec![m]);
+        }
+        "meta-too-large" => {
+            let mut m = vec![T_META_PIECE, 0, 0];
+            m.extend_from_slice(&(64u32 << 20).to_le_bytes());
+            m.extend_from_slice(&[0; 1000]);
+            return Some(vec![m]);
+        }
+        _ => return None,
+    };
+    Some(metas::pieces(&list, 1, T_META_PIECE).collect())
 }

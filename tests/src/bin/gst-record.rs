@@ -10,6 +10,11 @@
 //!   none, a leading `-` when negative);
 //! - `NAME list N` before the `N` buffer lines of a buffer list.
 //!
+//! Each buffer line ends with `metas=M,...`: for each meta but the video layout,
+//! its name, length and a hash of its content, read from GStreamer (`-` for
+//! none). An `identity` named `addmetas…` adds a set of test metas to every buffer
+//! it passes (see [`add_test_metas`]), a 1 MB custom meta to every tenth.
+//!
 //! Usage: `gst-record PIPELINE...` (the words of a `gst-launch-1.0` description).
 //! Exits 0 at end of stream; prints `error ...` and exits 1 on an error. With
 //! `SHMRING_REC_SEEK=MS:NS` in the environment it seeks the pipeline (flushing) to
@@ -34,6 +39,19 @@ fn main() {
     let lines = Arc::new(Mutex::new(Vec::<String>::new()));
     for e in pipeline.iterate_recurse().into_iter().flatten() {
         let name = e.name().to_string();
+        if name.starts_with("addmetas") {
+            gst::meta::CustomMeta::register(TEST_META, &[]);
+            let n = std::sync::atomic::AtomicU64::new(0);
+            let pad = e.static_pad("src").expect("an identity has a src pad");
+            pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                if let Some(gst::PadProbeData::Buffer(b)) = &mut info.data {
+                    let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    add_test_metas(b.make_mut(), i);
+                }
+                gst::PadProbeReturn::Ok
+            });
+            continue;
+        }
         if !name.starts_with("rec") {
             continue;
         }
@@ -121,14 +139,106 @@ fn buffer_line(pad: &gst::Pad, b: &gst::Buffer) -> String {
         _ => "-".into(),
     };
     format!(
-        "buffer pts={} dts={} dur={} rt={rt} flags={:#x} size={} off={}",
+        "buffer pts={} dts={} dur={} rt={rt} flags={:#x} size={} off={} metas={}",
         t(b.pts()),
         t(b.dts()),
         t(b.duration()),
         b.flags().bits(),
         b.size(),
-        b.offset()
+        b.offset(),
+        metas_of(b)
     )
+}
+
+/// The name of the custom meta [`add_test_metas`] adds.
+const TEST_META: &str = "ShmringTestMeta";
+
+/// Name, length and content hash of each meta of `b` but its video layout.
+fn metas_of(b: &gst::BufferRef) -> String {
+    use gstshmring::metas;
+    let (carried, cannot) = metas::collect(b);
+    let mut out: Vec<String> = carried
+        .iter()
+        .map(|m| {
+            let bytes = metas::encode(std::slice::from_ref(m));
+            // FNV-1a.
+            let h = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &c| {
+                (h ^ c as u64).wrapping_mul(0x100_0000_01b3)
+            });
+            format!("{}:{}:{h:016x}", metas::name_of(m), bytes.len())
+        })
+        .collect();
+    out.extend(cannot.iter().map(|n| format!("!{n}")));
+    if out.is_empty() {
+        "-".into()
+    } else {
+        out.join(",")
+    }
+}
+
+/// Adds to buffer number `n` one of each meta GStreamer 1.22 describes that a
+/// source or filter commonly adds, with values that change from buffer to buffer;
+/// every tenth buffer also gets a custom meta holding a 1 MB buffer.
+fn add_test_metas(b: &mut gst::BufferRef, n: u64) {
+    use std::str::FromStr;
+    let caps = gst::Caps::from_str("timestamp/x-shmring-test").unwrap();
+    gst::ReferenceTimestampMeta::add(
+        b,
+        &caps,
+        gst::ClockTime::from_nseconds(1_000_000_000 + n),
+        Some(gst::ClockTime::from_nseconds(10)),
+    );
+    let tc = gst_video::ValidVideoTimeCode::new(
+        gst::Fraction::new(30, 1),
+        None,
+        gst_video::VideoTimeCodeFlags::empty(),
+        1,
+        2,
+        (n / 30) as u32 % 60,
+        (n % 30) as u32,
+        0,
+    )
+    .unwrap();
+    gst_video::VideoTimeCodeMeta::add(b, &tc);
+    gst_video::VideoCaptionMeta::add(
+        b,
+        gst_video::VideoCaptionType::Cea708Cdp,
+        &[0x96, 0x69, n as u8, 0x4f],
+    );
+    let mut roi =
+        gst_video::VideoRegionOfInterestMeta::add(b, "face", (n as u32 % 100, 10, 20, 30));
+    roi.set_id(n as i32);
+    roi.set_parent_id(-1);
+    roi.add_param(
+        gst::Structure::builder("detection")
+            .field("score", 0.5 + n as f64 / 1000.0)
+            .field("label", "person")
+            .build(),
+    );
+    gst_video::VideoCropMeta::add(b, (2, 4, 100, 50));
+    gst_audio::AudioLevelMeta::add(b, (n % 128) as u8, n % 2 == 0);
+    gst_video::video_meta::VideoSeiUserDataUnregisteredMeta::add(
+        b,
+        &[7u8; 16],
+        format!("sei {n}").as_bytes(),
+    );
+    gst::ProtectionMeta::add(
+        b,
+        gst::Structure::builder("application/x-cenc")
+            .field("iv_size", 16u32)
+            .field("encrypted", n % 3 == 0)
+            .build(),
+    );
+    let mut c = gst::meta::CustomMeta::add(b, TEST_META).unwrap();
+    let s = c.mut_structure();
+    s.set("frame", n);
+    s.set("note", format!("custom {n}"));
+    if n % 10 == 0 {
+        let blob: Vec<u8> = (0..1_000_000u32)
+            .map(|i| (i * 7 + n as u32) as u8)
+            .collect();
+        s.set("blob", gst::Buffer::from_mut_slice(blob));
+    }
 }
 
 fn event_line(ev: &gst::Event) -> String {

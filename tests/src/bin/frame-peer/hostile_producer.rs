@@ -319,6 +319,7 @@ pub(super) fn field_liar(path: &str, field: &str) -> R {
             flags: 0,
             video: Some(layout),
             list_continues: false,
+            metas_tag: 0,
         }
         .encode()
         .to_vec();
