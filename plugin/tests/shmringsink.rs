@@ -663,3 +663,71 @@ fn automatic_slots_give_small_buffers_a_bigger_arena() {
         (1920 * 1080 * 3 / 2, 6)
     );
 }
+
+#[test]
+fn sink_sends_metas_before_their_buffer_and_counts_those_that_cannot_cross() {
+    use gstshmring::metas::{self, Assembly, Carried, Piece};
+    init();
+    let path = sock("metas");
+    let e = gst::ElementFactory::make("shmringsink")
+        .property("socket-path", &path)
+        .property("max-meta-bytes", 1024u32)
+        .build()
+        .unwrap();
+    let mut h = Harness::with_element(&e, Some("sink"), None);
+    h.play();
+    let mut c = Consumer::connect(&path, ConsumerConfig::default()).unwrap();
+    h.push_event(gst::event::StreamStart::new("m"));
+    let caps = gst::Caps::from_str("video/x-raw,format=GRAY8,width=4,height=2").unwrap();
+    h.push_event(gst::event::Caps::new(&caps));
+    h.push_event(gst::event::Segment::new(&gst::FormattedSegment::<
+        gst::ClockTime,
+    >::new()));
+    // A crop (crosses) and an affine transformation (no encoding: counted).
+    let mut b = gst::Buffer::from_slice(vec![0u8; 8]);
+    {
+        let b = b.get_mut().unwrap();
+        gst_video::VideoCropMeta::add(b, (1, 0, 2, 2));
+        gst_video::VideoAffineTransformationMeta::add(b, None);
+    }
+    assert_eq!(h.push(b), Ok(gst::FlowSuccess::Ok));
+    // A custom meta over max-meta-bytes: not sent, the buffer still is.
+    gst::meta::CustomMeta::register("SinkTestMeta", &[]);
+    let mut b = gst::Buffer::from_slice(vec![0u8; 8]);
+    {
+        let mut m = gst::meta::CustomMeta::add(b.get_mut().unwrap(), "SinkTestMeta").unwrap();
+        m.mut_structure().set("big", "x".repeat(2000));
+    }
+    assert_eq!(h.push(b), Ok(gst::FlowSuccess::Ok));
+
+    let mut a = Assembly::default();
+    let mut frames = Vec::new();
+    while frames.len() < 2 {
+        match next(&mut c) {
+            Event::Side { payload, .. } => {
+                if let Side::MetaPiece(body) = Side::decode(&payload).unwrap() {
+                    assert!(frames.is_empty(), "only the first buffer's metas go");
+                    assert_eq!(a.piece(&body, 1 << 20).unwrap(), Piece::Whole);
+                }
+            }
+            Event::Frame(f) => frames.push(BufferMeta::decode(f.meta()).unwrap()),
+            Event::End { reason } => panic!("{reason}"),
+        }
+    }
+    assert_ne!(frames[0].metas_tag, 0);
+    assert_eq!(frames[1].metas_tag, 0, "its metas were not sent");
+    let list = a
+        .take(frames[0].metas_tag)
+        .expect("the list of the first buffer");
+    let got = metas::decode(&list, metas::Frame::of(Some(&caps))).unwrap();
+    assert_eq!(got[0], Carried::Crop([1, 0, 2, 2]));
+    let stats = h.element().unwrap().property::<gst::Structure>("stats");
+    let sent = stats.get::<u64>("metas").unwrap();
+    let not_sent = stats.get::<u64>("metas-not-sent").unwrap();
+    assert_eq!(sent as usize, got.len());
+    assert_eq!(sent + not_sent, 3, "{stats}");
+    if !metas::gstreamer_serializes() {
+        // GStreamer 1.22: the affine transformation has no form to travel in.
+        assert_eq!(got.len(), 1, "{got:?}");
+    }
+}

@@ -24,8 +24,10 @@ fn a_deaf_consumer_never_stalls_a_live_sink_nor_its_honest_neighbour() {
     ))
     .unwrap();
     let bin = pipeline.clone().downcast::<gst::Bin>().unwrap();
-    // Before every buffer, a tag of 8 KiB; and how long the sink took for each.
-    let comment = "c".repeat(8 * 1024);
+    // Before every buffer, a tag of 32 KiB (9.6 MB in all, more than the 5 MiB a
+    // consumer may have queued: 1 MiB and a buffer's meta list); and how long the
+    // sink took for each.
+    let comment = "c".repeat(32 * 1024);
     let last = Arc::new(Mutex::new(None::<Instant>));
     let slowest = Arc::new(Mutex::new(Duration::ZERO));
     let (l, sl) = (last.clone(), slowest.clone());

@@ -222,7 +222,7 @@ impl ObjectImpl for Sink {
                     .build(),
                 glib::ParamSpecUInt::builder("max-meta-bytes")
                     .nick("Maximum meta bytes")
-                    .blurb("Most bytes the metas of one buffer may take across the transport (timecodes, captions, regions of interest, custom metas...); a buffer's metas over it are not sent, and counted in stats. Each consumer may queue twice this much on its socket")
+                    .blurb("Most bytes the metas of one buffer may take across the transport (timecodes, captions, regions of interest, custom metas...); a buffer's metas over it are not sent, and counted in stats. Each consumer may queue this much on its socket on top of the usual 1 MiB")
                     .minimum(1024)
                     .maximum(64 << 20)
                     .default_value(crate::metas::DEFAULT_MAX_BYTES)
@@ -338,7 +338,7 @@ impl BaseSinkImpl for Sink {
             spin: s.spin_time,
             // Room for a buffer's whole meta list on top of the usual queue: a list
             // is sent before its buffer, all at once.
-            max_queued: ProducerConfig::DEFAULT_MAX_QUEUED + 2 * s.max_meta_bytes as usize,
+            max_queued: ProducerConfig::DEFAULT_MAX_QUEUED + s.max_meta_bytes as usize,
             ..Default::default()
         };
         let producer = match &s.socket_path {
