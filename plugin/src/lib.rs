@@ -21,6 +21,7 @@ pub mod meta;
 pub mod metas;
 mod shmringsink;
 mod shmringsrc;
+pub mod toc;
 
 pub use shmringsink::ShmringSink;
 pub use shmringsrc::ShmringSrc;

@@ -15,7 +15,7 @@ pub const NONE: u64 = u64::MAX;
 pub const MAX_PLANES: usize = 4;
 
 /// Sticky keys of the side messages the sink sends (latest of each key replayed to
-/// consumers that join later, in key order: stream-start, caps, tags, latency).
+/// consumers that join later, in key order: stream-start, caps, latency, segment, tags, TOC).
 pub mod key {
     /// `stream-start`.
     pub const STREAM_START: u32 = 1;
@@ -30,6 +30,22 @@ pub mod key {
     pub const LATENCY: u32 = 4;
     /// The producer's segment.
     pub const SEGMENT: u32 = 5;
+    /// The table of contents (after the tags, as GStreamer orders sticky events).
+    pub const TOC: u32 = 32;
+    /// Custom sticky events: the first of `CUSTOM_STICKY_KEPT` keys, one per event
+    /// name (by its hash: two names of the same hash keep only the later one).
+    pub const CUSTOM_STICKY: u32 = 33;
+    /// Custom sticky event names kept for late joiners.
+    pub const CUSTOM_STICKY_KEPT: u32 = 16;
+
+    /// The key of a custom sticky event named `name`.
+    pub fn custom_sticky(name: &str) -> u32 {
+        // FNV-1a: the same in every process and build.
+        let h = name.bytes().fold(0x811c_9dc5u32, |h, c| {
+            (h ^ c as u32).wrapping_mul(0x0100_0193)
+        });
+        CUSTOM_STICKY + h % CUSTOM_STICKY_KEPT
+    }
 }
 
 /// The buffer flags that travel across the transport: what says something about the
@@ -213,6 +229,9 @@ pub enum Side {
     /// A piece of the next buffer's meta list (tag, list length, bytes: see
     /// [`crate::metas::Assembly`]).
     MetaPiece(Vec<u8>),
+    /// A table of contents, as [`crate::toc::encode`] wrote it (checked by
+    /// [`crate::toc::decode`] when this message is decoded).
+    Toc(Vec<u8>),
 }
 
 const T_CAPS: u8 = 1;
@@ -227,6 +246,8 @@ const T_CUSTOM_STICKY: u8 = 9;
 const T_FLUSH: u8 = 10;
 /// The type byte of a meta piece.
 pub const T_META_PIECE: u8 = 11;
+/// The type byte of a TOC.
+pub const T_TOC: u8 = 12;
 
 /// Bytes of a segment message's body: flags, two rates, eight times.
 const SEGMENT_LEN: usize = 4 + 2 * 8 + 8 * 8;
@@ -317,6 +338,7 @@ impl Side {
             Side::Eos => (T_EOS, Vec::new()),
             Side::Flush => (T_FLUSH, Vec::new()),
             Side::MetaPiece(b) => (T_META_PIECE, b.clone()),
+            Side::Toc(b) => (T_TOC, b.clone()),
             Side::Custom(s) => (T_CUSTOM, s.to_string().into_bytes()),
             Side::CustomSticky(s) => (T_CUSTOM_STICKY, s.to_string().into_bytes()),
             Side::Segment(seg) => (T_SEGMENT, segment_encode(seg)),
@@ -377,6 +399,10 @@ impl Side {
             T_EOS if body.is_empty() => Side::Eos,
             T_FLUSH if body.is_empty() => Side::Flush,
             T_META_PIECE => Side::MetaPiece(body.to_vec()),
+            T_TOC => {
+                crate::toc::decode(body)?;
+                Side::Toc(body.to_vec())
+            }
             T_CUSTOM => {
                 let s = text()?;
                 Side::Custom(
@@ -413,7 +439,7 @@ impl Side {
 }
 
 /// Parses a serialized tag list (`gst_tag_list_new_from_string`).
-fn tags_from_str(s: &str) -> Option<gst::TagList> {
+pub(crate) fn tags_from_str(s: &str) -> Option<gst::TagList> {
     let c = std::ffi::CString::new(s).ok()?;
     // SAFETY: `c` is a valid NUL-terminated string; the function returns a new tag
     // list (full transfer) or NULL on a parse error.

@@ -358,30 +358,30 @@ fn serialized_name(b: &[u8]) -> Result<&str, String> {
 
 // ---- encoding ---------------------------------------------------------------
 
-struct W(Vec<u8>);
+pub(crate) struct W(pub(crate) Vec<u8>);
 
 impl W {
-    fn u8(&mut self, v: u8) {
+    pub(crate) fn u8(&mut self, v: u8) {
         self.0.push(v)
     }
-    fn u16(&mut self, v: u16) {
+    pub(crate) fn u16(&mut self, v: u16) {
         self.0.extend_from_slice(&v.to_le_bytes())
     }
-    fn u32(&mut self, v: u32) {
+    pub(crate) fn u32(&mut self, v: u32) {
         self.0.extend_from_slice(&v.to_le_bytes())
     }
-    fn i32(&mut self, v: i32) {
+    pub(crate) fn i32(&mut self, v: i32) {
         self.0.extend_from_slice(&v.to_le_bytes())
     }
-    fn u64(&mut self, v: u64) {
+    pub(crate) fn u64(&mut self, v: u64) {
         self.0.extend_from_slice(&v.to_le_bytes())
     }
     /// Length-prefixed bytes.
-    fn bytes(&mut self, b: &[u8]) {
+    pub(crate) fn bytes(&mut self, b: &[u8]) {
         self.u32(b.len() as u32);
         self.0.extend_from_slice(b)
     }
-    fn text(&mut self, s: &str) {
+    pub(crate) fn text(&mut self, s: &str) {
         self.bytes(s.as_bytes())
     }
 }
@@ -484,13 +484,13 @@ pub fn encode(metas: &[Carried]) -> Vec<u8> {
 
 // ---- decoding ---------------------------------------------------------------
 
-struct R<'a> {
-    b: &'a [u8],
-    what: &'static str,
+pub(crate) struct R<'a> {
+    pub(crate) b: &'a [u8],
+    pub(crate) what: &'static str,
 }
 
 impl<'a> R<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         if self.b.len() < n {
             return Err(format!(
                 "{} record ends {} bytes early",
@@ -502,27 +502,27 @@ impl<'a> R<'a> {
         self.b = t;
         Ok(h)
     }
-    fn u8(&mut self) -> Result<u8, String> {
+    pub(crate) fn u8(&mut self) -> Result<u8, String> {
         Ok(self.take(1)?[0])
     }
-    fn u16(&mut self) -> Result<u16, String> {
+    pub(crate) fn u16(&mut self) -> Result<u16, String> {
         Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2")))
     }
-    fn u32(&mut self) -> Result<u32, String> {
+    pub(crate) fn u32(&mut self) -> Result<u32, String> {
         Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4")))
     }
-    fn i32(&mut self) -> Result<i32, String> {
+    pub(crate) fn i32(&mut self) -> Result<i32, String> {
         Ok(i32::from_le_bytes(self.take(4)?.try_into().expect("4")))
     }
-    fn u64(&mut self) -> Result<u64, String> {
+    pub(crate) fn u64(&mut self) -> Result<u64, String> {
         Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8")))
     }
-    fn bytes(&mut self) -> Result<&'a [u8], String> {
+    pub(crate) fn bytes(&mut self) -> Result<&'a [u8], String> {
         let n = self.u32()? as usize;
         self.take(n)
     }
     /// UTF-8 without NUL (GStreamer takes C strings).
-    fn text(&mut self) -> Result<&'a str, String> {
+    pub(crate) fn text(&mut self) -> Result<&'a str, String> {
         let what = self.what;
         let b = self.bytes()?;
         let s = std::str::from_utf8(b).map_err(|e| format!("{what} text: {e}"))?;
@@ -531,14 +531,14 @@ impl<'a> R<'a> {
         }
         Ok(s)
     }
-    fn structure(&mut self) -> Result<gst::Structure, String> {
+    pub(crate) fn structure(&mut self) -> Result<gst::Structure, String> {
         let what = self.what;
         let s = self.text()?;
         let st =
             gst::Structure::from_str(s).map_err(|_| format!("{what}: unparsable structure"))?;
         Ok(st)
     }
-    fn done(&self) -> Result<(), String> {
+    pub(crate) fn done(&self) -> Result<(), String> {
         match self.b.len() {
             0 => Ok(()),
             n => Err(format!("{} record has {n} bytes too many", self.what)),

@@ -157,7 +157,7 @@ fn caps_features_flags_audio_frames_latency_and_segments_that_lie_are_refused() 
 }
 
 #[test]
-fn metas_that_lie_are_refused_by_name() {
+fn metas_and_tocs_that_lie_are_refused_by_name() {
     for (act, lie) in [
         (
             "meta-crop-outside",
@@ -175,6 +175,10 @@ fn metas_that_lie_are_refused_by_name() {
         (
             "meta-piece-overflow",
             "bad meta piece: meta pieces add up to more than their list's 10 bytes",
+        ),
+        (
+            "toc-too-deep",
+            "bad side message: TOC entries nested deeper than 8",
         ),
     ] {
         assert_refused(act, "", CONVERT, lie);

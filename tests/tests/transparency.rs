@@ -487,3 +487,72 @@ fn metas_of_real_elements_cross_time_codes_and_h264_sei() {
     );
     assert_eq!(a, metas(&two));
 }
+
+#[test]
+fn a_toc_and_custom_sticky_events_cross_in_their_place() {
+    let source =
+        "videotestsrc num-buffers=5 ! video/x-raw,width=64,height=48 ! identity name=addevents";
+    let one = joined(source, "fakesink");
+    let two = split(source, "fakesink", Duration::ZERO);
+    let all_events = |r: &[String]| -> Vec<String> {
+        r.iter()
+            .filter(|l| l.starts_with("rec0 event ") || l.starts_with("rec0 buffer "))
+            .map(|l| l.split(" pts=").next().unwrap().to_owned())
+            .collect()
+    };
+    let a = all_events(&one);
+    assert!(
+        a.iter()
+            .any(|l| l.contains("event toc Global") && l.contains("chapter-2")),
+        "{a:?}"
+    );
+    assert!(
+        a.iter()
+            .any(|l| l.contains("event custom-downstream-sticky app-sticky")),
+        "{a:?}"
+    );
+    assert_eq!(a, all_events(&two), "the same events, in the same place");
+}
+
+#[test]
+fn a_late_joiner_gets_the_toc_and_custom_sticky_event_before_its_first_buffer() {
+    // Live, the consumer joins ~1 s in: the sticky events are replayed to it.
+    let sock = unique_socket_path("late-toc");
+    let desc = format!(
+        "videotestsrc is-live=true num-buffers=100 ! video/x-raw,width=64,height=48,framerate=50/1 ! identity name=addevents ! shmringsink socket-path={}",
+        sock.display()
+    );
+    let mut producer = Guard(Some(
+        std::process::Command::new(REC)
+            .args(desc.split_whitespace())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("gst-record"),
+    ));
+    wait_for_socket(&sock);
+    std::thread::sleep(Duration::from_millis(1000));
+    let got = record(&format!(
+        "shmringsrc socket-path={} ! identity name=rec0 ! fakesink",
+        sock.display()
+    ));
+    let (status, out) = finish(producer.0.take().unwrap());
+    assert!(status.success(), "producer: {out}");
+    let first_buffer = got
+        .iter()
+        .position(|l| l.starts_with("rec0 buffer "))
+        .unwrap();
+    let toc = got
+        .iter()
+        .position(|l| l.contains("event toc Global"))
+        .expect("a TOC");
+    let sticky = got
+        .iter()
+        .position(|l| l.contains("app-sticky"))
+        .expect("the custom sticky event");
+    let segment = got
+        .iter()
+        .position(|l| l.contains("event segment"))
+        .unwrap();
+    assert!(segment < toc && toc < first_buffer, "{got:?}");
+    assert!(segment < sticky && sticky < first_buffer, "{got:?}");
+}

@@ -520,6 +520,10 @@ impl BaseSinkImpl for Sink {
                 });
                 self.side(&Side::Tags(e.tag_owned()), key.unwrap_or(0));
             }
+            EventView::Toc(e) => {
+                let (toc, updated) = e.toc();
+                self.side(&Side::Toc(crate::toc::encode(toc, updated)), meta::key::TOC);
+            }
             EventView::Gap(e) => {
                 let (pts, duration) = e.get();
                 self.side(
@@ -539,8 +543,11 @@ impl BaseSinkImpl for Sink {
                 }
             }
             EventView::CustomDownstreamSticky(e) => {
+                // Sticky: replayed to consumers that join later, the latest of
+                // each name (as a pad keeps them).
                 if let Some(s) = e.structure() {
-                    self.side(&Side::CustomSticky(s.to_owned()), 0);
+                    let key = meta::key::custom_sticky(s.name());
+                    self.side(&Side::CustomSticky(s.to_owned()), key);
                 }
             }
             EventView::FlushStop(_) => {

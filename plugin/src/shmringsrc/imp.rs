@@ -132,6 +132,10 @@ pub struct Src {
     /// Shared slots downstream holds right now (wrapped, not yet freed).
     pub(super) outstanding: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     pub(super) metas: Mutex<MetaState>,
+    /// Serialized events `BaseSrc::send_event` does not put in the data flow (TOC,
+    /// custom sticky events): pushed on the src pad just before the next buffer
+    /// leaves, after the segment and tags BaseSrc pushes first.
+    pub(super) late_events: std::sync::Arc<Mutex<Vec<gst::Event>>>,
 }
 
 /// The most buffers one buffer list from the producer gathers here.
@@ -282,6 +286,17 @@ impl ObjectImpl for Src {
         let obj = self.obj();
         obj.set_format(gst::Format::Time);
         obj.set_live(Settings::default().is_live);
+        let late = self.late_events.clone();
+        obj.static_pad("src").expect("src pad").add_probe(
+            gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+            move |pad, _| {
+                let events = std::mem::take(&mut *late.lock().unwrap());
+                for e in events {
+                    pad.push_event(e);
+                }
+                gst::PadProbeReturn::Ok
+            },
+        );
     }
 }
 

@@ -77,6 +77,7 @@ impl Src {
             st.stream_started = false;
         }
         self.metas.lock().unwrap().assembly = Default::default();
+        self.late_events.lock().unwrap().clear();
     }
 
     /// The buffer for frame `f`, and whether more of its buffer list follow.
@@ -264,9 +265,23 @@ impl Src {
                     pad.push_event(gst::event::Tag::new(t));
                 }
             }
+            // BaseSrc::send_event drops these: they go just before the next
+            // buffer (or the end of the stream).
             Side::CustomSticky(s) => {
-                obj.send_event(gst::event::CustomDownstreamSticky::new(s));
+                self.late_events
+                    .lock()
+                    .unwrap()
+                    .push(gst::event::CustomDownstreamSticky::new(s));
             }
+            Side::Toc(body) => match crate::toc::decode(&body) {
+                Ok((toc, updated)) => {
+                    self.late_events
+                        .lock()
+                        .unwrap()
+                        .push(gst::event::Toc::new(&toc, updated));
+                }
+                Err(e) => return Ok(Next::Fault(format!("bad side message: {e}"))),
+            },
             Side::Segment(seg) => {
                 if let Some(st) = self.state.lock().unwrap().as_mut() {
                     st.segment = Some(seg);
@@ -282,7 +297,12 @@ impl Src {
                     );
                 }
             }
-            Side::Eos => return Err(gst::FlowError::Eos),
+            Side::Eos => {
+                for e in std::mem::take(&mut *self.late_events.lock().unwrap()) {
+                    pad.push_event(e);
+                }
+                return Err(gst::FlowError::Eos);
+            }
             Side::Flush => {
                 // As the producer's pipeline did. Running time starts again with
                 // it where timestamps pass as sent; where they are mapped through

@@ -88,6 +88,7 @@ fn main() {
 /// - `meta-crop-outside`, `meta-unknown-kind`, `meta-caption-empty`,
 ///   `meta-time-code-invalid`: each frame's meta list has a crop outside the
 ///   frame, a record of an unknown kind, an empty caption, or 25:00:00:00;
+/// - `toc-too-deep`: a TOC whose entries nest 9 deep;
 /// - `meta-piece-overflow`: a meta piece carries more bytes than its list's size;
 /// - `meta-too-large`: each frame's meta list claims 64 MiB (only its first piece
 ///   is sent): not a lie a consumer must end on, one it must not hold memory for;
@@ -142,7 +143,7 @@ fn lie(act: &str, path: &str) -> Result<(), String> {
         | "latency-huge"
         | "segment-rate-zero"
         | "segment-stop-before-start" => {}
-        _ if act.starts_with("meta-") => {}
+        _ if act.starts_with("meta-") || act.starts_with("toc-") => {}
         other => return Err(format!("unknown act {other}")),
     }
     if video.is_some() {
@@ -187,6 +188,21 @@ fn lie(act: &str, path: &str) -> Result<(), String> {
             _ => b[29..37].copy_from_slice(&1u64.to_le_bytes()),
         }
         p.send_side(&b, key::SEGMENT).map_err(|e| e.to_string())?;
+    }
+    if act == "toc-too-deep" {
+        // Scope global, not updated, no tags, one entry; each entry a chapter
+        // "x" with no times, loop or tags and one sub-entry.
+        let mut b = vec![gstshmring::meta::T_TOC, 1, 0, 0, 0, 0, 0, 1, 0];
+        for _ in 0..9 {
+            b.extend_from_slice(&3i32.to_le_bytes());
+            b.extend_from_slice(&1u32.to_le_bytes());
+            b.push(b'x');
+            b.extend_from_slice(&[0; 16]);
+            b.extend_from_slice(&[0; 8]);
+            b.extend_from_slice(&[0; 4]);
+            b.extend_from_slice(&1u16.to_le_bytes());
+        }
+        p.send_side(&b, key::TOC).map_err(|e| e.to_string())?;
     }
     println!("ready");
     let bytes = vec![0x80u8; len.max(1)];

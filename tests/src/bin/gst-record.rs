@@ -13,7 +13,8 @@
 //! Each buffer line ends with `metas=M,...`: for each meta but the video layout,
 //! its name, length and a hash of its content, read from GStreamer (`-` for
 //! none). An `identity` named `addmetas…` adds a set of test metas to every buffer
-//! it passes (see [`add_test_metas`]), a 1 MB custom meta to every tenth.
+//! it passes (see [`add_test_metas`]), a 1 MB custom meta to every tenth; one named
+//! `addevents…` sends a TOC and a custom sticky event before the first buffer.
 //!
 //! Usage: `gst-record PIPELINE...` (the words of a `gst-launch-1.0` description).
 //! Exits 0 at end of stream; prints `error ...` and exits 1 on an error. With
@@ -47,6 +48,22 @@ fn main() {
                 if let Some(gst::PadProbeData::Buffer(b)) = &mut info.data {
                     let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     add_test_metas(b.make_mut(), i);
+                }
+                gst::PadProbeReturn::Ok
+            });
+            continue;
+        }
+        if name.starts_with("addevents") {
+            // A chapter list before the first buffer, as a demuxer sends it, and
+            // an application's custom sticky event.
+            let sent = std::sync::atomic::AtomicBool::new(false);
+            let pad = e.static_pad("src").expect("an identity has a src pad");
+            pad.add_probe(gst::PadProbeType::BUFFER, move |pad, _| {
+                if !sent.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    pad.push_event(gst::event::Toc::new(&test_toc(), false));
+                    pad.push_event(gst::event::CustomDownstreamSticky::new(
+                        gst::Structure::builder("app-sticky").field("n", 7).build(),
+                    ));
                 }
                 gst::PadProbeReturn::Ok
             });
@@ -148,6 +165,25 @@ fn buffer_line(pad: &gst::Pad, b: &gst::Buffer) -> String {
         b.offset(),
         metas_of(b)
     )
+}
+
+/// An edition of three chapters with titles, as a Matroska demuxer would send.
+fn test_toc() -> gst::Toc {
+    let mut toc = gst::Toc::new(gst::TocScope::Global);
+    let mut edition = gst::TocEntry::new(gst::TocEntryType::Edition, "edition");
+    for i in 0..3i64 {
+        let mut c = gst::TocEntry::new(gst::TocEntryType::Chapter, &format!("chapter-{i}"));
+        let mut tags = gst::TagList::new();
+        tags.get_mut()
+            .unwrap()
+            .add::<gst::tags::Title>(&format!("Chapter {i}").as_str(), gst::TagMergeMode::Append);
+        let m = c.get_mut().unwrap();
+        m.set_start_stop_times(i * 100_000_000, (i + 1) * 100_000_000);
+        m.set_tags(tags);
+        edition.get_mut().unwrap().append_sub_entry(c);
+    }
+    toc.get_mut().unwrap().append_entry(edition);
+    toc
 }
 
 /// The name of the custom meta [`add_test_metas`] adds.
@@ -257,7 +293,36 @@ fn event_line(ev: &gst::Event) -> String {
                 None => format!("event segment format={:?}", seg.format()),
             }
         }
+        gst::EventView::Toc(toc) => {
+            let (toc, updated) = toc.toc();
+            let mut out = format!(
+                "event toc {:?} updated={updated} tags={:?}",
+                toc.scope(),
+                toc.tags().map(|t| t.to_string())
+            );
+            fn walk(out: &mut String, e: &gst::TocEntryRef, depth: usize) {
+                out.push_str(&format!(
+                    " [{depth} {:?} {} {:?} {:?} {:?}]",
+                    e.entry_type(),
+                    e.uid(),
+                    e.start_stop_times(),
+                    e.loop_(),
+                    e.tags().map(|t| t.to_string())
+                ));
+                for s in e.sub_entries() {
+                    walk(out, &s, depth + 1);
+                }
+            }
+            for e in toc.entries() {
+                walk(&mut out, &e, 0);
+            }
+            out
+        }
         gst::EventView::Tag(tag) => format!("event tag {:?} {}", tag.tag().scope(), tag.tag()),
+        gst::EventView::CustomDownstreamSticky(e) => format!(
+            "event custom-downstream-sticky {}",
+            e.structure().map(|s| s.to_string()).unwrap_or_default()
+        ),
         _ => format!("event {}", ev.type_().name()),
     }
 }
