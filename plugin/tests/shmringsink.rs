@@ -731,3 +731,48 @@ fn sink_sends_metas_before_their_buffer_and_counts_those_that_cannot_cross() {
         assert_eq!(got.len(), 1, "{got:?}");
     }
 }
+
+#[test]
+fn consumers_caps_answer_the_sinks_caps_query_and_cannot_make_negotiation_fail() {
+    init();
+    let path = sock("notes");
+    let (h, a) = sink_harness(&path);
+    let pad = h.element().unwrap().static_pad("sink").unwrap();
+    let settle = |want: &dyn Fn(&gst::Caps) -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let caps = pad.query_caps(None);
+            if want(&caps) {
+                return caps;
+            }
+            assert!(std::time::Instant::now() < deadline, "caps stay {caps}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    assert!(pad.query_caps(None).is_any(), "no consumer said anything");
+    a.send_note(b"caps:video/x-raw, format=(string)RGBA")
+        .unwrap();
+    let rgba = gst::Caps::from_str("video/x-raw,format=RGBA").unwrap();
+    settle(&|c| *c == rgba);
+    // Garbage, ANY and a note that is no caps say nothing.
+    let b = Consumer::connect(&path, ConsumerConfig::default()).unwrap();
+    for junk in [
+        &b"\xff\xfe"[..],
+        b"caps:ANY",
+        b"caps:video/x-raw,width=[",
+        b"hello",
+    ] {
+        b.send_note(junk).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(pad.query_caps(None), rgba, "junk notes are ignored");
+    // A consumer that takes nothing the first does: their word is set aside, not
+    // turned into caps nobody can negotiate.
+    b.send_note(b"caps:video/x-raw, format=(string)I420")
+        .unwrap();
+    settle(&|c| c.is_any());
+    drop(b);
+    settle(&|c| *c == rgba);
+    drop(a);
+    settle(&|c| c.is_any());
+}

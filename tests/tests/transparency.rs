@@ -556,3 +556,60 @@ fn a_late_joiner_gets_the_toc_and_custom_sticky_event_before_its_first_buffer() 
     assert!(segment < toc && toc < first_buffer, "{got:?}");
     assert!(segment < sticky && sticky < first_buffer, "{got:?}");
 }
+
+#[test]
+fn the_producer_negotiates_a_format_its_consumer_takes() {
+    // videotestsrc left alone picks ABGR64_LE (8 bytes a pixel); the consumer's
+    // downstream takes RGBA only: told at connection, the sink has upstream
+    // negotiate again, and RGBA frames (4 bytes a pixel) arrive.
+    let source = "videotestsrc num-buffers=40 ! video/x-raw,width=320,height=240";
+    let two = split(source, "video/x-raw,format=RGBA ! fakesink", Duration::ZERO);
+    let sizes: Vec<&str> = two
+        .iter()
+        .filter(|l| l.starts_with("rec0 buffer "))
+        .map(|l| l.split(" size=").nth(1).unwrap().split(' ').next().unwrap())
+        .collect();
+    assert!(sizes.len() >= 30, "{two:?}");
+    assert!(sizes.iter().all(|s| *s == "307200"), "{sizes:?}");
+}
+
+#[test]
+fn a_consumer_that_takes_no_current_format_is_refused_by_name_when_told_to() {
+    let sock = unique_socket_path("refuse-caps");
+    let desc = format!(
+        "videotestsrc is-live=true num-buffers=200 ! video/x-raw,format=I420,width=64,height=48,framerate=50/1 ! shmringsink late-consumer-caps=refuse socket-path={}",
+        sock.display()
+    );
+    let mut producer = Guard(Some(
+        std::process::Command::new(REC)
+            .args(desc.split_whitespace())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("gst-record"),
+    ));
+    wait_for_socket(&sock);
+    let out = std::process::Command::new(REC)
+        .args(
+            format!(
+                "shmringsrc socket-path={} ! video/x-raw,format=RGBA ! identity name=rec0 ! fakesink",
+                sock.display()
+            )
+            .split_whitespace(),
+        )
+        .output()
+        .expect("gst-record");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("late-consumer-caps=refuse") && text.contains("format=(string)RGBA"),
+        "{text}"
+    );
+    // The producer goes on, and a consumer that takes I420 is served.
+    let got = record(&format!(
+        "shmringsrc socket-path={} num-buffers=10 ! identity name=rec0 ! fakesink",
+        sock.display()
+    ));
+    assert!(got.iter().filter(|l| l.starts_with("rec0 buffer ")).count() >= 10);
+    let (status, out) = finish(producer.0.take().unwrap());
+    assert!(status.success(), "producer: {out}");
+}

@@ -49,6 +49,21 @@ const SMALL_FRAMES_ARENA: usize = 4 << 20;
 const DEFAULT_BLOCK_TIMEOUT: Duration = ProducerConfig::DEFAULT_BLOCK_TIMEOUT;
 const DEFAULT_SPIN_TIME: Duration = ProducerConfig::DEFAULT_SPIN;
 
+/// What the sink does when a consumer joins whose downstream cannot take the
+/// stream's current caps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, glib::Enum)]
+#[enum_type(name = "GstShmringLateConsumerCaps")]
+pub enum LateConsumerCaps {
+    /// Ask upstream to negotiate again (a reconfigure event), with what every
+    /// consumer accepts; buffers in the old caps are not sent meanwhile.
+    #[default]
+    #[enum_value(name = "Renegotiate upstream", nick = "renegotiate")]
+    Renegotiate,
+    /// Disconnect that consumer, telling it why; the stream goes on unchanged.
+    #[enum_value(name = "Refuse the consumer", nick = "refuse")]
+    Refuse,
+}
+
 #[derive(Clone, Debug)]
 pub(super) struct Settings {
     pub(super) socket_path: Option<String>,
@@ -65,6 +80,8 @@ pub(super) struct Settings {
     pub(super) wait_for_connection: bool,
     /// `max-meta-bytes`.
     pub(super) max_meta_bytes: u32,
+    /// `late-consumer-caps`.
+    pub(super) late_caps: LateConsumerCaps,
 }
 
 impl Default for Settings {
@@ -81,6 +98,7 @@ impl Default for Settings {
             spin_time: DEFAULT_SPIN_TIME,
             wait_for_connection: false,
             max_meta_bytes: crate::metas::DEFAULT_MAX_BYTES,
+            late_caps: LateConsumerCaps::Renegotiate,
         }
     }
 }
@@ -93,6 +111,8 @@ pub(super) struct Counters {
     pub(super) metas: u64,
     /// Metas that could not go (no encoding for them, or over `max-meta-bytes`).
     pub(super) metas_not_sent: u64,
+    /// Buffers not sent while upstream renegotiated.
+    pub(super) held_back: u64,
     /// Meta names logged as not sent.
     pub(super) logged: crate::metas::LoggedOnce,
 }
@@ -113,6 +133,10 @@ pub(super) struct State {
     pub(super) tags_then_data: bool,
     /// The tag of the last meta list sent (1..=65535, wrapping).
     pub(super) metas_tag: u16,
+    /// The producer's notes generation last checked against the caps.
+    pub(super) notes_seen: u64,
+    /// Buffers are held back until upstream negotiates caps every consumer takes.
+    pub(super) renegotiating: bool,
 }
 
 /// The element's private state.
@@ -228,9 +252,14 @@ impl ObjectImpl for Sink {
                     .default_value(crate::metas::DEFAULT_MAX_BYTES)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecEnum::builder::<LateConsumerCaps>("late-consumer-caps")
+                    .nick("Late consumer caps")
+                    .blurb("When a consumer joins whose downstream cannot take the current caps: renegotiate upstream (caps queries answer what every consumer accepts) or refuse that consumer")
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("frames, bytes, copies, zero-copy, metas (sent), metas-not-sent (no way to cross, or over max-meta-bytes), consumers, drops, cut-off, free-slots, and per consumer id, pid, uid, frames, bytes, drops, held")
+                    .blurb("frames, bytes, copies, zero-copy, held-back (buffers not sent while upstream renegotiated for a consumer), metas (sent), metas-not-sent (no way to cross, or over max-meta-bytes), consumers, drops, cut-off, free-slots, and per consumer id, pid, uid, frames, bytes, drops, held")
                     .read_only()
                     .build(),
             ]
@@ -254,6 +283,7 @@ impl ObjectImpl for Sink {
             "spin-time" => s.spin_time = from_us(value),
             "wait-for-connection" => s.wait_for_connection = value.get().unwrap(),
             "max-meta-bytes" => s.max_meta_bytes = value.get().unwrap(),
+            "late-consumer-caps" => s.late_caps = value.get().unwrap(),
             other => unreachable!("no property {other}"),
         }
     }
@@ -272,6 +302,7 @@ impl ObjectImpl for Sink {
             "spin-time" => us(s.spin_time).to_value(),
             "wait-for-connection" => s.wait_for_connection.to_value(),
             "max-meta-bytes" => s.max_meta_bytes.to_value(),
+            "late-consumer-caps" => s.late_caps.to_value(),
             "stats" => self.stats().to_value(),
             other => unreachable!("no property {other}"),
         }
@@ -378,6 +409,8 @@ impl BaseSinkImpl for Sink {
             tag_keys: 0,
             tags_then_data: false,
             metas_tag: 0,
+            notes_seen: 0,
+            renegotiating: false,
         });
         Ok(())
     }
@@ -411,6 +444,18 @@ impl BaseSinkImpl for Sink {
             w.take();
         }
         Ok(())
+    }
+
+    fn caps(&self, filter: Option<&gst::Caps>) -> Option<gst::Caps> {
+        let template = self.obj().sink_pad().pad_template_caps();
+        let mut caps = match self.consumers_accept() {
+            Some(theirs) => theirs.intersect(&template),
+            None => template,
+        };
+        if let Some(f) = filter {
+            caps = f.intersect_with_mode(&caps, gst::CapsIntersectMode::First);
+        }
+        Some(caps)
     }
 
     fn set_caps(&self, caps: &gst::Caps) -> Result<(), gst::LoggableError> {
@@ -602,6 +647,10 @@ impl BaseSinkImpl for Sink {
                     return Err(gst::FlowError::Error);
                 }
             }
+        }
+        if !self.caps_for_consumers() {
+            self.counters.lock().unwrap().held_back += 1;
+            return Ok(gst::FlowSuccess::Ok);
         }
         let (producer, m, planes) = {
             let mut guard = self.state.lock().unwrap();

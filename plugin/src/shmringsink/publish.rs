@@ -6,6 +6,7 @@ use std::sync::Arc;
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
+use gst_base::prelude::*;
 use shmring::Producer;
 
 use crate::meta::{self, BufferMeta, Side, VideoLayout, ct};
@@ -125,15 +126,106 @@ impl Sink {
         tag
     }
 
+    /// What every connected consumer's downstream accepts (from their notes), if
+    /// any said; `None` when none did, or when what they say has nothing in common
+    /// (a consumer cannot make the producer's negotiation fail: its word is then
+    /// ignored, and logged).
+    pub(super) fn consumers_accept(&self) -> Option<gst::Caps> {
+        let producer = self.producer()?;
+        let mut all: Option<gst::Caps> = None;
+        for (id, note) in producer.notes() {
+            let Some(caps) = accepts_of(&note) else {
+                gst::warning!(CAT, imp = self, "consumer {id} sent a note that is no caps");
+                continue;
+            };
+            all = Some(match all {
+                None => caps,
+                Some(a) => a.intersect(&caps),
+            });
+        }
+        match all {
+            Some(c) if c.is_empty() => {
+                gst::warning!(
+                    CAT,
+                    imp = self,
+                    "the consumers accept no format in common: their caps are not used"
+                );
+                None
+            }
+            other => other,
+        }
+    }
+
+    /// Checks, when consumers came, went or changed their minds, that they take the
+    /// current caps; if one does not, renegotiates upstream (returns false while the
+    /// buffers are in caps some consumer cannot take) or refuses that consumer.
+    pub(super) fn caps_for_consumers(&self) -> bool {
+        let Some(producer) = self.producer() else {
+            return true;
+        };
+        let generation = producer.notes_generation();
+        let (changed, renegotiating) = match self.state.lock().unwrap().as_mut() {
+            Some(st) => (
+                std::mem::replace(&mut st.notes_seen, generation) != generation,
+                st.renegotiating,
+            ),
+            None => return true,
+        };
+        if !changed && !renegotiating {
+            return true;
+        }
+        let Some(current) = self.obj().sink_pad().current_caps() else {
+            return true;
+        };
+        let policy = self.settings.lock().unwrap().late_caps;
+        let mut ok = true;
+        if policy == super::imp::LateConsumerCaps::Refuse {
+            for (id, note) in producer.notes() {
+                if let Some(caps) = accepts_of(&note) {
+                    if !caps.can_intersect(&current) {
+                        let reason = format!(
+                            "its downstream accepts {caps}, the stream is {current} (late-consumer-caps=refuse)"
+                        );
+                        gst::info!(CAT, imp = self, "refusing consumer {id}: {reason}");
+                        producer.disconnect(id, &reason);
+                    }
+                }
+            }
+        } else if let Some(theirs) = self.consumers_accept() {
+            ok = theirs.can_intersect(&current);
+            if !ok && !renegotiating {
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "consumers accept {theirs}, the stream is {current}: renegotiating upstream"
+                );
+                self.obj()
+                    .sink_pad()
+                    .push_event(gst::event::Reconfigure::new());
+            }
+        }
+        if let Some(st) = self.state.lock().unwrap().as_mut() {
+            st.renegotiating = !ok;
+        }
+        ok
+    }
+
     pub(super) fn stats(&self) -> gst::Structure {
         // One lock at a time: render takes the state lock and then the counters'.
-        let (copies, zero_copy, sent, not_sent) = {
+        let (copies, zero_copy, sent, not_sent, held_back) = {
             let c = self.counters.lock().unwrap();
-            (c.copies, c.zero_copy, c.metas, c.metas_not_sent)
+            (
+                c.copies,
+                c.zero_copy,
+                c.metas,
+                c.metas_not_sent,
+                c.held_back,
+            )
         };
         let mut s = gst::Structure::builder("shmringsink-stats")
             .field("copies", copies)
             .field("zero-copy", zero_copy)
+            .field("held-back", held_back)
             .field("metas", sent)
             .field("metas-not-sent", not_sent)
             .build();
@@ -301,4 +393,17 @@ pub(super) fn audio_planes(
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Some)
+}
+
+/// The caps a consumer's note says its downstream accepts (`caps:` then caps text);
+/// `None` for anything else (a note is a peer's word: unparsable, ANY or empty caps
+/// say nothing).
+pub(crate) fn accepts_of(note: &[u8]) -> Option<gst::Caps> {
+    let text = std::str::from_utf8(note.strip_prefix(b"caps:")?).ok()?;
+    if text.contains('\0') {
+        return None;
+    }
+    let caps = std::str::FromStr::from_str(text).ok()?;
+    let caps: gst::Caps = caps;
+    (!caps.is_any() && !caps.is_empty()).then_some(caps)
 }

@@ -88,6 +88,8 @@ pub(super) struct Counters {
     pub(super) metas: u64,
     /// Metas the producer sent that were not added (see `stats`).
     pub(super) metas_refused: u64,
+    /// Buffers dropped in caps downstream refused, while the producer negotiated.
+    pub(super) refused_caps: u64,
 }
 
 /// The metas arriving for the next buffer, and what was logged of them.
@@ -118,6 +120,9 @@ pub(super) struct State {
     pub(super) max_held: u32,
     /// The producer's upstream latency (live, min, max), as it last told us.
     pub(super) latency: Option<(bool, gst::ClockTime, Option<gst::ClockTime>)>,
+    /// Since when downstream refuses the producer's caps (it was told what it
+    /// accepts, and has a grace period to negotiate again).
+    pub(super) caps_refused: Option<std::time::Instant>,
 }
 
 /// The element's private state.
@@ -136,6 +141,10 @@ pub struct Src {
     /// custom sticky events): pushed on the src pad just before the next buffer
     /// leaves, after the segment and tags BaseSrc pushes first.
     pub(super) late_events: std::sync::Arc<Mutex<Vec<gst::Event>>>,
+    /// Tell the producer what downstream accepts before the next receive.
+    pub(super) note_due: std::sync::atomic::AtomicBool,
+    /// The producer was told (a refused caps then waits for new ones).
+    pub(super) accepts_sent: std::sync::atomic::AtomicBool,
 }
 
 /// The most buffers one buffer list from the producer gathers here.
@@ -354,6 +363,7 @@ impl BaseSrcImpl for Src {
             lag_proposed: false,
             max_held: 1,
             latency: None,
+            caps_refused: None,
         });
         if !s.reconnect {
             // Fail at start, where the user sees why, rather than at the first buffer.
@@ -394,6 +404,15 @@ impl BaseSrcImpl for Src {
             w.take();
         }
         Ok(())
+    }
+
+    fn event(&self, event: &gst::Event) -> bool {
+        // Downstream can take other caps now: tell the producer.
+        if event.type_() == gst::EventType::Reconfigure {
+            self.note_due
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.parent_event(event)
     }
 
     fn query(&self, query: &mut gst::QueryRef) -> bool {
@@ -437,7 +456,15 @@ impl PushSrcImpl for Src {
                 .consumer
                 .take();
             let mut consumer = match consumer {
-                Some(c) => c,
+                Some(c) => {
+                    if self
+                        .note_due
+                        .swap(false, std::sync::atomic::Ordering::Relaxed)
+                    {
+                        self.send_accepts(&c);
+                    }
+                    c
+                }
                 None => match self.connect(&self.settings()) {
                     Ok(c) => {
                         gst::info!(CAT, imp = self, "connected to the producer");

@@ -6,7 +6,11 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How long a source waits for a producer it told what downstream accepts to send
+/// caps downstream takes.
+const CAPS_GRACE: Duration = Duration::from_secs(5);
 
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -78,6 +82,8 @@ impl Src {
         }
         self.metas.lock().unwrap().assembly = Default::default();
         self.late_events.lock().unwrap().clear();
+        self.note_due.store(true, Ordering::Relaxed);
+        self.accepts_sent.store(false, Ordering::Relaxed);
     }
 
     /// The buffer for frame `f`, and whether more of its buffer list follow.
@@ -152,6 +158,28 @@ impl Src {
         match ev {
             Event::Frame(f) => {
                 self.counters.lock().unwrap().dropped += f.dropped_before() as u64;
+                // In caps downstream refuses, while the producer negotiates again.
+                let refused = self
+                    .state
+                    .lock()
+                    .unwrap()
+                    .as_ref()
+                    .and_then(|s| s.caps_refused);
+                if let Some(since) = refused {
+                    if since.elapsed() < CAPS_GRACE {
+                        self.counters.lock().unwrap().refused_caps += 1;
+                        return Ok(Next::Again);
+                    }
+                    gst::element_imp_error!(
+                        self,
+                        gst::CoreError::Negotiation,
+                        [
+                            "The producer kept caps downstream refuses for {:?}",
+                            CAPS_GRACE
+                        ]
+                    );
+                    return Err(gst::FlowError::NotNegotiated);
+                }
                 let discont = f.dropped_before() > 0;
                 let (mut b, more) = match self.buffer_of(f) {
                     Ok(b) => b,
@@ -204,6 +232,24 @@ impl Src {
                         pad.push_event(gst::event::Caps::new(&caps));
                     } else if !pad.peer_query_accept_caps(&caps) || obj.set_caps(&caps).is_err() {
                         let theirs = pad.peer_query_caps(None);
+                        // The producer was told what downstream accepts: give it
+                        // time to negotiate again, dropping what comes meanwhile.
+                        if self.accepts_sent.load(Ordering::Relaxed) {
+                            let mut guard = self.state.lock().unwrap();
+                            if let Some(st) = guard.as_mut() {
+                                let since = st.caps_refused.get_or_insert_with(Instant::now);
+                                if since.elapsed() < CAPS_GRACE {
+                                    gst::info!(
+                                        CAT,
+                                        imp = self,
+                                        "downstream refuses {caps}; waiting for the producer to negotiate what it accepts ({theirs})"
+                                    );
+                                    st.format = None;
+                                    st.caps = None;
+                                    return Ok(Next::Again);
+                                }
+                            }
+                        }
                         gst::element_imp_error!(
                             self,
                             gst::CoreError::Negotiation,
@@ -218,6 +264,7 @@ impl Src {
                     if let Some(st) = self.state.lock().unwrap().as_mut() {
                         st.format = Some(format);
                         st.caps = Some(caps);
+                        st.caps_refused = None;
                     }
                 }
             }
@@ -430,6 +477,40 @@ impl Src {
         }
     }
 
+    /// Tells the producer which caps downstream accepts (once connected, and when
+    /// downstream asks to reconfigure).
+    pub(super) fn send_accepts(&self, c: &Consumer) {
+        let pad = self.obj().static_pad("src").expect("src pad");
+        let caps = pad.peer_query_caps(None);
+        if caps.is_any() || caps.is_empty() {
+            return;
+        }
+        let note = format!("caps:{caps}");
+        if note.len() > shmring::frame::MAX_NOTE {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "downstream's caps are too long to tell the producer"
+            );
+            return;
+        }
+        match c.send_note(note.as_bytes()) {
+            Ok(()) => {
+                gst::debug!(
+                    CAT,
+                    imp = self,
+                    "told the producer downstream accepts {caps}"
+                );
+                self.accepts_sent.store(true, Ordering::Relaxed);
+            }
+            Err(e) => gst::info!(
+                CAT,
+                imp = self,
+                "cannot tell the producer what downstream accepts: {e}"
+            ),
+        }
+    }
+
     /// Adds to `b` the metas the producer sent for it (under `tag`), each checked
     /// first; a malformed list is the producer's lie, a meta this process cannot
     /// add is counted and logged once by name.
@@ -487,6 +568,7 @@ impl Src {
             .field("reconnects", c.reconnects)
             .field("metas", c.metas)
             .field("metas-refused", c.metas_refused)
+            .field("refused-caps", c.refused_caps)
             .field("wake-ahead-hits", c.anticipation.hits)
             .field("wake-ahead-misses", c.anticipation.misses)
             .field("wake-ahead-turned-off", c.anticipation.turned_off)

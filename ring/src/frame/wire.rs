@@ -32,6 +32,8 @@ pub const MAX_MESSAGE: usize = 64 * 1024;
 pub const MAX_SIDE_PAYLOAD: usize = MAX_MESSAGE - HEADER_LEN - 16;
 /// Largest reason text in [`Msg::Goodbye`].
 pub const MAX_REASON: usize = 1024;
+/// Most bytes of a consumer's note.
+pub const MAX_NOTE: usize = 16 * 1024;
 
 /// A message of the frame channel's socket protocol.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,6 +88,12 @@ pub enum Msg {
         /// The payload (at most [`MAX_SIDE_PAYLOAD`] bytes).
         payload: Vec<u8>,
     },
+    /// Consumer → producer: an opaque note about what the consumer wants (e.g. the
+    /// formats its downstream accepts); the latest replaces the ones before.
+    Note {
+        /// The payload (at most [`MAX_NOTE`] bytes).
+        payload: Vec<u8>,
+    },
     /// Either side: the connection ends. `code` 0 is a clean end (EOS or stop).
     Goodbye {
         /// 0 = clean, otherwise an error.
@@ -115,6 +123,7 @@ mod ty {
     pub const DROP_ARENA: u16 = 4;
     pub const SIDE: u16 = 5;
     pub const GOODBYE: u16 = 6;
+    pub const NOTE: u16 = 7;
 }
 
 impl Msg {
@@ -140,6 +149,7 @@ impl Msg {
             Msg::DropArena { .. } => ty::DROP_ARENA,
             Msg::Side { .. } => ty::SIDE,
             Msg::Goodbye { .. } => ty::GOODBYE,
+            Msg::Note { .. } => ty::NOTE,
         }
     }
 
@@ -151,6 +161,7 @@ impl Msg {
             ty::DROP_ARENA => "DropArena",
             ty::SIDE => "Side",
             ty::GOODBYE => "Goodbye",
+            ty::NOTE => "Note",
             _ => "unknown",
         }
     }
@@ -207,6 +218,12 @@ impl Msg {
                 put32(&mut body, payload.len() as u32);
                 body.extend_from_slice(payload);
                 ty::SIDE
+            }
+            Msg::Note { payload } => {
+                assert!(payload.len() <= MAX_NOTE, "note too large");
+                put32(&mut body, payload.len() as u32);
+                body.extend_from_slice(payload);
+                ty::NOTE
             }
             Msg::Goodbye { code, reason } => {
                 assert!(reason.len() <= MAX_REASON, "goodbye reason too long");
@@ -301,6 +318,15 @@ impl Msg {
                     .map_err(|_| bad("Goodbye reason is not UTF-8".into()))?
                     .to_owned();
                 Msg::Goodbye { code, reason }
+            }
+            ty::NOTE => {
+                let n = r.u32()? as usize;
+                if n > MAX_NOTE {
+                    return Err(bad(format!("Note of {n} bytes exceeds {MAX_NOTE}")));
+                }
+                Msg::Note {
+                    payload: r.bytes(n)?.to_vec(),
+                }
             }
             other => return Err(bad(format!("unknown message type {other}"))),
         };
@@ -417,7 +443,25 @@ mod tests {
                 code: 0,
                 reason: "end of stream".into(),
             },
+            Msg::Note {
+                payload: b"accepts video/x-raw, format=RGBA".to_vec(),
+            },
         ]
+    }
+
+    #[test]
+    fn a_note_larger_than_allowed_is_refused() {
+        let mut b = Msg::Note {
+            payload: vec![1; 8],
+        }
+        .encode();
+        b[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&((MAX_NOTE + 1) as u32).to_le_bytes());
+        assert!(
+            Msg::decode(&b, 0)
+                .unwrap_err()
+                .to_string()
+                .contains(&format!("Note of {} bytes exceeds", MAX_NOTE + 1))
+        );
     }
 
     #[test]

@@ -285,6 +285,9 @@ impl Consumer {
                         "producer sent a handshake message mid-stream",
                     ));
                 }
+                Msg::Note { .. } => {
+                    return Err(Error::protocol("producer sent a consumer's Note"));
+                }
             }
         }
         Ok(true)

@@ -311,6 +311,26 @@ impl Consumer {
         self.pace.report()
     }
 
+    /// Tells the producer something about this consumer (at most
+    /// [`MAX_NOTE`](crate::frame::MAX_NOTE) bytes, opaque to the frame channel; the
+    /// plugin sends the formats its downstream accepts). The producer keeps the
+    /// latest note of each consumer ([`Producer::notes`](crate::frame::Producer::notes)).
+    /// Waits at most 100 ms for room in the socket.
+    pub fn send_note(&self, payload: &[u8]) -> Result<()> {
+        if payload.len() > crate::frame::MAX_NOTE {
+            return Err(Error::Invalid(format!(
+                "a note of {} bytes (at most {})",
+                payload.len(),
+                crate::frame::MAX_NOTE
+            )));
+        }
+        let msg = Msg::Note {
+            payload: payload.to_vec(),
+        };
+        let deadline = Instant::now() + Duration::from_millis(100);
+        send_msg(self.sock.as_fd(), &msg, &[], Some(deadline))
+    }
+
     /// A handle that interrupts a blocked [`Consumer::recv`] from another thread.
     pub fn waker(&self) -> Waker {
         self.waker.clone()

@@ -111,6 +111,7 @@ impl Producer {
                 events: VecDeque::new(),
                 stats: ProducerStats::default(),
                 spin_judge: SpinJudge::default(),
+                notes_generation: 0,
             }),
             changed: Condvar::new(),
             waker: Waker::new()?,
@@ -387,6 +388,32 @@ impl Producer {
         }
         st.cut_off_doomed(inner);
         Ok(())
+    }
+
+    /// The latest note of each consumer that sent one (id, payload), in join order.
+    /// Notes are the consumers' word: check them like any peer input.
+    pub fn notes(&self) -> Vec<(u32, Vec<u8>)> {
+        let st = self.inner.lock();
+        st.conns
+            .iter()
+            .filter_map(|c| c.note.clone().map(|n| (c.id, n)))
+            .collect()
+    }
+
+    /// A number that changes whenever a consumer joins, leaves or sends a note: a
+    /// caller can skip re-reading [`Producer::notes`] while it stays the same.
+    pub fn notes_generation(&self) -> u64 {
+        self.inner.lock().notes_generation
+    }
+
+    /// Cuts consumer `id` off, telling it `reason`. Returns whether it was here.
+    pub fn disconnect(&self, id: u32, reason: &str) -> bool {
+        let mut st = self.inner.lock();
+        let Some(i) = st.conns.iter().position(|c| c.id == id) else {
+            return false;
+        };
+        st.remove(&self.inner, i, state::Leave::CutOff, reason.to_owned());
+        true
     }
 
     /// Forgets the sticky message of `key` (late joiners no longer get it). Returns

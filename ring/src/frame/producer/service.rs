@@ -258,6 +258,10 @@ pub(super) fn consumer_message(inner: &Inner, id: ConsumerId) {
             };
             st.remove(inner, i, Leave::Left, reason);
         }
+        Ok(Some((Msg::Note { payload }, _))) => {
+            st.conns[i].note = Some(payload);
+            st.notes_generation += 1;
+        }
         Ok(Some((m, _))) => {
             let reason = format!(
                 "protocol violation: consumer {id} sent {} after its hello",

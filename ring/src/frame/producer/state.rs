@@ -26,6 +26,8 @@ pub(super) struct Conn {
     /// Its two doorbells (frame taken, slot released), duplicated once so that a
     /// publish can sleep on them without the lock (and without a dup per wait).
     pub(super) bells: Option<Arc<[OwnedFd; 2]>>,
+    /// Its latest note (see [`crate::frame::Consumer::send_note`]).
+    pub(super) note: Option<Vec<u8>>,
 }
 
 pub(super) enum Leave {
@@ -45,6 +47,8 @@ pub(super) struct State {
     pub(super) stats: ProducerStats,
     /// Whether polling before sleeping pays for this producer's waits.
     pub(super) spin_judge: SpinJudge,
+    /// Changes whenever a consumer joins, leaves or sends a note.
+    pub(super) notes_generation: u64,
 }
 
 pub(super) const MAX_EVENTS: usize = 256;
@@ -60,6 +64,7 @@ impl State {
     /// Ends consumer `i`'s connection and takes back everything it held.
     pub(super) fn remove(&mut self, inner: &Inner, i: usize, how: Leave, reason: String) {
         let c = self.conns.remove(i);
+        self.notes_generation += 1;
         if let Leave::CutOff = how {
             // Tell it why, then close its frame ring *before* its slots are taken
             // back: a consumer that reads a descriptor and then sees the mark
@@ -386,6 +391,7 @@ impl State {
         let bells = dup(frames.bell())
             .zip(dup(releases.bell()))
             .map(|(f, r)| Arc::new([f, r]));
+        self.notes_generation += 1;
         self.conns.push(Conn {
             id,
             cred,
@@ -401,6 +407,7 @@ impl State {
             outbox,
             doomed: None,
             bells,
+            note: None,
         });
         if !self.conns[self.conns.len() - 1].outbox.is_empty() {
             inner.svc.wake();
