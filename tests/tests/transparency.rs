@@ -613,3 +613,37 @@ fn a_consumer_that_takes_no_current_format_is_refused_by_name_when_told_to() {
     let (status, out) = finish(producer.0.take().unwrap());
     assert!(status.success(), "producer: {out}");
 }
+
+#[test]
+fn a_consumer_cannot_make_a_producer_with_one_format_fail() {
+    // Upstream makes I420 only (as a decoder would); the consumer takes RGBA only.
+    // The producer streams to its end; the consumer ends with a negotiation error.
+    let sock = unique_socket_path("fixed-format");
+    let desc = format!(
+        "videotestsrc is-live=true num-buffers=400 ! video/x-raw,format=I420,width=64,height=48,framerate=50/1 ! shmringsink socket-path={} wait-for-connection=true",
+        sock.display()
+    );
+    let mut producer = Guard(Some(
+        std::process::Command::new(REC)
+            .args(desc.split_whitespace())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("gst-record"),
+    ));
+    wait_for_socket(&sock);
+    let out = std::process::Command::new(REC)
+        .args(
+            format!(
+                "shmringsrc socket-path={} ! video/x-raw,format=RGBA ! identity name=rec0 ! fakesink",
+                sock.display()
+            )
+            .split_whitespace(),
+        )
+        .output()
+        .expect("gst-record");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("error"), "{text}");
+    let (status, out) = finish(producer.0.take().unwrap());
+    assert!(status.success(), "the producer streamed to its end: {out}");
+}

@@ -135,8 +135,9 @@ pub(super) struct State {
     pub(super) metas_tag: u16,
     /// The producer's notes generation last checked against the caps.
     pub(super) notes_seen: u64,
-    /// Buffers are held back until upstream negotiates caps every consumer takes.
-    pub(super) renegotiating: bool,
+    /// Since when buffers are held back, until upstream negotiates again (at most
+    /// `RENEGOTIATION_WAIT`).
+    pub(super) renegotiating: Option<std::time::Instant>,
 }
 
 /// The element's private state.
@@ -410,7 +411,7 @@ impl BaseSinkImpl for Sink {
             tags_then_data: false,
             metas_tag: 0,
             notes_seen: 0,
-            renegotiating: false,
+            renegotiating: None,
         });
         Ok(())
     }
@@ -446,16 +447,28 @@ impl BaseSinkImpl for Sink {
         Ok(())
     }
 
+    /// What upstream may send: of what it can make (the query's filter), what
+    /// every consumer accepts, if that is anything; otherwise all it can make (a
+    /// consumer steers the choice, it never makes the producer's negotiation
+    /// fail, e.g. for a decoder whose only format no consumer takes).
     fn caps(&self, filter: Option<&gst::Caps>) -> Option<gst::Caps> {
         let template = self.obj().sink_pad().pad_template_caps();
-        let mut caps = match self.consumers_accept() {
-            Some(theirs) => theirs.intersect(&template),
-            None => template,
+        let Some(filter) = filter else {
+            return Some(template);
         };
-        if let Some(f) = filter {
-            caps = f.intersect_with_mode(&caps, gst::CapsIntersectMode::First);
+        let all = filter.intersect_with_mode(&template, gst::CapsIntersectMode::First);
+        if let Some(theirs) = self.consumers_accept() {
+            let wanted = all.intersect_with_mode(&theirs, gst::CapsIntersectMode::First);
+            if !wanted.is_empty() {
+                return Some(wanted);
+            }
+            gst::info!(
+                CAT,
+                imp = self,
+                "upstream can make none of what consumers accept ({theirs})"
+            );
         }
-        Some(caps)
+        Some(all)
     }
 
     fn set_caps(&self, caps: &gst::Caps) -> Result<(), gst::LoggableError> {
@@ -465,6 +478,9 @@ impl BaseSinkImpl for Sink {
                 .ok()
                 .filter(|i| i.layout() == gst_audio::AudioLayout::NonInterleaved);
             st.latency = None;
+            // Upstream negotiated (again): what it chose goes, taken by consumers
+            // or not (asking again would only loop).
+            st.renegotiating = None;
         }
         if self.side(&Side::Caps(caps.clone()), meta::key::CAPS) {
             Ok(())

@@ -14,6 +14,9 @@ use crate::metas;
 
 use super::imp::*;
 
+/// How long buffers are held back while upstream negotiates again for a consumer.
+const RENEGOTIATION_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Sink {
     /// The running producer, if started.
     pub(super) fn producer(&self) -> Option<Arc<Producer>> {
@@ -171,7 +174,25 @@ impl Sink {
             ),
             None => return true,
         };
-        if !changed && !renegotiating {
+        if let Some(since) = renegotiating {
+            // Upstream had its chance: new caps came (set_caps ends the wait) or
+            // it kept its own. Either way, buffers go again.
+            if since.elapsed() >= RENEGOTIATION_WAIT {
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "upstream did not negotiate again; sending on"
+                );
+                if let Some(st) = self.state.lock().unwrap().as_mut() {
+                    st.renegotiating = None;
+                }
+                return true;
+            }
+            if !changed {
+                return false;
+            }
+        }
+        if !changed {
             return true;
         }
         let Some(current) = self.obj().sink_pad().current_caps() else {
@@ -193,7 +214,7 @@ impl Sink {
             }
         } else if let Some(theirs) = self.consumers_accept() {
             ok = theirs.can_intersect(&current);
-            if !ok && !renegotiating {
+            if !ok && renegotiating.is_none() {
                 gst::info!(
                     CAT,
                     imp = self,
@@ -205,7 +226,11 @@ impl Sink {
             }
         }
         if let Some(st) = self.state.lock().unwrap().as_mut() {
-            st.renegotiating = !ok;
+            st.renegotiating = match (ok, renegotiating) {
+                (true, _) => None,
+                (false, Some(t)) => Some(t),
+                (false, None) => Some(std::time::Instant::now()),
+            };
         }
         ok
     }
