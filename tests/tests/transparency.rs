@@ -381,7 +381,7 @@ fn a_flushing_seek_on_the_producer_side_reaches_the_consumer_as_flush_and_segmen
 #[test]
 fn buffer_lists_stay_lists() {
     // rtph264pay pushes each frame's packets as one list.
-    let source = "videotestsrc num-buffers=20 ! video/x-raw,width=320,height=240,framerate=30/1 ! x264enc ! rtph264pay mtu=400";
+    let source = "videotestsrc num-buffers=20 ! video/x-raw,width=320,height=240,framerate=30/1 ! x264enc ! rtph264pay mtu=400 ssrc=1 seqnum-offset=0 timestamp-offset=0";
     let one = joined(source, "fakesink");
     let two = split(source, "fakesink", Duration::ZERO);
     let lists = |r: &[String]| -> Vec<String> {
@@ -392,8 +392,25 @@ fn buffer_lists_stay_lists() {
     };
     assert!(lists(&one).len() >= 20, "{:?}", lists(&one));
     assert_eq!(lists(&one), lists(&two));
+    assert_eq!(contents(&one), contents(&two), "the same bytes");
     assert_eq!(events(&one), events(&two));
     assert_same_buffers(&buffers(&one, "rec0"), &buffers(&two, "rec0"));
+}
+
+/// The hash of each buffer's bytes at `rec0`.
+fn contents(rec: &[String]) -> Vec<String> {
+    rec.iter()
+        .filter(|l| l.starts_with("rec0 buffer "))
+        .map(|l| {
+            l.split(" bytes=")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
 }
 
 /// The `metas=` field of each buffer at `rec0`.
@@ -444,6 +461,7 @@ fn every_meta_crosses_as_in_one_process_a_1_mb_custom_meta_included() {
         a[0]
     );
     assert_eq!(a, b, "the same metas with the same content on every buffer");
+    assert_eq!(contents(&one), contents(&two), "the same bytes");
     assert_same_buffers(&buffers(&one, "rec0"), &buffers(&two, "rec0"));
 }
 
@@ -646,4 +664,42 @@ fn a_consumer_cannot_make_a_producer_with_one_format_fail() {
     assert!(text.contains("error"), "{text}");
     let (status, out) = finish(producer.0.take().unwrap());
     assert!(status.success(), "the producer streamed to its end: {out}");
+}
+
+#[test]
+fn audio_of_every_layout_and_text_cross_byte_for_byte() {
+    for source in [
+        "audiotestsrc num-buffers=20 wave=sine ! audio/x-raw,format=S16LE,rate=48000,channels=2",
+        "audiotestsrc num-buffers=20 wave=ticks ! audio/x-raw,format=F32LE,rate=44100,channels=3,layout=non-interleaved",
+        "audiotestsrc num-buffers=20 wave=saw ! audio/x-raw,format=U8,rate=8000,channels=1",
+        "audiotestsrc num-buffers=20 ! audio/x-raw,format=S24_32BE,rate=96000,channels=6",
+    ] {
+        let one = joined(source, "fakesink");
+        let two = split(source, "fakesink", Duration::ZERO);
+        assert_eq!(contents(&one).len(), 20, "{source}");
+        assert_eq!(contents(&one), contents(&two), "{source}");
+        assert_eq!(events(&one), events(&two), "{source}");
+        assert_same_buffers(&buffers(&one, "rec0"), &buffers(&two, "rec0"));
+    }
+    // Subtitles: text/x-raw buffers with their own timestamps and durations.
+    let dir = std::env::temp_dir().join(format!("shmring-text-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let srt = dir.join("subs.srt");
+    std::fs::write(
+        &srt,
+        "1\n00:00:00,500 --> 00:00:01,000\nfirst line\n\n2\n00:00:01,200 --> 00:00:02,000\nsecond <i>line</i>\n\n3\n00:00:03,000 --> 00:00:03,500\nthird\n\n",
+    )
+    .unwrap();
+    let source = format!("filesrc location={} ! subparse", srt.display());
+    let one = joined(&source, "fakesink");
+    let two = split(&source, "fakesink", Duration::ZERO);
+    assert_eq!(contents(&one).len(), 3, "{one:?}");
+    assert_eq!(contents(&one), contents(&two));
+    assert_eq!(events(&one), events(&two));
+    // A source marks the first buffer it pushes DISCONT (BaseSrc does, for every
+    // source element); subparse's own first buffer is not.
+    let (a, mut b) = (buffers(&one, "rec0"), buffers(&two, "rec0"));
+    assert_eq!(b[0][3].map(|f| f & 0x40), Some(0x40));
+    b[0][3] = b[0][3].map(|f| f & !0x40);
+    assert_same_buffers(&a, &b);
 }

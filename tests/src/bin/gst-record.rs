@@ -5,7 +5,8 @@
 //!
 //! - `NAME event TYPE` for each serialized event (`segment` lines add the
 //!   segment's start, stop, base, rate and time; `tag` lines the tag list);
-//! - `NAME buffer pts=P dts=D dur=T rt=R flags=F size=S off=O` for each buffer, with the
+//! - `NAME buffer pts=P dts=D dur=T rt=R flags=F size=S off=O bytes=H` for each buffer
+//!   (`H` a hash of its bytes), with the
 //!   running time `R` of its DTS (or PTS) in the segment in force (`-` when it has
 //!   none, a leading `-` when negative);
 //! - `NAME list N` before the `N` buffer lines of a buffer list.
@@ -156,13 +157,14 @@ fn buffer_line(pad: &gst::Pad, b: &gst::Buffer) -> String {
         _ => "-".into(),
     };
     format!(
-        "buffer pts={} dts={} dur={} rt={rt} flags={:#x} size={} off={} metas={}",
+        "buffer pts={} dts={} dur={} rt={rt} flags={:#x} size={} off={} bytes={:016x} metas={}",
         t(b.pts()),
         t(b.dts()),
         t(b.duration()),
         b.flags().bits(),
         b.size(),
         b.offset(),
+        bytes_hash(b),
         metas_of(b)
     )
 }
@@ -184,6 +186,14 @@ fn test_toc() -> gst::Toc {
     }
     toc.get_mut().unwrap().append_entry(edition);
     toc
+}
+
+/// A hash (FNV-1a) of the buffer's bytes.
+fn bytes_hash(b: &gst::BufferRef) -> u64 {
+    let map = b.map_readable().expect("readable buffer");
+    map.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &c| {
+        (h ^ c as u64).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// The name of the custom meta [`add_test_metas`] adds.
