@@ -778,11 +778,60 @@ fn time_code(c: &Carried) -> Option<gst_video::ValidVideoTimeCode> {
 }
 
 /// Which custom metas a consumer adds: those registered in its process, and those
-/// the user named (registered here on first sight).
+/// the user allows (registered here on first sight).
 #[derive(Clone, Debug, Default)]
 pub struct Allowed {
     /// Names the user listed.
     pub names: BTreeSet<String>,
+    /// Any well-formed name (`custom-metas=*`, the default), up to
+    /// [`MAX_AUTO_REGISTERED`] registered by this process.
+    pub any: bool,
+}
+
+impl Allowed {
+    /// From the `custom-metas` property: `*` for any name, else a comma-separated
+    /// list (empty: none but those registered in the process).
+    pub fn parse(s: &str) -> Allowed {
+        let mut a = Allowed::default();
+        for n in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if n == "*" {
+                a.any = true;
+            } else {
+                a.names.insert(n.to_owned());
+            }
+        }
+        a
+    }
+}
+
+/// Most custom metas a process registers for producers (`custom-metas=*`): a
+/// registration lasts as long as the process, so a producer inventing names
+/// cannot grow it past this.
+pub const MAX_AUTO_REGISTERED: usize = 32;
+
+static AUTO_REGISTERED: std::sync::Mutex<BTreeSet<String>> = std::sync::Mutex::new(BTreeSet::new());
+
+/// Registers custom meta `name` for a producer, if allowed and safe: no GType of
+/// that name (or of its API type's) exists yet, so registering cannot clash with
+/// another type, and the process has not registered too many already.
+fn register_custom(name: &str, allowed: &Allowed) -> bool {
+    let listed = allowed.names.contains(name);
+    if !listed && !allowed.any {
+        return false;
+    }
+    let mut auto = AUTO_REGISTERED.lock().unwrap();
+    if !listed && auto.len() >= MAX_AUTO_REGISTERED && !auto.contains(name) {
+        return false;
+    }
+    let taken = |n: &str| glib::Type::from_name(n).is_some();
+    if taken(name) || taken(&format!("{name}-api")) {
+        return false;
+    }
+    gst::meta::CustomMeta::register(name, &[]);
+    if !listed {
+        auto.insert(name.to_owned());
+    }
+    custom_registered(name)
 }
 
 /// Why a decoded meta was not added to a buffer (the name, for the log).
@@ -845,12 +894,9 @@ pub fn apply(b: &mut gst::BufferRef, metas: Vec<Carried>, allowed: &Allowed) -> 
                 gst_audio::AudioLevelMeta::add(b, level, voice_activity);
             }
             Carried::Custom { name, fields } => {
-                if !custom_registered(&name) {
-                    if !allowed.names.contains(&name) {
-                        refused.push(name);
-                        continue;
-                    }
-                    gst::meta::CustomMeta::register(&name, &[]);
+                if !custom_registered(&name) && !register_custom(&name, allowed) {
+                    refused.push(name);
+                    continue;
                 }
                 match gst::meta::CustomMeta::add(b, &name) {
                     Ok(mut c) => {
@@ -1116,9 +1162,7 @@ mod tests {
     fn every_kind_of_record_is_applied_to_a_buffer_and_read_back() {
         let metas = all();
         let mut b = gst::Buffer::with_size(16).unwrap();
-        let allowed = Allowed {
-            names: ["MyMeta".to_owned()].into(),
-        };
+        let allowed = Allowed::parse("MyMeta");
         let refused = apply(b.get_mut().unwrap(), metas.clone(), &allowed);
         assert!(refused.is_empty(), "{refused:?}");
         let (back, cannot) = collect(&b);

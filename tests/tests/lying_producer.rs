@@ -186,12 +186,20 @@ fn metas_and_tocs_that_lie_are_refused_by_name() {
 }
 
 #[test]
-fn a_meta_list_over_the_consumers_limit_is_skipped_and_the_stream_goes_on() {
-    // 64 MiB claimed for every frame's metas: the consumer neither ends nor keeps
-    // the pieces; the frames keep coming.
-    let path = unique_socket_path("meta-huge");
+fn a_meta_list_over_the_consumers_limit_or_a_clashing_custom_meta_is_skipped_and_the_stream_goes_on()
+ {
+    // 64 MiB claimed for every frame's metas, or a custom meta named as an existing
+    // type: the consumer neither ends nor keeps the pieces (nor registers the
+    // name); the frames keep coming.
+    for act in ["meta-too-large", "meta-custom-clash"] {
+        streams_on_despite(act);
+    }
+}
+
+fn streams_on_despite(act: &str) {
+    let path = unique_socket_path(act);
     let ps = path.to_str().unwrap();
-    let mut p = KillOnDrop(spawn(PEER, &["lie", "meta-too-large", ps]));
+    let mut p = KillOnDrop(spawn(PEER, &["lie", act, ps]));
     assert_eq!(read_line(&mut p.0), "ready");
     let mut c = consumer(ps, "", "fakesink silent=false -v");
     let mut lines = Lines::of(&mut c);

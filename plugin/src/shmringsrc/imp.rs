@@ -70,7 +70,7 @@ impl Default for Settings {
             is_live_set: false,
             zero_copy_limit: -1,
             max_meta_bytes: crate::metas::DEFAULT_MAX_BYTES,
-            custom_metas: String::new(),
+            custom_metas: "*".into(),
         }
     }
 }
@@ -233,7 +233,8 @@ impl ObjectImpl for Src {
                     .build(),
                 glib::ParamSpecString::builder("custom-metas")
                     .nick("Custom metas")
-                    .blurb("Comma-separated names of custom metas (GstCustomMeta) to register and add when a producer sends them; custom metas already registered in this process are added anyway, others are counted in stats as metas-refused and logged once")
+                    .blurb("Custom metas (GstCustomMeta) to register and add when a producer sends them: * (the default) for any name that is no type's already, up to 32 registered by this process; or comma-separated names; empty: only those registered in this process. Others are counted in stats as metas-refused and logged once")
+                    .default_value(Some("*"))
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")

@@ -525,18 +525,7 @@ impl Src {
         };
         let decoded = metas::decode(&list, frame).map_err(|e| format!("bad metas: {e}"))?;
         let n = decoded.len() as u64;
-        let allowed = metas::Allowed {
-            names: self
-                .settings
-                .lock()
-                .unwrap()
-                .custom_metas
-                .split(',')
-                .map(str::trim)
-                .filter(|n| !n.is_empty())
-                .map(str::to_owned)
-                .collect(),
-        };
+        let allowed = metas::Allowed::parse(&self.settings.lock().unwrap().custom_metas);
         let refused = metas::apply(b, decoded, &allowed);
         {
             let mut c = self.counters.lock().unwrap();
@@ -550,7 +539,7 @@ impl Src {
                     gst::warning!(
                         CAT,
                         imp = self,
-                        "the producer sends {name} metas, which this process cannot add (a custom meta must be registered here or named in custom-metas; a serialized one needs GStreamer ≥ 1.24 and the meta registered); counted in stats as metas-refused"
+                        "the producer sends {name} metas, which this process cannot add (a custom meta must be registered here or allowed by custom-metas, and not clash with a type of that name; a serialized one needs GStreamer ≥ 1.24 and the meta registered); counted in stats as metas-refused"
                     );
                 }
             }

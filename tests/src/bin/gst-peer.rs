@@ -92,6 +92,8 @@ fn main() {
 /// - `meta-piece-overflow`: a meta piece carries more bytes than its list's size;
 /// - `meta-too-large`: each frame's meta list claims 64 MiB (only its first piece
 ///   is sent): not a lie a consumer must end on, one it must not hold memory for;
+/// - `meta-custom-clash`: each frame has a custom meta named `GstBuffer` (a type
+///   that exists): left out, never registered over the type;
 /// - `honest`: no lie (the control case).
 fn lie(act: &str, path: &str) -> Result<(), String> {
     use std::str::FromStr;
@@ -257,6 +259,11 @@ fn lying_metas(act: &str) -> Option<Vec<Vec<u8>>> {
             hmsf: [25, 0, 0, 0],
             field_count: 0,
             daily_jam: None,
+        }),
+        // A custom meta named as an existing type: registering it would clash.
+        "meta-custom-clash" => one(Carried::Custom {
+            name: "GstBuffer".into(),
+            fields: gst::Structure::new_empty("GstBuffer"),
         }),
         "meta-piece-overflow" => {
             // Says 10 bytes, carries 20.
