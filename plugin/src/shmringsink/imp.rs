@@ -456,6 +456,7 @@ impl BaseSinkImpl for Sink {
         let Some(filter) = filter else {
             return Some(template);
         };
+        self.await_first_consumer();
         let all = filter.intersect_with_mode(&template, gst::CapsIntersectMode::First);
         if let Some(theirs) = self.consumers_accept() {
             let wanted = all.intersect_with_mode(&theirs, gst::CapsIntersectMode::First);

@@ -159,6 +159,38 @@ impl Sink {
         }
     }
 
+    /// With `wait-for-connection`, upstream's first negotiation waits for the first
+    /// consumer and (at most 500 ms) for what its downstream accepts, so the
+    /// stream starts in caps it takes instead of being negotiated again after its
+    /// first buffers. Ends at once when the sink is shut down (unlock).
+    pub(super) fn await_first_consumer(&self) {
+        if !self.settings.lock().unwrap().wait_for_connection {
+            return;
+        }
+        let waited = self
+            .state
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_none_or(|st| st.waited);
+        let Some(producer) = self.producer() else {
+            return;
+        };
+        if waited || producer.consumer_count() > 0 && !producer.notes().is_empty() {
+            return;
+        }
+        gst::info!(CAT, imp = self, "negotiation waits for a consumer");
+        if producer.wait_for_consumers(1, None).is_err() {
+            return;
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+        while producer.notes().len() < producer.consumer_count()
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+
     /// Checks, when consumers came, went or changed their minds, that they take the
     /// current caps; if one does not, renegotiates upstream (returns false while the
     /// buffers are in caps some consumer cannot take) or refuses that consumer.

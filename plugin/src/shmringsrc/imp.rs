@@ -123,6 +123,8 @@ pub(super) struct State {
     /// Since when downstream refuses the producer's caps (it was told what it
     /// accepts, and has a grace period to negotiate again).
     pub(super) caps_refused: Option<std::time::Instant>,
+    /// The caps downstream refused.
+    pub(super) refused: Option<gst::Caps>,
 }
 
 /// The element's private state.
@@ -145,6 +147,12 @@ pub struct Src {
     pub(super) note_due: std::sync::atomic::AtomicBool,
     /// The producer was told (a refused caps then waits for new ones).
     pub(super) accepts_sent: std::sync::atomic::AtomicBool,
+    /// Whether the buffer (or list) `create` returned last is DISCONT by the
+    /// producer's word or ours: BaseSrc marks the first one after a start DISCONT
+    /// whatever it was, and the src pad's probe takes that mark back off.
+    pub(super) keep_discont: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The next buffer follows a reconnection: DISCONT.
+    pub(super) discont_next: std::sync::atomic::AtomicBool,
 }
 
 /// The most buffers one buffer list from the producer gathers here.
@@ -297,12 +305,30 @@ impl ObjectImpl for Src {
         obj.set_format(gst::Format::Time);
         obj.set_live(Settings::default().is_live);
         let late = self.late_events.clone();
+        let keep = self.keep_discont.clone();
         obj.static_pad("src").expect("src pad").add_probe(
             gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
-            move |pad, _| {
+            move |pad, info| {
                 let events = std::mem::take(&mut *late.lock().unwrap());
                 for e in events {
                     pad.push_event(e);
+                }
+                // The producer's flags, not BaseSrc's first-buffer DISCONT.
+                if !keep.load(std::sync::atomic::Ordering::Relaxed) {
+                    let discont = gst::BufferFlags::DISCONT;
+                    match &mut info.data {
+                        Some(gst::PadProbeData::Buffer(b)) if b.flags().contains(discont) => {
+                            b.make_mut().unset_flags(discont);
+                        }
+                        Some(gst::PadProbeData::BufferList(l))
+                            if l.get(0).is_some_and(|b| b.flags().contains(discont)) =>
+                        {
+                            if let Some(b) = l.make_mut().get_mut(0) {
+                                b.unset_flags(discont);
+                            }
+                        }
+                        _ => {}
+                    }
                 }
                 gst::PadProbeReturn::Ok
             },
@@ -365,6 +391,7 @@ impl BaseSrcImpl for Src {
             max_held: 1,
             latency: None,
             caps_refused: None,
+            refused: None,
         });
         if !s.reconnect {
             // Fail at start, where the user sees why, rather than at the first buffer.
@@ -492,7 +519,39 @@ impl PushSrcImpl for Src {
                     }
                 },
             };
-            let r = consumer.recv();
+            // Waiting for caps downstream takes: at most until the grace ends.
+            let refused = self
+                .state
+                .lock()
+                .unwrap()
+                .as_ref()
+                .and_then(|s| s.caps_refused);
+            let r = match refused {
+                Some(since) => consumer.recv_deadline(Some(since + super::receive::CAPS_GRACE)),
+                None => consumer.recv(),
+            };
+            if refused.is_some() && matches!(r, Err(shmring::RecvError::Timeout)) {
+                let theirs = self.state.lock().unwrap().as_mut().and_then(|st| {
+                    st.consumer = Some(consumer);
+                    st.refused.clone()
+                });
+                let caps = self
+                    .obj()
+                    .static_pad("src")
+                    .expect("src pad")
+                    .peer_query_caps(None);
+                gst::element_imp_error!(
+                    self,
+                    gst::CoreError::Negotiation,
+                    [
+                        "Downstream refuses the producer's caps {} (it accepts {}), and the producer sent none it accepts within {:?}",
+                        theirs.map_or("?".into(), |c| c.to_string()),
+                        caps,
+                        super::receive::CAPS_GRACE
+                    ]
+                );
+                return Err(gst::FlowError::NotNegotiated);
+            }
             let put_back = |c: Consumer| {
                 if let Some(st) = self.state.lock().unwrap().as_mut() {
                     st.consumer = Some(c);
@@ -506,8 +565,14 @@ impl PushSrcImpl for Src {
                     put_back(consumer);
                     match self.handle(ev) {
                         Ok(Next::Buffer(b, more)) => match list.as_mut() {
-                            None if !more => return Ok(CreateSuccess::NewBuffer(b)),
+                            None if !more => {
+                                self.keep_discont_of(&b);
+                                return Ok(CreateSuccess::NewBuffer(b));
+                            }
                             _ => {
+                                if list.is_none() {
+                                    self.keep_discont_of(&b);
+                                }
                                 let l = list.get_or_insert_with(gst::BufferList::new);
                                 l.get_mut().expect("ours alone").add(b);
                                 // A list the producer never ends is cut into lists
@@ -577,6 +642,14 @@ impl Src {
 
     /// Waits `reconnect-interval` before the next connection attempt (so that a
     /// producer that keeps failing or lying is not hammered); `Flushing` if unlocked.
+    /// Remembers whether `b` (the next to leave) is DISCONT by our word.
+    fn keep_discont_of(&self, b: &gst::BufferRef) {
+        self.keep_discont.store(
+            b.flags().contains(gst::BufferFlags::DISCONT),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
     pub(super) fn pause(&self, interval: Duration) -> Result<(), gst::FlowError> {
         let w = self.wakers.lock().unwrap().first().cloned();
         let Some(w) = w else {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 /// How long a source waits for a producer it told what downstream accepts to send
 /// caps downstream takes.
-const CAPS_GRACE: Duration = Duration::from_secs(5);
+pub(super) const CAPS_GRACE: Duration = Duration::from_secs(5);
 
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -84,6 +84,9 @@ impl Src {
         self.late_events.lock().unwrap().clear();
         self.note_due.store(true, Ordering::Relaxed);
         self.accepts_sent.store(false, Ordering::Relaxed);
+        // A new producer's stream: its first buffer is a discontinuity.
+        let again = self.counters.lock().unwrap().reconnects > 0;
+        self.discont_next.store(again, Ordering::Relaxed);
     }
 
     /// The buffer for frame `f`, and whether more of its buffer list follow.
@@ -180,7 +183,8 @@ impl Src {
                     );
                     return Err(gst::FlowError::NotNegotiated);
                 }
-                let discont = f.dropped_before() > 0;
+                let discont =
+                    f.dropped_before() > 0 || self.discont_next.swap(false, Ordering::Relaxed);
                 let (mut b, more) = match self.buffer_of(f) {
                     Ok(b) => b,
                     Err(e) => return Ok(Next::Fault(format!("bad buffer metadata: {e}"))),
@@ -246,6 +250,7 @@ impl Src {
                                     );
                                     st.format = None;
                                     st.caps = None;
+                                    st.refused = Some(caps.clone());
                                     return Ok(Next::Again);
                                 }
                             }
@@ -481,8 +486,9 @@ impl Src {
     /// downstream asks to reconfigure).
     pub(super) fn send_accepts(&self, c: &Consumer) {
         let pad = self.obj().static_pad("src").expect("src pad");
+        // ANY too: the producer learns this consumer takes anything.
         let caps = pad.peer_query_caps(None);
-        if caps.is_any() || caps.is_empty() {
+        if caps.is_empty() {
             return;
         }
         let note = format!("caps:{caps}");

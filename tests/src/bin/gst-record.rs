@@ -234,9 +234,10 @@ fn add_test_metas(b: &mut gst::BufferRef, n: u64) {
         gst::ClockTime::from_nseconds(1_000_000_000 + n),
         Some(gst::ClockTime::from_nseconds(10)),
     );
+    let jam = gst::glib::DateTime::from_utc(2026, 12, 2, 9, 30, 15.0).unwrap();
     let tc = gst_video::ValidVideoTimeCode::new(
         gst::Fraction::new(30, 1),
-        None,
+        Some(&jam),
         gst_video::VideoTimeCodeFlags::empty(),
         1,
         2,
