@@ -46,6 +46,33 @@ impl Drop for Guard {
     }
 }
 
+/// `gst-record {desc}` started as a producer serving on `sock`, once the socket is
+/// there.
+fn serve(desc: &str, sock: &Path, env: &[(&str, &str)]) -> Guard {
+    let producer = Guard(Some(
+        std::process::Command::new(REC)
+            .args(desc.split_whitespace())
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("gst-record"),
+    ));
+    wait_for_socket(sock);
+    producer
+}
+
+/// Whether `gst-record {desc}` succeeded, and what it printed.
+fn attempt(desc: &str) -> (bool, String) {
+    let out = std::process::Command::new(REC)
+        .args(desc.split_whitespace())
+        .output()
+        .expect("gst-record");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 fn wait_for_socket(p: &Path) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !p.exists() {
@@ -90,15 +117,7 @@ fn split_full(
         "{source} ! shmringsink socket-path={} wait-for-connection=true",
         sock.display()
     );
-    let mut producer = Guard(Some(
-        std::process::Command::new(REC)
-            .args(desc.split_whitespace())
-            .envs(env.iter().copied())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("gst-record"),
-    ));
-    wait_for_socket(&sock);
+    let mut producer = serve(&desc, &sock, env);
     std::thread::sleep(delay);
     let got = record(&format!(
         "shmringsrc socket-path={} {src_props} ! identity name=rec0 ! {downstream}",
@@ -554,14 +573,7 @@ fn a_late_joiner_gets_the_toc_and_custom_sticky_event_before_its_first_buffer() 
         "videotestsrc is-live=true num-buffers=100 ! video/x-raw,width=64,height=48,framerate=50/1 ! identity name=addevents ! shmringsink socket-path={}",
         sock.display()
     );
-    let mut producer = Guard(Some(
-        std::process::Command::new(REC)
-            .args(desc.split_whitespace())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("gst-record"),
-    ));
-    wait_for_socket(&sock);
+    let mut producer = serve(&desc, &sock, &[]);
     std::thread::sleep(Duration::from_millis(1000));
     let got = record(&format!(
         "shmringsrc socket-path={} ! identity name=rec0 ! fakesink",
@@ -614,26 +626,12 @@ fn a_consumer_that_takes_no_current_format_is_refused_by_name_when_told_to() {
         "videotestsrc is-live=true num-buffers=200 ! video/x-raw,format=I420,width=64,height=48,framerate=50/1 ! shmringsink late-consumer-caps=refuse socket-path={}",
         sock.display()
     );
-    let mut producer = Guard(Some(
-        std::process::Command::new(REC)
-            .args(desc.split_whitespace())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("gst-record"),
+    let mut producer = serve(&desc, &sock, &[]);
+    let (ok, text) = attempt(&format!(
+        "shmringsrc socket-path={} ! video/x-raw,format=RGBA ! identity name=rec0 ! fakesink",
+        sock.display()
     ));
-    wait_for_socket(&sock);
-    let out = std::process::Command::new(REC)
-        .args(
-            format!(
-                "shmringsrc socket-path={} ! video/x-raw,format=RGBA ! identity name=rec0 ! fakesink",
-                sock.display()
-            )
-            .split_whitespace(),
-        )
-        .output()
-        .expect("gst-record");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "{text}");
+    assert!(!ok, "{text}");
     assert!(
         text.contains("late-consumer-caps=refuse") && text.contains("format=(string)RGBA"),
         "{text}"
@@ -657,26 +655,12 @@ fn a_consumer_cannot_make_a_producer_with_one_format_fail() {
         "videotestsrc is-live=true num-buffers=400 ! video/x-raw,format=I420,width=64,height=48,framerate=50/1 ! shmringsink socket-path={} wait-for-connection=true",
         sock.display()
     );
-    let mut producer = Guard(Some(
-        std::process::Command::new(REC)
-            .args(desc.split_whitespace())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("gst-record"),
+    let mut producer = serve(&desc, &sock, &[]);
+    let (ok, text) = attempt(&format!(
+        "shmringsrc socket-path={} ! video/x-raw,format=RGBA ! identity name=rec0 ! fakesink",
+        sock.display()
     ));
-    wait_for_socket(&sock);
-    let out = std::process::Command::new(REC)
-        .args(
-            format!(
-                "shmringsrc socket-path={} ! video/x-raw,format=RGBA ! identity name=rec0 ! fakesink",
-                sock.display()
-            )
-            .split_whitespace(),
-        )
-        .output()
-        .expect("gst-record");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "{text}");
+    assert!(!ok, "{text}");
     assert!(text.contains("error"), "{text}");
     let (status, out) = finish(producer.0.take().unwrap());
     assert!(status.success(), "the producer streamed to its end: {out}");

@@ -520,12 +520,7 @@ impl PushSrcImpl for Src {
                 },
             };
             // Waiting for caps downstream takes: at most until the grace ends.
-            let refused = self
-                .state
-                .lock()
-                .unwrap()
-                .as_ref()
-                .and_then(|s| s.caps_refused);
+            let refused = self.caps_refused_since();
             let r = match refused {
                 Some(since) => consumer.recv_deadline(Some(since + super::receive::CAPS_GRACE)),
                 None => consumer.recv(),

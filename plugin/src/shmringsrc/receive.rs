@@ -162,13 +162,7 @@ impl Src {
             Event::Frame(f) => {
                 self.counters.lock().unwrap().dropped += f.dropped_before() as u64;
                 // In caps downstream refuses, while the producer negotiates again.
-                let refused = self
-                    .state
-                    .lock()
-                    .unwrap()
-                    .as_ref()
-                    .and_then(|s| s.caps_refused);
-                if let Some(since) = refused {
+                if let Some(since) = self.caps_refused_since() {
                     if since.elapsed() < CAPS_GRACE {
                         self.counters.lock().unwrap().refused_caps += 1;
                         return Ok(Next::Again);
@@ -480,6 +474,15 @@ impl Src {
         if let Err(e) = obj.new_segment(seg.upcast_ref()) {
             gst::warning!(CAT, imp = self, "segment not configured: {e}");
         }
+    }
+
+    /// Since when downstream refuses the producer's caps (see `CAPS_GRACE`).
+    pub(super) fn caps_refused_since(&self) -> Option<Instant> {
+        self.state
+            .lock()
+            .unwrap()
+            .as_ref()
+            .and_then(|s| s.caps_refused)
     }
 
     /// Tells the producer which caps downstream accepts (once connected, and when
