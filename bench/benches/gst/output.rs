@@ -87,11 +87,13 @@ pub(crate) fn report(
         md = md.replace("`.\n", "`).\n");
     }
     md.push_str(&format!(
-        "**Physical references** (same run, two processes, one wake-up every 10 ms, 200 of them): one-way wake-up p50 / p99 eventfd {} / {} µs, unix socket {} / {} µs, busy-poll {} / {} µs. One `memcpy` of a 1080p I420 frame {} ms hot, {} ms cold; of a 4K frame {} ms hot, {} ms cold.\n\n",
+        "**Physical references** (same run, two processes, one wake-up every 10 ms, 200 of them): one-way wake-up p50 / p99 eventfd {} / {} µs, unix socket {} / {} µs, pipe {} / {} µs, busy-poll {} / {} µs. One `memcpy` of a 1080p I420 frame {} ms hot, {} ms cold; of a 4K frame {} ms hot, {} ms cold.\n\n",
         fmt(out.get("wake_eventfd_p50_us"), 1),
         fmt(out.get("wake_eventfd_p99_us"), 1),
         fmt(out.get("wake_socket_p50_us"), 1),
         fmt(out.get("wake_socket_p99_us"), 1),
+        fmt(out.get("wake_pipe_p50_us"), 1),
+        fmt(out.get("wake_pipe_p99_us"), 1),
         fmt(out.get("wake_busypoll_p50_us"), 1),
         fmt(out.get("wake_busypoll_p99_us"), 1),
         fmt(out.get("memcpy_v1080_hot_ms"), 2),

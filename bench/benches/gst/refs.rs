@@ -11,6 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub(crate) enum Wake {
     Eventfd,
     Socket,
+    /// A pipe: the cheapest wake-up whose writing end stays the writer's own file
+    /// description (docs/plugin.md, "Latency").
+    Pipe,
     BusyPoll,
 }
 
@@ -19,6 +22,7 @@ impl Wake {
         match self {
             Wake::Eventfd => "eventfd",
             Wake::Socket => "socket",
+            Wake::Pipe => "pipe",
             Wake::BusyPoll => "busypoll",
         }
     }
@@ -77,6 +81,10 @@ pub(crate) fn wake_delays(how: Wake, n: usize, period: Duration) -> Vec<f64> {
     // SAFETY: `sv` holds the two fds socketpair writes.
     let r = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, sv.as_mut_ptr()) };
     assert_eq!(r, 0, "socketpair");
+    let mut pp = [0; 2];
+    // SAFETY: `pp` holds the two fds pipe writes.
+    let r = unsafe { libc::pipe(pp.as_mut_ptr()) };
+    assert_eq!(r, 0, "pipe");
     // SAFETY: the bench has started no thread yet (this runs before gst::init), so
     // the child is a plain copy of this single-threaded process; it only touches
     // the shared mapping and the fds, then `_exit`s.
@@ -93,6 +101,10 @@ pub(crate) fn wake_delays(how: Wake, n: usize, period: Duration) -> Vec<f64> {
                 // SAFETY: reads 1 byte into a live buffer from our socket end.
                 Wake::Socket => unsafe {
                     libc::read(sv[1], b.as_mut_ptr().cast(), 1);
+                },
+                // SAFETY: reads 1 byte into a live buffer from our pipe's reading end.
+                Wake::Pipe => unsafe {
+                    libc::read(pp[0], b.as_mut_ptr().cast(), 1);
                 },
                 Wake::BusyPoll => {
                     while sh.at(1).load(Ordering::Acquire) == i as u64 {
@@ -119,6 +131,10 @@ pub(crate) fn wake_delays(how: Wake, n: usize, period: Duration) -> Vec<f64> {
             Wake::Socket => unsafe {
                 libc::write(sv[0], one.as_ptr().cast(), 1);
             },
+            // SAFETY: writes 1 byte from a live buffer to our pipe's writing end.
+            Wake::Pipe => unsafe {
+                libc::write(pp[1], one.as_ptr().cast(), 1);
+            },
             Wake::BusyPoll => sh.at(1).store(i as u64 + 1, Ordering::Release),
         }
         let until = Instant::now() + Duration::from_secs(5);
@@ -133,6 +149,8 @@ pub(crate) fn wake_delays(how: Wake, n: usize, period: Duration) -> Vec<f64> {
         libc::close(efd);
         libc::close(sv[0]);
         libc::close(sv[1]);
+        libc::close(pp[0]);
+        libc::close(pp[1]);
     }
     let mut v: Vec<f64> = (0..n)
         .map(|i| sh.at(2 + i).load(Ordering::Acquire) as f64 / 1e3)
@@ -167,7 +185,7 @@ pub(crate) fn memcpy_ms(len: usize, hot: bool) -> f64 {
 
 /// Every reference, into `out`.
 pub(crate) fn measure(out: &mut Out) {
-    for how in [Wake::Eventfd, Wake::Socket, Wake::BusyPoll] {
+    for how in [Wake::Eventfd, Wake::Socket, Wake::Pipe, Wake::BusyPoll] {
         eprintln!("wake-up reference: {}", how.key());
         let v = wake_delays(how, 200, Duration::from_millis(10));
         let q = |p: f64| (!v.is_empty()).then(|| v[((v.len() - 1) as f64 * p) as usize]);

@@ -83,6 +83,10 @@ pub struct Consumer {
     pace: Pace,
     /// The frame being received was caught by polling (its arrival time is exact).
     caught_polling: bool,
+    /// The last frame's arrival (number, time, caught polling), not yet counted by
+    /// `pace`: that waits until the next receive, off the path from a frame's
+    /// arrival to its delivery.
+    arrival: Option<(u64, Instant, bool)>,
     /// The doorbell rang and was not drained yet: draining waits until the next
     /// sleep, off the path from a frame's arrival to its delivery.
     bell_rang: bool,
@@ -287,6 +291,7 @@ impl Consumer {
             cfg,
             pace: Pace::default(),
             caught_polling: false,
+            arrival: None,
             bell_rang: false,
             spin_judge: SpinJudge::default(),
         })
@@ -307,8 +312,16 @@ impl Consumer {
 
     /// What waking ahead of the stream measured and did (see
     /// [`ConsumerConfig::wake_ahead`]).
-    pub fn anticipation(&self) -> Anticipation {
+    pub fn anticipation(&mut self) -> Anticipation {
+        self.count_arrival();
         self.pace.report()
+    }
+
+    /// Counts the last frame's arrival in `pace` (see `arrival`).
+    fn count_arrival(&mut self) {
+        if let Some((seq, at, caught)) = self.arrival.take() {
+            self.pace.arrived(seq, at, caught);
+        }
     }
 
     /// Tells the producer something about this consumer (at most
@@ -367,14 +380,14 @@ impl Consumer {
         // message with no frame after it (end of stream, goodbye) waits at most
         // the spin.
         let mut read_socket = false;
+        self.count_arrival();
         self.caught_polling = false;
         loop {
             let r = self.poll_event(read_socket);
             if let Some(ev) = self.note(r)? {
                 if let Event::Frame(f) = &ev {
                     if !self.cfg.wake_ahead.is_zero() {
-                        self.pace
-                            .arrived(f.seq(), Instant::now(), self.caught_polling);
+                        self.arrival = Some((f.seq(), Instant::now(), self.caught_polling));
                     }
                 }
                 return Ok(ev);
