@@ -14,10 +14,11 @@ DEB_BUILD := build-essential pkg-config libgstreamer1.0-dev libgstreamer-plugins
 #  MP4, which needs an H.264 decoder: avdec_h264 (libav), also in the README's recipes;
 #  h264parse, mpegtsmux, tsdemux, srtsink/srtsrc (bad) in the README's recipes, where
 #  bad also has the bench's rivals; PyGObject for the Python subscriber of
-#  audio-between-apps
+#  audio-between-apps; gst-play-1.0 and gst-device-monitor-1.0 (base-apps) for the
+#  URI and device provider tests; bubblewrap for the sandboxed consumer tests
 DEB_RUN := gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
   gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad gstreamer1.0-libav \
-  gstreamer1.0-plugins-base-apps python3-gi gir1.2-gstreamer-1.0
+  gstreamer1.0-plugins-base-apps python3-gi gir1.2-gstreamer-1.0 bubblewrap
 DEB_PACKAGES := $(DEB_BUILD) $(DEB_RUN)
 # install-debs PACKAGES: apt-get install those of PACKAGES that dpkg does not list as installed
 define install-debs
@@ -32,7 +33,7 @@ endef
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LOOM_TARGET := target/loom
 
-.PHONY: all deps deps-list build demo ring-demo frame-demo sandboxed-encoder audio-between-apps test lint loom valgrind chaos fuzz bench bench-load install uninstall clean
+.PHONY: all deps deps-list build deb demo ring-demo frame-demo sandboxed-encoder audio-between-apps test lint loom valgrind chaos fuzz bench bench-load install uninstall clean
 
 all: build
 
@@ -165,6 +166,41 @@ install: $(if $(SKIP_BUILD),,deps)
 uninstall:
 	$(INSTALL_SUDO) rm -f $(DESTDIR)$(PLUGIN_DIR)/libgstshmring.so
 	@echo "removed $(DESTDIR)$(PLUGIN_DIR)/libgstshmring.so"
+
+## deb: a Debian package of the plugin, target/deb/gstreamer1.0-shmring_VERSION_ARCH.deb,
+## for GStreamer's plugin directory (install: apt-get install ./target/deb/FILE).
+## PROFILE=dev packages the debug build; SKIP_BUILD=1 packages what is built (tests).
+DEB_NAME := gstreamer1.0-shmring
+DEB_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+DEB_ARCH := $(shell dpkg --print-architecture 2>/dev/null)
+DEB_FILE := target/deb/$(DEB_NAME)_$(DEB_VERSION)_$(DEB_ARCH).deb
+DEB_ROOT := target/deb/root
+deb: $(if $(SKIP_BUILD),,deps)
+	$(if $(SKIP_BUILD),,$(CARGO) build --profile $(PROFILE) -p gst-plugin-shmring)
+	@test -n "$(PLUGIN_DIR)" || { echo "deb: no plugin directory (pkg-config gstreamer-1.0)" >&2; exit 1; }
+	rm -rf $(DEB_ROOT)
+	install -D -m 0644 target/$(PROFILE_DIR)/libgstshmring.so $(DEB_ROOT)$(PLUGIN_DIR)/libgstshmring.so
+	strip --strip-unneeded $(DEB_ROOT)$(PLUGIN_DIR)/libgstshmring.so
+	install -D -m 0644 README.md $(DEB_ROOT)/usr/share/doc/$(DEB_NAME)/README.md
+	install -D -m 0644 SECURITY.md $(DEB_ROOT)/usr/share/doc/$(DEB_NAME)/SECURITY.md
+	install -D -m 0644 LICENSE-MIT $(DEB_ROOT)/usr/share/doc/$(DEB_NAME)/copyright
+	mkdir -p $(DEB_ROOT)/DEBIAN
+	@{ echo "Package: $(DEB_NAME)"; \
+	  echo "Version: $(DEB_VERSION)"; \
+	  echo "Architecture: $(DEB_ARCH)"; \
+	  echo "Maintainer: shmring developers <shmring@example.invalid>"; \
+	  echo "Section: libs"; \
+	  echo "Priority: optional"; \
+	  echo "Installed-Size: $$(du -sk $(DEB_ROOT) | cut -f1)"; \
+	  echo "Depends: libc6 (>= 2.34), libgcc-s1, libglib2.0-0 (>= 2.62), libgstreamer1.0-0 (>= 1.22), libgstreamer-plugins-base1.0-0 (>= 1.22)"; \
+	  echo "Description: GStreamer elements shmringsink and shmringsrc"; \
+	  echo " Zero-copy raw media between untrusted processes over sealed shared memory:"; \
+	  echo " shmringsink serves buffers, caps, events and metas to shmringsrc consumers"; \
+	  echo " in other processes, none of which can crash, stall or write to it. With a"; \
+	  echo " shmring:// URI handler and a device provider for named producers."; \
+	} > $(DEB_ROOT)/DEBIAN/control
+	dpkg-deb --root-owner-group --build $(DEB_ROOT) $(DEB_FILE)
+	@echo "built $(DEB_FILE): install it with apt-get install ./$(DEB_FILE)"
 
 clean:
 	$(CARGO) clean

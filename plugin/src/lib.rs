@@ -19,6 +19,8 @@ pub mod fuzzing;
 mod memory;
 pub mod meta;
 pub mod metas;
+pub mod names;
+mod provider;
 mod shmringsink;
 mod shmringsrc;
 pub mod toc;
@@ -68,6 +70,7 @@ fn dup_app_fd(fd: i32) -> std::io::Result<std::os::fd::OwnedFd> {
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     shmringsink::register(plugin)?;
     shmringsrc::register(plugin)?;
+    provider::register(plugin)?;
     Ok(())
 }
 

@@ -47,6 +47,52 @@ fn connected_socket_hand_off_needs_no_path() {
 }
 
 #[test]
+fn a_probe_learns_the_description_and_is_never_a_consumer() {
+    let cfg = ProducerConfig {
+        max_consumers: 1,
+        ..Default::default()
+    };
+    let p = Producer::bind(sock_path("probe"), cfg).unwrap();
+    let path = p.path().unwrap().to_path_buf();
+    // Before any description: empty.
+    assert_eq!(Consumer::probe(&path, Duration::from_secs(5)).unwrap(), b"");
+    p.set_description(b"video/x-raw, width=(int)64").unwrap();
+    // A consumer holding the only place does not keep probes out.
+    let _only = connect(&p);
+    for _ in 0..3 {
+        assert_eq!(
+            Consumer::probe(&path, Duration::from_secs(5)).unwrap(),
+            b"video/x-raw, width=(int)64"
+        );
+    }
+    let s = p.stats();
+    assert_eq!(
+        (s.probes, s.joined, s.refused, s.consumers.len()),
+        (4, 1, 0, 1)
+    );
+    // Too long a description is refused locally, the old one kept.
+    let long = vec![b'x'; shmring::frame::MAX_DESCRIPTION + 1];
+    assert!(matches!(
+        p.set_description(&long),
+        Err(PublishError::TooLarge {
+            what: "description",
+            ..
+        })
+    ));
+    assert_eq!(
+        Consumer::probe(&path, Duration::from_secs(5)).unwrap(),
+        b"video/x-raw, width=(int)64"
+    );
+    // No producer: said so, within the timeout.
+    drop(_only);
+    drop(p);
+    assert!(matches!(
+        Consumer::probe(&path, Duration::from_secs(5)),
+        Err(ConnectError::NoProducer { .. })
+    ));
+}
+
+#[test]
 fn strangers_and_surplus_consumers_are_refused_with_a_reason() {
     // SAFETY: getuid has no preconditions.
     let me = unsafe { libc::getuid() };

@@ -67,6 +67,8 @@ pub enum LateConsumerCaps {
 #[derive(Clone, Debug)]
 pub(super) struct Settings {
     pub(super) socket_path: Option<String>,
+    /// `producer-name`: served in this user's directory of producers.
+    pub(super) producer_name: Option<String>,
     pub(super) consumer_fd: i32,
     pub(super) socket_mode: u32,
     pub(super) allowed_uids: String,
@@ -88,6 +90,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             socket_path: None,
+            producer_name: None,
             consumer_fd: -1,
             socket_mode: DEFAULT_SOCKET_MODE,
             allowed_uids: String::new(),
@@ -168,6 +171,36 @@ impl ObjectSubclass for Sink {
     const NAME: &'static str = "GstShmringSink";
     type Type = ShmringSink;
     type ParentType = gst_base::BaseSink;
+    type Interfaces = (gst::URIHandler,);
+}
+
+/// `shmring:///abs/path` sets `socket-path`, `shmring://NAME` sets `producer-name`
+/// (`crate::names`).
+impl URIHandlerImpl for Sink {
+    const URI_TYPE: gst::URIType = gst::URIType::Sink;
+
+    fn protocols() -> &'static [&'static str] {
+        &[crate::names::SCHEME]
+    }
+
+    fn uri(&self) -> Option<String> {
+        let s = self.settings.lock().unwrap();
+        crate::names::uri_of(s.socket_path.as_deref(), s.producer_name.as_deref())
+    }
+
+    fn set_uri(&self, uri: &str) -> Result<(), glib::Error> {
+        if self.obj().current_state() > gst::State::Ready {
+            return Err(glib::Error::new(
+                gst::URIError::BadState,
+                "the URI can only be set in the NULL or READY state",
+            ));
+        }
+        let target = crate::names::parse_uri(uri)
+            .map_err(|e| glib::Error::new(gst::URIError::BadUri, &e))?;
+        let mut s = self.settings.lock().unwrap();
+        (s.socket_path, s.producer_name) = target.into_settings();
+        Ok(())
+    }
 }
 
 impl ObjectImpl for Sink {
@@ -184,6 +217,11 @@ impl ObjectImpl for Sink {
                 glib::ParamSpecString::builder("socket-path")
                     .nick("Socket path")
                     .blurb("Unix socket path consumers connect to (a stale socket left by a crashed sink is replaced; a live one is never taken)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("producer-name")
+                    .nick("Producer name")
+                    .blurb("Serve under this name (letters, digits, '_', '-', '.') in this user's private directory of producers, $XDG_RUNTIME_DIR/shmring/NAME (or /tmp/shmring-UID/NAME without a runtime directory), made 0700 if missing; consumers use shmringsrc producer-name=NAME or the URI shmring://NAME, and the device provider lists it. Instead of socket-path")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecInt::builder("consumer-fd")
@@ -260,7 +298,7 @@ impl ObjectImpl for Sink {
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("frames, bytes, copies, zero-copy, held-back (buffers not sent while upstream renegotiated for a consumer), metas (sent), metas-not-sent (no way to cross, or over max-meta-bytes), consumers, drops, cut-off, free-slots, and per consumer id, pid, uid, frames, bytes, drops, held")
+                    .blurb("frames, bytes, copies, zero-copy, held-back (buffers not sent while upstream renegotiated for a consumer), metas (sent), metas-not-sent (no way to cross, or over max-meta-bytes), consumers, drops, cut-off, probes (device monitors asking what it serves: never consumers), free-slots, and per consumer id, pid, uid, frames, bytes, drops, held")
                     .read_only()
                     .build(),
             ]
@@ -272,6 +310,7 @@ impl ObjectImpl for Sink {
         let mut s = self.settings.lock().unwrap();
         match pspec.name() {
             "socket-path" => s.socket_path = value.get().unwrap(),
+            "producer-name" => s.producer_name = value.get().unwrap(),
             "consumer-fd" => s.consumer_fd = value.get().unwrap(),
             "socket-mode" => s.socket_mode = value.get().unwrap(),
             "allowed-uids" => {
@@ -293,6 +332,7 @@ impl ObjectImpl for Sink {
         let s = self.settings.lock().unwrap().clone();
         match pspec.name() {
             "socket-path" => s.socket_path.to_value(),
+            "producer-name" => s.producer_name.to_value(),
             "consumer-fd" => s.consumer_fd.to_value(),
             "socket-mode" => s.socket_mode.to_value(),
             "allowed-uids" => s.allowed_uids.to_value(),
@@ -344,10 +384,24 @@ impl ElementImpl for Sink {
 impl BaseSinkImpl for Sink {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let s = self.settings.lock().unwrap().clone();
-        if s.socket_path.is_none() && s.consumer_fd < 0 {
+        let path = match (&s.socket_path, &s.producer_name) {
+            (Some(_), Some(_)) => {
+                return Err(gst::error_msg!(
+                    gst::ResourceError::Settings,
+                    ["set socket-path or producer-name, not both"]
+                ));
+            }
+            (Some(p), None) => Some(p.clone()),
+            (None, Some(n)) => Some(
+                crate::names::serve_path(n)
+                    .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ["{}", e]))?,
+            ),
+            (None, None) => None,
+        };
+        if path.is_none() && s.consumer_fd < 0 {
             return Err(gst::error_msg!(
                 gst::ResourceError::Settings,
-                ["neither socket-path nor consumer-fd is set"]
+                ["none of socket-path, producer-name and consumer-fd is set"]
             ));
         }
         let uids = parse_uids(&s.allowed_uids)
@@ -373,7 +427,7 @@ impl BaseSinkImpl for Sink {
             max_queued: ProducerConfig::DEFAULT_MAX_QUEUED + s.max_meta_bytes as usize,
             ..Default::default()
         };
-        let producer = match &s.socket_path {
+        let producer = match &path {
             Some(path) => {
                 let p = Producer::bind(path, cfg).map_err(|e| {
                     gst::error_msg!(
@@ -482,6 +536,13 @@ impl BaseSinkImpl for Sink {
             // Upstream negotiated (again): what it chose goes, taken by consumers
             // or not (asking again would only loop).
             st.renegotiating = None;
+            // What a probe (the device provider) is told: these caps, or nothing
+            // where they do not fit a description.
+            let text = caps.to_string();
+            if st.producer.set_description(text.as_bytes()).is_err() {
+                gst::info!(CAT, imp = self, "caps too long to describe this producer");
+                let _ = st.producer.set_description(b"");
+            }
         }
         if self.side(&Side::Caps(caps.clone()), meta::key::CAPS) {
             Ok(())

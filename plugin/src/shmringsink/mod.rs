@@ -13,7 +13,7 @@ mod publish;
 
 glib::wrapper! {
     /// `shmringsink`.
-    pub struct ShmringSink(ObjectSubclass<imp::Sink>) @extends gst_base::BaseSink, gst::Element, gst::Object;
+    pub struct ShmringSink(ObjectSubclass<imp::Sink>) @extends gst_base::BaseSink, gst::Element, gst::Object, @implements gst::URIHandler;
 }
 
 pub(crate) fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {

@@ -293,6 +293,7 @@ impl Sink {
             s.set("consumers", p.consumers.len() as u32);
             s.set("drops", p.consumers.iter().map(|c| c.drops).sum::<u64>());
             s.set("cut-off", p.cut_off);
+            s.set("probes", p.probes);
             s.set("free-slots", p.free_slots as u32);
             let per: Vec<glib::SendValue> = p
                 .consumers

@@ -35,6 +35,8 @@ const DEFAULT_SPIN_TIME: Duration = ConsumerConfig::DEFAULT_SPIN;
 #[derive(Clone, Debug)]
 pub(super) struct Settings {
     pub(super) socket_path: Option<String>,
+    /// `producer-name`: a named producer, in this user's directory of producers.
+    pub(super) producer_name: Option<String>,
     pub(super) socket_fd: i32,
     pub(super) copy: bool,
     pub(super) reconnect: bool,
@@ -56,10 +58,33 @@ pub(super) struct Settings {
     pub(super) custom_metas: String,
 }
 
+impl Settings {
+    /// The socket path to connect to: `socket-path`, or where `producer-name` is
+    /// served. `Ok(None)`: neither is set.
+    pub(super) fn target(&self) -> Result<Option<String>, String> {
+        match (&self.socket_path, &self.producer_name) {
+            (Some(_), Some(_)) => Err("set socket-path or producer-name, not both".into()),
+            (Some(p), None) => Ok(Some(p.clone())),
+            (None, Some(n)) => crate::names::connect_path(n).map(Some),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// What this source receives from, for messages.
+    pub(super) fn describe(&self) -> String {
+        match (&self.producer_name, &self.socket_path) {
+            (Some(n), _) => format!("producer {n:?}"),
+            (None, Some(p)) => p.clone(),
+            (None, None) => format!("socket-fd {}", self.socket_fd),
+        }
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             socket_path: None,
+            producer_name: None,
             socket_fd: -1,
             copy: false,
             reconnect: false,
@@ -171,6 +196,37 @@ impl ObjectSubclass for Src {
     const NAME: &'static str = "GstShmringSrc";
     type Type = ShmringSrc;
     type ParentType = gst_base::PushSrc;
+    type Interfaces = (gst::URIHandler,);
+}
+
+/// `shmring:///abs/path` sets `socket-path`, `shmring://NAME` sets `producer-name`
+/// (`crate::names`), so that `playbin`, `uridecodebin` and `gst-play-1.0` find this
+/// source by themselves.
+impl URIHandlerImpl for Src {
+    const URI_TYPE: gst::URIType = gst::URIType::Src;
+
+    fn protocols() -> &'static [&'static str] {
+        &[crate::names::SCHEME]
+    }
+
+    fn uri(&self) -> Option<String> {
+        let s = self.settings.lock().unwrap();
+        crate::names::uri_of(s.socket_path.as_deref(), s.producer_name.as_deref())
+    }
+
+    fn set_uri(&self, uri: &str) -> Result<(), glib::Error> {
+        if self.obj().current_state() > gst::State::Ready {
+            return Err(glib::Error::new(
+                gst::URIError::BadState,
+                "the URI can only be set in the NULL or READY state",
+            ));
+        }
+        let target = crate::names::parse_uri(uri)
+            .map_err(|e| glib::Error::new(gst::URIError::BadUri, &e))?;
+        let mut s = self.settings.lock().unwrap();
+        (s.socket_path, s.producer_name) = target.into_settings();
+        Ok(())
+    }
 }
 
 impl ObjectImpl for Src {
@@ -180,6 +236,11 @@ impl ObjectImpl for Src {
                 glib::ParamSpecString::builder("socket-path")
                     .nick("Socket path")
                     .blurb("Unix socket path of the shmringsink to receive from")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("producer-name")
+                    .nick("Producer name")
+                    .blurb("Name of the shmringsink (its producer-name) to receive from, served in this user's directory of producers ($XDG_RUNTIME_DIR/shmring/NAME, or /tmp/shmring-UID/NAME without a runtime directory); instead of socket-path. The URI shmring://NAME sets it")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecInt::builder("socket-fd")
@@ -259,6 +320,7 @@ impl ObjectImpl for Src {
         let mut s = self.settings.lock().unwrap();
         match pspec.name() {
             "socket-path" => s.socket_path = value.get().unwrap(),
+            "producer-name" => s.producer_name = value.get().unwrap(),
             "socket-fd" => s.socket_fd = value.get().unwrap(),
             "copy" => s.copy = value.get().unwrap(),
             "reconnect" => s.reconnect = value.get().unwrap(),
@@ -284,6 +346,7 @@ impl ObjectImpl for Src {
         let s = self.settings.lock().unwrap().clone();
         match pspec.name() {
             "socket-path" => s.socket_path.to_value(),
+            "producer-name" => s.producer_name.to_value(),
             "socket-fd" => s.socket_fd.to_value(),
             "copy" => s.copy.to_value(),
             "reconnect" => s.reconnect.to_value(),
@@ -370,10 +433,13 @@ impl ElementImpl for Src {
 impl BaseSrcImpl for Src {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let s = self.settings.lock().unwrap().clone();
-        if s.socket_path.is_none() && s.socket_fd < 0 {
+        let target = s
+            .target()
+            .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ["{}", e]))?;
+        if target.is_none() && s.socket_fd < 0 {
             return Err(gst::error_msg!(
                 gst::ResourceError::Settings,
-                ["neither socket-path nor socket-fd is set"]
+                ["none of socket-path, producer-name and socket-fd is set"]
             ));
         }
         let own = shmring::Waker::new()
@@ -398,11 +464,7 @@ impl BaseSrcImpl for Src {
             let c = self.connect(&s).map_err(|e| {
                 gst::error_msg!(
                     gst::ResourceError::OpenRead,
-                    [
-                        "Cannot receive from {}: {}",
-                        s.socket_path.as_deref().unwrap_or("socket-fd"),
-                        e
-                    ]
+                    ["Cannot receive from {}: {}", s.describe(), e]
                 )
             })?;
             self.install(c);

@@ -14,7 +14,7 @@ pub(crate) mod trust;
 
 glib::wrapper! {
     /// `shmringsrc`.
-    pub struct ShmringSrc(ObjectSubclass<imp::Src>) @extends gst_base::PushSrc, gst_base::BaseSrc, gst::Element, gst::Object;
+    pub struct ShmringSrc(ObjectSubclass<imp::Src>) @extends gst_base::PushSrc, gst_base::BaseSrc, gst::Element, gst::Object, @implements gst::URIHandler;
 }
 
 pub(crate) fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {

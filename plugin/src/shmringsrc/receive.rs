@@ -51,7 +51,10 @@ impl Src {
                 })?;
             return Consumer::from_fd(fd, cfg);
         }
-        let path = s.socket_path.clone().unwrap_or_default();
+        let path = s
+            .target()
+            .map_err(shmring::ConnectError::Invalid)?
+            .unwrap_or_default();
         if s.reconnect {
             let waker = self.wakers.lock().unwrap()[0].clone();
             Consumer::connect_with_backoff(

@@ -81,7 +81,7 @@ mod producer;
 pub use crate::os::listen::PeerCred;
 pub use arena::MAX_SLOT_BYTES;
 pub use desc::META_BYTES;
-pub use wire::{MAX_NOTE, MAX_SIDE_PAYLOAD, goodbye};
+pub use wire::{MAX_DESCRIPTION, MAX_NOTE, MAX_SIDE_PAYLOAD, goodbye};
 
 pub use consumer::{Anticipation, Backoff, Consumer, ConsumerConfig, Event, Frame};
 pub use producer::{

@@ -34,6 +34,8 @@ pub const MAX_SIDE_PAYLOAD: usize = MAX_MESSAGE - HEADER_LEN - 16;
 pub const MAX_REASON: usize = 1024;
 /// Most bytes of a consumer's note.
 pub const MAX_NOTE: usize = 16 * 1024;
+/// Most bytes of a producer's description.
+pub const MAX_DESCRIPTION: usize = 16 * 1024;
 
 /// A message of the frame channel's socket protocol.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,6 +96,21 @@ pub enum Msg {
         /// The payload (at most [`MAX_NOTE`] bytes).
         payload: Vec<u8>,
     },
+    /// Probe → producer, first and only message: asks what the producer serves,
+    /// without becoming a consumer (a device monitor listing producers). Instead of
+    /// `Hello`; answered with [`Msg::Description`], then the producer closes.
+    Probe {
+        /// Lowest version the prober speaks.
+        min_version: u32,
+        /// Highest version the prober speaks.
+        max_version: u32,
+    },
+    /// Producer → probe: what it serves, opaque to the frame channel (the plugin
+    /// sends its caps); the latest the producer's application set.
+    Description {
+        /// The payload (at most [`MAX_DESCRIPTION`] bytes).
+        payload: Vec<u8>,
+    },
     /// Either side: the connection ends. `code` 0 is a clean end (EOS or stop).
     Goodbye {
         /// 0 = clean, otherwise an error.
@@ -124,6 +141,8 @@ mod ty {
     pub const SIDE: u16 = 5;
     pub const GOODBYE: u16 = 6;
     pub const NOTE: u16 = 7;
+    pub const PROBE: u16 = 8;
+    pub const DESCRIPTION: u16 = 9;
 }
 
 impl Msg {
@@ -150,6 +169,8 @@ impl Msg {
             Msg::Side { .. } => ty::SIDE,
             Msg::Goodbye { .. } => ty::GOODBYE,
             Msg::Note { .. } => ty::NOTE,
+            Msg::Probe { .. } => ty::PROBE,
+            Msg::Description { .. } => ty::DESCRIPTION,
         }
     }
 
@@ -162,6 +183,8 @@ impl Msg {
             ty::SIDE => "Side",
             ty::GOODBYE => "Goodbye",
             ty::NOTE => "Note",
+            ty::PROBE => "Probe",
+            ty::DESCRIPTION => "Description",
             _ => "unknown",
         }
     }
@@ -180,6 +203,20 @@ impl Msg {
                 put32(&mut body, *min_version);
                 put32(&mut body, *max_version);
                 ty::HELLO
+            }
+            Msg::Probe {
+                min_version,
+                max_version,
+            } => {
+                put32(&mut body, *min_version);
+                put32(&mut body, *max_version);
+                ty::PROBE
+            }
+            Msg::Description { payload } => {
+                assert!(payload.len() <= MAX_DESCRIPTION, "description too large");
+                put32(&mut body, payload.len() as u32);
+                body.extend_from_slice(payload);
+                ty::DESCRIPTION
             }
             Msg::Welcome {
                 version,
@@ -328,6 +365,21 @@ impl Msg {
                     payload: r.bytes(n)?.to_vec(),
                 }
             }
+            ty::PROBE => Msg::Probe {
+                min_version: r.u32()?,
+                max_version: r.u32()?,
+            },
+            ty::DESCRIPTION => {
+                let n = r.u32()? as usize;
+                if n > MAX_DESCRIPTION {
+                    return Err(bad(format!(
+                        "Description of {n} bytes exceeds {MAX_DESCRIPTION}"
+                    )));
+                }
+                Msg::Description {
+                    payload: r.bytes(n)?.to_vec(),
+                }
+            }
             other => return Err(bad(format!("unknown message type {other}"))),
         };
         if !r.buf.is_empty() {
@@ -446,7 +498,31 @@ mod tests {
             Msg::Note {
                 payload: b"accepts video/x-raw, format=RGBA".to_vec(),
             },
+            Msg::Probe {
+                min_version: 1,
+                max_version: 1,
+            },
+            Msg::Description {
+                payload: b"video/x-raw, format=I420".to_vec(),
+            },
+            Msg::Description { payload: vec![] },
         ]
+    }
+
+    #[test]
+    fn a_description_larger_than_allowed_is_refused() {
+        let mut b = Msg::Description {
+            payload: vec![1; 8],
+        }
+        .encode();
+        b[HEADER_LEN..HEADER_LEN + 4]
+            .copy_from_slice(&((MAX_DESCRIPTION + 1) as u32).to_le_bytes());
+        assert!(
+            Msg::decode(&b, 0)
+                .unwrap_err()
+                .to_string()
+                .contains(&format!("Description of {} bytes exceeds", MAX_DESCRIPTION + 1))
+        );
     }
 
     #[test]

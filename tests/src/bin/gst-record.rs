@@ -19,8 +19,10 @@
 //!
 //! Usage: `gst-record PIPELINE...` (the words of a `gst-launch-1.0` description).
 //! Exits 0 at end of stream; prints `error ...` and exits 1 on an error. With
-//! `SHMRING_REC_SEEK=MS:NS` in the environment it seeks the pipeline (flushing) to
-//! `NS` nanoseconds `MS` milliseconds after it started playing.
+//! `SHMRING_REC_STATS` set it prints `NAME stats STRUCTURE` last, for each element
+//! with a `stats` property. With `SHMRING_REC_SEEK=MS:NS` in the environment it
+//! seeks the pipeline (flushing) to `NS` nanoseconds `MS` milliseconds after it
+//! started playing.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -131,9 +133,31 @@ fn main() {
             _ => {}
         }
     }
+    // With `SHMRING_REC_STATS` set: the stats of every element that has them (read
+    // before the state change that resets them).
+    let stats: Vec<String> = if std::env::var_os("SHMRING_REC_STATS").is_some() {
+        pipeline
+            .iterate_recurse()
+            .into_iter()
+            .flatten()
+            .filter(|e| {
+                e.find_property("stats")
+                    .is_some_and(|p| p.value_type() == gst::Structure::static_type())
+            })
+            .map(|e| {
+                format!(
+                    "{} stats {}",
+                    e.name(),
+                    e.property::<gst::Structure>("stats")
+                )
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     pipeline.set_state(gst::State::Null).unwrap();
     let mut stdout = std::io::stdout().lock();
-    for l in lines.lock().unwrap().iter() {
+    for l in lines.lock().unwrap().iter().chain(&stats) {
         writeln!(stdout, "{l}").unwrap();
     }
     stdout.flush().unwrap();

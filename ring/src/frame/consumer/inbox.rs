@@ -280,7 +280,10 @@ impl Consumer {
                     });
                 }
                 Msg::Goodbye { code, reason } => self.goodbye = Some((code, reason)),
-                Msg::Hello { .. } | Msg::Welcome { .. } => {
+                Msg::Hello { .. }
+                | Msg::Welcome { .. }
+                | Msg::Probe { .. }
+                | Msg::Description { .. } => {
                     return Err(Error::protocol(
                         "producer sent a handshake message mid-stream",
                     ));

@@ -123,21 +123,23 @@ impl Consumer {
         waker: Option<&Waker>,
     ) -> Result<Consumer, ConnectError> {
         let deadline = Instant::now() + cfg.handshake_timeout;
-        let sock = listen::connect(path, Some(deadline), waker).map_err(|e| match e {
-            Error::Os { source, .. }
-                if matches!(
-                    source.raw_os_error(),
-                    Some(libc::ENOENT | libc::ECONNREFUSED)
-                ) =>
-            {
-                ConnectError::NoProducer {
-                    path: path.to_path_buf(),
-                    source,
-                }
-            }
-            e => e.into(),
-        })?;
+        let sock =
+            listen::connect(path, Some(deadline), waker).map_err(|e| no_producer(path, e))?;
         Ok(Consumer::hand_off(sock, cfg, waker)?)
+    }
+
+    /// Asks the producer listening on `path` what it serves (what its application
+    /// set with [`Producer::set_description`](crate::frame::Producer::set_description)),
+    /// without becoming a consumer: the producer counts the probe apart
+    /// ([`ProducerStats::probes`](crate::frame::ProducerStats::probes)) and closes the
+    /// connection after answering. Every wait ends by `timeout`. The answer is the
+    /// producer's word, at most [`MAX_DESCRIPTION`](crate::frame::MAX_DESCRIPTION)
+    /// bytes: check it like any peer input.
+    pub fn probe(path: impl AsRef<Path>, timeout: Duration) -> Result<Vec<u8>, ConnectError> {
+        let path = path.as_ref();
+        let deadline = Instant::now() + timeout;
+        let sock = listen::connect(path, Some(deadline), None).map_err(|e| no_producer(path, e))?;
+        Ok(probe_on(&sock, deadline)?)
     }
 
     /// Connects, retrying with `backoff` while there is no producer (no socket file,
@@ -433,6 +435,56 @@ impl Drop for Consumer {
         if !self.ended && self.broken.is_none() {
             say_goodbye(&self.sock, goodbye::CLEAN, "consumer closed");
         }
+    }
+}
+
+/// A failed `connect` to `path`: no socket there, or nobody listening, is
+/// [`ConnectError::NoProducer`].
+fn no_producer(path: &Path, e: Error) -> ConnectError {
+    match e {
+        Error::Os { source, .. }
+            if matches!(
+                source.raw_os_error(),
+                Some(libc::ENOENT | libc::ECONNREFUSED)
+            ) =>
+        {
+            ConnectError::NoProducer {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+        e => e.into(),
+    }
+}
+
+/// A probe on a connected socket: `Probe`, then the `Description` by `deadline`.
+fn probe_on(sock: &OwnedFd, deadline: Instant) -> Result<Vec<u8>> {
+    crate::os::fdpass::check_unix_socket(sock.as_fd(), libc::SOCK_SEQPACKET, "producer socket")?;
+    let probe = Msg::Probe {
+        min_version: PROTOCOL_VERSION,
+        max_version: PROTOCOL_VERSION,
+    };
+    match send_msg(sock.as_fd(), &probe, &[], Some(deadline)) {
+        // Refused at once (uid not allowed): its goodbye is still queued for us.
+        Ok(()) | Err(Error::PeerGone) => {}
+        Err(e) => return Err(e),
+    }
+    let (msg, _) = loop {
+        if let Some(m) = recv_msg(sock.as_fd(), &mut Vec::new())? {
+            break m;
+        }
+        let mut fds = [pollfd(sock.as_fd(), libc::POLLIN)];
+        if !poll_until(&mut fds, Some(deadline))? {
+            return Err(Error::Timeout);
+        }
+    };
+    match msg {
+        Msg::Description { payload } => Ok(payload),
+        Msg::Goodbye { code, reason } => Err(Error::Closed { code, reason }),
+        m => Err(Error::protocol(format!(
+            "expected Description, got {}",
+            m.name()
+        ))),
     }
 }
 

@@ -112,6 +112,7 @@ impl Producer {
                 stats: ProducerStats::default(),
                 spin_judge: SpinJudge::default(),
                 notes_generation: 0,
+                description: Vec::new(),
             }),
             changed: Condvar::new(),
             waker: Waker::new()?,
@@ -387,6 +388,24 @@ impl Producer {
             st.post(inner, i, &msg, &[]);
         }
         st.cut_off_doomed(inner);
+        Ok(())
+    }
+
+    /// Sets what a probe ([`Consumer::probe`](crate::frame::Consumer::probe)) is
+    /// told about this producer: at most [`MAX_DESCRIPTION`](crate::frame::MAX_DESCRIPTION)
+    /// bytes, opaque to the frame channel (the plugin sends its caps). A probe is
+    /// answered and closed, never a consumer: it is counted in
+    /// [`ProducerStats::probes`] only.
+    pub fn set_description(&self, payload: &[u8]) -> Result<(), PublishError> {
+        if payload.len() > crate::frame::MAX_DESCRIPTION {
+            return Err(PublishError::TooLarge {
+                what: "description",
+                len: payload.len(),
+                offset: 0,
+                max: crate::frame::MAX_DESCRIPTION,
+            });
+        }
+        self.inner.lock().description = payload.to_vec();
         Ok(())
     }
 

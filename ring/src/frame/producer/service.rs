@@ -196,6 +196,15 @@ pub(super) fn refuse(inner: &Inner, sock: &OwnedFd, cred: Option<PeerCred>, reas
 /// Reads a pending connection's hello and makes it a consumer, or refuses it. Gives
 /// the connection back if nothing was there yet (a spurious wake-up).
 pub(super) fn handshake(inner: &Inner, p: Pending, expired: bool) -> Option<Pending> {
+    let speaks = |min_version: u32, max_version: u32| {
+        if (min_version..=max_version).contains(&PROTOCOL_VERSION) {
+            Ok(())
+        } else {
+            Err(format!(
+                "consumer speaks protocol versions {min_version}..={max_version}, producer speaks {PROTOCOL_VERSION}"
+            ))
+        }
+    };
     let hello = if expired {
         Err(format!("no hello within {:?}", inner.cfg.handshake_timeout))
     } else {
@@ -206,15 +215,20 @@ pub(super) fn handshake(inner: &Inner, p: Pending, expired: bool) -> Option<Pend
                     max_version,
                 },
                 _,
-            ))) => {
-                if (min_version..=max_version).contains(&PROTOCOL_VERSION) {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "consumer speaks protocol versions {min_version}..={max_version}, producer speaks {PROTOCOL_VERSION}"
-                    ))
+            ))) => speaks(min_version, max_version),
+            Ok(Some((
+                Msg::Probe {
+                    min_version,
+                    max_version,
+                },
+                _,
+            ))) => match speaks(min_version, max_version) {
+                Ok(()) => {
+                    answer_probe(inner, &p.sock);
+                    return None;
                 }
-            }
+                Err(e) => Err(e),
+            },
             Ok(Some((m, _))) => Err(format!(
                 "protocol violation: expected Hello, got {}",
                 m.name()
@@ -241,6 +255,19 @@ pub(super) fn handshake(inner: &Inner, p: Pending, expired: bool) -> Option<Pend
     };
     refuse(inner, &refusal.0, p.cred, refusal.1);
     None
+}
+
+/// Tells a probe what this producer serves, then lets the connection go (closed
+/// when `sock` drops). Never waits: a probe whose socket has no room loses its
+/// answer.
+fn answer_probe(inner: &Inner, sock: &OwnedFd) {
+    let payload = {
+        let mut st = inner.lock();
+        st.stats.probes += 1;
+        st.description.clone()
+    };
+    let msg = Msg::Description { payload };
+    let _ = send_msg(sock.as_fd(), &msg, &[], Some(Instant::now()));
 }
 
 pub(super) fn consumer_message(inner: &Inner, id: ConsumerId) {

@@ -49,6 +49,8 @@ pub(super) struct State {
     pub(super) spin_judge: SpinJudge,
     /// Changes whenever a consumer joins, leaves or sends a note.
     pub(super) notes_generation: u64,
+    /// What a probe is told ([`Producer::set_description`]).
+    pub(super) description: Vec<u8>,
 }
 
 pub(super) const MAX_EVENTS: usize = 256;

@@ -43,6 +43,9 @@ pub struct ProducerStats {
     pub cut_off: u64,
     /// Connections refused (uid not allowed, too many consumers, bad hello).
     pub refused: u64,
+    /// Probes answered (connections that asked what this producer serves and left,
+    /// never consumers).
+    pub probes: u64,
     /// Live arenas.
     pub arenas: usize,
     /// Bytes per slot of the current arena (0 before the first frame).

@@ -374,3 +374,49 @@ pub(super) fn field_liar(path: &str, field: &str) -> R {
     say("done");
     Ok(())
 }
+
+/// Answers every connection (a probe, as the device provider sends) with `act`:
+/// `junk-caps` a description that is no caps, `any-caps` the caps ANY, `welcome` a
+/// welcome without its fds, `silent` nothing at all (held open), `huge` a
+/// description over the protocol's limit. Forever.
+pub(super) fn probe_liar(path: &str, act: &str) -> R {
+    let l = SeqpacketListener::bind(path.as_ref(), 0o600).map_err(e)?;
+    say("ready");
+    let mut held = Vec::new();
+    loop {
+        let sock = l.accept().map_err(e)?;
+        let _probe = recv_raw(&sock)?;
+        let reply = match act {
+            "junk-caps" => Msg::Description {
+                payload: b"video/x-raw, width=(int)((((".to_vec(),
+            }
+            .encode(),
+            "any-caps" => Msg::Description {
+                payload: b"ANY".to_vec(),
+            }
+            .encode(),
+            "welcome" => Msg::Welcome {
+                version: 1,
+                consumer_id: 1,
+                frame_ring: 64,
+                release_ring: 64,
+                max_held: 4,
+            }
+            .encode(),
+            "huge" => {
+                let mut m = Msg::Description {
+                    payload: vec![b'v'; 1024],
+                }
+                .encode();
+                m[12..16].copy_from_slice(&(1u32 << 20).to_le_bytes());
+                m
+            }
+            "silent" => {
+                held.push(sock);
+                continue;
+            }
+            other => return Err(format!("unknown probe lie {other}")),
+        };
+        let _ = fdpass::send(sock.as_fd(), &reply, &[]);
+    }
+}

@@ -14,7 +14,7 @@ mod hostile_consumer;
 mod hostile_producer;
 
 use hostile_consumer::{evil_consumer, flood};
-use hostile_producer::{deaf_listener, evil_producer, field_liar, hold_lock};
+use hostile_producer::{deaf_listener, evil_producer, field_liar, hold_lock, probe_liar};
 
 type R = Result<(), String>;
 
@@ -38,6 +38,7 @@ fn main() {
         "deaf-listener" => deaf_listener(path),
         "hold-lock" => hold_lock(path),
         "field-liar" => field_liar(path, arg(3)),
+        "probe-liar" => probe_liar(path, arg(3)),
         other => Err(format!("unknown role {other}")),
     };
     if let Err(e) = r {
