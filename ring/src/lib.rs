@@ -76,6 +76,8 @@ pub use bytemuck;
 pub use error::{
     BindError, ConnectError, Error, PeerFault, PublishError, RecvError, Result, SendError,
 };
+#[cfg(feature = "tokio")]
+pub use frame::AsyncConsumer;
 pub use frame::{
     Backoff, Consumer, ConsumerConfig, Event, Frame, Policy, Producer, ProducerConfig,
     ReusableSlot, WriteSlot,
@@ -84,6 +86,8 @@ pub use os::doorbell::{Doorbell, Wake, Waker};
 pub use os::memfd::{Access, Mapping, Region, Seals};
 pub use os::{fdpass, memfd};
 pub use ring::blob::{DEFAULT_MAX_BLOB, ReadOnlyBlob, write_once};
+#[cfg(feature = "tokio")]
+pub use ring::channel::AsyncReceiver;
 pub use ring::channel::{DEFAULT_SPIN, Receiver, RingFds, Sender};
 pub use ring::index::{HeapConsumer, HeapProducer, HeapRing};
 pub use ring::layout::{MAX_CAPACITY, MAX_RING_BYTES, RING_VERSION};

@@ -83,6 +83,8 @@ pub use arena::MAX_SLOT_BYTES;
 pub use desc::META_BYTES;
 pub use wire::{MAX_DESCRIPTION, MAX_NOTE, MAX_SIDE_PAYLOAD, goodbye};
 
+#[cfg(feature = "tokio")]
+pub use consumer::AsyncConsumer;
 pub use consumer::{Anticipation, Backoff, Consumer, ConsumerConfig, Event, Frame};
 pub use producer::{
     ConsumerEvent, ConsumerStats, Policy, Producer, ProducerConfig, ProducerStats, ReusableSlot,

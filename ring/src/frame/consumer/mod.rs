@@ -17,11 +17,15 @@ use crate::ring::channel::{Receiver, RingFds, Sender};
 
 use super::{Spin, SpinJudge, recv_msg, say_goodbye, send_msg};
 
+#[cfg(feature = "tokio")]
+mod asynch;
 mod config;
 mod frame;
 mod inbox;
 mod wait;
 
+#[cfg(feature = "tokio")]
+pub use asynch::AsyncConsumer;
 pub use config::{Backoff, ConsumerConfig};
 pub use frame::Frame;
 

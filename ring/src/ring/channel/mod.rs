@@ -19,9 +19,13 @@ use crate::ring::layout::{self, Header, Role};
 use crate::os::memfd::{Access, Region, Seals};
 use crate::ring::index::{self, Word, Words};
 
+#[cfg(feature = "tokio")]
+mod asynch;
 mod receiver;
 mod sender;
 
+#[cfg(feature = "tokio")]
+pub use asynch::AsyncReceiver;
 pub use receiver::Receiver;
 pub use sender::Sender;
 
