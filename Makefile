@@ -15,10 +15,11 @@ DEB_BUILD := build-essential pkg-config libgstreamer1.0-dev libgstreamer-plugins
 #  h264parse, mpegtsmux, tsdemux, srtsink/srtsrc (bad) in the README's recipes, where
 #  bad also has the bench's rivals; PyGObject for the Python subscriber of
 #  audio-between-apps; gst-play-1.0 and gst-device-monitor-1.0 (base-apps) for the
-#  URI and device provider tests; bubblewrap for the sandboxed consumer tests
+#  URI and device provider tests; bubblewrap for the sandboxed consumer tests;
+#  dbus-daemon for the D-Bus hand-off's private session bus
 DEB_RUN := gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
   gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad gstreamer1.0-libav \
-  gstreamer1.0-plugins-base-apps python3-gi gir1.2-gstreamer-1.0 bubblewrap
+  gstreamer1.0-plugins-base-apps python3-gi gir1.2-gstreamer-1.0 bubblewrap dbus-daemon
 DEB_PACKAGES := $(DEB_BUILD) $(DEB_RUN)
 # install-debs PACKAGES: apt-get install those of PACKAGES that dpkg does not list as installed
 define install-debs
@@ -33,7 +34,7 @@ endef
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LOOM_TARGET := target/loom
 
-.PHONY: all deps deps-list build deb demo ring-demo frame-demo sandboxed-encoder audio-between-apps test lint loom valgrind chaos fuzz bench bench-load install uninstall clean
+.PHONY: all deps deps-list build deb demo ring-demo frame-demo dbus-handoff sandboxed-encoder audio-between-apps test lint loom valgrind chaos fuzz bench bench-load install uninstall clean
 
 all: build
 
@@ -75,6 +76,16 @@ sandboxed-encoder: deps
 	$(CARGO) build --release -p examples --example sandboxed-capture --example sandboxed-encoder
 	./target/release/examples/sandboxed-capture 150 target/sandboxed.mp4 /etc/hostname
 	gst-discoverer-1.0 target/sandboxed.mp4
+
+## dbus-handoff: a camera service on a private session bus hands a client its
+## stream as a socket fd (OpenStream); the client receives 90 frames through it
+dbus-handoff: deps
+	$(CARGO) build --release -p examples --example dbus-service --example dbus-client
+	@set -e; out=$$(dbus-daemon --session --fork --print-address=1 --print-pid=1); \
+	  export DBUS_SESSION_BUS_ADDRESS=$$(echo "$$out" | sed -n 1p); bus=$$(echo "$$out" | sed -n 2p); \
+	  trap 'kill $$bus' EXIT; \
+	  ./target/release/examples/dbus-service 150 & svc=$$!; sleep 1; \
+	  ./target/release/examples/dbus-client 90; wait $$svc
 
 ## audio-between-apps: a publisher and two Python subscribers, one joining late
 audio-between-apps: deps

@@ -37,6 +37,7 @@ const TOTAL: usize = 1 << 30; // bytes per throughput round
 mod frames;
 mod ours;
 mod proc;
+mod rival_dbus;
 mod rival_shmem_ipc;
 mod rival_unix;
 mod stats;
@@ -44,13 +45,19 @@ mod stats;
 use frames::*;
 use ours::*;
 use proc::*;
+use rival_dbus::*;
 use rival_shmem_ipc::*;
 use rival_unix::*;
 use stats::*;
 
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing useful.
-    // Either way there is nothing to filter, so arguments are ignored.
+    // Either way there is nothing to filter, so arguments are ignored, but for the
+    // D-Bus server this program also plays.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--dbus-server") {
+        serve(&args[2]);
+    }
     let mut figures: Vec<(&str, f64)> = Vec::new();
 
     eprintln!(
@@ -169,6 +176,50 @@ fn main() {
         figures.push(("memcpy_12m_us", us));
     }
 
+    // D-Bus last (see rival_dbus): throughput and round trips of 64 KiB and 1 MiB,
+    // with a unix socket's round trips of the same sizes beside them.
+    if "dbus".contains(only.as_str()) || only.contains("dbus") {
+        match Bus::start() {
+            Ok(bus) => {
+                for (name, msg) in [("dbus_64k_gbps", K64), ("dbus_1m_gbps", M1)] {
+                    figures.push((name, rounds(name, || dbus_throughput(&bus, msg))));
+                }
+                type SizedRtt<'a> = Box<dyn Fn() -> Vec<f64> + 'a>;
+                let sized: Vec<(&str, &str, SizedRtt)> = vec![
+                    (
+                        "dbus_rtt_64k_p50_us",
+                        "dbus_rtt_64k_p99_us",
+                        Box::new(|| dbus_rtt(&bus, K64, 300)),
+                    ),
+                    (
+                        "dbus_rtt_1m_p50_us",
+                        "dbus_rtt_1m_p99_us",
+                        Box::new(|| dbus_rtt(&bus, M1, 100)),
+                    ),
+                    (
+                        "unix_rtt_64k_p50_us",
+                        "unix_rtt_64k_p99_us",
+                        Box::new(|| unix_rtt_of(K64, 300)),
+                    ),
+                    (
+                        "unix_rtt_1m_p50_us",
+                        "unix_rtt_1m_p99_us",
+                        Box::new(|| unix_rtt_of(M1, 100)),
+                    ),
+                ];
+                for (n50, n99, f) in &sized {
+                    let runs: Vec<Vec<f64>> = (0..ROUNDS).map(|_| f()).collect();
+                    let p50 = median(runs.iter().map(|r| percentile(r.clone(), 0.50)).collect());
+                    let p99 = median(runs.iter().map(|r| percentile(r.clone(), 0.99)).collect());
+                    eprintln!("  {n50}: {p50:.2}, {n99}: {p99:.2}");
+                    figures.push((n50, p50));
+                    figures.push((n99, p99));
+                }
+            }
+            Err(e) => eprintln!("  no D-Bus figures: {e}"),
+        }
+    }
+
     let get = |k: &str| {
         figures
             .iter()
@@ -200,7 +251,20 @@ fn main() {
             get("frame_12m_us_per_frame") / get("frame_64k_us_per_frame"),
         ),
     ];
+    let dbus_ratios = [
+        (
+            "ring_vs_dbus_64k",
+            get("ring_64k_gbps") / get("dbus_64k_gbps"),
+        ),
+        ("ring_vs_dbus_1m", get("ring_1m_gbps") / get("dbus_1m_gbps")),
+        (
+            "unix_vs_dbus_64k",
+            get("unix_64k_gbps") / get("dbus_64k_gbps"),
+        ),
+        ("unix_vs_dbus_1m", get("unix_1m_gbps") / get("dbus_1m_gbps")),
+    ];
     figures.extend(ratios);
+    figures.extend(dbus_ratios.into_iter().filter(|(_, v)| v.is_finite()));
     figures.extend(frame_ratios.into_iter().filter(|(_, v)| v.is_finite()));
 
     println!("| figure | value |\n|---|---|");

@@ -66,3 +66,34 @@ pub(crate) fn unix_rtt(n: usize) -> Vec<f64> {
         }
     }
 }
+
+/// Round trips (µs) of `msg`-byte messages echoed by a forked child.
+pub(crate) fn unix_rtt_of(msg: usize, n: usize) -> Vec<f64> {
+    let (mut a, mut b) = UnixStream::pair().unwrap();
+    match fork() {
+        Side::Child(mut c) => {
+            drop(a);
+            signal(&mut c);
+            let mut v = vec![0u8; msg];
+            for _ in 0..n {
+                b.read_exact(&mut v).unwrap();
+                b.write_all(&v).unwrap();
+            }
+            child_exit()
+        }
+        Side::Parent(mut c, pid) => {
+            drop(b);
+            await_signal(&mut c);
+            let mut out = Vec::with_capacity(n);
+            let mut v = vec![0x5au8; msg];
+            for _ in 0..n {
+                let t0 = Instant::now();
+                a.write_all(&v).unwrap();
+                a.read_exact(&mut v).unwrap();
+                out.push(t0.elapsed().as_secs_f64() * 1e6);
+            }
+            reap(pid);
+            out
+        }
+    }
+}
