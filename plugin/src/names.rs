@@ -147,6 +147,20 @@ pub fn uri_of(socket_path: Option<&str>, producer_name: Option<&str>) -> Option<
     }
 }
 
+/// What `GstURIHandler::set_uri` of either element sets: the target of `uri`, in the
+/// NULL or READY state only (`GST_URI_ERROR_BAD_STATE`, `..._BAD_URI` naming the
+/// fault otherwise).
+pub(crate) fn uri_target(element: &gst::Element, uri: &str) -> Result<Target, gst::glib::Error> {
+    use gst::prelude::*;
+    if element.current_state() > gst::State::Ready {
+        return Err(gst::glib::Error::new(
+            gst::URIError::BadState,
+            "the URI can only be set in the NULL or READY state",
+        ));
+    }
+    parse_uri(uri).map_err(|e| gst::glib::Error::new(gst::URIError::BadUri, &e))
+}
+
 /// Parses `shmring:///abs/path` (percent-escapes decoded) or `shmring://name`.
 pub fn parse_uri(uri: &str) -> Result<Target, String> {
     let rest = uri

@@ -1,7 +1,7 @@
 //! Helpers shared by the cross-process tests and their peer programs.
 
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -324,4 +324,52 @@ pub fn extremes(bits: u32, honest: u64) -> Vec<u64> {
         }
     }
     v
+}
+
+/// `tool` (`gst-launch-1.0`, `gst-play-1.0`, ...) with GStreamer pointed at the
+/// built plugin and a registry of its own.
+pub fn gst_command(tool: &str) -> Command {
+    let mut c = Command::new(tool);
+    c.env("GST_PLUGIN_PATH", gst_plugin_dir())
+        .env("GST_REGISTRY", gst_plugin_dir().join("gst-registry.bin"));
+    c
+}
+
+/// Waits for `p` to exist (a producer's socket), 30 s at most.
+pub fn wait_for_path(p: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !p.exists() {
+        assert!(Instant::now() < deadline, "no {} within 30 s", p.display());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits for `child` to end, `secs` at most (then kills it and panics naming
+/// `what`), and returns its output (piped stdout and stderr, where they were).
+pub fn wait_with_output(child: &mut Child, secs: u64, what: &str) -> std::process::Output {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    use std::io::Read;
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    if let Some(mut s) = child.stdout.take() {
+        s.read_to_end(&mut stdout).expect("read stdout");
+    }
+    if let Some(mut s) = child.stderr.take() {
+        s.read_to_end(&mut stderr).expect("read stderr");
+    }
+    std::process::Output {
+        status,
+        stdout,
+        stderr,
+    }
 }

@@ -5,7 +5,6 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use e2e::{KillOnDrop, gst_plugin_dir};
 
@@ -37,15 +36,7 @@ fn example(name: &str, bus: &str, args: &[&str]) -> Child {
 }
 
 fn finish(mut c: Child, what: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while c.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = c.kill();
-            panic!("{what} did not finish");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = c.wait_with_output().unwrap();
+    let out = e2e::wait_with_output(&mut c, 60, what);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

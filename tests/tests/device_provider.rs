@@ -9,10 +9,10 @@
 //! live) at a private directory of its own before anything else runs.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use e2e::{KillOnDrop, gst_plugin_dir};
+use e2e::KillOnDrop;
 use gst::prelude::*;
 
 fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
@@ -52,11 +52,9 @@ fn next_about(monitor: &gst::DeviceMonitor, name: &str, secs: u64) -> (bool, gst
 
 fn producer_process(desc: &str, runtime: &Path) -> KillOnDrop {
     KillOnDrop(
-        Command::new("gst-launch-1.0")
+        e2e::gst_command("gst-launch-1.0")
             .arg("-q")
             .args(desc.split_whitespace())
-            .env("GST_PLUGIN_PATH", gst_plugin_dir())
-            .env("GST_REGISTRY", gst_plugin_dir().join("gst-registry.bin"))
             .env("XDG_RUNTIME_DIR", runtime)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -109,9 +107,7 @@ fn the_device_monitor_lists_named_producers_as_they_come_and_go() {
 
     // gst-device-monitor-1.0 lists it, with caps and class, and how to receive it.
     let started = Instant::now();
-    let out = Command::new("gst-device-monitor-1.0")
-        .env("GST_PLUGIN_PATH", gst_plugin_dir())
-        .env("GST_REGISTRY", gst_plugin_dir().join("gst-registry.bin"))
+    let out = e2e::gst_command("gst-device-monitor-1.0")
         .env("XDG_RUNTIME_DIR", &runtime)
         .output()
         .expect("gst-device-monitor-1.0 (gstreamer1.0-plugins-base-apps) installed");

@@ -14,11 +14,9 @@ const CAPS: &str = "video/x-raw,format=I420,width=320,height=240,framerate=30/1"
 
 fn gst_launch(desc: &str) -> KillOnDrop {
     KillOnDrop(
-        Command::new("gst-launch-1.0")
+        e2e::gst_command("gst-launch-1.0")
             .arg("-q")
             .args(desc.split_whitespace())
-            .env("GST_PLUGIN_PATH", gst_plugin_dir())
-            .env("GST_REGISTRY", gst_plugin_dir().join("gst-registry.bin"))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -37,22 +35,9 @@ fn record(desc: &str) -> Child {
 }
 
 /// The `bytes=` hash of every buffer `gst-record` printed, waiting 60 s at most.
-fn hashes(child: Child) -> Vec<String> {
-    let mut child = KillOnDrop(child);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.0.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "the receiver did not finish");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let mut out = String::new();
-    use std::io::Read;
-    child
-        .0
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
+fn hashes(mut child: Child) -> Vec<String> {
+    let o = e2e::wait_with_output(&mut child, 60, "the receiver");
+    let out = String::from_utf8_lossy(&o.stdout);
     assert!(!out.contains("error"), "{out}");
     out.lines()
         .filter(|l| l.contains(" buffer "))
@@ -85,11 +70,7 @@ fn producer() -> (KillOnDrop, std::path::PathBuf) {
         "videotestsrc num-buffers={FRAMES} pattern=ball ! {CAPS} ! shmringsink socket-path={} wait-for-connection=true",
         p.display()
     ));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !p.exists() {
-        assert!(Instant::now() < deadline, "no producer socket");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    e2e::wait_for_path(&p);
     (producer, p)
 }
 

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::{KillOnDrop, gst_plugin_dir, unique_socket_path};
+use e2e::{KillOnDrop, unique_socket_path};
 
 const FRAMES: u32 = 30;
 const SOURCE: &str = "videotestsrc num-buffers=30 pattern=ball ! video/x-raw,format=I420,width=320,height=240,framerate=30/1";
@@ -119,11 +119,9 @@ fn as_fd_3(raw: i32) -> std::io::Result<()> {
 }
 
 fn producer(desc: &str, inherit: Option<&OwnedFd>) -> KillOnDrop {
-    let mut c = Command::new("gst-launch-1.0");
+    let mut c = e2e::gst_command("gst-launch-1.0");
     c.arg("-q")
         .args(desc.split_whitespace())
-        .env("GST_PLUGIN_PATH", gst_plugin_dir())
-        .env("GST_REGISTRY", gst_plugin_dir().join("gst-registry.bin"))
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     if let Some(fd) = inherit {
@@ -184,7 +182,7 @@ fn outside() -> Vec<String> {
         ),
         None,
     );
-    wait_for(&p);
+    e2e::wait_for_path(&p);
     let c = Command::new(env!("CARGO_BIN_EXE_gst-record"))
         .args(consumer_args(&format!(
             "shmringsrc socket-path={}",
@@ -196,14 +194,6 @@ fn outside() -> Vec<String> {
         .spawn()
         .unwrap();
     received(c).0
-}
-
-fn wait_for(p: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !p.exists() {
-        assert!(Instant::now() < deadline, "no socket at {}", p.display());
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 fn zero_copy(stats: &str) {
@@ -249,7 +239,7 @@ fn a_sandboxed_consumer_with_the_socket_directory_bound_receives_zero_copy() {
         ),
         None,
     );
-    wait_for(&p);
+    e2e::wait_for_path(&p);
     let d = dir.to_string_lossy().into_owned();
     let c = sandbox(&["--bind", &d, &d, "--setenv", "SHMRING_REC_STATS", "1"])
         .arg(env!("CARGO_BIN_EXE_gst-record"))

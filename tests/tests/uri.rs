@@ -8,16 +8,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-use e2e::{KillOnDrop, gst_plugin_dir};
+use e2e::KillOnDrop;
 use gst::prelude::*;
 
 fn gst_command(tool: &str, runtime: &Path) -> Command {
-    let mut c = Command::new(tool);
-    c.env("GST_PLUGIN_PATH", gst_plugin_dir())
-        .env("GST_REGISTRY", gst_plugin_dir().join("gst-registry.bin"))
-        .env("XDG_RUNTIME_DIR", runtime)
+    let mut c = e2e::gst_command(tool);
+    c.env("XDG_RUNTIME_DIR", runtime)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     c
@@ -39,36 +36,13 @@ fn producer(name: &str, frames: u32, runtime: &Path) -> KillOnDrop {
 
 /// Waits (60 s at most) for `child` to end: (success, stdout + stderr).
 fn wait(child: &mut Child) -> (bool, String) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            use std::io::Read;
-            let mut out = String::new();
-            child
-                .stdout
-                .take()
-                .unwrap()
-                .read_to_string(&mut out)
-                .unwrap();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut out)
-                .unwrap();
-            return (st.success(), out);
-        }
-        assert!(Instant::now() < deadline, "did not finish within 60 s");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn wait_for(p: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !p.exists() {
-        assert!(Instant::now() < deadline, "no socket at {}", p.display());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let o = e2e::wait_with_output(child, 60, "a GStreamer tool");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.success(), text)
 }
 
 /// Plays `uri` in a `playbin` with fakesinks to its end: the raw video buffers
@@ -163,7 +137,7 @@ fn named_producers_play_by_uri_in_gst_play_and_playbin() {
 
     // gst-play-1.0 shmring://cam against a live producer process.
     let mut p = producer("cam", 45, &runtime);
-    wait_for(&dir.join("cam"));
+    e2e::wait_for_path(&dir.join("cam"));
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&dir).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o700, "the directory of producers is private");
@@ -191,19 +165,19 @@ fn named_producers_play_by_uri_in_gst_play_and_playbin() {
 
     // playbin in this process: every frame, in the producer's caps.
     let _p = producer("cam2", 30, &runtime);
-    wait_for(&dir.join("cam2"));
+    e2e::wait_for_path(&dir.join("cam2"));
     let (frames, width) = play("shmring://cam2");
     assert_eq!(frames, 30);
     assert_eq!(width, Some(320));
     // The same by path.
     let _p = producer("cam3", 20, &runtime);
-    wait_for(&dir.join("cam3"));
+    e2e::wait_for_path(&dir.join("cam3"));
     let (frames, _) = play(&format!("shmring://{}", dir.join("cam3").display()));
     assert_eq!(frames, 20);
 
     // Two producers cannot take one name; the second says whose it is.
     let mut first = producer("cam4", 1000, &runtime);
-    wait_for(&dir.join("cam4"));
+    e2e::wait_for_path(&dir.join("cam4"));
     let mut second = KillOnDrop(
         gst_command("gst-launch-1.0", &runtime)
             .args("videotestsrc ! shmringsink producer-name=cam4".split_whitespace())

@@ -215,14 +215,7 @@ impl URIHandlerImpl for Src {
     }
 
     fn set_uri(&self, uri: &str) -> Result<(), glib::Error> {
-        if self.obj().current_state() > gst::State::Ready {
-            return Err(glib::Error::new(
-                gst::URIError::BadState,
-                "the URI can only be set in the NULL or READY state",
-            ));
-        }
-        let target = crate::names::parse_uri(uri)
-            .map_err(|e| glib::Error::new(gst::URIError::BadUri, &e))?;
+        let target = crate::names::uri_target(self.obj().upcast_ref(), uri)?;
         let mut s = self.settings.lock().unwrap();
         (s.socket_path, s.producer_name) = target.into_settings();
         Ok(())
