@@ -50,6 +50,16 @@ use rival_shmem_ipc::*;
 use rival_unix::*;
 use stats::*;
 
+/// `ROUNDS` runs of round trips `f`: the median over rounds of each round's p50 and
+/// p99, named `n50` and `n99`.
+fn rtt_rounds<'a>(n50: &'a str, n99: &'a str, f: impl Fn() -> Vec<f64>) -> [(&'a str, f64); 2] {
+    let runs: Vec<Vec<f64>> = (0..ROUNDS).map(|_| f()).collect();
+    let p50 = median(runs.iter().map(|r| percentile(r.clone(), 0.50)).collect());
+    let p99 = median(runs.iter().map(|r| percentile(r.clone(), 0.99)).collect());
+    eprintln!("  {n50}: {p50:.2}, {n99}: {p99:.2}");
+    [(n50, p50), (n99, p99)]
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing useful.
     // Either way there is nothing to filter, so arguments are ignored, but for the
@@ -121,15 +131,9 @@ fn main() {
         ),
     ];
     for (n50, n99, f) in &rtts {
-        if !n50.contains(only.as_str()) {
-            continue;
+        if n50.contains(only.as_str()) {
+            figures.extend(rtt_rounds(n50, n99, f));
         }
-        let runs: Vec<Vec<f64>> = (0..ROUNDS).map(|_| f()).collect();
-        let p50 = median(runs.iter().map(|r| percentile(r.clone(), 0.50)).collect());
-        let p99 = median(runs.iter().map(|r| percentile(r.clone(), 0.99)).collect());
-        eprintln!("  {n50}: {p50:.2}, {n99}: {p99:.2}");
-        figures.push((n50, p50));
-        figures.push((n99, p99));
     }
 
     // Frame channel: frames/s and CPU per frame, beside a unix socket and a memcpy.
@@ -208,12 +212,7 @@ fn main() {
                     ),
                 ];
                 for (n50, n99, f) in &sized {
-                    let runs: Vec<Vec<f64>> = (0..ROUNDS).map(|_| f()).collect();
-                    let p50 = median(runs.iter().map(|r| percentile(r.clone(), 0.50)).collect());
-                    let p99 = median(runs.iter().map(|r| percentile(r.clone(), 0.99)).collect());
-                    eprintln!("  {n50}: {p50:.2}, {n99}: {p99:.2}");
-                    figures.push((n50, p50));
-                    figures.push((n99, p99));
+                    figures.extend(rtt_rounds(n50, n99, f));
                 }
             }
             Err(e) => eprintln!("  no D-Bus figures: {e}"),

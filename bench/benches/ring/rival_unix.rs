@@ -36,35 +36,9 @@ pub(crate) fn unix_throughput(msg: usize) -> f64 {
     gbps(d)
 }
 
+/// Round trips (µs) of 8-byte messages.
 pub(crate) fn unix_rtt(n: usize) -> Vec<f64> {
-    let (mut a, mut b) = UnixStream::pair().unwrap();
-    match fork() {
-        Side::Child(mut c) => {
-            drop(a);
-            signal(&mut c);
-            let mut v = [0u8; 8];
-            for _ in 0..n {
-                b.read_exact(&mut v).unwrap();
-                b.write_all(&v).unwrap();
-            }
-            child_exit()
-        }
-        Side::Parent(mut c, pid) => {
-            drop(b);
-            await_signal(&mut c);
-            let mut out = Vec::with_capacity(n);
-            let mut v = [0u8; 8];
-            for i in 0..n as u64 {
-                let t0 = Instant::now();
-                a.write_all(&i.to_le_bytes()).unwrap();
-                a.read_exact(&mut v).unwrap();
-                out.push(t0.elapsed().as_secs_f64() * 1e6);
-            }
-            let r = out;
-            reap(pid);
-            r
-        }
-    }
+    unix_rtt_of(8, n)
 }
 
 /// Round trips (µs) of `msg`-byte messages echoed by a forked child.

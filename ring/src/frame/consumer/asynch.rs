@@ -9,33 +9,13 @@
 //! armed leaves the "I wait" word set, which only makes the producer ring once more
 //! than needed.
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 
-use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
+use crate::ring::channel::asynch::{Registered, readable, register};
+
 use super::*;
-
-/// An fd the consumer owns, borrowed by the reactor for as long as the
-/// `AsyncConsumer` lives (its `AsyncFd`s are dropped before the consumer).
-struct Registered(RawFd);
-
-impl AsRawFd for Registered {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0
-    }
-}
-
-/// Whether `fd` has something to read right now (a poll that does not wait).
-fn readable_now(fd: RawFd) -> bool {
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd on our own fd, no wait.
-    unsafe { libc::poll(&mut p, 1, 0) > 0 }
-}
 
 /// A [`Consumer`] for async code on a tokio runtime: [`AsyncConsumer::recv`] is the
 /// blocking [`Consumer::recv`] as a cancellation-safe future. It never spins and
@@ -76,25 +56,22 @@ impl AsyncConsumer {
     /// Registers `consumer`'s doorbell and socket with the current tokio runtime's
     /// reactor. Must be called from within a runtime (with I/O enabled).
     pub fn new(consumer: Consumer) -> Result<AsyncConsumer, RecvError> {
-        let reg = |fd: RawFd, what: &'static str| {
-            // SAFETY: `fd` is the consumer's doorbell or socket, which `consumer`
-            // owns and keeps open, unchanged, until it drops, and the `AsyncFd`s
-            // are dropped first (field order; `into_inner` drops them before
-            // giving the consumer back). Nothing the producer does can close or
-            // replace our fds.
-            unsafe { AsyncFd::register_with_interest(Registered(fd), Interest::READABLE) }.map_err(
-                |e| RecvError::Os {
-                    op: what,
-                    source: e.into_parts().1,
-                },
+        // SAFETY: the doorbell and the socket are the consumer's own fds, which
+        // `consumer` keeps open, unchanged, until it drops; the AsyncFds are
+        // dropped first (field order; `into_inner` drops them before giving the
+        // consumer back).
+        let (bell, sock) = unsafe {
+            (
+                register(
+                    consumer.frames.bell().as_fd().as_raw_fd(),
+                    "register the doorbell with tokio",
+                )?,
+                register(consumer.sock.as_raw_fd(), "register the socket with tokio")?,
             )
         };
         Ok(AsyncConsumer {
-            bell: reg(
-                consumer.frames.bell().as_fd().as_raw_fd(),
-                "register the doorbell with tokio",
-            )?,
-            sock: reg(consumer.sock.as_raw_fd(), "register the socket with tokio")?,
+            bell,
+            sock,
             consumer,
         })
     }
@@ -102,18 +79,19 @@ impl AsyncConsumer {
     /// The next event. Cancellation-safe: a future dropped before it completes took
     /// nothing, and the next call returns what it would have.
     pub async fn recv(&mut self) -> Result<Event, RecvError> {
+        // The doorbell or the socket reported a hang-up: once nothing is left to
+        // deliver, the producer is gone (without a goodbye).
+        let mut hung_up = false;
         loop {
             if let Some(ev) = self.consumer.try_recv()? {
                 return Ok(ev);
             }
-            // Nothing left, and the producer hung up without a goodbye (its
-            // doorbell and socket stay readable for good: no sleep would end).
-            if self.consumer.frames.bell().peer_gone() {
+            if hung_up {
                 return Err(RecvError::PeerGone);
             }
             // Messages left on the socket (a call reads a bounded number) raise no
             // new readiness: read on before waiting.
-            if readable_now(self.consumer.sock.as_raw_fd()) {
+            if self.consumer.socket_backlog {
                 continue;
             }
             // Say "I wait" in the ring, then look again: a frame published before
@@ -125,25 +103,7 @@ impl AsyncConsumer {
                 ready?;
                 continue;
             }
-            // Readiness is edge-triggered: it is cleared below only once what made
-            // the fd readable was looked at (drained, or read by `try_recv`).
-            std::future::poll_fn(|cx| {
-                let mut any = false;
-                for fd in [&self.bell, &self.sock] {
-                    if let std::task::Poll::Ready(g) = fd.poll_read_ready(cx) {
-                        if let Ok(mut g) = g {
-                            g.clear_ready();
-                        }
-                        any = true;
-                    }
-                }
-                if any {
-                    std::task::Poll::Ready(())
-                } else {
-                    std::task::Poll::Pending
-                }
-            })
-            .await;
+            hung_up = readable(&[&self.bell, &self.sock]).await;
             self.consumer.frames.disarm();
         }
     }

@@ -184,9 +184,12 @@ impl Consumer {
 
     /// Reads every message waiting on the socket (without blocking).
     pub(super) fn pump(&mut self) -> Result<()> {
-        // A bounded number per call, so a flooding producer cannot keep us here.
+        // A bounded number per call, so a flooding producer cannot keep us here;
+        // `socket_backlog` says when the bound, not an empty socket, ended it.
+        self.socket_backlog = true;
         for _ in 0..256 {
             if !self.pump_one()? {
+                self.socket_backlog = false;
                 break;
             }
         }

@@ -94,6 +94,9 @@ pub struct Consumer {
     /// The doorbell rang and was not drained yet: draining waits until the next
     /// sleep, off the path from a frame's arrival to its delivery.
     bell_rang: bool,
+    /// The last `pump` stopped at its bound with messages perhaps still waiting
+    /// (an async wait reads on instead of waiting for readiness that will not come).
+    socket_backlog: bool,
     /// Whether polling for the next frame before sleeping pays.
     spin_judge: SpinJudge,
 }
@@ -299,6 +302,7 @@ impl Consumer {
             caught_polling: false,
             arrival: None,
             bell_rang: false,
+            socket_backlog: false,
             spin_judge: SpinJudge::default(),
         })
     }

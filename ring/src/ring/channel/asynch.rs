@@ -1,7 +1,9 @@
 //! `AsyncReceiver` (feature `tokio`): a [`Receiver`] whose `recv` is a future, on
-//! the same wait protocol as the blocking one (see `frame::consumer::asynch`).
+//! the same wait protocol as the blocking one; and what `AsyncConsumer` shares with
+//! it (registering our fds with tokio's reactor, waiting for their readiness).
 
 use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::task::Poll;
 
 use bytemuck::Pod;
 use tokio::io::Interest;
@@ -10,14 +12,62 @@ use tokio::io::unix::AsyncFd;
 use super::Receiver;
 use crate::error::RecvError;
 
-/// The receiver's doorbell fd, borrowed by the reactor while the `AsyncReceiver`
-/// lives (its `AsyncFd` is dropped before the receiver).
-struct Registered(RawFd);
+/// An fd an endpoint owns, borrowed by the reactor (see [`register`]).
+pub(crate) struct Registered(RawFd);
 
 impl AsRawFd for Registered {
     fn as_raw_fd(&self) -> RawFd {
         self.0
     }
+}
+
+/// Registers `fd` with the current tokio runtime's reactor, for reading; `what`
+/// names it in the error.
+///
+/// # Safety
+/// `fd` must stay open, the same file description, until the returned `AsyncFd`
+/// is dropped: the caller owns it and drops the `AsyncFd` first. (A peer cannot
+/// close or replace an fd of ours.)
+pub(crate) unsafe fn register(
+    fd: RawFd,
+    what: &'static str,
+) -> Result<AsyncFd<Registered>, RecvError> {
+    // SAFETY: the caller keeps `fd` open and unchanged while the AsyncFd lives.
+    unsafe { AsyncFd::register_with_interest(Registered(fd), Interest::READABLE) }.map_err(|e| {
+        RecvError::Os {
+            op: what,
+            source: e.into_parts().1,
+        }
+    })
+}
+
+/// Waits until one of `fds` is readable; true when one reported a hang-up.
+///
+/// Readiness is edge-triggered: it is cleared here, and the caller looks at what
+/// made the fd readable (drains it, reads it) before it waits again. A hang-up is
+/// not cleared: it raises no new edge, and a later wait must see it too.
+pub(crate) async fn readable(fds: &[&AsyncFd<Registered>]) -> bool {
+    std::future::poll_fn(|cx| {
+        let mut woke = None;
+        for fd in fds {
+            if let Poll::Ready(g) = fd.poll_read_ready(cx) {
+                let closed = match g {
+                    Ok(mut g) => {
+                        let r = g.ready();
+                        let closed = r.is_read_closed() || r.is_error();
+                        if !closed {
+                            g.clear_ready();
+                        }
+                        closed
+                    }
+                    Err(_) => true,
+                };
+                woke = Some(woke.unwrap_or(false) | closed);
+            }
+        }
+        woke.map_or(Poll::Pending, Poll::Ready)
+    })
+    .await
 }
 
 /// A [`Receiver`] for async code on a tokio runtime: [`AsyncReceiver::recv`] waits
@@ -50,27 +100,27 @@ impl<T: Pod> AsyncReceiver<T> {
     /// Registers `rx`'s doorbell with the current tokio runtime's reactor. Must be
     /// called from within a runtime (with I/O enabled).
     pub fn new(rx: Receiver<T>) -> Result<AsyncReceiver<T>, RecvError> {
-        let fd = rx.bell().as_fd().as_raw_fd();
-        // SAFETY: `fd` is the receiver's doorbell, which `rx` owns and keeps open,
-        // unchanged, until it drops, and the `AsyncFd` is dropped first (field
-        // order; `into_inner` drops it before giving the receiver back). The
-        // sender cannot close or replace our fd.
-        let bell = unsafe { AsyncFd::register_with_interest(Registered(fd), Interest::READABLE) }
-            .map_err(|e| RecvError::Os {
-                op: "register the doorbell with tokio",
-                source: e.into_parts().1,
-            })?;
+        // SAFETY: `rx` owns its doorbell and keeps it open, unchanged, until it
+        // drops; the AsyncFd is dropped first (field order; `into_inner` drops it
+        // before giving the receiver back).
+        let bell = unsafe {
+            register(
+                rx.bell().as_fd().as_raw_fd(),
+                "register the doorbell with tokio",
+            )
+        }?;
         Ok(AsyncReceiver { bell, rx })
     }
 
     /// The next element; [`RecvError::PeerGone`] once the sender is gone and the
     /// ring is empty.
     pub async fn recv(&mut self) -> Result<T, RecvError> {
+        let mut hung_up = false;
         loop {
             if let Some(v) = self.rx.try_recv()? {
                 return Ok(v);
             }
-            if self.rx.bell().peer_gone() {
+            if hung_up {
                 return Err(RecvError::PeerGone);
             }
             self.rx.bell().drain();
@@ -80,9 +130,7 @@ impl<T: Pod> AsyncReceiver<T> {
                 ready?;
                 continue;
             }
-            if let Ok(mut g) = self.bell.readable().await {
-                g.clear_ready();
-            }
+            hung_up = readable(&[&self.bell]).await;
             self.rx.disarm();
         }
     }

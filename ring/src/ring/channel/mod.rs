@@ -20,7 +20,7 @@ use crate::os::memfd::{Access, Region, Seals};
 use crate::ring::index::{self, Word, Words};
 
 #[cfg(feature = "tokio")]
-mod asynch;
+pub(crate) mod asynch;
 mod receiver;
 mod sender;
 
