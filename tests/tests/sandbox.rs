@@ -39,17 +39,57 @@ fn sandbox(extra: &[&str]) -> Command {
         // Not `--dev` (it makes a /dev/shm): /dev has /dev/null and nothing else.
         .args(["--dev-bind", "/dev/null", "/dev/null"])
         .args(["--ro-bind", &bin.to_string_lossy(), &bin.to_string_lossy()])
-        .args([
-            "--setenv",
-            "HOME",
-            "/tmp",
-            "--setenv",
-            "GST_REGISTRY",
-            "/tmp/registry.bin",
-        ])
+        .args(["--setenv", "HOME", "/tmp"])
+        // A registry that outlives one sandboxed run, as an app's does: the
+        // consumer is not slowed by scanning every plugin (a consumer on an
+        // inherited socket must say hello within the producer's 2 s).
+        .args(["--bind", registry_dir(), registry_dir()])
+        .args(["--setenv", "GST_REGISTRY"])
+        .arg(Path::new(registry_dir()).join("registry.bin"))
         .args(["--unsetenv", "GST_PLUGIN_PATH"])
         .args(extra);
     c
+}
+
+/// The sandboxed consumers' GStreamer registry directory, made and filled once
+/// (by a first sandboxed run) before any test uses it.
+fn registry_dir() -> &'static str {
+    static DIR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = std::env::temp_dir().join(format!("shmring-bwrap-registry-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let d = d.to_string_lossy().into_owned();
+        let reg = Path::new(&d).join("registry.bin");
+        let bin = Path::new(env!("CARGO_BIN_EXE_gst-record"))
+            .parent()
+            .unwrap();
+        let out = Command::new("bwrap")
+            .args(unshare())
+            .args(["--ro-bind", "/usr", "/usr", "--symlink", "usr/lib", "/lib"])
+            .args([
+                "--symlink",
+                "usr/lib64",
+                "/lib64",
+                "--symlink",
+                "usr/bin",
+                "/bin",
+            ])
+            .args(["--proc", "/proc", "--tmpfs", "/tmp", "--bind", &d, &d])
+            .args(["--ro-bind", &bin.to_string_lossy(), &bin.to_string_lossy()])
+            .arg("--setenv")
+            .arg("GST_REGISTRY")
+            .arg(&reg)
+            .arg(env!("CARGO_BIN_EXE_gst-record"))
+            .args(["fakesrc", "num-buffers=1", "!", "fakesink"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && reg.exists(),
+            "warming the sandbox's registry: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        d
+    })
 }
 
 /// `--unshare-all`, as Flatpak apps run; where the kernel refuses a new user
@@ -264,22 +304,7 @@ fn a_sandboxed_consumer_with_only_an_inherited_socket_receives_zero_copy() {
     bwrap_present();
     let want = outside();
     // A seqpacket pair: what the frame channel speaks.
-    let mut sv = [0; 2];
-    // SAFETY: socketpair writes two fds into `sv`; checked below.
-    let r = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-            0,
-            sv.as_mut_ptr(),
-        )
-    };
-    assert_eq!(r, 0);
-    // SAFETY: two fresh fds nothing else owns.
-    let (producer_end, consumer_end) = unsafe {
-        use std::os::fd::FromRawFd;
-        (OwnedFd::from_raw_fd(sv[0]), OwnedFd::from_raw_fd(sv[1]))
-    };
+    let (producer_end, consumer_end) = shmring::fdpass::socket_pair(libc::SOCK_SEQPACKET).unwrap();
     let _prod = producer(
         &format!("{SOURCE} ! shmringsink consumer-fd=3 wait-for-connection=true"),
         Some(&producer_end),
