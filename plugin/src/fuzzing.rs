@@ -54,10 +54,12 @@ pub fn meta_decode(data: &[u8]) -> bool {
     }
 }
 
-/// Frame memory with an inaccessible page on either side: the frame's first byte
-/// follows the guard before it and its last byte ends where the guard after it
-/// begins, so that any read outside the frame (by GStreamer's C code, which the
-/// sanitizer does not see) faults.
+/// Frame memory laid out as a consumer's worst case, a frame at the end of its
+/// arena: the frame's last byte is followed by the arena's read pad
+/// ([`shmring::frame::READ_PAD`] zero bytes, which GStreamer's unpackers may read
+/// into) and then an inaccessible page; another one comes before the page the frame
+/// starts in. Any read past the pad (by GStreamer's C code, which the sanitizer
+/// does not see) faults.
 struct Guarded {
     base: *mut u8,
     total: usize,
@@ -71,8 +73,9 @@ unsafe impl Send for Guarded {}
 impl Guarded {
     fn new(len: usize) -> Guarded {
         let page = 4096;
+        let pad = shmring::frame::READ_PAD.div_ceil(page) * page;
         let body = len.div_ceil(page).max(1) * page;
-        let total = body + 2 * page;
+        let total = body + pad + 2 * page;
         // SAFETY: an anonymous private mapping of `total` bytes, checked below.
         let base = unsafe {
             libc::mmap(
@@ -86,11 +89,12 @@ impl Guarded {
         };
         assert_ne!(base, libc::MAP_FAILED, "mmap");
         let base = base.cast::<u8>();
-        // SAFETY: the body lies inside the mapping made above; only it is opened.
+        // SAFETY: the body and the pad after it lie inside the mapping made above;
+        // only they are opened (the pad stays zero, as a fresh anonymous page is).
         let r = unsafe {
             libc::mprotect(
                 base.add(page).cast(),
-                body,
+                body + pad,
                 libc::PROT_READ | libc::PROT_WRITE,
             )
         };
@@ -127,8 +131,8 @@ impl Drop for Guarded {
 /// picks raw video caps (any format GStreamer knows, up to 256x256), a frame length
 /// and metadata; what `trust` accepts is built into a buffer exactly as
 /// `shmringsrc` builds it (in guarded memory), mapped as a `GstVideoFrame` and
-/// converted to RGBA. Nothing may read outside the frame. Returns whether the
-/// buffer was accepted.
+/// converted to RGBA. Nothing may read past the frame and its read pad. Returns
+/// whether the buffer was accepted.
 pub fn video_frame(data: &[u8]) -> bool {
     if data.len() < 9 + BUFFER_META_LEN {
         return false;

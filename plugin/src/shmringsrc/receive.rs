@@ -125,9 +125,14 @@ impl Src {
             // write buffer, an encoder's lookahead): copy, so the producer never waits
             // for it, and let the slot go at once.
             self.counters.lock().unwrap().copies += 1;
-            let v = f.to_vec();
+            // Followed by zeros, as the shared frame is by its arena's pad: what
+            // downstream reads past the end (whole pixel groups) stays in memory.
+            let mut v = vec![0u8; len + shmring::frame::READ_PAD];
+            f.copy_to(&mut v[..len]);
             drop(f);
-            gst::Buffer::from_mut_slice(v)
+            let mut b = gst::Buffer::from_mut_slice(v);
+            b.get_mut().expect("fresh buffer").set_size(len);
+            b
         } else {
             wrap_frame(f, self.outstanding.clone())
         };

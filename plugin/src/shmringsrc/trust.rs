@@ -195,9 +195,12 @@ fn check_video(
     let offsets: Vec<usize> = v.offsets[..n].iter().map(|&o| o as usize).collect();
     let strides = v.strides[..n].to_vec();
     let finfo = info.format_info();
+    // Formats whose components have no pixel stride (bit-packed, pixel groups such
+    // as IYU1's 6 bytes for 4 pixels) have no row size this check could compute.
+    let n_components = finfo.n_components() as usize;
     let plain = !finfo.flags().intersects(
         VideoFormatFlags::COMPLEX | VideoFormatFlags::TILED | VideoFormatFlags::PALETTE,
-    );
+    ) && finfo.pixel_stride()[..n_components].iter().all(|&s| s > 0);
     if !plain {
         if offsets != info.offset()[..n] || strides != info.stride()[..n] {
             return Err(format!(
@@ -243,7 +246,11 @@ fn check_video(
     Ok(Some((offsets, strides)))
 }
 
-/// Plane `p`'s row size in bytes and number of rows, from the format's components.
+/// Plane `p`'s row size in bytes and number of rows, from the format's components:
+/// whole pixels of each component's pixel stride, since that is what GStreamer's
+/// unpackers read (an RGBx pixel is one 4-byte load although its components end at
+/// byte 3; a 10-bit component in a 32-bit word is read as the word). Only for
+/// formats whose every component has a pixel stride.
 fn plane_extent(info: &gst_video::VideoInfo, p: usize) -> (u64, u64) {
     let finfo = info.format_info();
     let (mut row, mut rows) = (0u64, 0u64);
@@ -253,13 +260,14 @@ fn plane_extent(info: &gst_video::VideoInfo, p: usize) -> (u64, u64) {
         }
         let w = finfo.scale_width(c as u8, info.width()) as u64;
         let h = finfo.scale_height(c as u8, info.height()) as u64;
-        let pstride = finfo.pixel_stride()[c].max(1) as u64;
-        let bytes_per = (finfo.depth()[c] as u64).div_ceil(8).max(1);
-        // The component's last pixel: its offset in the pixel group plus its size.
+        let pstride = finfo.pixel_stride()[c] as u64;
+        // The component's last pixel group ends at most a pixel stride after its
+        // start; its bits (shifted, maybe wider than the stride) end here.
+        let bits = (finfo.shift()[c] + finfo.depth()[c]) as u64;
         let end = if w == 0 {
             0
         } else {
-            pstride * (w - 1) + finfo.poffset()[c] as u64 + bytes_per
+            (pstride * w).max(pstride * (w - 1) + finfo.poffset()[c] as u64 + bits.div_ceil(8))
         };
         row = row.max(end);
         rows = rows.max(h);
@@ -371,6 +379,45 @@ mod tests {
                 .unwrap_err()
                 .contains("smaller than the 115200 bytes")
         );
+    }
+
+    #[test]
+    fn a_stride_short_of_the_whole_pixels_gstreamer_reads_is_refused() {
+        gst::init().unwrap();
+        // Components ending before their pixel does (RGBx's x, 10 bits in 4 bytes,
+        // 15 bits in 2): GStreamer reads the whole pixel of the last column.
+        for (fmt, row) in [
+            (gst_video::VideoFormat::Rgbx, 4 * 33),
+            (gst_video::VideoFormat::Rgb15, 2 * 33),
+            (gst_video::VideoFormat::Bgr10a2Le, 4 * 33),
+            (gst_video::VideoFormat::Yuy2, 4 * 17),
+        ] {
+            let info = gst_video::VideoInfo::builder(fmt, 33, 4).build().unwrap();
+            let f = Format::Video(info.clone());
+            let mut v = layout_of(&info);
+            v.strides[0] = row;
+            assert!(f.check(info.size(), &meta(Some(v))).is_ok(), "{fmt:?}");
+            v.strides[0] = row - 1;
+            let e = f.check(info.size(), &meta(Some(v))).unwrap_err();
+            assert_eq!(
+                e,
+                format!(
+                    "plane 0 stride {} is less than its {row}-byte rows (33x4 {fmt})",
+                    row - 1
+                )
+            );
+        }
+        // Pixel groups without a pixel stride (IYU1: 6 bytes for 4 pixels) take the
+        // caps' own layout only.
+        let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::Iyu1, 33, 4)
+            .build()
+            .unwrap();
+        let f = Format::Video(info.clone());
+        let mut v = layout_of(&info);
+        assert!(f.check(info.size(), &meta(Some(v))).is_ok());
+        v.strides[0] -= 4;
+        let e = f.check(info.size(), &meta(Some(v))).unwrap_err();
+        assert!(e.contains("the only one taken for this format"), "{e}");
     }
 
     #[test]

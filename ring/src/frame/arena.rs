@@ -108,18 +108,26 @@ impl ProducerArena {
     }
 }
 
+/// Readable zero bytes a consumer maps after each arena: a frame may end where the
+/// arena ends, and the code a frame is handed to may read a little past its end
+/// (GStreamer's video unpackers read whole pixel groups: a UYVP frame one pixel wide
+/// is read 5 bytes a row from 4-byte strides; decoders read ahead). Those reads see
+/// zeros instead of faulting in the consumer.
+pub const READ_PAD: usize = 4096;
+
 impl ConsumerArena {
     /// Verifies a received arena fd against what the producer announced (`slot_size`,
     /// `slots`) and maps it read-only.
     pub fn open(fd: OwnedFd, slot_size: u32, slots: u32) -> Result<ConsumerArena> {
         let len = total(slot_size as u64, slots)?;
-        let region = Region::open(
+        let region = Region::open_padded(
             fd,
             Seals::READ_ONLY_FOR_PEER,
             "arena",
             len,
             len,
             Access::ReadOnly,
+            READ_PAD,
         )?;
         Ok(ConsumerArena {
             region,
@@ -257,6 +265,23 @@ mod tests {
         for (size, slots) in [(0, 1), (100, 1), (4096, 0), (1 << 31, u32::MAX)] {
             assert!(ConsumerArena::open(p.fd().try_clone_to_owned().unwrap(), size, slots).is_err());
         }
+    }
+
+    #[test]
+    fn reads_a_little_past_a_frame_at_the_arenas_end_see_zeros_not_a_fault() {
+        let p = ProducerArena::create(4096, 2).unwrap();
+        // SAFETY: slot 1 is 4096 writable bytes.
+        unsafe { p.slot_ptr(1).write_bytes(0xab, 4096) };
+        let c = ConsumerArena::open(p.fd().try_clone_to_owned().unwrap(), 4096, 2).unwrap();
+        let frame = c.bytes(1, 0, 4096).unwrap();
+        let mut past = vec![1u8; READ_PAD];
+        // SAFETY: the arena's mapping is followed by READ_PAD readable bytes
+        // (`Region::open_padded`), which is what this test checks; they are copied
+        // out through a raw pointer, as consumers must.
+        unsafe { std::ptr::copy_nonoverlapping(frame.add(4096), past.as_mut_ptr(), READ_PAD) };
+        assert!(past.iter().all(|&b| b == 0));
+        // SAFETY: the frame's last byte, inside the arena.
+        assert_eq!(unsafe { frame.add(4095).read() }, 0xab);
     }
 
     #[test]

@@ -79,7 +79,7 @@ mod outbox;
 mod producer;
 
 pub use crate::os::listen::PeerCred;
-pub use arena::MAX_SLOT_BYTES;
+pub use arena::{MAX_SLOT_BYTES, READ_PAD};
 pub use desc::META_BYTES;
 pub use wire::{MAX_DESCRIPTION, MAX_NOTE, MAX_SIDE_PAYLOAD, goodbye};
 

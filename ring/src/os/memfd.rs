@@ -195,6 +195,9 @@ pub enum Access {
 pub struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
+    /// Bytes of address space unmapped on drop: `len`, or with a read pad (see
+    /// [`Mapping::map_padded`]) the file's pages and the pad's.
+    reserved: usize,
 }
 
 // SAFETY: the mapping is plain memory owned by this value; moving it across threads
@@ -236,6 +239,76 @@ impl Mapping {
         Ok(Mapping {
             ptr: NonNull::new(p.cast()).expect("mmap returned NULL without MAP_FIXED"),
             len,
+            reserved: len,
+        })
+    }
+
+    /// Maps `len` bytes of `fd` shared, followed by at least `pad` readable zero
+    /// bytes that belong to no file.
+    ///
+    /// Code that reads what a peer sent may read a little past its end: GStreamer's
+    /// video unpackers read whole pixel groups and words (a 1-pixel-wide UYVP row
+    /// is 5 bytes to them in a 4-byte stride), decoders read ahead. In a plain
+    /// mapping a frame that ends where the file ends would then fault, in this
+    /// process; with the pad those reads see zeros. The same preconditions as
+    /// [`Mapping::map`].
+    pub fn map_padded(
+        fd: BorrowedFd<'_>,
+        len: usize,
+        access: Access,
+        pad: usize,
+    ) -> Result<Mapping> {
+        if len == 0 {
+            return Err(Error::bad_size("mapping", 1, 0));
+        }
+        let page = page_size();
+        let reserved = len
+            .div_ceil(page)
+            .checked_add(pad.div_ceil(page))
+            .and_then(|pages| pages.checked_mul(page))
+            .ok_or(Error::bad_size("mapping", isize::MAX as u64, len as u64))?;
+        let prot = match access {
+            Access::ReadOnly => libc::PROT_READ,
+            Access::ReadWrite => libc::PROT_READ | libc::PROT_WRITE,
+        };
+        // SAFETY: a fresh private anonymous mapping (zero pages, read-only) at an
+        // address the kernel picks; it overlaps no Rust object.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                reserved,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(Error::last_os("mmap"));
+        }
+        // SAFETY: MAP_FIXED replaces the first pages of the reservation just made,
+        // which this function alone owns and nothing points into yet; the file's
+        // bytes may change under us, which is why nothing turns them into references.
+        let p = unsafe {
+            libc::mmap(
+                base,
+                len,
+                prot,
+                libc::MAP_SHARED | libc::MAP_FIXED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            let e = Error::last_os("mmap");
+            // SAFETY: the reservation made above, unmapped once.
+            unsafe { libc::munmap(base, reserved) };
+            return Err(e);
+        }
+        Ok(Mapping {
+            ptr: NonNull::new(p.cast()).expect("mmap returned NULL"),
+            len,
+            reserved,
         })
     }
 
@@ -257,9 +330,10 @@ impl Mapping {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
-        // SAFETY: `ptr`/`len` came from a successful `mmap` that nothing else unmaps.
+        // SAFETY: `ptr`/`reserved` span what `map` or `map_padded` mapped, which
+        // nothing else unmaps.
         unsafe {
-            libc::munmap(self.ptr.as_ptr().cast(), self.len);
+            libc::munmap(self.ptr.as_ptr().cast(), self.reserved);
         }
     }
 }
@@ -293,6 +367,20 @@ impl Region {
         max: u64,
         access: Access,
     ) -> Result<Region> {
+        Region::open_padded(fd, required, what, min, max, access, 0)
+    }
+
+    /// [`Region::open`], and when `pad` is not 0 the mapping is followed by at least
+    /// `pad` readable zero bytes (see [`Mapping::map_padded`]).
+    pub fn open_padded(
+        fd: OwnedFd,
+        required: Seals,
+        what: &'static str,
+        min: u64,
+        max: u64,
+        access: Access,
+        pad: usize,
+    ) -> Result<Region> {
         if !required.contains(Seals::SHRINK) {
             return Err(Error::missing_seal(
                 "F_SEAL_SHRINK (required by the caller)",
@@ -300,7 +388,11 @@ impl Region {
         }
         let len = verify(fd.as_fd(), required, what, min, max)?;
         let len = usize::try_from(len).map_err(|_| Error::bad_size(what, max, len))?;
-        let map = Mapping::map(fd.as_fd(), len, access)?;
+        let map = if pad == 0 {
+            Mapping::map(fd.as_fd(), len, access)?
+        } else {
+            Mapping::map_padded(fd.as_fd(), len, access, pad)?
+        };
         Ok(Region { fd, map })
     }
 

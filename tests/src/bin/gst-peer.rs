@@ -101,7 +101,16 @@ fn lie(act: &str, path: &str) -> Result<(), String> {
 
     use gstshmring::meta::{BufferMeta, NONE, Side, VideoLayout, key};
 
-    let (w, h) = (320u32, 240u32);
+    use gst_video::VideoFormat;
+    // RGBx: a stride that holds the components but not the whole last pixel.
+    // UYVP one pixel wide: 4096-byte frames that fill their slots, the last slot's
+    // ending where the arena ends, which GStreamer's unpacker reads 5 bytes a row
+    // of from 4-byte strides (an honest stream, received in full).
+    let (format, w, h) = match act {
+        "stride-partial-pixel" => (VideoFormat::Rgbx, 320u32, 240u32),
+        "uyvp-narrow" => (VideoFormat::Uyvp, 1, 1024),
+        _ => (VideoFormat::I420, 320, 240),
+    };
     let audio = act.starts_with("audio-");
     let caps = match act {
         _ if audio => {
@@ -109,18 +118,21 @@ fn lie(act: &str, path: &str) -> Result<(), String> {
         }
         "dmabuf-caps" => format!("video/x-raw(memory:DMABuf),format=I420,width={w},height={h}"),
         "glmemory-caps" => format!("video/x-raw(memory:GLMemory),format=I420,width={w},height={h}"),
-        _ => format!("video/x-raw,format=I420,width={w},height={h},framerate=100/1"),
+        _ => format!(
+            "video/x-raw,format={},width={w},height={h},framerate=100/1",
+            format.to_str()
+        ),
     };
     let caps = gst::Caps::from_str(&caps).map_err(|e| e.to_string())?;
-    let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::I420, w, h)
+    let info = gst_video::VideoInfo::builder(format, w, h)
         .build()
         .map_err(|e| e.to_string())?;
     let size = if audio { 401 } else { info.size() };
     let mut layout = VideoLayout {
-        n_planes: 3,
+        n_planes: info.n_planes() as u8,
         ..Default::default()
     };
-    for p in 0..3 {
+    for p in 0..info.n_planes() as usize {
         layout.offsets[p] = info.offset()[p] as u32;
         layout.strides[p] = info.stride()[p];
     }
@@ -131,6 +143,7 @@ fn lie(act: &str, path: &str) -> Result<(), String> {
         "stride-huge" => layout.strides[0] = 1 << 30,
         "stride-negative" => layout.strides[0] = -(1 << 26),
         "stride-double" => layout.strides[0] = 2 * w as i32,
+        "stride-partial-pixel" => layout.strides[0] = 4 * w as i32 - 1,
         "plane-past-end" => layout.offsets[0] = (size - w as usize) as u32,
         "planes-count" => layout.n_planes = 2,
         "short-frame" => {
@@ -139,6 +152,7 @@ fn lie(act: &str, path: &str) -> Result<(), String> {
         }
         "lock-flags" => flags = 0x1 | 0x2,
         "honest"
+        | "uyvp-narrow"
         | "dmabuf-caps"
         | "glmemory-caps"
         | "audio-partial"

@@ -121,7 +121,10 @@ impl Frame {
     }
 
     /// The payload's first byte: `len()` readable bytes that stay mapped while the
-    /// frame lives. In place, the producer may still change them.
+    /// frame lives. In place, the producer may still change them, and at least
+    /// [`READ_PAD`](crate::frame::READ_PAD) more readable bytes follow (the next
+    /// slot's, or zeros after the arena) for code that reads a little past a frame;
+    /// a private copy ([`Frame::is_copy`]) has no such bytes.
     pub fn as_ptr(&self) -> *const u8 {
         match &self.body {
             Body::Shared { ptr, .. } => *ptr,
