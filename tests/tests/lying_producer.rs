@@ -250,9 +250,9 @@ fn streams_on_despite(act: &str, extra: &str, tail: &str) {
     streams_on_despite_checking(act, extra, tail, &|_| {});
 }
 
-/// The liar `act` streams to a consumer `extra ! tail` that takes 20 frames without
-/// an error (`check` looks at the consumer's pid meanwhile) and reports the
-/// producer's disappearance when it is killed.
+/// The liar `act` streams to a consumer (`extra` set on the source, `tail` after
+/// it) that takes 20 frames without an error (`check` looks at the consumer's pid
+/// meanwhile) and reports the producer's disappearance when it is killed.
 fn streams_on_despite_checking(act: &str, extra: &str, tail: &str, check: &dyn Fn(u32)) {
     let path = unique_socket_path(act);
     let ps = path.to_str().unwrap();
