@@ -16,10 +16,12 @@ DEB_BUILD := build-essential pkg-config libgstreamer1.0-dev libgstreamer-plugins
 #  bad also has the bench's rivals; PyGObject for the Python subscriber of
 #  audio-between-apps; gst-play-1.0 and gst-device-monitor-1.0 (base-apps) for the
 #  URI and device provider tests; bubblewrap for the sandboxed consumer tests;
-#  dbus-daemon for the D-Bus hand-off's private session bus
+#  dbus-daemon for the D-Bus hand-off's private session bus; python3-venv for the
+#  Python package's virtual environment (make python)
 DEB_RUN := gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
   gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad gstreamer1.0-libav \
-  gstreamer1.0-plugins-base-apps python3-gi gir1.2-gstreamer-1.0 bubblewrap dbus-daemon
+  gstreamer1.0-plugins-base-apps python3-gi gir1.2-gstreamer-1.0 bubblewrap dbus-daemon \
+  python3-venv
 DEB_PACKAGES := $(DEB_BUILD) $(DEB_RUN)
 # install-debs PACKAGES: apt-get install those of PACKAGES that dpkg does not list as installed
 define install-debs
@@ -34,7 +36,7 @@ endef
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LOOM_TARGET := target/loom
 
-.PHONY: all deps deps-list build deb demo ring-demo frame-demo dbus-handoff sandboxed-encoder audio-between-apps test lint loom valgrind chaos fuzz bench bench-load install uninstall clean
+.PHONY: all deps deps-list build deb python python-test python-brightness demo ring-demo frame-demo dbus-handoff sandboxed-encoder audio-between-apps test lint loom valgrind chaos fuzz bench bench-load install uninstall clean
 
 all: build
 
@@ -92,9 +94,43 @@ audio-between-apps: deps
 	$(CARGO) build --release -p gst-plugin-shmring
 	GST_PLUGIN_PATH=$(CURDIR)/target/release examples/audio-between-apps/run.sh 5
 
+## python: the Python package (python/: PyO3, built by maturin) as a wheel,
+## target/wheels/shmring-VERSION-cp311-abi3-linux_ARCH.whl, installed with numpy and
+## pytest into the virtual environment target/python (from Debian's python3);
+## PYTHON_PROFILE=dev builds the debug extension
+PY_VENV := target/python
+PY := $(PY_VENV)/bin/python
+PYTHON_PROFILE ?= release
+PY_PACKAGES := 'maturin>=1.5,<2' 'numpy>=1.24' 'pytest>=7'
+# The extension's own target directory (see the root Cargo.toml's exclude).
+PY_TARGET := target/python-build
+python: deps
+	@test -x $(PY) || python3 -m venv $(PY_VENV)
+	@$(PY) -c 'import maturin, numpy, pytest' 2>/dev/null || $(PY) -m pip install -q $(PY_PACKAGES)
+	rm -f target/wheels/shmring-*.whl
+	$(PY_VENV)/bin/maturin build --locked --profile $(PYTHON_PROFILE) --compatibility linux \
+	  -m python/Cargo.toml --target-dir $(PY_TARGET) -i $(PY) -o target/wheels
+	$(PY) -m pip install -q --force-reinstall --no-deps target/wheels/shmring-*.whl
+	@echo "python: installed; try $(PY) -c 'import shmring; help(shmring)'"
+
+## python-test: the Python package's pytest suite against real producer and
+## consumer processes (the plugin and test peers of this build)
+python-test: python
+	$(CARGO) build -p gst-plugin-shmring -p e2e --bins
+	SHMRING_TARGET_DIR=$(CURDIR)/target/debug $(PY) -m pytest -q -o cache_dir=target/pytest-cache python/tests
+
+## python-brightness: a live camera process (gst-launch-1.0 videotestsrc) and a Python
+## app printing each frame's mean brightness as it comes (PYTHON_FRAMES of them)
+PYTHON_FRAMES ?= 90
+python-brightness: python
+	$(CARGO) build --release -p gst-plugin-shmring
+	GST_PLUGIN_PATH=$(CURDIR)/target/release PY=$(CURDIR)/$(PY) examples/python-brightness/run.sh $(PYTHON_FRAMES)
+
 lint: deps
 	$(CARGO) fmt --all -- --check
+	$(CARGO) fmt --manifest-path python/Cargo.toml -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --manifest-path python/Cargo.toml --target-dir $(PY_TARGET) --all-targets -- -D warnings
 	RUSTDOCFLAGS=-Dwarnings $(CARGO) doc --workspace --no-deps --quiet
 
 ## loom: model-check the ring's index and wake-up protocol

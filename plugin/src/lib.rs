@@ -27,9 +27,8 @@ pub mod toc;
 
 pub use shmringsink::ShmringSink;
 pub use shmringsrc::ShmringSrc;
+pub use shmringsrc::trust;
 
-/// A close-on-exec duplicate of the application's fd `fd` (a `socket-fd` or
-/// `consumer-fd` property): the application keeps its own.
 /// Durations in the units properties say: settings keep `Duration`s, properties
 /// speak milliseconds or microseconds (saturating at `u32::MAX`).
 pub(crate) mod units {
@@ -54,7 +53,9 @@ pub(crate) mod units {
     }
 }
 
-fn dup_app_fd(fd: i32) -> std::io::Result<std::os::fd::OwnedFd> {
+/// A close-on-exec duplicate of the application's fd `fd` (a `socket-fd` or
+/// `consumer-fd` property, a Python consumer's `fd`): the application keeps its own.
+pub fn dup_app_fd(fd: i32) -> std::io::Result<std::os::fd::OwnedFd> {
     use std::os::fd::FromRawFd;
     // SAFETY: fcntl(F_DUPFD_CLOEXEC) on any integer is defined: it returns a new fd
     // or -1 (a bad fd number is EBADF, never undefined behaviour).

@@ -366,20 +366,7 @@ impl Side {
             }
         };
         Ok(match t {
-            T_CAPS => {
-                let s = text()?;
-                let caps = gst::Caps::from_str(s).map_err(|_| format!("unparsable caps {s:?}"))?;
-                // One fixed structure: "NONE", "ANY" and lists are no stream's caps.
-                if caps.is_any() || caps.size() != 1 || !caps.is_fixed() {
-                    return Err(format!("caps {caps} are not fixed"));
-                }
-                // And text that means one thing: " NONE" parses as a structure named
-                // NONE, which prints as "NONE", which parses as no caps at all.
-                if gst::Caps::from_str(&caps.to_string()).ok().as_ref() != Some(&caps) {
-                    return Err(format!("caps {s:?} do not read back as themselves"));
-                }
-                Side::Caps(caps)
-            }
+            T_CAPS => Side::Caps(caps_from_text(text()?)?),
             T_STREAM_START => Side::StreamStart {
                 stream_id: text()?.to_owned(),
             },
@@ -436,6 +423,24 @@ impl Side {
             t => return Err(format!("unknown side message type {t}")),
         })
     }
+}
+
+/// Parses the text of a stream's caps: one fixed structure that reads back as itself.
+pub fn caps_from_text(s: &str) -> Result<gst::Caps, String> {
+    if let Some(at) = s.find('\0') {
+        return Err(format!("caps text has a NUL byte at {at}"));
+    }
+    let caps = gst::Caps::from_str(s).map_err(|_| format!("unparsable caps {s:?}"))?;
+    // One fixed structure: "NONE", "ANY" and lists are no stream's caps.
+    if caps.is_any() || caps.size() != 1 || !caps.is_fixed() {
+        return Err(format!("caps {caps} are not fixed"));
+    }
+    // And text that means one thing: " NONE" parses as a structure named
+    // NONE, which prints as "NONE", which parses as no caps at all.
+    if gst::Caps::from_str(&caps.to_string()).ok().as_ref() != Some(&caps) {
+        return Err(format!("caps {s:?} do not read back as themselves"));
+    }
+    Ok(caps)
 }
 
 /// Parses a serialized tag list (`gst_tag_list_new_from_string`).

@@ -10,7 +10,7 @@ use gst::prelude::*;
 
 mod imp;
 mod receive;
-pub(crate) mod trust;
+pub mod trust;
 
 glib::wrapper! {
     /// `shmringsrc`.

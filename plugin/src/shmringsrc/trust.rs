@@ -251,7 +251,7 @@ fn check_video(
 /// unpackers read (an RGBx pixel is one 4-byte load although its components end at
 /// byte 3; a 10-bit component in a 32-bit word is read as the word). Only for
 /// formats whose every component has a pixel stride.
-fn plane_extent(info: &gst_video::VideoInfo, p: usize) -> (u64, u64) {
+pub fn plane_extent(info: &gst_video::VideoInfo, p: usize) -> (u64, u64) {
     let finfo = info.format_info();
     let (mut row, mut rows) = (0u64, 0u64);
     for c in 0..finfo.n_components() as usize {
