@@ -117,7 +117,8 @@ python: deps
 ## consumer processes (the plugin and test peers of this build)
 python-test: python
 	$(CARGO) build -p gst-plugin-shmring -p e2e --bins
-	SHMRING_TARGET_DIR=$(CURDIR)/target/debug $(PY) -m pytest -q -o cache_dir=target/pytest-cache python/tests
+	SHMRING_TARGET_DIR=$(CURDIR)/target/debug timeout --kill-after=30 $(TEST_TIMEOUT) \
+	  $(PY) -m pytest -q -o cache_dir=target/pytest-cache python/tests
 
 ## python-brightness: a live camera process (gst-launch-1.0 videotestsrc) and a Python
 ## app printing each frame's mean brightness as it comes (PYTHON_FRAMES of them)
@@ -138,12 +139,14 @@ loom: deps
 	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=$(LOOM_TARGET) $(CARGO) test -p shmring --test loom --release
 
 TEST_TIMEOUT ?= 900
-## test: deps, format, lints, every test (unit, doc, cross-process, loom)
+## test: deps, format, lints, every test (unit, doc, cross-process, the Python
+## package's pytest suite, loom)
 test: lint
 	$(CARGO) build -p gst-plugin-shmring   # libgstshmring.so, which the gst-launch tests load
 	$(CARGO) test --workspace --no-run
 	@# A hang is a failure, not a CI timeout: the suite runs in ~1 min here.
 	timeout --kill-after=30 $(TEST_TIMEOUT) $(CARGO) test --workspace
+	$(MAKE) --no-print-directory python-test PYTHON_PROFILE=dev
 	$(MAKE) --no-print-directory loom
 
 ## chaos: the chaos test at full length (make test runs 40 cycles)

@@ -37,7 +37,7 @@ def main() -> int:
             late = ""
             if frame.base_time is not None and frame.pts is not None:
                 lag = time.clock_gettime_ns(time.CLOCK_MONOTONIC) - frame.base_time - frame.pts
-                late = f" {lag / 1e6:6.2f} ms after capture"
+                late = f" {lag / 1e6:6.2f} ms after its timestamp"
             print(
                 f"frame {frame.seq:4d} pts {frame.pts / 1e9:7.3f} s "
                 f"{caps.width}x{caps.height} brightness {brightness(frame):6.2f}{late}",

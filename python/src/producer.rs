@@ -168,9 +168,11 @@ impl Producer {
 
     /// Publishes one frame: ``data`` is anything with the buffer protocol (a numpy
     /// array, ``bytes``), copied once into a shared slot. Raw video must be one
-    /// whole frame of the caps in GStreamer's default layout (``numpy`` arrays of
-    /// shape ``(height, width, channels)`` for packed formats, the planes one after
-    /// the other for planar ones); raw audio whole sample frames. Timestamps are
+    /// whole frame of the caps in GStreamer's default layout: the planes one after
+    /// the other, each row padded to a multiple of 4 bytes (a ``(height, width, 4)``
+    /// RGBA array as it is; an RGB array whose rows are not a multiple of 4 bytes
+    /// padded, e.g. ``numpy.pad(a, ((0, 0), (0, pad), (0, 0)))`` then its bytes row by
+    /// row); raw audio whole sample frames. Timestamps are
     /// nanoseconds (``None``: unset). Returns how many consumers got the frame.
     #[pyo3(signature = (data, *, pts = None, dts = None, duration = None, offset = None, flags = 0))]
     #[allow(clippy::too_many_arguments)]
@@ -206,11 +208,12 @@ impl Producer {
             if let Format::Video(info) = &st.format {
                 if len != info.size() {
                     return Err(PyValueError::new_err(format!(
-                        "a {}x{} {} frame is {} bytes, not {len}",
+                        "a {}x{} {} frame is {} bytes in GStreamer's layout (strides {:?}), not {len}",
                         info.width(),
                         info.height(),
                         info.format(),
-                        info.size()
+                        info.size(),
+                        &info.stride()[..info.n_planes() as usize],
                     )));
                 }
             }

@@ -2,6 +2,7 @@
 build's plugin, the test peers of this build (gst-peer), and Python producers and
 consumers in processes of their own."""
 
+import gc
 import os
 import signal
 import subprocess
@@ -58,6 +59,9 @@ class Procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGKILL)
             p.wait()
+            for f in (p.stdin, p.stdout, p.stderr):
+                if f is not None:
+                    f.close()
 
 
 @pytest.fixture
@@ -89,7 +93,26 @@ def wait_for_socket(path, proc=None, timeout=30.0):
 
 
 def open_fds():
-    return sorted(int(f) for f in os.listdir("/proc/self/fd"))
+    """This process's open sockets and memfds, what a consumer opens (the harness's
+    own pipes and GStreamer's eventfds come and go with other objects)."""
+    gc.collect()
+    fds = {}
+    for f in os.listdir("/proc/self/fd"):
+        try:
+            what = os.readlink(f"/proc/self/fd/{f}")
+        except FileNotFoundError:
+            continue
+        if what.startswith(("socket:", "/memfd:")):
+            fds[int(f)] = what
+    return fds
+
+
+@pytest.fixture(scope="session", autouse=True)
+def gstreamer_ready():
+    """GStreamer's types set up before any test counts fds (it keeps a few open)."""
+    import shmring
+
+    shmring.Caps.parse("video/x-raw,format=RGB,width=1,height=1")
 
 
 def arena_mappings():
