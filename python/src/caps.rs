@@ -11,7 +11,7 @@ use pyo3::types::{PyDict, PyTuple};
 /// dict (ints, floats, bools, strings, ``fractions.Fraction`` for fractions, and the
 /// caps text of anything else). ``width``, ``height``, ``format``, ``framerate``,
 /// ``rate``, ``channels`` and ``layout`` are ``None`` where the caps have no such field.
-#[pyclass(module = "shmring._shmring", frozen, eq, str)]
+#[pyclass(module = "shmring", frozen, eq, str)]
 #[derive(Clone, PartialEq)]
 pub struct Caps {
     pub(crate) caps: gst::Caps,

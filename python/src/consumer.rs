@@ -88,7 +88,7 @@ enum Step {
 /// Everything the producer says is checked before Python sees it, as
 /// ``shmringsrc`` checks it; a lie raises ``shmring.PeerError`` naming it, on this
 /// call and every later one.
-#[pyclass(module = "shmring._shmring")]
+#[pyclass(module = "shmring")]
 pub struct Consumer {
     inner: Mutex<Inner>,
     waker: shmring::Waker,
@@ -432,7 +432,7 @@ enum Body {
 /// the producer when the frame and all its arrays are garbage. A hostile producer
 /// could still change the bytes while they are read (never what is mapped, nor
 /// beyond it); ``numpy.array(frame.array)`` makes a private copy.
-#[pyclass(module = "shmring._shmring", frozen)]
+#[pyclass(module = "shmring", frozen)]
 pub struct Frame {
     body: Body,
     len: usize,

@@ -21,13 +21,13 @@ mod layout;
 mod producer;
 
 pyo3::create_exception!(
-    _shmring,
+    shmring,
     Error,
     PyException,
     "A shmring call failed: a producer gone, a socket that is no producer's, a system call."
 );
 pyo3::create_exception!(
-    _shmring,
+    shmring,
     PeerError,
     Error,
     "The producer lied or broke the protocol; the message names the lie. The consumer is disconnected and raises it again on every later call."

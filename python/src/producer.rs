@@ -35,7 +35,7 @@ struct State {
 /// A consumer that cannot keep up makes ``publish`` wait up to ``block_timeout``
 /// seconds and is then cut off (``on_slow_consumer="block"``), or misses frames
 /// (``"drop"``).
-#[pyclass(module = "shmring._shmring")]
+#[pyclass(module = "shmring")]
 pub struct Producer {
     state: Mutex<Option<State>>,
     path: Option<String>,

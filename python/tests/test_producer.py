@@ -1,6 +1,8 @@
 """A Python producer in another process, read by gst-launch-1.0 shmringsrc pipelines
 and by Python consumers."""
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -142,4 +144,8 @@ def test_what_a_consumer_would_refuse_is_refused_at_the_producer(tmp_path):
             out.publish(b"abc")
     with pytest.raises(shmring.Error, match="ended"):
         out.publish(b"ab")
-    assert shmring.Caps.parse("audio/x-raw,format=S16LE,rate=8000,channels=1,layout=interleaved").channels == 1
+    caps = shmring.Caps.parse("audio/x-raw,format=S16LE,rate=8000,channels=1,layout=interleaved")
+    assert caps.channels == 1 and caps.fields["format"] == "S16LE"
+    assert pickle.loads(pickle.dumps(caps)) == caps
+    with pytest.raises(ValueError, match="NUL byte"):
+        shmring.Caps.parse("video/x-raw\0,width=1")
