@@ -16,12 +16,12 @@ DEB_BUILD := build-essential pkg-config libgstreamer1.0-dev libgstreamer-plugins
 #  bad also has the bench's rivals; PyGObject for the Python subscriber of
 #  audio-between-apps; gst-play-1.0 and gst-device-monitor-1.0 (base-apps) for the
 #  URI and device provider tests; bubblewrap for the sandboxed consumer tests;
-#  dbus-daemon for the D-Bus hand-off's private session bus; python3-venv for the
-#  Python package's virtual environment (make python)
+#  dbus-daemon for the D-Bus hand-off's private session bus; python3-venv, numpy and
+#  pytest for the Python package's virtual environment (make python)
 DEB_RUN := gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
   gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad gstreamer1.0-libav \
   gstreamer1.0-plugins-base-apps python3-gi gir1.2-gstreamer-1.0 bubblewrap dbus-daemon \
-  python3-venv
+  python3-venv python3-numpy python3-pytest
 DEB_PACKAGES := $(DEB_BUILD) $(DEB_RUN)
 # install-debs PACKAGES: apt-get install those of PACKAGES that dpkg does not list as installed
 define install-debs
@@ -95,22 +95,23 @@ audio-between-apps: deps
 	GST_PLUGIN_PATH=$(CURDIR)/target/release examples/audio-between-apps/run.sh 5
 
 ## python: the Python package (python/: PyO3, built by maturin) as a wheel,
-## target/wheels/shmring-VERSION-cp311-abi3-linux_ARCH.whl, installed with numpy and
-## pytest into the virtual environment target/python (from Debian's python3);
+## target/wheels/shmring-VERSION-cp311-abi3-linux_ARCH.whl, installed into the virtual
+## environment target/python of Debian's python3 (which sees Debian's numpy and
+## pytest); maturin, a Rust program, comes from crates.io (cargo install) if missing.
 ## PYTHON_PROFILE=dev builds the debug extension
+PYTHON3 ?= /usr/bin/python3
 PY_VENV := target/python
 PY := $(PY_VENV)/bin/python
 PYTHON_PROFILE ?= release
-PY_PACKAGES := 'maturin>=1.5,<2' 'numpy>=1.24' 'pytest>=7'
 # The extension's own target directory (see the root Cargo.toml's exclude).
 PY_TARGET := target/python-build
 python: deps
-	@test -x $(PY) || python3 -m venv $(PY_VENV)
-	@$(PY) -c 'import maturin, numpy, pytest' 2>/dev/null || $(PY) -m pip install -q $(PY_PACKAGES)
+	@command -v maturin >/dev/null || { echo "python: installing maturin"; $(CARGO) install --locked --no-default-features maturin; }
+	@grep -qs '^include-system-site-packages = true' $(PY_VENV)/pyvenv.cfg || $(PYTHON3) -m venv --clear --system-site-packages $(PY_VENV)
 	rm -f target/wheels/shmring-*.whl
-	$(PY_VENV)/bin/maturin build --locked --profile $(PYTHON_PROFILE) --compatibility linux \
+	maturin build --locked --profile $(PYTHON_PROFILE) --compatibility linux \
 	  -m python/Cargo.toml --target-dir $(PY_TARGET) -i $(PY) -o target/wheels
-	$(PY) -m pip install -q --force-reinstall --no-deps target/wheels/shmring-*.whl
+	$(PY) -m pip install -q --no-index --no-deps --force-reinstall target/wheels/shmring-*.whl
 	@echo "python: installed; try $(PY) -c 'import shmring; help(shmring)'"
 
 ## python-test: the Python package's pytest suite against real producer and

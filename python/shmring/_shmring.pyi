@@ -6,7 +6,6 @@ from types import TracebackType
 from typing import Any, Iterator, Optional, Union
 
 import numpy as np
-from collections.abc import Buffer
 
 READ_PAD: int
 
@@ -111,7 +110,7 @@ class Producer:
     ) -> None: ...
     def publish(
         self,
-        data: Buffer,
+        data: object,  # anything with the buffer protocol: a numpy array, bytes
         *,
         pts: Optional[int] = None,
         dts: Optional[int] = None,
