@@ -76,6 +76,21 @@ pub struct VideoLayout {
     pub strides: [i32; MAX_PLANES],
 }
 
+impl VideoLayout {
+    /// GStreamer's own layout of a frame of `info` (the caps' offsets and strides).
+    pub fn of(info: &gst_video::VideoInfo) -> VideoLayout {
+        let mut v = VideoLayout {
+            n_planes: info.n_planes() as u8,
+            ..Default::default()
+        };
+        for p in 0..info.n_planes() as usize {
+            v.offsets[p] = info.offset()[p] as u32;
+            v.strides[p] = info.stride()[p];
+        }
+        v
+    }
+}
+
 /// Per-buffer metadata.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BufferMeta {

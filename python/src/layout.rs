@@ -2,7 +2,7 @@
 //! plane, from the caps and the layout `trust` accepted.
 
 use gst_video::VideoFormatFlags;
-use gstshmring::trust::{Checked, Format, plane_extent};
+use gstshmring::trust::{Checked, Format, has_rows, plane_extent};
 
 /// One array over a frame's bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,17 +40,14 @@ fn bytes(len: usize) -> View {
 }
 
 fn video(info: &gst_video::VideoInfo, checked: &Checked, len: usize) -> Vec<View> {
+    // Tiled, bit-packed and palette formats have no rows numpy could index: the
+    // frame's bytes as they are.
+    if !has_rows(info) {
+        return vec![bytes(len)];
+    }
     let finfo = info.format_info();
     let n = info.n_planes() as usize;
     let n_components = finfo.n_components() as usize;
-    // Tiled, bit-packed and palette formats have no rows numpy could index: the
-    // frame's bytes as they are.
-    let plain = !finfo.flags().intersects(
-        VideoFormatFlags::COMPLEX | VideoFormatFlags::TILED | VideoFormatFlags::PALETTE,
-    ) && finfo.pixel_stride()[..n_components].iter().all(|&s| s > 0);
-    if !plain {
-        return vec![bytes(len)];
-    }
     let (offsets, strides): (Vec<usize>, Vec<i32>) = match &checked.video {
         Some((o, s)) => (o.clone(), s.clone()),
         None => (info.offset()[..n].to_vec(), info.stride()[..n].to_vec()),

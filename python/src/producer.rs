@@ -44,18 +44,7 @@ pub struct Producer {
 fn state_caps(text: &str) -> PyResult<(gst::Caps, Format, Option<VideoLayout>)> {
     let (caps, format) = crate::check_caps(text).map_err(PyValueError::new_err)?;
     let video = match &format {
-        Format::Video(info) => {
-            let n = info.n_planes() as usize;
-            let mut l = VideoLayout {
-                n_planes: n as u8,
-                ..Default::default()
-            };
-            for p in 0..n {
-                l.offsets[p] = info.offset()[p] as u32;
-                l.strides[p] = info.stride()[p];
-            }
-            Some(l)
-        }
+        Format::Video(info) => Some(VideoLayout::of(info)),
         _ => None,
     };
     Ok((caps, format, video))

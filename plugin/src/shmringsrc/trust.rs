@@ -194,14 +194,7 @@ fn check_video(
     }
     let offsets: Vec<usize> = v.offsets[..n].iter().map(|&o| o as usize).collect();
     let strides = v.strides[..n].to_vec();
-    let finfo = info.format_info();
-    // Formats whose components have no pixel stride (bit-packed, pixel groups such
-    // as IYU1's 6 bytes for 4 pixels) have no row size this check could compute.
-    let n_components = finfo.n_components() as usize;
-    let plain = !finfo.flags().intersects(
-        VideoFormatFlags::COMPLEX | VideoFormatFlags::TILED | VideoFormatFlags::PALETTE,
-    ) && finfo.pixel_stride()[..n_components].iter().all(|&s| s > 0);
-    if !plain {
+    if !has_rows(info) {
         if offsets != info.offset()[..n] || strides != info.stride()[..n] {
             return Err(format!(
                 "video layout offsets {offsets:?} strides {strides:?} differ from the {} layout of the caps ({:?}, {:?}), the only one taken for this format",
@@ -244,6 +237,19 @@ fn check_video(
         }
     }
     Ok(Some((offsets, strides)))
+}
+
+/// Whether the format's planes are rows of whole pixels that a stride describes:
+/// not tiled, bit-packed or followed by a palette (v210, UYVP, tiled NV12, RGB8P),
+/// and every component with a pixel stride (IYU1's 6 bytes for 4 pixels has none).
+/// Only such planes get [`plane_extent`]; others take the caps' own layout.
+pub fn has_rows(info: &gst_video::VideoInfo) -> bool {
+    let finfo = info.format_info();
+    let n_components = finfo.n_components() as usize;
+    !finfo
+        .flags()
+        .intersects(VideoFormatFlags::COMPLEX | VideoFormatFlags::TILED | VideoFormatFlags::PALETTE)
+        && finfo.pixel_stride()[..n_components].iter().all(|&s| s > 0)
 }
 
 /// Plane `p`'s row size in bytes and number of rows, from the format's components:
@@ -310,18 +316,6 @@ mod tests {
         (f, info)
     }
 
-    fn layout_of(info: &gst_video::VideoInfo) -> VideoLayout {
-        let mut v = VideoLayout {
-            n_planes: info.n_planes() as u8,
-            ..Default::default()
-        };
-        for p in 0..info.n_planes() as usize {
-            v.offsets[p] = info.offset()[p] as u32;
-            v.strides[p] = info.stride()[p];
-        }
-        v
-    }
-
     #[test]
     fn honest_layouts_pass_for_every_plain_format() {
         gst::init().unwrap();
@@ -332,7 +326,7 @@ mod tests {
             let f = Format::Video(info.clone());
             let size = info.size();
             assert_eq!(f.check(size, &meta(None)).unwrap().video, None, "{fmt:?}");
-            let ok = f.check(size, &meta(Some(layout_of(&info))));
+            let ok = f.check(size, &meta(Some(VideoLayout::of(&info))));
             assert!(ok.is_ok(), "{fmt:?}: {ok:?}");
             assert!(f.check(size - 1, &meta(None)).is_err(), "{fmt:?}");
         }
@@ -342,7 +336,7 @@ mod tests {
     fn lying_layouts_are_refused_by_name() {
         let (f, info) = i420();
         let size = info.size();
-        let mut v = layout_of(&info);
+        let mut v = VideoLayout::of(&info);
         let lie = |v: VideoLayout| f.check(size, &meta(Some(v))).unwrap_err();
         let honest = v;
         v.strides[0] = 1 << 30;
@@ -394,7 +388,7 @@ mod tests {
         ] {
             let info = gst_video::VideoInfo::builder(fmt, 33, 4).build().unwrap();
             let f = Format::Video(info.clone());
-            let mut v = layout_of(&info);
+            let mut v = VideoLayout::of(&info);
             v.strides[0] = row;
             assert!(f.check(info.size(), &meta(Some(v))).is_ok(), "{fmt:?}");
             v.strides[0] = row - 1;
@@ -413,7 +407,7 @@ mod tests {
             .build()
             .unwrap();
         let f = Format::Video(info.clone());
-        let mut v = layout_of(&info);
+        let mut v = VideoLayout::of(&info);
         assert!(f.check(info.size(), &meta(Some(v))).is_ok());
         v.strides[0] -= 4;
         let e = f.check(info.size(), &meta(Some(v))).unwrap_err();
@@ -475,7 +469,7 @@ mod tests {
                 .contains("whole number of 4-byte frames")
         );
         let (_, info) = i420();
-        assert!(f.check(400, &meta(Some(layout_of(&info)))).is_err());
+        assert!(f.check(400, &meta(Some(VideoLayout::of(&info)))).is_err());
         let planar = accept_caps(&caps(
             "audio/x-raw,format=F32LE,rate=48000,channels=2,layout=non-interleaved",
         ))

@@ -128,14 +128,7 @@ fn lie(act: &str, path: &str) -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     let size = if audio { 401 } else { info.size() };
-    let mut layout = VideoLayout {
-        n_planes: info.n_planes() as u8,
-        ..Default::default()
-    };
-    for p in 0..info.n_planes() as usize {
-        layout.offsets[p] = info.offset()[p] as u32;
-        layout.strides[p] = info.stride()[p];
-    }
+    let mut layout = VideoLayout::of(&info);
     let mut flags = 0u32;
     let mut len = size;
     let mut video = (!audio).then_some(layout);
