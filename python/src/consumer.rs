@@ -11,6 +11,7 @@ use gstshmring::trust::Format;
 use pyo3::exceptions::{PyTimeoutError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList};
 use shmring::{ConsumerConfig, Event, RecvError};
 
@@ -50,19 +51,8 @@ struct Inner {
     dropped: u64,
 }
 
-/// A received frame before Python sees it.
-struct Received {
-    body: Body,
-    len: usize,
-    meta: BufferMeta,
-    views: Vec<View>,
-    caps: gst::Caps,
-    seq: u64,
-    dropped: u32,
-}
-
 enum Step {
-    Frame(Box<Received>),
+    Frame(Box<Frame>),
     End,
     /// The slice passed: look for signals, then wait again.
     Again,
@@ -194,7 +184,7 @@ impl Consumer {
         };
         loop {
             match py.detach(|| self.step(deadline))? {
-                Step::Frame(r) => return Ok(Some(self.frame(*r))),
+                Step::Frame(f) => return Ok(Some(*f)),
                 Step::End => return Ok(None),
                 Step::Again => py.check_signals()?,
                 Step::Timeout => {
@@ -321,7 +311,7 @@ impl Consumer {
                     Ok(_) => {}
                 },
                 Event::Frame(f) => match self.received(&mut g, f) {
-                    Ok(r) => return Ok(Step::Frame(Box::new(r))),
+                    Ok(f) => return Ok(Step::Frame(Box::new(f))),
                     Err(e) => return Err(self.fail(&mut g, Fault::Peer(e))),
                 },
             }
@@ -338,12 +328,13 @@ impl Consumer {
 
     /// Checks frame `f` against the caps (as `shmringsrc` does) and copies it when
     /// enough frames are held already.
-    fn received(&self, g: &mut Inner, f: shmring::Frame) -> Result<Received, String> {
+    fn received(&self, g: &mut Inner, f: shmring::Frame) -> Result<Frame, String> {
         let m = BufferMeta::decode(f.meta())?;
-        let (caps, format) = g.caps.clone().ok_or("a buffer before any caps")?;
+        let (caps, format) = g.caps.as_ref().ok_or("a buffer before any caps")?;
         let len = f.len();
         let checked = format.check(len, &m)?;
-        let views = views(&format, &checked, len);
+        let views = views(format, &checked, len);
+        let caps = caps.clone();
         g.frames += 1;
         g.dropped += u64::from(f.dropped_before());
         let (seq, dropped) = (f.seq(), f.dropped_before());
@@ -360,7 +351,7 @@ impl Consumer {
                 _held: Held::new(&self.outstanding),
             }
         };
-        Ok(Received {
+        Ok(Frame {
             body,
             len,
             meta: m,
@@ -369,18 +360,6 @@ impl Consumer {
             seq,
             dropped,
         })
-    }
-
-    fn frame(&self, r: Received) -> Frame {
-        Frame {
-            body: r.body,
-            len: r.len,
-            meta: r.meta,
-            views: r.views,
-            caps: r.caps,
-            seq: r.seq,
-            dropped: r.dropped,
-        }
     }
 }
 
@@ -457,7 +436,11 @@ impl Frame {
 
     fn view<'py>(slf: &Bound<'py, Self>, v: &View) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
-        let np = py.import("numpy")?;
+        // numpy.ndarray, looked up once.
+        static NDARRAY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        let ndarray = NDARRAY.get_or_try_init(py, || {
+            Ok::<_, PyErr>(py.import("numpy")?.getattr("ndarray")?.unbind())
+        })?;
         let kw = PyDict::new(py);
         kw.set_item("dtype", v.dtype)?;
         kw.set_item("buffer", slf)?;
@@ -465,7 +448,7 @@ impl Frame {
         kw.set_item("strides", v.strides.clone())?;
         // numpy checks the view against the buffer's length, and makes it read-only
         // as the buffer is.
-        np.getattr("ndarray")?.call((v.shape.clone(),), Some(&kw))
+        ndarray.bind(py).call((v.shape.clone(),), Some(&kw))
     }
 }
 
