@@ -76,27 +76,55 @@ mod imp {
         /// Acquires waiting for a buffer to come back (a release wakes them only
         /// then: a futex call per buffer otherwise).
         waiting: usize,
-        /// Acquires left that do not wait for the newest buffer (after a miss).
-        skip_hot: u32,
-        /// What waiting for the newest buffer needed and caught.
+        /// What waiting for the newest buffer needed, and whether it pays.
         hot: HotReuse,
     }
 
-    /// Waiting for the newest buffer, judged on what it did: how long the waits
-    /// that caught it took (the next wait lasts twice their 90th percentile, 20 to
-    /// 300 µs), and how many caught it (fewer than 8 of 32: it stops for 256
-    /// acquires, then tries again).
+    /// Waiting for the newest buffer, judged on what it did.
+    ///
+    /// - **How long** a wait may last: twice the 90th percentile of what the last
+    ///   32 waits that caught the buffer needed, 20 to 300 µs (300 µs until 8 did).
+    /// - **Whether it pays**, from the producer's own pace: the time from one
+    ///   acquire to the next (upstream writing the frame, the render, the wait
+    ///   itself). Acquires take turns in blocks of 16, waiting and not; after 4
+    ///   blocks of each, the median cycle decides: the wait stays on for the next
+    ///   1024 acquires if it made the cycle at least 2 % shorter, off otherwise (a
+    ///   tie goes to not waiting, which costs no CPU: a paced stream's cycle is its
+    ///   frame interval either way); then the turns start again. What a hot buffer
+    ///   saves depends on the machine's caches (a 3 MB frame written into the same
+    ///   buffer again or into one of two is 99 against 119 µs on one machine, 1.4
+    ///   against 1.8 ms at 4K on another) and on how soon the consumer releases:
+    ///   measured here, not assumed.
     #[derive(Default)]
     pub(super) struct HotReuse {
         /// Wait times of the last hits, µs.
         needed: VecDeque<u32>,
         /// Twice their 90th percentile, once there are 8.
         wait: Option<std::time::Duration>,
-        tries: u32,
-        hits: u32,
+        /// The previous acquire: when, and whether it waited.
+        last: Option<(std::time::Instant, bool)>,
+        /// Acquires into the current trial (0 to `2 * TRIAL_BLOCKS * BLOCK`), or
+        /// none while a decision holds.
+        trial: Option<u32>,
+        /// Cycles of the current trial, µs: with the wait, without.
+        with: Vec<u32>,
+        without: Vec<u32>,
+        /// The decision and how many acquires it still holds for.
+        on: bool,
+        holds: u32,
         pub(super) total_hits: u64,
         pub(super) total_misses: u64,
+        /// The last trial's verdict and its median cycles (µs, with and without
+        /// the wait), until the pool logs it.
+        pub(super) decided: Option<(bool, u32, u32)>,
     }
+
+    /// Acquires in a row that wait or do not, during a trial.
+    const BLOCK: u32 = 16;
+    /// Blocks of each kind in a trial.
+    const TRIAL_BLOCKS: u32 = 4;
+    /// Acquires a trial's decision holds for.
+    const DECISION_HOLDS: u32 = 1024;
 
     impl HotReuse {
         /// How long the next wait may last (worked out when a hit adds a
@@ -120,12 +148,70 @@ mod imp {
             self.wait = Some(std::time::Duration::from_micros(us));
         }
 
-        /// A wait ended, after `took`, with the newest buffer or not. Returns how
-        /// many acquires to skip waiting.
-        pub(super) fn record(&mut self, hit: bool, took: std::time::Duration) -> u32 {
-            self.tries += 1;
+        /// An acquire starts at `now`: counts the cycle the previous one began, and
+        /// says whether this one waits for the newest buffer.
+        pub(super) fn acquire(&mut self, now: std::time::Instant) -> bool {
+            if let Some((then, waited)) = self.last {
+                let us = now.saturating_duration_since(then).as_micros();
+                let us = us.min(u32::MAX as u128) as u32;
+                if self.trial.is_some() {
+                    if waited {
+                        self.with.push(us);
+                    } else {
+                        self.without.push(us);
+                    }
+                }
+            }
+            let wait = match self.trial {
+                None if self.holds > 0 => {
+                    self.holds -= 1;
+                    self.on
+                }
+                None => {
+                    self.with.clear();
+                    self.without.clear();
+                    self.trial = Some(0);
+                    true
+                }
+                Some(n) if n < 2 * TRIAL_BLOCKS * BLOCK => {
+                    self.trial = Some(n + 1);
+                    (n / BLOCK) % 2 == 0
+                }
+                Some(_) => {
+                    self.decide();
+                    self.on
+                }
+            };
+            // The first of a trial starts its turns; the answer above for it is
+            // the first block's.
+            if self.trial == Some(0) {
+                self.trial = Some(1);
+            }
+            self.last = Some((now, wait));
+            wait
+        }
+
+        /// Ends a trial: waiting stays on only if its median cycle was at least
+        /// 2 % shorter.
+        fn decide(&mut self) {
+            let median = |v: &mut Vec<u32>| {
+                v.sort_unstable();
+                v.get(v.len() / 2).copied()
+            };
+            let (w, wo) = (median(&mut self.with), median(&mut self.without));
+            let pays = match (w, wo) {
+                (Some(w), Some(wo)) => (w as u64) * 100 < (wo as u64) * 98,
+                _ => false,
+            };
+            self.decided = Some((pays, w.unwrap_or(0), wo.unwrap_or(0)));
+            self.on = pays;
+            self.holds = DECISION_HOLDS;
+            self.trial = None;
+        }
+
+        /// A wait ended, after `took`, with the newest buffer or not.
+        pub(super) fn record(&mut self, hit: bool, took: std::time::Duration) {
             if hit {
-                self.hits += 1;
                 self.total_hits += 1;
                 self.needed
                     .push_back(took.as_micros().min(u32::MAX as u128) as u32);
@@ -136,29 +222,17 @@ mod imp {
             } else {
                 self.total_misses += 1;
             }
-            let mut skip = if hit { 0 } else { HOT_REUSE_SKIP };
-            if self.tries >= 32 {
-                if self.hits < 8 {
-                    skip = HOT_REUSE_OFF;
-                }
-                self.tries = 0;
-                self.hits = 0;
-            }
-            skip
         }
     }
 
     /// Buffers of this size and more (frames that stop fitting in cache when
-    /// several cycle) are worth waiting for a moment: an acquire first gives the
+    /// several cycle) may be worth waiting for: an acquire first gives the
     /// consumers a moment (at most `HOT_REUSE_WAIT`, what [`HotReuse`] measured it
     /// needs) to release the newest returned buffer, which is then written again
-    /// while still cached (docs/plugin.md says what it was measured to save). After
-    /// a miss, the next `HOT_REUSE_SKIP` acquires do not wait; after too many,
-    /// `HOT_REUSE_OFF`.
+    /// while still cached, for as long as [`HotReuse`] finds that this makes the
+    /// producer faster.
     const HOT_REUSE_MIN: usize = 1 << 20;
     const HOT_REUSE_WAIT: std::time::Duration = std::time::Duration::from_micros(300);
-    const HOT_REUSE_SKIP: u32 = 16;
-    const HOT_REUSE_OFF: u32 = 256;
 
     /// Acquires after which buffers that waited unused throughout are let go.
     const TRIM_WINDOW: u32 = 64;
@@ -171,7 +245,6 @@ mod imp {
                 acquires: 0,
                 low: usize::MAX,
                 waiting: 0,
-                skip_hot: 0,
                 hot: HotReuse::default(),
             }
         }
@@ -290,32 +363,45 @@ mod imp {
                 drop(surplus);
                 g = self.idle.lock().unwrap();
             }
+            // One look at the newest buffer per acquire, not per pass of the loop.
+            let mut waited_hot = false;
             loop {
                 if self.flushing.load(Ordering::Acquire) {
                     return Err(gst::FlowError::Flushing);
                 }
                 // Frames too big to stay cached when several cycle: give the
                 // consumer a moment to release the newest (it is usually at it),
-                // so that the same hot memory is written again. A consumer that
-                // keeps buffers longer (a queue downstream) makes the wait miss:
-                // then it is skipped for a while.
-                if g.skip_hot > 0 {
-                    g.skip_hot -= 1;
-                } else if self.size.load(Ordering::Relaxed) >= HOT_REUSE_MIN {
-                    if let Some((_, newest)) = g.queue.back() {
-                        let newest = newest.clone();
-                        let wait = g.hot.wait();
-                        drop(g);
-                        let start = std::time::Instant::now();
-                        let mut ok = rearm(&newest);
-                        while !ok && start.elapsed() < wait {
-                            for _ in 0..256 {
-                                std::hint::spin_loop();
+                // so that the same hot memory is written again, while that is
+                // measured to make the producer faster (a consumer that keeps
+                // buffers longer, a queue downstream, makes every wait miss).
+                if !waited_hot && self.size.load(Ordering::Relaxed) >= HOT_REUSE_MIN {
+                    waited_hot = true;
+                    let start = std::time::Instant::now();
+                    if g.hot.acquire(start) {
+                        if let Some((_, newest)) = g.queue.back() {
+                            let newest = newest.clone();
+                            let wait = g.hot.wait();
+                            drop(g);
+                            let mut ok = rearm(&newest);
+                            while !ok && start.elapsed() < wait {
+                                for _ in 0..256 {
+                                    std::hint::spin_loop();
+                                }
+                                ok = rearm(&newest);
                             }
-                            ok = rearm(&newest);
+                            g = self.idle.lock().unwrap();
+                            g.hot.record(ok, start.elapsed());
                         }
-                        g = self.idle.lock().unwrap();
-                        g.skip_hot = g.hot.record(ok, start.elapsed());
+                    }
+                    if let Some((pays, with, without)) = g.hot.decided.take() {
+                        gst::debug!(
+                            super::super::imp::CAT,
+                            "waiting for the newest buffer {}: median cycle {with} µs with, \
+                             {without} µs without ({} hits, {} misses so far)",
+                            if pays { "pays" } else { "does not pay" },
+                            g.hot.total_hits,
+                            g.hot.total_misses
+                        );
                     }
                 }
                 // The newest first: its memory is the likeliest still in cache
@@ -473,15 +559,15 @@ impl SlotPool {
 #[cfg(test)]
 mod tests {
     use super::imp::HotReuse;
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     #[test]
-    fn the_hot_buffer_wait_follows_what_it_needed_and_stops_when_it_misses() {
+    fn the_hot_buffer_wait_follows_what_it_needed() {
         let mut h = HotReuse::default();
         assert_eq!(h.wait(), Duration::from_micros(300), "until measured");
         // Hits after 30 µs: the wait becomes twice their 90th percentile.
         for _ in 0..16 {
-            assert_eq!(h.record(true, Duration::from_micros(30)), 0);
+            h.record(true, Duration::from_micros(30));
         }
         assert_eq!(h.wait(), Duration::from_micros(60));
         // Instant hits: never below 20 µs.
@@ -489,14 +575,72 @@ mod tests {
             h.record(true, Duration::ZERO);
         }
         assert_eq!(h.wait(), Duration::from_micros(20));
-        // A miss skips 16 acquires; 32 tries with fewer than 8 hits, 256.
-        let mut h = HotReuse::default();
-        let mut skips = Vec::new();
-        for i in 0..32 {
-            skips.push(h.record(i < 7, Duration::from_micros(20)));
+        h.record(false, Duration::from_micros(20));
+        assert_eq!((h.total_hits, h.total_misses), (48, 1));
+    }
+
+    /// Runs `n` acquires of a producer whose frame takes `with` after an acquire
+    /// that waited and `without` after one that did not; returns how many waited.
+    fn run(h: &mut HotReuse, t: &mut Instant, n: u32, with: u64, without: u64) -> u32 {
+        let mut waited = 0;
+        for _ in 0..n {
+            let w = h.acquire(*t);
+            waited += w as u32;
+            *t += Duration::from_micros(if w { with } else { without });
         }
-        assert_eq!(skips[10], 16);
-        assert_eq!(*skips.last().unwrap(), 256);
-        assert_eq!((h.total_hits, h.total_misses), (7, 25));
+        waited
+    }
+
+    #[test]
+    fn the_hot_buffer_wait_stays_on_only_where_it_makes_the_producer_faster() {
+        // Faster with the wait (a 4K frame written into cached memory): a trial of
+        // 64 acquires each way, then on for 1024, then a new trial.
+        let mut h = HotReuse::default();
+        let mut t = Instant::now();
+        assert_eq!(
+            run(&mut h, &mut t, 128, 650, 850),
+            64,
+            "the trial takes turns"
+        );
+        assert_eq!(run(&mut h, &mut t, 1025, 650, 850), 1025, "kept on");
+        assert_eq!(h.decided.take().map(|d| d.0), Some(true));
+        assert_eq!(
+            run(&mut h, &mut t, 16, 650, 850),
+            16,
+            "a new trial opens waiting"
+        );
+        assert_eq!(
+            run(&mut h, &mut t, 16, 650, 850),
+            0,
+            "then its block without"
+        );
+
+        // Slower with it (the consumer releases late, the wait only delays).
+        let mut h = HotReuse::default();
+        let mut t = Instant::now();
+        run(&mut h, &mut t, 128, 140, 100);
+        assert_eq!(run(&mut h, &mut t, 1025, 140, 100), 0, "off");
+        assert_eq!(h.decided, Some((false, 140, 100)));
+
+        // No difference (a paced stream: every cycle is the frame interval), or
+        // under 2 %: off, since waiting costs CPU.
+        for (with, without) in [(33_333, 33_333), (990, 1000)] {
+            let mut h = HotReuse::default();
+            let mut t = Instant::now();
+            run(&mut h, &mut t, 128, with, without);
+            assert_eq!(
+                run(&mut h, &mut t, 1025, with, without),
+                0,
+                "{with} vs {without}"
+            );
+        }
+
+        // One long pause (a flush, a paused pipeline) in a trial does not decide it.
+        let mut h = HotReuse::default();
+        let mut t = Instant::now();
+        run(&mut h, &mut t, 40, 650, 850);
+        t += Duration::from_secs(5);
+        run(&mut h, &mut t, 88, 650, 850);
+        assert_eq!(run(&mut h, &mut t, 1025, 650, 850), 1025);
     }
 }

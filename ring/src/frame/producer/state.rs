@@ -217,7 +217,8 @@ impl State {
 
     /// What keeps consumer `i` from taking a frame now: a full frame ring, its full
     /// share of slots, messages its socket has not taken yet, or nothing. An error
-    /// is the reason to cut it off.
+    /// is the reason to cut it off. Its releases must have been drained under this
+    /// hold of the lock ([`State::drain_releases`]), as `publish` does first.
     pub(super) fn congestion(
         &mut self,
         inner: &Inner,
@@ -225,14 +226,17 @@ impl State {
     ) -> std::result::Result<Congestion, String> {
         let id = self.conns[i].id;
         let fault = |e: Error| format!("consumer {id}: {e}");
-        self.drain_one(i).map_err(fault)?;
+        // Its releases were drained at the start of this pass, under this same
+        // hold of the lock (`drain_releases`): draining again would only read the
+        // release ring's shared head once more, a cache line the consumer's CPU
+        // writes.
         let socket_full = !self.flush(i);
         if let Some(reason) = self.conns[i].doomed.take() {
             return Err(reason);
         }
         let held = self.ledger.held_by(id);
         Ok(Congestion {
-            ring_full: self.conns[i].frames.room().map_err(fault)? == 0,
+            ring_full: !self.conns[i].frames.has_room().map_err(fault)?,
             share_full: held >= self.share(inner),
             socket_full,
         })

@@ -190,12 +190,23 @@ impl<T: Pod> Sender<T> {
         }
     }
 
+    /// Whether one element fits now. Reads the shared tail (and validates it) only
+    /// when the cached one says the ring is full: a stream with room costs no load
+    /// of the cache line the receiver writes.
+    pub fn has_room(&mut self) -> Result<bool> {
+        self.end.check()?;
+        match self.idx.free(&self.end, 1) {
+            Ok(f) => Ok(f > 0),
+            Err(e) => self.end.fail(e),
+        }
+    }
+
     /// For a wait on several rings at once: says "the sender waits for room", then
     /// re-checks. Returns true if there is room already. Call [`Sender::disarm`]
     /// after the wait, whatever it returned.
     pub(crate) fn arm(&mut self) -> Result<bool> {
         index::announce_wait(&self.end, Word::ProducerWaiting);
-        Ok(self.room()? > 0)
+        self.has_room()
     }
 
     /// Ends a wait begun with [`Sender::arm`].
