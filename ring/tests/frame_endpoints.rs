@@ -292,7 +292,7 @@ fn small_frames_get_a_bigger_arena_and_a_consumer_a_bigger_share() {
     assert_eq!(cfg.slots_for(100), 64);
     assert_eq!(cfg.slots_for(1 << 20), 8);
     let p = Producer::bind(sock_path("small-arena"), cfg).unwrap();
-    let c = connect(&p);
+    let mut c = connect(&p);
     wait_consumers(&p, 1);
     // The consumer does not read: publishing stops at its share, 32 of 64.
     let mut sent = 0;
@@ -302,5 +302,14 @@ fn small_frames_get_a_bigger_arena_and_a_consumer_a_bigger_share() {
         assert!(sent <= 32, "more than its share went out");
     }
     assert_eq!(p.stats().free_slots, 64 - 32);
+    // It takes all 32 and lets them go at once, while the producer publishes
+    // nothing: its release ring holds them all, so the producer gets every slot
+    // back at its next look (a ring sized by the 8 of `slots` held 16, and the
+    // other 16 waited in the consumer until it released again).
+    let frames: Vec<_> = (0..32).map(|_| expect_frame(&mut c)).collect();
+    drop(frames);
+    let st = p.stats();
+    assert_eq!(st.consumers[0].held, 0);
+    assert_eq!(st.free_slots, 64);
     drop(c);
 }

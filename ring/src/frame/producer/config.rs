@@ -146,7 +146,16 @@ impl ProducerConfig {
         self.slots.max(fit)
     }
 
+    /// Capacity of each consumer's release ring: twice the most slots an arena can
+    /// have (the smallest frames' arena, see [`ProducerConfig::small_frames_arena`];
+    /// twice, for an arena being retired beside the current one). A consumer can
+    /// then release everything it may hold without the ring filling, which its
+    /// `Releaser` counts on. Sized by `slots` alone, it had 16 entries against
+    /// arenas of 64 slots for small frames (audio with `shmringsink slots=0`): a
+    /// consumer that released a burst while the producer was off its CPU kept the
+    /// rest in its backlog until its next release, and the producer counted those
+    /// slots as held meanwhile.
     pub(super) fn release_ring(&self) -> u32 {
-        (self.slots * 2).next_power_of_two().max(16)
+        (self.slots_for(1) * 2).next_power_of_two().max(16)
     }
 }
