@@ -103,7 +103,7 @@ mod imp {
         wait: Option<std::time::Duration>,
         /// The previous acquire: when, and whether it waited.
         last: Option<(std::time::Instant, bool)>,
-        /// Acquires into the current trial (0 to `2 * TRIAL_BLOCKS * BLOCK`), or
+        /// Acquires into the current trial (1 to `2 * TRIAL_BLOCKS * BLOCK`), or
         /// none while a decision holds.
         trial: Option<u32>,
         /// Cycles of the current trial, µs: with the wait, without.
@@ -167,10 +167,11 @@ mod imp {
                     self.holds -= 1;
                     self.on
                 }
+                // A trial opens with its first block, which waits.
                 None => {
                     self.with.clear();
                     self.without.clear();
-                    self.trial = Some(0);
+                    self.trial = Some(1);
                     true
                 }
                 Some(n) if n < 2 * TRIAL_BLOCKS * BLOCK => {
@@ -182,11 +183,6 @@ mod imp {
                     self.on
                 }
             };
-            // The first of a trial starts its turns; the answer above for it is
-            // the first block's.
-            if self.trial == Some(0) {
-                self.trial = Some(1);
-            }
             self.last = Some((now, wait));
             wait
         }

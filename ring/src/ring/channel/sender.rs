@@ -183,20 +183,23 @@ impl<T: Pod> Sender<T> {
 
     /// Free elements right now (reads the shared tail; validates it).
     pub fn room(&mut self) -> Result<usize> {
-        self.end.check()?;
-        match self.idx.free(&self.end, self.end.hdr.capacity) {
-            Ok(f) => Ok(f as usize),
-            Err(e) => self.end.fail(e),
-        }
+        let cap = self.end.hdr.capacity;
+        Ok(self.free(cap)? as usize)
     }
 
     /// Whether one element fits now. Reads the shared tail (and validates it) only
     /// when the cached one says the ring is full: a stream with room costs no load
     /// of the cache line the receiver writes.
     pub fn has_room(&mut self) -> Result<bool> {
+        Ok(self.free(1)? > 0)
+    }
+
+    /// Free elements, reading the shared tail only if the cache shows fewer than
+    /// `want`; a peer fault found there breaks the endpoint.
+    fn free(&mut self, want: u32) -> Result<u32> {
         self.end.check()?;
-        match self.idx.free(&self.end, 1) {
-            Ok(f) => Ok(f > 0),
+        match self.idx.free(&self.end, want) {
+            Ok(f) => Ok(f),
             Err(e) => self.end.fail(e),
         }
     }
