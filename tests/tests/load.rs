@@ -53,7 +53,7 @@ fn eight_consumers_on_one_1080p_producer_get_every_frame() {
     // schedule makes the live producer wait, never lose it (this is about load, not
     // about timing).
     let pipeline = gst::parse::launch(&format!(
-        "videotestsrc is-live=true num-buffers={FRAMES} pattern=ball ! video/x-raw,format=I420,width=1920,height=1080,framerate=30/1 ! shmringsink name=s socket-path={path} max-consumers={CONSUMERS} block-timeout=60000"
+        "videotestsrc is-live=true num-buffers={FRAMES} pattern=ball ! video/x-raw,format=I420,width=1920,height=1080,framerate=30/1 ! shmringsink name=s socket-path={path} max-consumers={CONSUMERS} on-slow-consumer=block block-timeout=60000"
     ))
     .unwrap();
     let sink = pipeline

@@ -29,7 +29,6 @@ pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 #[repr(i32)]
 #[enum_type(name = "GstShmringSlowConsumer")]
 pub(super) enum SlowConsumer {
-    #[default]
     #[enum_value(
         name = "Block up to block-timeout, then disconnect the consumer",
         nick = "block"
@@ -37,6 +36,15 @@ pub(super) enum SlowConsumer {
     Block = 0,
     #[enum_value(name = "Drop frames for that consumer only", nick = "drop")]
     Drop = 1,
+    /// A live stream goes on at its own pace: no consumer may hold it up for the
+    /// others. A stream that is not live waits for its slowest consumer, as a
+    /// `tee` does in one process.
+    #[default]
+    #[enum_value(
+        name = "Drop for live streams (no consumer holds up the others), block for others",
+        nick = "auto"
+    )]
+    Auto = 2,
 }
 
 // Defaults: the frame channel's own.
@@ -96,7 +104,7 @@ impl Default for Settings {
             allowed_uids: String::new(),
             max_consumers: DEFAULT_MAX_CONSUMERS,
             slots: DEFAULT_SLOTS,
-            on_slow: SlowConsumer::Block,
+            on_slow: SlowConsumer::Auto,
             block_timeout: DEFAULT_BLOCK_TIMEOUT,
             spin_time: DEFAULT_SPIN_TIME,
             wait_for_connection: false,
@@ -136,11 +144,6 @@ pub(super) struct State {
     pub(super) tags_then_data: bool,
     /// The tag of the last meta list sent (1..=65535, wrapping).
     pub(super) metas_tag: u16,
-    /// The producer's notes generation last checked against the caps.
-    pub(super) notes_seen: u64,
-    /// Since when buffers are held back, until upstream negotiates again (at most
-    /// `RENEGOTIATION_WAIT`).
-    pub(super) renegotiating: Option<std::time::Instant>,
 }
 
 /// The element's private state.
@@ -149,6 +152,8 @@ pub struct Sink {
     pub(super) settings: Mutex<Settings>,
     pub(super) state: Mutex<Option<State>>,
     pub(super) counters: Mutex<Counters>,
+    /// What the consumers want and what upstream was asked (see `negotiation`).
+    pub(super) negotiation: Mutex<super::negotiation::Negotiation>,
     /// Interrupts a blocked render (unlock); cloned out of the producer at start.
     pub(super) waker: Mutex<Option<shmring::Waker>>,
     /// The buffer being rendered is one of a buffer list with more to follow.
@@ -254,7 +259,7 @@ impl ObjectImpl for Sink {
                     .build(),
                 glib::ParamSpecEnum::builder::<SlowConsumer>("on-slow-consumer")
                     .nick("On slow consumer")
-                    .blurb("What to do when a consumer cannot take the next buffer")
+                    .blurb("What to do when a consumer cannot take the next buffer: block (wait up to block-timeout, then disconnect it), drop (skip buffers for that consumer alone), or auto (drop when upstream is live, so that no consumer holds up the others; block otherwise, as a tee does)")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("block-timeout")
@@ -377,6 +382,7 @@ impl ElementImpl for Sink {
 impl BaseSinkImpl for Sink {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let s = self.settings.lock().unwrap().clone();
+        *self.negotiation.lock().unwrap() = Default::default();
         let path = match (&s.socket_path, &s.producer_name) {
             (Some(_), Some(_)) => {
                 return Err(gst::error_msg!(
@@ -407,8 +413,9 @@ impl BaseSinkImpl for Sink {
             },
             small_frames_arena: if s.slots == 0 { SMALL_FRAMES_ARENA } else { 0 },
             max_consumers: s.max_consumers as usize,
+            // auto: blocking until upstream says it is live (see tell_latency).
             policy: match s.on_slow {
-                SlowConsumer::Block => Policy::Block,
+                SlowConsumer::Block | SlowConsumer::Auto => Policy::Block,
                 SlowConsumer::Drop => Policy::Drop,
             },
             block_timeout: s.block_timeout,
@@ -457,8 +464,6 @@ impl BaseSinkImpl for Sink {
             tag_keys: 0,
             tags_then_data: false,
             metas_tag: 0,
-            notes_seen: 0,
-            renegotiating: None,
         });
         Ok(())
     }
@@ -494,10 +499,11 @@ impl BaseSinkImpl for Sink {
         Ok(())
     }
 
-    /// What upstream may send: of what it can make (the query's filter), what
-    /// every consumer accepts, if that is anything; otherwise all it can make (a
-    /// consumer steers the choice, it never makes the producer's negotiation
-    /// fail, e.g. for a decoder whose only format no consumer takes).
+    /// What upstream may send: of what it can make (the query's filter), what the
+    /// consumers accept as `negotiation` rules it, if that is anything; otherwise
+    /// all it can make (a consumer steers the choice, it never makes the
+    /// producer's negotiation fail, e.g. for a decoder whose only format no
+    /// consumer takes).
     fn caps(&self, filter: Option<&gst::Caps>) -> Option<gst::Caps> {
         let template = self.obj().sink_pad().pad_template_caps();
         let Some(filter) = filter else {
@@ -505,7 +511,7 @@ impl BaseSinkImpl for Sink {
         };
         self.await_first_consumer();
         let all = filter.intersect_with_mode(&template, gst::CapsIntersectMode::First);
-        if let Some(theirs) = self.consumers_accept() {
+        if let Some(theirs) = self.narrowed(&all) {
             let wanted = all.intersect_with_mode(&theirs, gst::CapsIntersectMode::First);
             if !wanted.is_empty() {
                 return Some(wanted);
@@ -521,14 +527,17 @@ impl BaseSinkImpl for Sink {
 
     fn set_caps(&self, caps: &gst::Caps) -> Result<(), gst::LoggableError> {
         gst::debug!(CAT, imp = self, "caps {caps}");
+        // Upstream negotiated (again): what it chose goes (consumers it does not
+        // suit are refused, never asked for again).
+        self.negotiation
+            .lock()
+            .unwrap()
+            .caps_set(std::time::Instant::now());
         if let Some(st) = self.state.lock().unwrap().as_mut() {
             st.planar = gst_audio::AudioInfo::from_caps(caps)
                 .ok()
                 .filter(|i| i.layout() == gst_audio::AudioLayout::NonInterleaved);
             st.latency = None;
-            // Upstream negotiated (again): what it chose goes, taken by consumers
-            // or not (asking again would only loop).
-            st.renegotiating = None;
             // What a probe (the device provider) is told: these caps, or nothing
             // where they do not fit a description.
             let text = caps.to_string();

@@ -1,6 +1,7 @@
 //! `shmringsink`: serves buffers to any number of `shmringsrc`s over the frame channel.
 //!
-//! `imp` holds the element (settings, state, the GStreamer trait impls), `publish`
+//! `imp` holds the element (settings, state, the GStreamer trait impls), `negotiation`
+//! whose word may change the stream's caps, `publish`
 //! what it sends (buffer metadata, side messages, planar audio), `pool` the buffer
 //! pool of shared slots it offers upstream.
 
@@ -8,6 +9,7 @@ use gst::glib;
 use gst::prelude::*;
 
 mod imp;
+mod negotiation;
 pub(crate) mod pool;
 mod publish;
 

@@ -2,6 +2,7 @@
 //! planar audio packing, the upstream latency.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use gst::glib;
 use gst::prelude::*;
@@ -13,9 +14,9 @@ use crate::meta::{self, BufferMeta, Side, VideoLayout, ct};
 use crate::metas;
 
 use super::imp::*;
-
-/// How long buffers are held back while upstream negotiates again for a consumer.
-const RENEGOTIATION_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+use super::negotiation::{
+    self, Asked, DECIDE_EVERY, Late, RENEGOTIATE_EVERY, RENEGOTIATION_WAIT, Wish,
+};
 
 impl Sink {
     /// The running producer, if started.
@@ -129,36 +130,6 @@ impl Sink {
         tag
     }
 
-    /// What every connected consumer's downstream accepts (from their notes), if
-    /// any said; `None` when none did, or when what they say has nothing in common
-    /// (a consumer cannot make the producer's negotiation fail: its word is then
-    /// ignored, and logged).
-    pub(super) fn consumers_accept(&self) -> Option<gst::Caps> {
-        let producer = self.producer()?;
-        let mut all: Option<gst::Caps> = None;
-        for (id, note) in producer.notes() {
-            let Some(caps) = accepts_of(&note) else {
-                gst::warning!(CAT, imp = self, "consumer {id} sent a note that is no caps");
-                continue;
-            };
-            all = Some(match all {
-                None => caps,
-                Some(a) => a.intersect(&caps),
-            });
-        }
-        match all {
-            Some(c) if c.is_empty() => {
-                gst::warning!(
-                    CAT,
-                    imp = self,
-                    "the consumers accept no format in common: their caps are not used"
-                );
-                None
-            }
-            other => other,
-        }
-    }
-
     /// With `wait-for-connection`, upstream's first negotiation waits for the first
     /// consumer and (at most 500 ms) for what its downstream accepts, so the
     /// stream starts in caps it takes instead of being negotiated again after its
@@ -191,80 +162,125 @@ impl Sink {
         }
     }
 
-    /// Checks, when consumers came, went or changed their minds, that they take the
-    /// current caps; if one does not, renegotiates upstream (returns false while the
-    /// buffers are in caps some consumer cannot take) or refuses that consumer.
+    /// Every consumer's wish, in join order, and the last renegotiation asked.
+    fn wishes(&self, producer: &Producer) -> (Vec<Wish>, Asked) {
+        let notes = producer.notes();
+        let mut n = self.negotiation.lock().unwrap();
+        let wishes = n.wishes(notes, |id| {
+            gst::info!(
+                CAT,
+                imp = self,
+                "consumer {id} sent a note that says no caps: it is taken to accept any"
+            );
+        });
+        (wishes, n.asked.clone())
+    }
+
+    /// What upstream's caps queries are narrowed to: what every consumer that
+    /// takes the current caps accepts (before the first caps: what all accept,
+    /// earlier consumers first), and, while upstream negotiates again at the
+    /// sink's request, the wishes it was asked for. `None`: not narrowed.
+    pub(super) fn narrowed(&self, upstream: &gst::Caps) -> Option<gst::Caps> {
+        let producer = self.producer()?;
+        let (wishes, asked) = self.wishes(&producer);
+        let current = self.obj().sink_pad().current_caps();
+        let late = self.late();
+        let v = negotiation::decide(
+            current.as_ref(),
+            &wishes,
+            |c| upstream.can_intersect(c),
+            false,
+            &asked,
+            Instant::now(),
+            late,
+        );
+        v.narrow
+    }
+
+    fn late(&self) -> Late {
+        match self.settings.lock().unwrap().late_caps {
+            LateConsumerCaps::Renegotiate => Late::Renegotiate,
+            LateConsumerCaps::Refuse => Late::Refuse,
+        }
+    }
+
+    /// Looks at the consumers when one came, went or changed its mind (at most
+    /// every `DECIDE_EVERY`), and acts on [`negotiation::decide`]: disconnects
+    /// the consumers nothing can serve, asks upstream to negotiate again for the
+    /// others (at most every `RENEGOTIATE_EVERY`). Returns false while buffers
+    /// are to be held back: upstream negotiates again and no consumer takes the
+    /// current caps.
     pub(super) fn caps_for_consumers(&self) -> bool {
         let Some(producer) = self.producer() else {
             return true;
         };
+        let now = Instant::now();
         let generation = producer.notes_generation();
-        let (changed, renegotiating) = match self.state.lock().unwrap().as_mut() {
-            Some(st) => (
-                std::mem::replace(&mut st.notes_seen, generation) != generation,
-                st.renegotiating,
-            ),
-            None => return true,
-        };
-        if let Some(since) = renegotiating {
-            // Upstream had its chance: new caps came (set_caps ends the wait) or
-            // it kept its own. Either way, buffers go again.
-            if since.elapsed() >= RENEGOTIATION_WAIT {
-                gst::info!(
-                    CAT,
-                    imp = self,
-                    "upstream did not negotiate again; sending on"
-                );
-                if let Some(st) = self.state.lock().unwrap().as_mut() {
-                    st.renegotiating = None;
-                }
-                return true;
-            }
-            if !changed {
-                return false;
+        {
+            let n = self.negotiation.lock().unwrap();
+            let news = generation != n.seen || n.recheck.is_some_and(|t| now >= t);
+            let due = news
+                && n.looked
+                    .is_none_or(|t| now.duration_since(t) >= DECIDE_EVERY);
+            if !due {
+                return n.served || !n.asked.in_flight(now);
             }
         }
-        if !changed {
-            return true;
-        }
-        let Some(current) = self.obj().sink_pad().current_caps() else {
+        let obj = self.obj();
+        let pad = obj.sink_pad();
+        let Some(current) = pad.current_caps() else {
             return true;
         };
-        let policy = self.settings.lock().unwrap().late_caps;
-        let mut ok = true;
-        if policy == super::imp::LateConsumerCaps::Refuse {
-            for (id, note) in producer.notes() {
-                if let Some(caps) = accepts_of(&note) {
-                    if !caps.can_intersect(&current) {
-                        let reason = format!(
-                            "its downstream accepts {caps}, the stream is {current} (late-consumer-caps=refuse)"
-                        );
-                        gst::info!(CAT, imp = self, "refusing consumer {id}: {reason}");
-                        producer.disconnect(id, &reason);
-                    }
-                }
-            }
-        } else if let Some(theirs) = self.consumers_accept() {
-            ok = theirs.can_intersect(&current);
-            if !ok && renegotiating.is_none() {
-                gst::info!(
-                    CAT,
-                    imp = self,
-                    "consumers accept {theirs}, the stream is {current}: renegotiating upstream"
-                );
-                self.obj()
-                    .sink_pad()
-                    .push_event(gst::event::Reconfigure::new());
-            }
+        let (wishes, asked) = self.wishes(&producer);
+        let may_ask = asked.may_ask(now);
+        let v = negotiation::decide(
+            Some(&current),
+            &wishes,
+            |c| !pad.peer_query_caps(Some(c)).is_empty(),
+            may_ask,
+            &asked,
+            now,
+            self.late(),
+        );
+        for (id, reason) in &v.refused {
+            gst::info!(CAT, imp = self, "refusing consumer {id}: {reason}");
+            producer.disconnect(*id, reason);
         }
-        if let Some(st) = self.state.lock().unwrap().as_mut() {
-            st.renegotiating = match (ok, renegotiating) {
-                (true, _) => None,
-                (false, Some(t)) => Some(t),
-                (false, None) => Some(std::time::Instant::now()),
+        let ask = may_ask && !v.waiting.is_empty();
+        let mut n = self.negotiation.lock().unwrap();
+        n.seen = generation;
+        n.looked = Some(now);
+        n.served = v.served;
+        if ask {
+            let ids: Vec<u32> = v.waiting.iter().map(|w| w.id).collect();
+            n.asked = Asked {
+                at: Some(now),
+                wishes: v.waiting,
+                answered: false,
             };
+            gst::info!(
+                CAT,
+                imp = self,
+                "consumers {ids:?} wait for caps in {:?}, which every consumer streaming takes: renegotiating upstream",
+                v.narrow.as_ref().map(|c| c.to_string())
+            );
         }
-        ok
+        // Look again when upstream's time to answer runs out, or when a waiting
+        // wish may be asked for.
+        let at = n.asked.at;
+        n.recheck = if n.asked.in_flight(now) {
+            at.map(|t| t + RENEGOTIATION_WAIT)
+        } else if v.deferred {
+            at.map(|t| t + RENEGOTIATE_EVERY)
+        } else {
+            None
+        };
+        let flows = n.served || !n.asked.in_flight(now);
+        drop(n);
+        if ask {
+            pad.push_event(gst::event::Reconfigure::new());
+        }
+        flows
     }
 
     pub(super) fn stats(&self) -> gst::Structure {
@@ -399,6 +415,7 @@ impl Sink {
             return;
         }
         let (live, min, max) = q.result();
+        self.follow_liveness(live);
         let l = (live, min.nseconds(), ct(max));
         let changed = match self.state.lock().unwrap().as_mut() {
             Some(st) => st.latency.replace(l) != Some(l),
@@ -412,6 +429,29 @@ impl Sink {
                 max: l.2,
             };
             self.side(&side, meta::key::LATENCY);
+        }
+    }
+}
+
+impl Sink {
+    /// With `on-slow-consumer=auto`: a live stream drops buffers for a consumer
+    /// that cannot take them (no consumer holds the others up), one that is not
+    /// live waits for it.
+    fn follow_liveness(&self, live: bool) {
+        if self.settings.lock().unwrap().on_slow != SlowConsumer::Auto {
+            return;
+        }
+        let Some(producer) = self.producer() else {
+            return;
+        };
+        let policy = if live {
+            shmring::frame::Policy::Drop
+        } else {
+            shmring::frame::Policy::Block
+        };
+        if producer.default_policy() != policy {
+            gst::debug!(CAT, imp = self, "live: {live}; slow consumers: {policy:?}");
+            producer.set_default_policy(policy);
         }
     }
 }
@@ -451,17 +491,4 @@ pub(super) fn audio_planes(
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Some)
-}
-
-/// The caps a consumer's note says its downstream accepts (`caps:` then caps text);
-/// `None` for anything else (a note is a peer's word: unparsable, ANY or empty caps
-/// say nothing).
-pub(crate) fn accepts_of(note: &[u8]) -> Option<gst::Caps> {
-    let text = std::str::from_utf8(note.strip_prefix(b"caps:")?).ok()?;
-    if text.contains('\0') {
-        return None;
-    }
-    let caps = std::str::FromStr::from_str(text).ok()?;
-    let caps: gst::Caps = caps;
-    (!caps.is_any() && !caps.is_empty()).then_some(caps)
 }

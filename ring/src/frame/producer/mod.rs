@@ -94,6 +94,7 @@ impl Producer {
     }
 
     fn start(cfg: ProducerConfig, listener: Option<SeqpacketListener>) -> Result<Producer> {
+        let policy = cfg.policy;
         let inner = Arc::new(Inner {
             cfg,
             state: Mutex::new(State {
@@ -112,6 +113,7 @@ impl Producer {
                 stats: ProducerStats::default(),
                 spin_judge: SpinJudge::default(),
                 notes_generation: 0,
+                policy,
                 description: Vec::new(),
             }),
             changed: Condvar::new(),
@@ -200,6 +202,21 @@ impl Producer {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
+    }
+
+    /// Sets the policy of every consumer, connected now or joining later (until
+    /// changed again; [`Producer::set_policy`] still sets one consumer's).
+    pub fn set_default_policy(&self, policy: Policy) {
+        let mut st = self.inner.lock();
+        st.policy = policy;
+        for c in st.conns.iter_mut() {
+            c.policy = policy;
+        }
+    }
+
+    /// The policy consumers get when they join.
+    pub fn default_policy(&self) -> Policy {
+        self.inner.lock().policy
     }
 
     /// Sets the policy of consumer `id`. False if there is no such consumer.

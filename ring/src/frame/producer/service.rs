@@ -6,6 +6,66 @@ use super::*;
 /// How many connections may wait for their hello at once.
 pub(super) const MAX_PENDING: usize = 128;
 
+/// Socket messages a consumer may send at once, and then per second: the service
+/// thread reads no more of its socket (which it fills for itself), so however
+/// fast a consumer talks (notes, in the main), it costs the producer a bounded
+/// amount of work, and the consumers beside it nothing. An honest consumer says
+/// hello, a note when its downstream changes and goodbye.
+pub(super) const MESSAGE_BURST: u32 = 32;
+pub(super) const MESSAGES_PER_SECOND: u32 = 32;
+/// Connections accepted at once, and then per second: beyond them, connections
+/// wait in the listener's backlog (and connecting peers retry), so a flood of
+/// connections, probes or consumers that are cut off and come back at once costs
+/// the producer a bounded amount of work. A device monitor probes once a second;
+/// a reconnecting consumer backs off.
+pub(super) const ACCEPT_BURST: u32 = 32;
+pub(super) const ACCEPTS_PER_SECOND: u32 = 50;
+
+/// A budget of things done per second (a token bucket).
+pub(super) struct Budget {
+    tokens: u32,
+    burst: u32,
+    each: Duration,
+    /// When the tokens were last counted.
+    at: Instant,
+}
+
+impl Budget {
+    pub(super) fn new(now: Instant, burst: u32, per_second: u32) -> Budget {
+        Budget {
+            tokens: burst,
+            burst,
+            each: Duration::from_nanos(1_000_000_000 / u64::from(per_second.max(1))),
+            at: now,
+        }
+    }
+
+    /// A consumer's budget of socket messages.
+    pub(super) fn messages(now: Instant) -> Budget {
+        Budget::new(now, MESSAGE_BURST, MESSAGES_PER_SECOND)
+    }
+
+    /// `None` when there is something to spend now; otherwise when there will be.
+    pub(super) fn refill(&mut self, now: Instant) -> Option<Instant> {
+        let earned = now.saturating_duration_since(self.at).as_nanos() / self.each.as_nanos();
+        let earned = earned.min(u128::from(self.burst)) as u32;
+        if earned > 0 {
+            self.tokens = (self.tokens + earned).min(self.burst);
+            self.at = if self.tokens == self.burst {
+                now
+            } else {
+                self.at + self.each * earned
+            };
+        }
+        (self.tokens == 0).then(|| self.at + self.each)
+    }
+
+    /// Spends one (when there is none, nothing: the caller had a reason).
+    pub(super) fn spend(&mut self) {
+        self.tokens = self.tokens.saturating_sub(1);
+    }
+}
+
 /// Takes out the pending connection that has waited longest.
 pub(super) fn take_oldest(pending: &mut Vec<Pending>) -> Option<Pending> {
     let k = (0..pending.len()).min_by_key(|&k| pending[k].deadline)?;
@@ -53,38 +113,73 @@ pub(super) struct Pending {
 pub(super) fn service(inner: Arc<Inner>, listener: Option<SeqpacketListener>) {
     let mut pending: Vec<Pending> = Vec::new();
     let mut next_lease_check = Instant::now();
+    let mut accepts = Budget::new(Instant::now(), ACCEPT_BURST, ACCEPTS_PER_SECOND);
     while !inner.stop.load(Ordering::SeqCst) {
         let now = Instant::now();
-        for sock in inner
+        // Connections the application hands over (a socket pair's end, a broker's
+        // fd) count against the same budget as those accepted: the rest wait.
+        let handed: Vec<OwnedFd> = {
+            let mut incoming = inner.incoming.lock().unwrap_or_else(|e| e.into_inner());
+            let mut n = 0;
+            while n < incoming.len() && accepts.refill(now).is_none() {
+                accepts.spend();
+                n += 1;
+            }
+            incoming.drain(..n).collect()
+        };
+        let handed_later = !inner
             .incoming
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-        {
+            .is_empty();
+        for sock in handed {
             admit(&inner, &mut pending, sock);
         }
-        // Consumers with messages waiting are polled for room in their socket too.
-        let snapshot: Vec<(ConsumerId, Arc<OwnedFd>, bool)> = {
+        // Consumers with messages waiting are polled for room in their socket too;
+        // those that spent their budget are not read until it refills (a hang-up
+        // is still seen).
+        let mut refills: Option<Instant> = None;
+        let snapshot: Vec<(ConsumerId, Arc<OwnedFd>, bool, bool)> = {
             let mut st = inner.lock();
             st.cut_off_doomed(&inner);
             st.conns
-                .iter()
-                .map(|c| (c.id, c.sock.clone(), !c.outbox.is_empty()))
+                .iter_mut()
+                .map(|c| {
+                    let wait = c.budget.refill(now);
+                    if let Some(t) = wait {
+                        refills = Some(refills.map_or(t, |r| r.min(t)));
+                    }
+                    (c.id, c.sock.clone(), !c.outbox.is_empty(), wait.is_none())
+                })
                 .collect()
         };
         let mut fds = vec![pollfd(inner.svc.as_fd(), libc::POLLIN)];
+        // Out of accepts: the listener is not polled until the budget refills.
+        let accept_again = accepts.refill(now);
+        if let Some(r) = accept_again.filter(|_| listener.is_some() || handed_later) {
+            refills = Some(refills.map_or(r, |t| t.min(r)));
+        }
         if let Some(l) = &listener {
-            fds.push(pollfd(l.as_fd(), libc::POLLIN));
+            let events = if accept_again.is_none() {
+                libc::POLLIN
+            } else {
+                0
+            };
+            fds.push(pollfd(l.as_fd(), events));
         }
         let first_pending = fds.len();
         let polled_pending = pending.len();
         fds.extend(pending.iter().map(|p| pollfd(p.sock.as_fd(), libc::POLLIN)));
         let first_conn = fds.len();
-        fds.extend(snapshot.iter().map(|(_, s, queued)| {
+        fds.extend(snapshot.iter().map(|(_, s, queued, may_read)| {
             let out = if *queued { libc::POLLOUT } else { 0 };
-            pollfd(s.as_fd(), libc::POLLIN | out)
+            let read = if *may_read { libc::POLLIN } else { 0 };
+            pollfd(s.as_fd(), read | out)
         }));
         let mut deadline = pending.iter().map(|p| p.deadline).min();
+        if let Some(r) = refills {
+            deadline = Some(deadline.map_or(r, |d| d.min(r)));
+        }
         if inner.cfg.lease.is_some() {
             deadline = Some(deadline.map_or(next_lease_check, |d| d.min(next_lease_check)));
         }
@@ -108,10 +203,16 @@ pub(super) fn service(inner: Arc<Inner>, listener: Option<SeqpacketListener>) {
         }
         // New connections after the hand-offs, which index `pending` as polled.
         if let Some(l) = &listener {
-            if fds[1].revents != 0 {
+            if fds[1].revents & libc::POLLIN != 0 {
                 for _ in 0..64 {
+                    if accepts.refill(Instant::now()).is_some() {
+                        break;
+                    }
                     match l.accept() {
-                        Ok(sock) => admit(&inner, &mut pending, sock),
+                        Ok(sock) => {
+                            accepts.spend();
+                            admit(&inner, &mut pending, sock)
+                        }
                         Err(e) => {
                             // The listener stays readable: free an fd (the oldest
                             // silent connection) or pause, never spin.
@@ -126,7 +227,7 @@ pub(super) fn service(inner: Arc<Inner>, listener: Option<SeqpacketListener>) {
                 }
             }
         }
-        for (k, (id, _, _)) in snapshot.iter().enumerate() {
+        for (k, (id, _, _, _)) in snapshot.iter().enumerate() {
             let re = fds[first_conn + k].revents;
             if re & libc::POLLOUT != 0 {
                 let mut st = inner.lock();
@@ -275,6 +376,7 @@ pub(super) fn consumer_message(inner: &Inner, id: ConsumerId) {
     let Some(i) = st.conns.iter().position(|c| c.id == id) else {
         return;
     };
+    st.conns[i].budget.spend();
     match recv_msg(st.conns[i].sock.as_fd(), &mut Vec::new()) {
         Ok(None) => {}
         Ok(Some((Msg::Goodbye { code, reason }, _))) => {
@@ -286,8 +388,11 @@ pub(super) fn consumer_message(inner: &Inner, id: ConsumerId) {
             st.remove(inner, i, Leave::Left, reason);
         }
         Ok(Some((Msg::Note { payload }, _))) => {
-            st.conns[i].note = Some(payload);
-            st.notes_generation += 1;
+            // The same word again is no news.
+            if st.conns[i].note.as_ref() != Some(&payload) {
+                st.conns[i].note = Some(payload);
+                st.notes_generation += 1;
+            }
         }
         Ok(Some((m, _))) => {
             let reason = format!(
@@ -321,5 +426,36 @@ pub(super) fn enforce_lease(inner: &Inner, lease: Duration) {
             }
             _ => i += 1,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_budget_allows_its_burst_then_one_per_interval_and_refills_to_its_burst_only() {
+        let t0 = Instant::now();
+        let mut b = Budget::new(t0, 4, 10);
+        for _ in 0..4 {
+            assert_eq!(b.refill(t0), None);
+            b.spend();
+        }
+        // Spent: the next one comes 100 ms later.
+        assert_eq!(b.refill(t0), Some(t0 + Duration::from_millis(100)));
+        assert_eq!(
+            b.refill(t0 + Duration::from_millis(99)),
+            Some(t0 + Duration::from_millis(100))
+        );
+        assert_eq!(b.refill(t0 + Duration::from_millis(100)), None);
+        b.spend();
+        assert!(b.refill(t0 + Duration::from_millis(150)).is_some());
+        // A long silence earns no more than the burst.
+        let later = t0 + Duration::from_secs(60);
+        for _ in 0..4 {
+            assert_eq!(b.refill(later), None);
+            b.spend();
+        }
+        assert!(b.refill(later).is_some());
     }
 }

@@ -28,6 +28,8 @@ pub(super) struct Conn {
     pub(super) bells: Option<Arc<[OwnedFd; 2]>>,
     /// Its latest note (see [`crate::frame::Consumer::send_note`]).
     pub(super) note: Option<Vec<u8>>,
+    /// How many more of its socket messages the service thread reads now.
+    pub(super) budget: super::service::Budget,
 }
 
 pub(super) enum Leave {
@@ -51,6 +53,8 @@ pub(super) struct State {
     pub(super) notes_generation: u64,
     /// What a probe is told ([`Producer::set_description`]).
     pub(super) description: Vec<u8>,
+    /// The policy consumers get when they join ([`Producer::set_default_policy`]).
+    pub(super) policy: Policy,
 }
 
 pub(super) const MAX_EVENTS: usize = 256;
@@ -404,7 +408,7 @@ impl State {
             sock: Arc::new(sock),
             frames,
             releases,
-            policy: cfg.policy,
+            policy: self.policy,
             sent: 0,
             bytes: 0,
             drops: 0,
@@ -414,6 +418,7 @@ impl State {
             doomed: None,
             bells,
             note: None,
+            budget: super::service::Budget::messages(Instant::now()),
         });
         if !self.conns[self.conns.len() - 1].outbox.is_empty() {
             inner.svc.wake();

@@ -128,6 +128,16 @@ pub(super) fn evil_consumer(path: &str, act: &str) -> R {
         say("ready");
         return await_goodbye(&sock);
     }
+    // Speaks out of turn: a note where its hello should be.
+    if act == "note-first" {
+        let sock = listen::connect(path.as_ref(), Some(soon()), None).map_err(e)?;
+        let note = Msg::Note {
+            payload: b"caps:video/x-raw, format=(string)GRAY8".to_vec(),
+        };
+        fdpass::send(sock.as_fd(), &note.encode(), &[]).map_err(e)?;
+        say("ready");
+        return await_goodbye(&sock);
+    }
     let mut c = raw_connect(path)?;
     match act {
         // A slot it was never given.
@@ -302,4 +312,111 @@ pub(super) fn arena_attacks(fd: &OwnedFd) -> Vec<(&'static str, bool)> {
     };
     out.push(("reopen via /proc and write", reopened_writable));
     out
+}
+
+/// The notes of a set, for [`notes`]: formats a consumer may flap between, or
+/// extreme notes (the largest allowed, caps of too many structures, bytes that are
+/// no text, no caps, caps with absurd values, caps that fix nothing).
+fn note_set(set: &str) -> Result<Vec<Vec<u8>>, String> {
+    let caps = |f: &str| format!("caps:video/x-raw, format=(string){f}").into_bytes();
+    Ok(match set {
+        "gray-rgba" => vec![caps("GRAY8"), caps("RGBA")],
+        "three" => vec![caps("GRAY8"), caps("RGBA"), caps("ARGB64")],
+        "extreme" => {
+            let mut biggest = b"caps:video/x-raw, format=(string)GRAY8, comment=(string)".to_vec();
+            biggest.resize(shmring::frame::MAX_NOTE, b'x');
+            let many: Vec<String> = (0..200)
+                .map(|i| format!("video/x-raw, format=(string)GRAY8, width=(int){i}"))
+                .collect();
+            let mut many = format!("caps:{}", many.join("; ")).into_bytes();
+            many.truncate(shmring::frame::MAX_NOTE);
+            vec![
+                biggest,
+                many,
+                vec![0xff; shmring::frame::MAX_NOTE],
+                b"caps:\xff\xfe\0video/x-raw".to_vec(),
+                b"caps:video/x-raw, width=(int)2147483647, height=(int)2147483647, framerate=(fraction)2147483647/1".to_vec(),
+                b"caps:video/x-raw(memory:DMABuf), format=(string)DMA_DRM".to_vec(),
+                b"caps:ANY".to_vec(),
+                b"caps:EMPTY".to_vec(),
+                b"caps:".to_vec(),
+                Vec::new(),
+            ]
+        }
+        other => return Err(format!("unknown note set {other}")),
+    })
+}
+
+/// A consumer of the public API only that tells the producer, again and again,
+/// what it accepts: the notes of `set` in turn, one every `every_ms` (0: as fast
+/// as its socket takes them), while taking every frame on time. Refused or cut
+/// off, it prints `end REASON` and connects again. Prints `ready` once connected
+/// the first time; runs until killed.
+pub(super) fn notes(path: &str, set: &str, every_ms: u64) -> R {
+    use shmring::{Consumer, ConsumerConfig, Event};
+    use std::time::{Duration, Instant};
+    let notes = note_set(set)?;
+    let every = Duration::from_millis(every_ms);
+    let mut k = 0usize;
+    let mut first = true;
+    loop {
+        let mut c = match Consumer::connect(path, ConsumerConfig::default()) {
+            Ok(c) => c,
+            Err(x) => {
+                say(format!("connect {x}"));
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+        };
+        if std::mem::take(&mut first) {
+            say("ready");
+        }
+        let mut next = Instant::now();
+        let mut sent = 0u64;
+        loop {
+            if Instant::now() >= next {
+                // A full socket (the producer reads at its own pace) is no reason
+                // to stop: the next note goes when there is room.
+                if c.send_note(&notes[k % notes.len()]).is_ok() {
+                    k += 1;
+                    sent += 1;
+                }
+                next = Instant::now() + every;
+            }
+            let wait = next.saturating_duration_since(Instant::now());
+            match c.recv_timeout(wait) {
+                Ok(Event::Frame(f)) => drop(f),
+                Ok(Event::Side { .. }) => {}
+                Ok(Event::End { reason }) => {
+                    say(format!("end {reason} (after {sent} notes)"));
+                    break;
+                }
+                Err(shmring::RecvError::Timeout) => {}
+                Err(x) => {
+                    say(format!("error {x} (after {sent} notes)"));
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Asks the producer what it serves `per_second` times a second (as many device
+/// monitors at once would), each probe on a connection of its own; prints `ready`
+/// after the first answer, then runs until killed.
+pub(super) fn probes(path: &str, per_second: u64) -> R {
+    use std::time::{Duration, Instant};
+    let every = Duration::from_nanos(1_000_000_000 / per_second.max(1));
+    let mut next = Instant::now();
+    let mut answered = 0u64;
+    loop {
+        if shmring::Consumer::probe(path, Duration::from_secs(2)).is_ok() {
+            answered += 1;
+            if answered == 1 {
+                say("ready");
+            }
+        }
+        next += every;
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
 }

@@ -13,7 +13,7 @@ use shmring::{Consumer, ConsumerConfig, Event, Producer};
 mod hostile_consumer;
 mod hostile_producer;
 
-use hostile_consumer::{evil_consumer, flood};
+use hostile_consumer::{evil_consumer, flood, notes, probes};
 use hostile_producer::{deaf_listener, evil_producer, field_liar, hold_lock, probe_liar};
 
 type R = Result<(), String>;
@@ -29,11 +29,13 @@ fn main() {
     let path = args[2].as_str();
     let r = match args[1].as_str() {
         "consume" => consume(path, n(3), n(4)),
-        "count" => count(path),
+        "count" => count(path, n(3)),
         "hold" => hold(path, n(3)),
         "produce" => produce(path, n(3) as usize, n(4)),
         "evil-consumer" => evil_consumer(path, arg(3)),
         "flood" => flood(path, n(3) as usize),
+        "notes" => notes(path, arg(3), n(4)),
+        "probes" => probes(path, n(3)),
         "evil-producer" => evil_producer(path, arg(3)),
         "deaf-listener" => deaf_listener(path),
         "hold-lock" => hold_lock(path),
@@ -142,9 +144,10 @@ fn produce(path: &str, len: usize, interval_ms: u64) -> R {
     Ok(())
 }
 
-/// Receives until the stream ends, whatever the frames hold (a GStreamer stream);
-/// prints the totals and the longest gap between two frames.
-fn count(path: &str) -> R {
+/// Receives until the stream ends, whatever the frames hold (a GStreamer stream),
+/// holding each frame `slow_ms` before the next; prints the totals and the longest
+/// gap between two frames.
+fn count(path: &str, slow_ms: u64) -> R {
     let mut c = Consumer::connect(path, ConsumerConfig::default()).map_err(e)?;
     say(format!("ready {}", c.id()));
     let (mut frames, mut drops) = (0u64, 0u64);
@@ -158,6 +161,7 @@ fn count(path: &str) -> R {
                 }
                 frames += 1;
                 drops += f.dropped_before() as u64;
+                std::thread::sleep(Duration::from_millis(slow_ms));
             }
             Ok(Event::Side { .. }) => {}
             Ok(Event::End { reason }) => break format!("end {reason}"),
