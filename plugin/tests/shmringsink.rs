@@ -304,6 +304,8 @@ fn sink_stats_answer_while_render_waits_for_a_slow_consumer() {
         .property("socket-path", &path)
         .property("block-timeout", 60_000u32)
         .property("spin-time", 1_000_000u32)
+        // The harness is live: auto would drop for the consumer instead of waiting.
+        .property_from_str("on-slow-consumer", "block")
         .build()
         .unwrap();
     assert_eq!(e.property::<u32>("spin-time"), 1_000_000);
@@ -773,13 +775,19 @@ fn consumers_caps_answer_the_sinks_caps_query_and_cannot_make_negotiation_fail()
     }
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(q(), rgba, "junk notes are ignored");
-    // A consumer that takes nothing the first does: their word is set aside, not
-    // turned into caps nobody can negotiate.
+    // A consumer that takes nothing the first does: its word is set aside (the
+    // earlier consumer's stands), never turned into caps nobody can negotiate.
     b.send_note(b"caps:video/x-raw, format=(string)I420")
         .unwrap();
-    settle(&|c| *c == video);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(q(), rgba, "the later consumer cannot override the earlier");
     drop(b);
-    settle(&|c| *c == rgba);
+    // Alone, the later consumer decides: the earlier one leaves, it stays.
+    let c = Consumer::connect(&path, ConsumerConfig::default()).unwrap();
+    c.send_note(b"caps:video/x-raw, format=(string)I420")
+        .unwrap();
     drop(a);
-    settle(&|c| *c == video);
+    settle(&|caps| *caps == i420);
+    drop(c);
+    settle(&|caps| *caps == video);
 }

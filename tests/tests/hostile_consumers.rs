@@ -474,6 +474,14 @@ fn a_note_before_the_hello_is_refused_and_changes_nothing() {
 }
 
 #[test]
+fn hellos_no_producer_speaks_and_goodbyes_followed_by_talk_end_their_sender_alone() {
+    let mut abusers = evil("hello-versions");
+    abusers.extend(evil("goodbye"));
+    let o = row("hello-goodbye", FIXED, abusers, Caps::Kept);
+    assert!(o.abusers.contains("protocol versions"), "{}", o.abusers);
+}
+
+#[test]
 fn a_deaf_consumer_costs_the_honest_consumer_nothing() {
     row("deaf", FIXED, evil("deaf"), Caps::Kept);
 }

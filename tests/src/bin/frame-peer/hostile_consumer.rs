@@ -138,8 +138,34 @@ pub(super) fn evil_consumer(path: &str, act: &str) -> R {
         say("ready");
         return await_goodbye(&sock);
     }
+    // A hello no producer can speak: versions at their extremes.
+    if act == "hello-versions" {
+        let sock = listen::connect(path.as_ref(), Some(soon()), None).map_err(e)?;
+        let hello = Msg::Hello {
+            min_version: u32::MAX,
+            max_version: u32::MAX,
+        };
+        fdpass::send(sock.as_fd(), &hello.encode(), &[]).map_err(e)?;
+        say("ready");
+        return await_goodbye(&sock);
+    }
     let mut c = raw_connect(path)?;
     match act {
+        // Says goodbye with the largest reason and a code no one defined, then
+        // keeps talking as if it had not.
+        "goodbye" => {
+            let bye = Msg::Goodbye {
+                code: u32::MAX,
+                reason: "g".repeat(shmring::internals::wire::MAX_REASON),
+            };
+            fdpass::send(c.sock.as_fd(), &bye.encode(), &[]).map_err(e)?;
+            let note = Msg::Note {
+                payload: b"caps:video/x-raw, format=(string)GRAY8".to_vec(),
+            };
+            let _ = fdpass::send(c.sock.as_fd(), &note.encode(), &[]);
+            say("ready");
+            return await_goodbye(&c.sock);
+        }
         // A slot it was never given.
         "bogus-release" => {
             c.releases.send(&Release { arena: 0, slot: 5 }).map_err(e)?;
