@@ -330,11 +330,15 @@ impl Consumer {
     /// enough frames are held already.
     fn received(&self, g: &mut Inner, f: shmring::Frame) -> Result<Frame, String> {
         let m = BufferMeta::decode(f.meta())?;
-        let (caps, format) = g.caps.as_ref().ok_or("a buffer before any caps")?;
+        // No caps yet (the producer sent none): opaque bytes, as `shmringsrc`
+        // carries them; the frame's caps are then ANY.
+        let (caps, format) = match g.caps.as_ref() {
+            Some((c, f)) => (c.clone(), f.clone()),
+            None => (gst::Caps::new_any(), Format::Other),
+        };
         let len = f.len();
         let checked = format.check(len, &m)?;
-        let views = views(format, &checked, len);
-        let caps = caps.clone();
+        let views = views(&format, &checked, len);
         g.frames += 1;
         g.dropped += u64::from(f.dropped_before());
         let (seq, dropped) = (f.seq(), f.dropped_before());
@@ -485,7 +489,8 @@ impl Frame {
         PyList::new(slf.py(), arrays)
     }
 
-    /// The stream's caps when this frame came.
+    /// The stream's caps when this frame came (ANY when the producer sent none:
+    /// the frame is then bytes).
     #[getter]
     fn caps(&self) -> Caps {
         Caps {

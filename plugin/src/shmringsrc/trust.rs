@@ -23,7 +23,9 @@ pub enum Format {
     Video(gst_video::VideoInfo),
     /// Raw audio: whole frames; non-interleaved buffers get a `GstAudioMeta`.
     Audio(gst_audio::AudioInfo),
-    /// Anything else (encoded media, text): bytes GStreamer's parsers check.
+    /// Anything else: encoded media and text (bytes GStreamer's parsers check), raw
+    /// caps that fix no layout, and buffers with no caps at all. Opaque bytes: no
+    /// layout meta is added, none is checked.
     Other,
 }
 
@@ -61,7 +63,12 @@ pub fn accept_caps(caps: &gst::Caps) -> Result<Format, String> {
             return Err(format!("caps {caps} have ANY features"));
         }
     }
+    // Raw caps that fix no layout (no format, or no size) describe no frame:
+    // GStreamer interprets nothing of such buffers, so they cross as opaque bytes,
+    // as in one process. Caps that fix one must describe it truly.
     match s.name().as_str() {
+        "video/x-raw" if !fixes_layout(s, &["format", "width", "height"]) => Ok(Format::Other),
+        "audio/x-raw" if !fixes_layout(s, &["format", "rate", "channels"]) => Ok(Format::Other),
         "video/x-raw" => gst_video::VideoInfo::from_caps(caps)
             .map(Format::Video)
             .map_err(|_| format!("raw video caps {caps} describe no frame GStreamer knows")),
@@ -73,6 +80,11 @@ pub fn accept_caps(caps: &gst::Caps) -> Result<Format, String> {
             }),
         _ => Ok(Format::Other),
     }
+}
+
+/// Whether raw caps fix a layout: they have every one of `fields`.
+fn fixes_layout(s: &gst::StructureRef, fields: &[&str]) -> bool {
+    fields.iter().all(|f| s.has_field(*f))
 }
 
 /// Adds to `b` the layout metas a checked buffer gets: `GstVideoMeta` with its
@@ -152,11 +164,9 @@ impl Format {
                     checked.planar_samples = Some(len / bpf);
                 }
             }
-            Format::Other => {
-                if m.video.is_some() {
-                    return Err("a buffer of caps other than raw video has a video layout".into());
-                }
-            }
+            // Opaque bytes: a video layout the caps do not need is left behind
+            // (nothing downstream would read it), as is anything else of layout.
+            Format::Other => {}
         }
         Ok(checked)
     }
@@ -314,6 +324,36 @@ mod tests {
             panic!()
         };
         (f, info)
+    }
+
+    #[test]
+    fn raw_caps_that_fix_no_layout_carry_opaque_bytes_and_ignore_a_layout() {
+        for c in [
+            "video/x-raw",
+            "video/x-raw,format=I420",
+            "video/x-raw,width=320,height=240",
+            "audio/x-raw",
+            "audio/x-raw,format=S16LE,channels=2",
+        ] {
+            let f = accept_caps(&caps(c)).unwrap();
+            assert!(matches!(f, Format::Other), "{c}: {f:?}");
+            // Any size, and a video layout nobody needs is left behind.
+            let mut l = VideoLayout {
+                n_planes: 1,
+                ..Default::default()
+            };
+            l.strides[0] = -5;
+            let checked = f.check(3, &meta(Some(l))).unwrap();
+            assert_eq!(checked.video, None);
+            assert_eq!(f.check(0, &meta(None)).unwrap().video, None);
+        }
+        // Caps that fix a layout must still describe it truly.
+        assert!(accept_caps(&caps("video/x-raw,format=NOPE,width=4,height=4")).is_err());
+        assert!(accept_caps(&caps("audio/x-raw,format=S16LE,rate=0,channels=2")).is_err());
+        // A lie about flags is a lie whatever the caps.
+        let mut m = meta(None);
+        m.flags = 1 << 31;
+        assert!(Format::Other.check(8, &m).is_err());
     }
 
     #[test]
