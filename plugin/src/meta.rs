@@ -259,6 +259,8 @@ const T_LATENCY: u8 = 7;
 const T_SEGMENT: u8 = 8;
 const T_CUSTOM_STICKY: u8 = 9;
 const T_FLUSH: u8 = 10;
+/// Tags of global scope (`T_TAGS`: of stream scope, GStreamer's default).
+const T_TAGS_GLOBAL: u8 = 13;
 /// The type byte of a meta piece.
 pub const T_META_PIECE: u8 = 11;
 /// The type byte of a TOC.
@@ -344,7 +346,13 @@ impl Side {
         let (t, body): (u8, Vec<u8>) = match self {
             Side::Caps(c) => (T_CAPS, c.to_string().into_bytes()),
             Side::StreamStart { stream_id } => (T_STREAM_START, stream_id.clone().into_bytes()),
-            Side::Tags(t) => (T_TAGS, t.to_string().into_bytes()),
+            Side::Tags(t) => {
+                let ty = match t.scope() {
+                    gst::TagScope::Global => T_TAGS_GLOBAL,
+                    _ => T_TAGS,
+                };
+                (ty, t.to_string().into_bytes())
+            }
             Side::Gap { pts, duration } => {
                 let mut b = pts.to_le_bytes().to_vec();
                 b.extend_from_slice(&duration.to_le_bytes());
@@ -385,9 +393,17 @@ impl Side {
             T_STREAM_START => Side::StreamStart {
                 stream_id: text()?.to_owned(),
             },
-            T_TAGS => {
+            T_TAGS | T_TAGS_GLOBAL => {
                 let s = text()?;
-                Side::Tags(tags_from_str(s).ok_or_else(|| format!("unparsable tags {s:?}"))?)
+                let mut tags = tags_from_str(s).ok_or_else(|| format!("unparsable tags {s:?}"))?;
+                // The scope is no part of the text: it travels in the type.
+                let scope = if t == T_TAGS_GLOBAL {
+                    gst::TagScope::Global
+                } else {
+                    gst::TagScope::Stream
+                };
+                tags.make_mut().set_scope(scope);
+                Side::Tags(tags)
             }
             T_GAP => {
                 if body.len() != 16 {
@@ -482,6 +498,24 @@ pub fn to_ct(v: u64) -> Option<gst::ClockTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tags_keep_their_scope_across() {
+        gst::init().unwrap();
+        for scope in [gst::TagScope::Global, gst::TagScope::Stream] {
+            let mut t = gst::TagList::new();
+            {
+                let t = t.get_mut().unwrap();
+                t.add::<gst::tags::Title>(&"x", gst::TagMergeMode::Replace);
+                t.set_scope(scope);
+            }
+            let Side::Tags(back) = Side::decode(&Side::Tags(t).encode()).unwrap() else {
+                panic!("not tags")
+            };
+            assert_eq!(back.scope(), scope);
+            assert_eq!(back.get::<gst::tags::Title>().unwrap().get(), "x");
+        }
+    }
 
     #[test]
     fn buffer_meta_round_trips_and_bad_layouts_are_refused() {

@@ -411,6 +411,53 @@ fn a_flushing_seek_on_the_producer_side_reaches_the_consumer_as_flush_and_segmen
 }
 
 #[test]
+fn serialized_events_leave_in_the_order_they_came_and_tags_in_their_scope() {
+    // A global tag, a TOC, a custom event, a custom sticky event, a stream tag and
+    // a gap, in that order, before the third buffer (before: the TOC and the
+    // custom sticky event came after the later tag and custom event, and the
+    // global tag arrived as a stream tag).
+    let source = "videotestsrc num-buffers=10 ! video/x-raw,format=GRAY8,width=16,height=16 ! identity name=addorder";
+    let one = joined(source, "fakesink");
+    let two = split(source, "fakesink", Duration::ZERO);
+    assert_eq!(events(&one), events(&two));
+    let ev = events(&two);
+    let at = |what: &str| {
+        ev.iter()
+            .position(|l| l.starts_with(&format!("rec0 event {what}")))
+            .unwrap_or_else(|| panic!("no {what} in {ev:?}"))
+    };
+    assert!(
+        at("tag Global") < at("toc") && at("toc") < at("gap"),
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn tags_keep_their_scope_and_events_their_order_through_a_flushing_seek() {
+    // The same run of events before the third buffer of the stream and again
+    // after a flushing seek on the producer's side, sought to 2 s.
+    let source = "videotestsrc num-buffers=100 ! video/x-raw,format=GRAY8,width=16,height=16,framerate=25/1 ! identity name=addorder";
+    let seek = [("SHMRING_REC_SEEK", "500:2000000000")];
+    let one = record_with(
+        &format!("{source} ! identity name=rec0 ! fakesink sync=true"),
+        &seek,
+    );
+    let two = split_with(source, "fakesink sync=true", Duration::ZERO, &seek);
+    assert_eq!(events(&one), events(&two));
+    let ev = events(&two);
+    let after = ev
+        .iter()
+        .position(|l| l == "rec0 event flush-stop")
+        .unwrap();
+    assert!(
+        ev[after..]
+            .iter()
+            .any(|l| l.starts_with("rec0 event tag Global")),
+        "{ev:?}"
+    );
+}
+
+#[test]
 fn buffer_lists_stay_lists() {
     // rtph264pay pushes each frame's packets as one list.
     let source = "videotestsrc num-buffers=20 ! video/x-raw,width=320,height=240,framerate=30/1 ! x264enc ! rtph264pay mtu=400 ssrc=1 seqnum-offset=0 timestamp-offset=0";

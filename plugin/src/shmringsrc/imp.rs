@@ -1,6 +1,7 @@
 //! `shmringsrc`: receives the buffers, caps and events of a `shmringsink` in another
 //! process.
 
+use std::sync::atomic::Ordering;
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
@@ -164,10 +165,16 @@ pub struct Src {
     /// Shared slots downstream holds right now (wrapped, not yet freed).
     pub(super) outstanding: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     pub(super) metas: Mutex<MetaState>,
-    /// Serialized events `BaseSrc::send_event` does not put in the data flow (TOC,
-    /// custom sticky events): pushed on the src pad just before the next buffer
-    /// leaves, after the segment and tags BaseSrc pushes first.
+    /// The producer's serialized events since the last buffer (tags, TOC, custom
+    /// events, sticky or not, gaps), in the order they came: pushed on the src
+    /// pad just before the next buffer leaves, after the segment BaseSrc pushes
+    /// first. With no buffer to carry them (a gap, the end), `create` returns a
+    /// marker buffer that the pad's probe drops once it pushed them.
     pub(super) late_events: std::sync::Arc<Mutex<Vec<gst::Event>>>,
+    /// `create` owes a marker (a list went first) or the end of the stream (after
+    /// a marker carried the events before it).
+    pub(super) marker_due: std::sync::atomic::AtomicBool,
+    pub(super) eos_due: std::sync::atomic::AtomicBool,
     /// Tell the producer what downstream accepts before the next receive.
     pub(super) note_due: std::sync::atomic::AtomicBool,
     /// The producer was told (a refused caps then waits for new ones).
@@ -180,6 +187,12 @@ pub struct Src {
     pub(super) discont_next: std::sync::atomic::AtomicBool,
 }
 
+/// The flag of a marker buffer (see `Src::marker`): the first of those GStreamer
+/// leaves to elements. No producer's buffer carries it (only flags that travel
+/// do, `trust`).
+const CARRIER: gst::BufferFlags =
+    gst::BufferFlags::from_bits_retain(gst::ffi::GST_BUFFER_FLAG_LAST);
+
 /// The most buffers one buffer list from the producer gathers here.
 const MAX_LIST: usize = 1024;
 
@@ -187,6 +200,8 @@ pub(super) enum Next {
     /// A buffer, and whether more of its buffer list follow.
     Buffer(gst::Buffer, bool),
     Again,
+    /// Events wait in `late_events` with no buffer coming to carry them now.
+    Events,
     /// The producer sent something invalid: an error, or a reconnect when asked.
     Fault(String),
 }
@@ -369,6 +384,11 @@ impl ObjectImpl for Src {
                 for e in events {
                     pad.push_event(e);
                 }
+                // A marker only carried the events: it goes no further.
+                if matches!(&info.data, Some(gst::PadProbeData::Buffer(b)) if b.flags().contains(CARRIER))
+                {
+                    return gst::PadProbeReturn::Drop;
+                }
                 // The producer's flags, not BaseSrc's first-buffer DISCONT.
                 if !keep.load(std::sync::atomic::Ordering::Relaxed) {
                     let discont = gst::BufferFlags::DISCONT;
@@ -525,6 +545,14 @@ impl PushSrcImpl for Src {
             let s = self.settings.lock().unwrap();
             (s.reconnect && s.socket_fd < 0, s.reconnect_interval)
         };
+        // What a marker owes: itself (a list went before it), or the end of the
+        // stream after the events it carried.
+        if self.marker_due.swap(false, Ordering::Relaxed) {
+            return Ok(self.marker());
+        }
+        if self.eos_due.swap(false, Ordering::Relaxed) {
+            return Err(gst::FlowError::Eos);
+        }
         // The buffers of a buffer list received so far.
         let mut list: Option<gst::BufferList> = None;
         loop {
@@ -634,6 +662,15 @@ impl PushSrcImpl for Src {
                                 continue;
                             }
                         },
+                        // Events and no buffer to carry them: a marker does
+                        // (after what there is of a list).
+                        Ok(Next::Events) => match list.take() {
+                            Some(l) => {
+                                self.marker_due.store(true, Ordering::Relaxed);
+                                return Ok(CreateSuccess::NewBufferList(l));
+                            }
+                            None => return Ok(self.marker()),
+                        },
                         // Only a lying producer sends anything between the buffers
                         // of a list: what it has of the list goes first.
                         Ok(Next::Again) => match list.take() {
@@ -685,6 +722,30 @@ impl PushSrcImpl for Src {
 }
 
 impl Src {
+    /// An empty buffer that carries the waiting events out of BaseSrc (after the
+    /// segment it has pending) and is dropped by the src pad's probe: so that a
+    /// gap or the end of the stream leaves after the events that came before it.
+    fn marker(&self) -> CreateSuccess {
+        let mut b = gst::Buffer::new();
+        b.get_mut()
+            .expect("fresh buffer")
+            .set_flags(gst::BufferFlags::GAP | gst::BufferFlags::DROPPABLE | CARRIER);
+        // BaseSrc counted it against num-buffers before asking for it.
+        let base = self.obj();
+        let base: &gst_base::BaseSrc = base.upcast_ref();
+        // SAFETY: `num_buffers_left` is a public field of this element's own
+        // GstBaseSrc, which BaseSrc reads and writes only on the streaming thread
+        // (in get_range, before calling create), the thread this runs on; no
+        // peer's value is involved.
+        unsafe {
+            let raw = base.as_ptr();
+            if (*raw).num_buffers_left >= 0 {
+                (*raw).num_buffers_left += 1;
+            }
+        }
+        CreateSuccess::NewBuffer(b)
+    }
+
     /// A copy of the settings (the lock is not held while using them).
     pub(super) fn settings(&self) -> Settings {
         self.settings.lock().unwrap().clone()

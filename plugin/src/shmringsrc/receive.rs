@@ -85,6 +85,8 @@ impl Src {
         }
         self.metas.lock().unwrap().assembly = Default::default();
         self.late_events.lock().unwrap().clear();
+        self.marker_due.store(false, Ordering::Relaxed);
+        self.eos_due.store(false, Ordering::Relaxed);
         self.note_due.store(true, Ordering::Relaxed);
         self.accepts_sent.store(false, Ordering::Relaxed);
         // A new producer's stream: its first buffer is a discontinuity.
@@ -316,13 +318,16 @@ impl Src {
                     .as_ref()
                     .is_some_and(|st| st.segment.is_some());
                 if after_segment {
-                    obj.send_event(gst::event::Tag::new(t));
+                    self.late_events
+                        .lock()
+                        .unwrap()
+                        .push(gst::event::Tag::new(t));
                 } else {
                     pad.push_event(gst::event::Tag::new(t));
                 }
             }
-            // BaseSrc::send_event drops these: they go just before the next
-            // buffer (or the end of the stream).
+            // Every serialized event after the segment waits in one queue, in the
+            // order it came, for the next buffer (or a marker) to carry it.
             Side::CustomSticky(s) => {
                 self.late_events
                     .lock()
@@ -344,20 +349,24 @@ impl Src {
                     st.sent_segment = None;
                 }
             }
+            // A gap stands for the buffers that do not come: a marker carries it
+            // and what came before it out now.
             Side::Gap { pts, duration } => {
                 if let Some(p) = to_ct(pts) {
-                    pad.push_event(
+                    self.late_events.lock().unwrap().push(
                         gst::event::Gap::builder(p)
                             .duration(to_ct(duration))
                             .build(),
                     );
+                    return Ok(Next::Events);
                 }
             }
             Side::Eos => {
-                for e in std::mem::take(&mut *self.late_events.lock().unwrap()) {
-                    pad.push_event(e);
+                if self.late_events.lock().unwrap().is_empty() {
+                    return Err(gst::FlowError::Eos);
                 }
-                return Err(gst::FlowError::Eos);
+                self.eos_due.store(true, Ordering::Relaxed);
+                return Ok(Next::Events);
             }
             Side::Flush => {
                 // As the producer's pipeline did. Running time starts again with
@@ -365,6 +374,10 @@ impl Src {
                 // the clock, the mapping already follows the producer's new base
                 // time and this pipeline keeps its own.
                 let mapped = self.maps_through_clock();
+                // What came before the flush goes before it.
+                for e in std::mem::take(&mut *self.late_events.lock().unwrap()) {
+                    pad.push_event(e);
+                }
                 pad.push_event(gst::event::FlushStart::new());
                 pad.push_event(gst::event::FlushStop::new(!mapped));
                 // Flushing took the segment downstream: configure it again.
@@ -373,7 +386,10 @@ impl Src {
                 }
             }
             Side::Custom(s) => {
-                obj.send_event(gst::event::CustomDownstream::new(s));
+                self.late_events
+                    .lock()
+                    .unwrap()
+                    .push(gst::event::CustomDownstream::new(s));
             }
             Side::MetaPiece(body) => {
                 let max = self.settings.lock().unwrap().max_meta_bytes as usize;

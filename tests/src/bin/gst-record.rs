@@ -15,7 +15,10 @@
 //! its name, length and a hash of its content, read from GStreamer (`-` for
 //! none). An `identity` named `addmetas…` adds a set of test metas to every buffer
 //! it passes (see [`add_test_metas`]), a 1 MB custom meta to every tenth; one named
-//! `addevents…` sends a TOC and a custom sticky event before the first buffer.
+//! `addevents…` sends a TOC and a custom sticky event before the first buffer; one
+//! named `addorder…`, before the third buffer after the start and after each
+//! flush, a run of serialized events of every kind in one order: a global tag, a
+//! TOC, a custom event, a custom sticky event, a stream tag, a gap.
 //!
 //! Usage: `gst-record PIPELINE...` (the words of a `gst-launch-1.0` description).
 //! Exits 0 at end of stream; prints `error ...` and exits 1 on an error. With
@@ -70,6 +73,10 @@ fn main() {
                 }
                 gst::PadProbeReturn::Ok
             });
+            continue;
+        }
+        if name.starts_with("addorder") {
+            add_ordered_events(&e);
             continue;
         }
         if !name.starts_with("rec") {
@@ -194,6 +201,52 @@ fn buffer_line(pad: &gst::Pad, b: &gst::Buffer) -> String {
 }
 
 /// An edition of three chapters with titles, as a Matroska demuxer would send.
+/// See the module's help: `addorder…`.
+fn add_ordered_events(e: &gst::Element) {
+    use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+    let seen = std::sync::Arc::new(AtomicU32::new(0));
+    let pad = e.static_pad("src").expect("an identity has a src pad");
+    let s = seen.clone();
+    pad.add_probe(gst::PadProbeType::EVENT_FLUSH, move |_, info| {
+        if let Some(gst::PadProbeData::Event(ev)) = &info.data {
+            if ev.type_() == gst::EventType::FlushStop {
+                s.store(0, Relaxed);
+            }
+        }
+        gst::PadProbeReturn::Ok
+    });
+    pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+        let Some(gst::PadProbeData::Buffer(b)) = &info.data else {
+            return gst::PadProbeReturn::Ok;
+        };
+        if seen.fetch_add(1, Relaxed) != 2 {
+            return gst::PadProbeReturn::Ok;
+        }
+        let tag = |title: &str, scope: gst::TagScope| {
+            let mut t = gst::TagList::new();
+            let tm = t.get_mut().unwrap();
+            tm.add::<gst::tags::Title>(&title, gst::TagMergeMode::Replace);
+            tm.set_scope(scope);
+            gst::event::Tag::new(t)
+        };
+        pad.push_event(tag("global", gst::TagScope::Global));
+        pad.push_event(gst::event::Toc::new(&test_toc(), true));
+        pad.push_event(gst::event::CustomDownstream::new(
+            gst::Structure::builder("app-custom").field("n", 1).build(),
+        ));
+        pad.push_event(gst::event::CustomDownstreamSticky::new(
+            gst::Structure::builder("app-sticky-ordered")
+                .field("n", 2)
+                .build(),
+        ));
+        pad.push_event(tag("stream", gst::TagScope::Stream));
+        if let Some(pts) = b.pts() {
+            pad.push_event(gst::event::Gap::builder(pts).build());
+        }
+        gst::PadProbeReturn::Ok
+    });
+}
+
 fn test_toc() -> gst::Toc {
     let mut toc = gst::Toc::new(gst::TocScope::Global);
     let mut edition = gst::TocEntry::new(gst::TocEntryType::Edition, "edition");
