@@ -331,10 +331,10 @@ impl Consumer {
     fn received(&self, g: &mut Inner, f: shmring::Frame) -> Result<Frame, String> {
         let m = BufferMeta::decode(f.meta())?;
         // No caps yet (the producer sent none): opaque bytes, as `shmringsrc`
-        // carries them; the frame's caps are then ANY.
+        // carries them; the frame then has no caps.
         let (caps, format) = match g.caps.as_ref() {
-            Some((c, f)) => (c.clone(), f.clone()),
-            None => (gst::Caps::new_any(), Format::Other),
+            Some((c, f)) => (Some(c.clone()), f.clone()),
+            None => (None, Format::Other),
         };
         let len = f.len();
         let checked = format.check(len, &m)?;
@@ -421,7 +421,7 @@ pub struct Frame {
     len: usize,
     meta: BufferMeta,
     views: Vec<View>,
-    caps: gst::Caps,
+    caps: Option<gst::Caps>,
     seq: u64,
     dropped: u32,
 }
@@ -468,7 +468,8 @@ impl Frame {
             views => Err(PyValueError::new_err(format!(
                 "{} frames have {} planes: use frame.planes",
                 me.caps
-                    .structure(0)
+                    .as_ref()
+                    .and_then(|c| c.structure(0))
                     .and_then(|s| s.get::<&str>("format").ok())
                     .unwrap_or("these"),
                 views.len()
@@ -489,13 +490,11 @@ impl Frame {
         PyList::new(slf.py(), arrays)
     }
 
-    /// The stream's caps when this frame came (ANY when the producer sent none:
-    /// the frame is then bytes).
+    /// The stream's caps when this frame came (``None`` when the producer sent
+    /// none: the frame is then bytes).
     #[getter]
-    fn caps(&self) -> Caps {
-        Caps {
-            caps: self.caps.clone(),
-        }
+    fn caps(&self) -> Option<Caps> {
+        self.caps.clone().map(|caps| Caps { caps })
     }
 
     /// Presentation timestamp in nanoseconds of the producer's segment (``None``:
@@ -574,6 +573,8 @@ impl Frame {
             self.len,
             time(self.meta.pts).map_or("none".into(), |t| t.to_string()),
             self.caps
+                .as_ref()
+                .map_or("no caps".into(), |c| c.to_string())
         )
     }
 

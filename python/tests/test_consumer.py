@@ -178,6 +178,25 @@ def test_encoded_frames_are_their_bytes(procs, tmp_path):
     assert p.wait(timeout=30) == 0
 
 
+def test_frames_with_no_caps_or_caps_that_fix_no_layout_are_their_bytes(procs, tmp_path):
+    # Nobody claims a layout: the frames cross as bytes, as in one process.
+    for name, caps, media_type in [("none", "identity", None), ("bare", "video/x-raw", "video/x-raw")]:
+        d = tmp_path / name
+        d.mkdir()
+        p, sock = serve(procs, d, "fakesrc sizetype=2 sizemax=1000 filltype=4", caps, n=3)
+        with shmring.Consumer(sock) as c:
+            frames = list(c)
+        assert len(frames) == 3
+        a = frames[0].array
+        assert a.ndim == 1 and a.dtype == np.uint8 and len(a) == 1000
+        assert bytes(a[:4]) == b"\x00\x01\x02\x03"
+        if media_type is None:
+            assert frames[0].caps is None
+        else:
+            assert frames[0].caps.media_type == media_type
+        assert p.wait(timeout=30) == 0
+
+
 def test_a_consumer_holding_frames_past_its_share_gets_copies_and_never_stalls_the_producer(
     procs, tmp_path
 ):
