@@ -63,6 +63,31 @@ fn stop(p: &gst::Pipeline) {
 
 // unixfd.c
 
+/// unixfd.c's service (`appsrc` with `props` into the sink, not waiting on the
+/// clock) and client (the source into an `appsink`), both playing: the
+/// pipelines, the `appsrc` and the `appsink`.
+fn appsrc_to_appsink(
+    path: &str,
+    props: &str,
+) -> (gst::Pipeline, gst::Element, gst::Pipeline, gst::Element) {
+    let service = launch(&format!(
+        "appsrc name=src format=time {props} ! shmringsink socket-path={path} sync=false async=false wait-for-connection=true"
+    ));
+    assert_eq!(
+        service.set_state(gst::State::Playing),
+        Ok(gst::StateChangeSuccess::Success)
+    );
+    let client = launch(&format!(
+        "shmringsrc socket-path={path} ! appsink name=sink sync=false async=false"
+    ));
+    assert_eq!(
+        client.set_state(gst::State::Playing),
+        Ok(gst::StateChangeSuccess::Success)
+    );
+    let (appsrc, appsink) = (by_name(&service, "src"), by_name(&client, "sink"));
+    (service, appsrc, client, appsink)
+}
+
 #[test]
 fn unixfd_videotestsrc() {
     init();
@@ -115,22 +140,7 @@ fn unixfd_segment() {
     init();
     let path = sock("own-unixfd-segment");
     let caps = gst::Caps::new_empty_simple("video/x-raw");
-    let service = launch(&format!(
-        "appsrc name=src format=time handle-segment-change=true ! shmringsink socket-path={path} sync=false async=false wait-for-connection=true"
-    ));
-    assert_eq!(
-        service.set_state(gst::State::Playing),
-        Ok(gst::StateChangeSuccess::Success)
-    );
-    let appsrc = by_name(&service, "src");
-    let client = launch(&format!(
-        "shmringsrc socket-path={path} ! appsink name=sink sync=false async=false"
-    ));
-    assert_eq!(
-        client.set_state(gst::State::Playing),
-        Ok(gst::StateChangeSuccess::Success)
-    );
-    let appsink = by_name(&client, "sink");
+    let (service, appsrc, client, appsink) = appsrc_to_appsink(&path, "handle-segment-change=true");
     // A buffer with PTS 30 s.
     let mut segment = gst::FormattedSegment::<gst::ClockTime>::new();
     let mut b = gst::Buffer::new();
@@ -178,22 +188,7 @@ fn unixfd_big_payload() {
     init();
     let path = sock("own-unixfd-big-payload");
     let caps = gst::Caps::new_empty_simple("video/x-raw");
-    let service = launch(&format!(
-        "appsrc name=src format=time ! shmringsink socket-path={path} sync=false async=false wait-for-connection=true"
-    ));
-    assert_eq!(
-        service.set_state(gst::State::Playing),
-        Ok(gst::StateChangeSuccess::Success)
-    );
-    let appsrc = by_name(&service, "src");
-    let client = launch(&format!(
-        "shmringsrc socket-path={path} ! appsink name=sink sync=false async=false"
-    ));
-    assert_eq!(
-        client.set_state(gst::State::Playing),
-        Ok(gst::StateChangeSuccess::Success)
-    );
-    let appsink = by_name(&client, "sink");
+    let (service, appsrc, client, appsink) = appsrc_to_appsink(&path, "");
     // A buffer whose custom meta holds 1 MB.
     let data = gst::Buffer::from_slice(vec![0x42u8; 1_000_000]);
     gst::meta::CustomMeta::register_simple("test_unixfd_big_payload");
