@@ -215,6 +215,39 @@ fn heap_ring_runs_the_same_protocol() {
 }
 
 #[test]
+fn heap_ring_drops_what_is_left_whichever_half_goes_last() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    struct Counted(Arc<AtomicUsize>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    for consumer_first in [true, false] {
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let (mut p, mut c) = HeapRing::new::<Counted>(4);
+        let mut items: Vec<Counted> = (0..3).map(|_| Counted(dropped.clone())).collect();
+        assert_eq!(p.push_batch(&mut items).0, 3);
+        // One taken and dropped, two left in the ring.
+        drop(c.pop().unwrap());
+        assert_eq!(dropped.load(Ordering::SeqCst), 1);
+        if consumer_first {
+            drop(c);
+            drop(p);
+        } else {
+            drop(p);
+            drop(c);
+        }
+        assert_eq!(
+            dropped.load(Ordering::SeqCst),
+            3,
+            "consumer first: {consumer_first}"
+        );
+    }
+}
+
+#[test]
 fn write_once_blob_is_immutable_for_everyone() {
     let fd = write_once(10000, |b| {
         b.iter_mut().enumerate().for_each(|(i, x)| *x = i as u8)

@@ -408,19 +408,25 @@ impl<T: Send> HeapConsumer<T> {
     }
 }
 
-impl<T> Drop for HeapConsumer<T> {
+// The items still in the ring belong to it, not to either half: they are dropped
+// when the last half goes, whichever it is (the consumer first, with items queued,
+// used to leak them).
+impl<T> Drop for HeapInner<T> {
     fn drop(&mut self) {
-        // Drop what was published and never consumed; only meaningful for types with
-        // drop glue, and only once the producer is gone.
-        if std::mem::needs_drop::<T>() && Arc::strong_count(&self.inner) == 1 {
-            let head = self.inner.load(Word::Head, Acquire);
-            let mut t = self.idx.tail;
-            while t != head {
-                let slot = &self.inner.slots[(t & (self.idx.cap - 1)) as usize];
-                // SAFETY: published and never consumed, and the producer is gone.
-                slot.with_mut(|p| unsafe { (*p).assume_init_drop() });
-                t = t.wrapping_add(1);
-            }
+        if !std::mem::needs_drop::<T>() {
+            return;
+        }
+        // SYNC: both halves are gone (this is the last owner), so the Acquire loads
+        // pair with their last Release stores of head and tail.
+        let head = self.load(Word::Head, Acquire);
+        let mut t = self.load(Word::Tail, Acquire);
+        let mask = self.slots.len() as u32 - 1;
+        while t != head {
+            let slot = &self.slots[(t & mask) as usize];
+            // SAFETY: slots between tail and head were published (written) and never
+            // consumed (moved out); no half is left to touch them.
+            slot.with_mut(|p| unsafe { (*p).assume_init_drop() });
+            t = t.wrapping_add(1);
         }
     }
 }
