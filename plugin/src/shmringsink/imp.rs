@@ -709,7 +709,12 @@ impl BaseSinkImpl for Sink {
 
     fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
         self.tell_latency();
-        let wait = self.settings.lock().unwrap().wait_for_connection;
+        // Settings first, then the state: the lock order (never settings under
+        // state).
+        let (wait, max_meta) = {
+            let s = self.settings.lock().unwrap();
+            (s.wait_for_connection, s.max_meta_bytes as usize)
+        };
         let waited = {
             let guard = self.state.lock().unwrap();
             guard.as_ref().ok_or(gst::FlowError::Flushing)?.waited
@@ -744,7 +749,7 @@ impl BaseSinkImpl for Sink {
             if std::mem::take(&mut st.flushed) {
                 m.flags |= gst::BufferFlags::DISCONT.bits();
             }
-            m.metas_tag = self.send_metas(st, buffer);
+            m.metas_tag = self.send_metas(st, buffer, max_meta);
             let planes = match &st.planar {
                 Some(info) => audio_planes(buffer, info).map_err(|e| {
                     gst::element_imp_error!(self, gst::StreamError::Format, ["{}", e]);

@@ -79,7 +79,9 @@ impl Sink {
     /// Sends the metas of `buffer` that travel (as side messages just before it)
     /// and returns the tag its descriptor names them by (0: none). Metas that
     /// cannot go are counted and logged once by name.
-    pub(super) fn send_metas(&self, st: &mut State, buffer: &gst::BufferRef) -> u16 {
+    /// `max`: `max-meta-bytes`, read by the caller before it took the state lock
+    /// (the settings lock is never taken under it).
+    pub(super) fn send_metas(&self, st: &mut State, buffer: &gst::BufferRef, max: usize) -> u16 {
         let (metas, cannot) = metas::collect(buffer);
         if !cannot.is_empty() {
             let mut c = self.counters.lock().unwrap();
@@ -103,7 +105,6 @@ impl Sink {
             return 0;
         }
         let list = metas::encode(&metas);
-        let max = self.settings.lock().unwrap().max_meta_bytes as usize;
         if list.len() > max {
             let mut c = self.counters.lock().unwrap();
             c.metas_not_sent += metas.len() as u64;
