@@ -791,3 +791,72 @@ fn consumers_caps_answer_the_sinks_caps_query_and_cannot_make_negotiation_fail()
     drop(c);
     settle(&|caps| *caps == video);
 }
+
+#[test]
+fn a_consumer_that_sent_no_note_gets_every_buffer_while_upstream_negotiates_for_another() {
+    // A consumer of the frame channel alone (no note: it takes any caps) and one
+    // whose downstream takes GRAY8 only, which upstream says it could make (an
+    // appsrc with no caps of its own answers ANY) but does not: the sink asks
+    // upstream to negotiate again and holds nothing back from the first one
+    // meanwhile (before: 1 s of buffers held back from both).
+    init();
+    let path = sock("silent-beside-a-wish");
+    let pipeline = gst::parse::launch(&format!(
+        "appsrc name=src format=time ! shmringsink name=sink socket-path={path}"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let (appsrc, sink) = (
+        pipeline.by_name("src").unwrap(),
+        pipeline.by_name("sink").unwrap(),
+    );
+    // Upstream answers caps queries as a decoder with a broad template does: any
+    // raw video (it then keeps its own caps when asked to negotiate again).
+    appsrc
+        .static_pad("src")
+        .unwrap()
+        .add_probe(gst::PadProbeType::QUERY_UPSTREAM, |_, info| {
+            let Some(gst::PadProbeData::Query(q)) = &mut info.data else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let gst::QueryViewMut::Caps(q) = q.view_mut() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let any = gst::Caps::new_empty_simple("video/x-raw");
+            let result = match q.filter() {
+                Some(f) => f.intersect(&any),
+                None => any,
+            };
+            q.set_result(&result);
+            gst::PadProbeReturn::Handled
+        });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !std::path::Path::new(&path).exists() {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut silent = Consumer::connect(&path, ConsumerConfig::default()).unwrap();
+    let wanting = Consumer::connect(&path, ConsumerConfig::default()).unwrap();
+    wanting
+        .send_note(b"caps:video/x-raw, format=(string)GRAY8")
+        .unwrap();
+    // The note is read on the producer's service thread.
+    std::thread::sleep(Duration::from_millis(200));
+    let caps = gst::Caps::from_str("video/x-raw,format=I420,width=4,height=2").unwrap();
+    for i in 0..20u8 {
+        let sample = gst::Sample::builder()
+            .buffer(&gst::Buffer::from_slice(vec![i; 12]))
+            .caps(&caps)
+            .build();
+        let r = appsrc.emit_by_name::<gst::FlowReturn>("push-sample", &[&sample]);
+        assert_eq!(r, gst::FlowReturn::Ok);
+        let f = next_frame(&mut silent);
+        assert_eq!(f.to_vec()[0], i);
+    }
+    let stats = sink.property::<gst::Structure>("stats");
+    assert_eq!(stats.get::<u64>("held-back").unwrap(), 0, "{stats}");
+    drop(wanting);
+    pipeline.set_state(gst::State::Null).unwrap();
+}

@@ -169,12 +169,15 @@ pub(crate) struct Verdict {
     pub(crate) deferred: bool,
 }
 
-/// Decides for `wishes` (in join order) given the `current` caps (`None` before
-/// the first negotiation), whether upstream `can_make` some caps, whether a
-/// renegotiation `may_ask` now, and the last one `asked`.
+/// Decides for `wishes` (of the consumers that sent a note, in join order) and
+/// `silent` consumers (that sent none: they take any caps) given the `current`
+/// caps (`None` before the first negotiation), whether upstream `can_make` some
+/// caps, whether a renegotiation `may_ask` now, and the last one `asked`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn decide(
     current: Option<&gst::Caps>,
     wishes: &[Wish],
+    silent: usize,
     can_make: impl Fn(&gst::Caps) -> bool,
     may_ask: bool,
     asked: &Asked,
@@ -211,7 +214,7 @@ pub(crate) fn decide(
             });
         }
     }
-    v.served = wishes.is_empty() || wishes.iter().any(takes);
+    v.served = silent > 0 || wishes.is_empty() || wishes.iter().any(takes);
     let in_flight = asked.in_flight(now);
     for w in wishes.iter().filter(|w| !takes(w)) {
         let caps = w
@@ -298,6 +301,7 @@ mod tests {
         decide(
             Some(&caps(current)),
             wishes,
+            0,
             |c| up.can_intersect(c),
             may_ask,
             asked,
@@ -420,6 +424,18 @@ mod tests {
             &asked,
         );
         assert!(!v.served);
+        // A consumer that sent no note takes any caps: its buffers flow.
+        let v = decide(
+            Some(&caps(I420)),
+            &[wish(2, Some("video/x-raw, format=GRAY8"))],
+            1,
+            |_| true,
+            false,
+            &asked,
+            Instant::now(),
+            Late::Renegotiate,
+        );
+        assert!(v.served);
     }
 
     #[test]
@@ -427,6 +443,7 @@ mod tests {
         let v = decide(
             Some(&caps(I420)),
             &[wish(2, Some("video/x-raw, format=RGBA"))],
+            0,
             |_| true,
             true,
             &Asked::default(),
@@ -446,6 +463,7 @@ mod tests {
                 wish(2, Some("video/x-raw, format=GRAY8")),
                 wish(3, Some("video/x-raw, format=RGBA")),
             ],
+            0,
             |_| true,
             true,
             &Asked::default(),

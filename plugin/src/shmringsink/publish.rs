@@ -163,9 +163,11 @@ impl Sink {
         }
     }
 
-    /// Every consumer's wish, in join order, and the last renegotiation asked.
-    fn wishes(&self, producer: &Producer) -> (Vec<Wish>, Asked) {
+    /// The wish of every consumer that sent a note, in join order, how many sent
+    /// none, and the last renegotiation asked.
+    fn wishes(&self, producer: &Producer) -> (Vec<Wish>, usize, Asked) {
         let notes = producer.notes();
+        let silent = producer.consumer_count().saturating_sub(notes.len());
         let mut n = self.negotiation.lock().unwrap();
         let wishes = n.wishes(notes, |id| {
             gst::info!(
@@ -174,7 +176,7 @@ impl Sink {
                 "consumer {id} sent a note that says no caps: it is taken to accept any"
             );
         });
-        (wishes, n.asked.clone())
+        (wishes, silent, n.asked.clone())
     }
 
     /// What upstream's caps queries are narrowed to: what every consumer that
@@ -183,12 +185,13 @@ impl Sink {
     /// sink's request, the wishes it was asked for. `None`: not narrowed.
     pub(super) fn narrowed(&self, upstream: &gst::Caps) -> Option<gst::Caps> {
         let producer = self.producer()?;
-        let (wishes, asked) = self.wishes(&producer);
+        let (wishes, silent, asked) = self.wishes(&producer);
         let current = self.obj().sink_pad().current_caps();
         let late = self.late();
         let v = negotiation::decide(
             current.as_ref(),
             &wishes,
+            silent,
             |c| upstream.can_intersect(c),
             false,
             &asked,
@@ -232,11 +235,12 @@ impl Sink {
         let Some(current) = pad.current_caps() else {
             return true;
         };
-        let (wishes, asked) = self.wishes(&producer);
+        let (wishes, silent, asked) = self.wishes(&producer);
         let may_ask = asked.may_ask(now);
         let v = negotiation::decide(
             Some(&current),
             &wishes,
+            silent,
             |c| !pad.peer_query_caps(Some(c)).is_empty(),
             may_ask,
             &asked,
