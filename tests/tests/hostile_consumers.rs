@@ -16,14 +16,13 @@
 //! `SECURITY.md` lists the rows with these tests.
 
 use std::io::{BufRead, BufReader};
-use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use e2e::{
     KillOnDrop, cpu_seconds, gst_command, monotonic_ns, read_line, spawn, unique_socket_path,
-    wait_for_path,
+    wait_for_path, wait_with_output,
 };
 
 const PEER: &str = env!("CARGO_BIN_EXE_frame-peer");
@@ -121,9 +120,9 @@ fn abuse(a: Abuser, path: String, stop: Arc<AtomicBool>) -> String {
     let collect = |mut c: KillOnDrop, out: &mut String| {
         // SAFETY: kill(2) on the abuser's own process group; no memory involved.
         unsafe { libc::kill(-(c.0.id() as i32), libc::SIGKILL) };
-        if let Ok(o) = c.0.wait_with_output_taken() {
-            out.push_str(&o);
-        }
+        let o = wait_with_output(&mut c.0, 30, "an abuser");
+        out.push_str(&String::from_utf8_lossy(&o.stdout));
+        out.push_str(&String::from_utf8_lossy(&o.stderr));
     };
     let mut running = vec![start(&args)];
     let mut last_start = std::time::Instant::now();
@@ -153,25 +152,6 @@ fn abuse(a: Abuser, path: String, stop: Arc<AtomicBool>) -> String {
         collect(c, &mut out);
     }
     out
-}
-
-trait TakeOutput {
-    fn wait_with_output_taken(&mut self) -> std::io::Result<String>;
-}
-
-impl TakeOutput for Child {
-    fn wait_with_output_taken(&mut self) -> std::io::Result<String> {
-        use std::io::Read;
-        self.wait()?;
-        let mut s = String::new();
-        if let Some(mut o) = self.stdout.take() {
-            o.read_to_string(&mut s)?;
-        }
-        if let Some(mut e) = self.stderr.take() {
-            e.read_to_string(&mut s)?;
-        }
-        Ok(s)
-    }
 }
 
 /// Runs one row: the `upstream` elements and a `shmringsink` in their own

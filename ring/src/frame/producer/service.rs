@@ -118,20 +118,15 @@ pub(super) fn service(inner: Arc<Inner>, listener: Option<SeqpacketListener>) {
         let now = Instant::now();
         // Connections the application hands over (a socket pair's end, a broker's
         // fd) count against the same budget as those accepted: the rest wait.
-        let handed: Vec<OwnedFd> = {
+        let (handed, handed_later): (Vec<OwnedFd>, bool) = {
             let mut incoming = inner.incoming.lock().unwrap_or_else(|e| e.into_inner());
             let mut n = 0;
             while n < incoming.len() && accepts.refill(now).is_none() {
                 accepts.spend();
                 n += 1;
             }
-            incoming.drain(..n).collect()
+            (incoming.drain(..n).collect(), !incoming.is_empty())
         };
-        let handed_later = !inner
-            .incoming
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty();
         for sock in handed {
             admit(&inner, &mut pending, sock);
         }
