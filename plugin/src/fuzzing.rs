@@ -2,8 +2,8 @@
 //! replaying its committed corpus runs exactly what the fuzzer runs. Not part of the
 //! API.
 
-use crate::meta::{BUFFER_META_LEN, BufferMeta, Side};
-use crate::shmringsrc::trust;
+use crate::codec::trust;
+use crate::codec::{BUFFER_META_LEN, BufferMeta, Side};
 
 /// Decodes what a producer sent a `shmringsrc`: if the first byte is 0xfe, the rest
 /// is a buffer's meta list (decoded for a 320x240 frame, then added to a buffer);
@@ -16,16 +16,16 @@ pub fn meta_decode(data: &[u8]) -> bool {
     };
     if kind == 0xfe {
         gst::init().expect("GStreamer");
-        let frame = crate::metas::Frame {
+        let frame = crate::codec::metas::Frame {
             size: Some((320, 240)),
         };
-        return match crate::metas::decode(rest, frame) {
+        return match crate::codec::metas::decode(rest, frame) {
             Ok(list) => {
-                let again =
-                    crate::metas::decode(&crate::metas::encode(&list), frame).expect("re-decodes");
+                let again = crate::codec::metas::decode(&crate::codec::metas::encode(&list), frame)
+                    .expect("re-decodes");
                 assert_eq!(again, list, "meta list does not round-trip");
                 let mut b = gst::Buffer::new();
-                crate::metas::apply(b.get_mut().expect("new"), list, &Default::default());
+                crate::codec::metas::apply(b.get_mut().expect("new"), list, &Default::default());
                 true
             }
             Err(_) => false,

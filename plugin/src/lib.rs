@@ -13,21 +13,18 @@
 
 use gst::glib;
 
+pub mod codec;
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod memory;
-pub mod meta;
-pub mod metas;
 pub mod names;
 mod provider;
 mod shmringsink;
 mod shmringsrc;
-pub mod toc;
 
 pub use shmringsink::ShmringSink;
 pub use shmringsrc::ShmringSrc;
-pub use shmringsrc::trust;
 
 /// Durations in the units properties say: settings keep `Duration`s, properties
 /// speak milliseconds or microseconds (saturating at `u32::MAX`).

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use gst::prelude::*;
 use gst_check::Harness;
-use gstshmring::meta::{self, BufferMeta, Side};
+use gstshmring::codec::{self, BufferMeta, Side};
 use shmring::{Consumer, ConsumerConfig, Event, Producer, ProducerConfig};
 
 use common::*;
@@ -69,7 +69,7 @@ fn sink_sends_events_in_order_and_buffers_with_their_metadata() {
                 gst::ClockTime::from_seconds(11).nseconds(),
                 "the timestamp as it is (the segment travelled before it)"
             );
-            assert_eq!(m.dts, meta::NONE);
+            assert_eq!(m.dts, codec::NONE);
             assert_eq!(m.duration, 33_000_000);
             assert_eq!((m.offset, m.offset_end), (7, 8));
             assert_eq!(m.flags, gst::BufferFlags::DELTA_UNIT.bits());
@@ -668,7 +668,7 @@ fn automatic_slots_give_small_buffers_a_bigger_arena() {
 
 #[test]
 fn sink_sends_metas_before_their_buffer_and_counts_those_that_cannot_cross() {
-    use gstshmring::metas::{self, Assembly, Carried, Piece};
+    use gstshmring::codec::metas::{self, Assembly, Carried, Piece};
     init();
     let path = sock("metas");
     let e = gst::ElementFactory::make("shmringsink")

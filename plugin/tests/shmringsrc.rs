@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use gst::prelude::*;
 use gst_check::Harness;
-use gstshmring::meta::{self, Side, VideoLayout};
+use gstshmring::codec::{self, Side, VideoLayout};
 use shmring::{Producer, ProducerConfig};
 
 use common::*;
@@ -21,7 +21,7 @@ fn src_outputs_the_producers_caps_buffers_timestamps_and_video_layout() {
     let p = Producer::bind(&path, ProducerConfig::default()).unwrap();
     let caps =
         gst::Caps::from_str("video/x-raw,format=I420,width=4,height=2,framerate=30/1").unwrap();
-    p.send_side(&Side::Caps(caps.clone()).encode(), meta::key::CAPS)
+    p.send_side(&Side::Caps(caps.clone()).encode(), codec::key::CAPS)
         .unwrap();
     let mut h = src_harness(&path, false);
     p.wait_for_consumers(1, Some(Duration::from_secs(60)))
@@ -71,13 +71,13 @@ fn src_changes_caps_mid_stream_and_ends_on_eos() {
     let caps2 =
         gst::Caps::from_str("audio/x-raw,format=S16LE,rate=44100,channels=1,layout=interleaved")
             .unwrap();
-    p.send_side(&Side::Caps(caps1.clone()).encode(), meta::key::CAPS)
+    p.send_side(&Side::Caps(caps1.clone()).encode(), codec::key::CAPS)
         .unwrap();
     let mut h = src_harness(&path, false);
     p.wait_for_consumers(1, Some(Duration::from_secs(60)))
         .unwrap();
     publish(&p, &[0u8; 1920], &meta(0));
-    p.send_side(&Side::Caps(caps2.clone()).encode(), meta::key::CAPS)
+    p.send_side(&Side::Caps(caps2.clone()).encode(), codec::key::CAPS)
         .unwrap();
     publish(&p, &[1u8; 882], &meta(10));
     p.send_side(&Side::Eos.encode(), 0).unwrap();
@@ -103,7 +103,7 @@ fn src_copy_mode_gives_private_writable_buffers() {
     let p = Producer::bind(&path, ProducerConfig::default()).unwrap();
     p.send_side(
         &Side::Caps(gst::Caps::from_str("application/x-test").unwrap()).encode(),
-        meta::key::CAPS,
+        codec::key::CAPS,
     )
     .unwrap();
     let mut h = src_harness(&path, true);
@@ -149,7 +149,7 @@ fn src_refusal_by_downstream_names_both_caps() {
     let path = sock("refused");
     let p = Producer::bind(&path, ProducerConfig::default()).unwrap();
     let caps = gst::Caps::from_str("video/x-raw,format=I420,width=4,height=2").unwrap();
-    p.send_side(&Side::Caps(caps).encode(), meta::key::CAPS)
+    p.send_side(&Side::Caps(caps).encode(), codec::key::CAPS)
         .unwrap();
     let pipeline = gst::parse::launch(&format!(
         "shmringsrc socket-path={path} is-live=false ! audio/x-raw ! fakesink"
@@ -257,7 +257,7 @@ fn src_on_an_inherited_socket_needs_no_path_and_leaves_the_fd_to_its_owner() {
     p.add_connection(mine).unwrap();
     p.send_side(
         &Side::Caps(gst::Caps::from_str("application/x-test").unwrap()).encode(),
-        meta::key::CAPS,
+        codec::key::CAPS,
     )
     .unwrap();
     let e = gst::ElementFactory::make("shmringsrc")
@@ -308,7 +308,7 @@ fn src_gives_planar_audio_its_layout() {
     init();
     let path = sock("planar-src");
     let p = Producer::bind(&path, ProducerConfig::default()).unwrap();
-    p.send_side(&Side::Caps(planar_caps()).encode(), meta::key::CAPS)
+    p.send_side(&Side::Caps(planar_caps()).encode(), codec::key::CAPS)
         .unwrap();
     let mut h = src_harness(&path, false);
     p.wait_for_consumers(1, Some(Duration::from_secs(60)))
@@ -354,17 +354,17 @@ fn src_reports_the_producers_latency_when_live() {
     let p = Producer::bind(&path, ProducerConfig::default()).unwrap();
     p.send_side(
         &Side::Caps(gst::Caps::from_str("application/x-test").unwrap()).encode(),
-        meta::key::CAPS,
+        codec::key::CAPS,
     )
     .unwrap();
     p.send_side(
         &Side::Latency {
             live: true,
             min: 40_000_000,
-            max: meta::NONE,
+            max: codec::NONE,
         }
         .encode(),
-        meta::key::LATENCY,
+        codec::key::LATENCY,
     )
     .unwrap();
     let pipeline = gst::parse::launch(&format!(
@@ -410,10 +410,10 @@ fn src_starts_a_new_stream_downstream_after_reconnecting() {
                 stream_id: id.into(),
             }
             .encode(),
-            meta::key::STREAM_START,
+            codec::key::STREAM_START,
         )
         .unwrap();
-        p.send_side(&Side::Caps(caps.clone()).encode(), meta::key::CAPS)
+        p.send_side(&Side::Caps(caps.clone()).encode(), codec::key::CAPS)
             .unwrap();
         p
     };

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gstshmring::meta::{self, BufferMeta, Side};
-use gstshmring::trust::Format;
+use gstshmring::codec::{self, BufferMeta, Side};
+use gstshmring::codec::trust::Format;
 use pyo3::exceptions::{PyTimeoutError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -299,7 +299,7 @@ impl Consumer {
                         let f = Fault::Peer(format!("producer sent a bad side message: {e}"));
                         return Err(self.fail(&mut g, f));
                     }
-                    Ok(Side::Caps(caps)) => match gstshmring::trust::accept_caps(&caps) {
+                    Ok(Side::Caps(caps)) => match gstshmring::codec::trust::accept_caps(&caps) {
                         Ok(format) => g.caps = Some((caps, format)),
                         Err(e) => return Err(self.fail(&mut g, Fault::Peer(e))),
                     },
@@ -329,7 +329,7 @@ impl Consumer {
     /// Checks frame `f` against the caps (as `shmringsrc` does) and copies it when
     /// enough frames are held already.
     fn received(&self, g: &mut Inner, f: shmring::Frame) -> Result<Frame, String> {
-        let m = BufferMeta::decode(f.meta())?;
+        let m = BufferMeta::decode(f.meta()).map_err(|e| e.to_string())?;
         // No caps yet (the producer sent none): opaque bytes, as `shmringsrc`
         // carries them; the frame then has no caps.
         let (caps, format) = match g.caps.as_ref() {
@@ -427,7 +427,7 @@ pub struct Frame {
 }
 
 fn time(v: u64) -> Option<u64> {
-    (v != meta::NONE).then_some(v)
+    (v != codec::NONE).then_some(v)
 }
 
 impl Frame {

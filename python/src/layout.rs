@@ -2,7 +2,7 @@
 //! plane, from the caps and the layout `trust` accepted.
 
 use gst_video::VideoFormatFlags;
-use gstshmring::trust::{Checked, Format, has_rows, plane_extent};
+use gstshmring::codec::trust::{Checked, Format, has_rows, plane_extent};
 
 /// One array over a frame's bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 //!
 //! Nothing here interprets what a producer says on its own: caps are parsed by
 //! GStreamer's caps parser and checked, and every buffer's size, layout and flags
-//! checked, by the plugin's [`gstshmring::trust`], the code `shmringsrc` runs. No
+//! checked, by the plugin's [`gstshmring::codec::trust`], the code `shmringsrc` runs. No
 //! pipeline runs and no plugin is loaded: GStreamer's core, video and audio libraries
 //! give caps and layouts their meaning. The Python side (`python/shmring`) adds the
 //! docs, type hints and nothing else.
@@ -43,9 +43,9 @@ pub(crate) fn gst_ready() -> PyResult<()> {
 
 /// Caps text a producer sent or a Python producer gives, parsed and checked as
 /// `shmringsrc` checks the caps it receives.
-pub(crate) fn check_caps(text: &str) -> Result<(gst::Caps, gstshmring::trust::Format), String> {
-    let caps = gstshmring::meta::caps_from_text(text)?;
-    let format = gstshmring::trust::accept_caps(&caps)?;
+pub(crate) fn check_caps(text: &str) -> Result<(gst::Caps, gstshmring::codec::trust::Format), String> {
+    let caps = gstshmring::codec::caps_from_text(text).map_err(|e| e.to_string())?;
+    let format = gstshmring::codec::trust::accept_caps(&caps)?;
     Ok((caps, format))
 }
 

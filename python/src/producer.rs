@@ -4,8 +4,8 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use gstshmring::meta::{BufferMeta, NONE, Side, VideoLayout, key};
-use gstshmring::trust::Format;
+use gstshmring::codec::{BufferMeta, NONE, Side, VideoLayout, key};
+use gstshmring::codec::trust::Format;
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
@@ -65,13 +65,7 @@ fn send(producer: &shmring::Producer, side: &Side, key: u32) -> PyResult<()> {
 
 fn announce(st: &State) -> PyResult<()> {
     // What a probe (the device provider) is told, as shmringsink tells it.
-    if st
-        .producer
-        .set_description(st.caps.to_string().as_bytes())
-        .is_err()
-    {
-        let _ = st.producer.set_description(b"");
-    }
+    gstshmring::codec::description::announce(&st.producer, &st.caps);
     send(&st.producer, &Side::Caps(st.caps.clone()), key::CAPS)
 }
 

@@ -148,12 +148,12 @@ fn caps_features_flags_audio_frames_latency_and_segments_that_lie_are_refused() 
         (
             "segment-rate-zero",
             "fakesink",
-            "segment rate 0 is not a rate",
+            "segment rate 0 is not valid",
         ),
         (
             "segment-stop-before-start",
             "fakesink",
-            "segment stop 1 is before its start 10000000000",
+            "segment: stop 1 is before start 10000000000",
         ),
     ] {
         assert_refused(act, "", tail, lie);
@@ -171,18 +171,18 @@ fn metas_and_tocs_that_lie_are_refused_by_name() {
             "meta-unknown-kind",
             "bad metas: unknown meta record kind 99",
         ),
-        ("meta-caption-empty", "bad metas: caption meta is empty"),
+        ("meta-caption-empty", "bad metas: caption meta without data"),
         (
             "meta-time-code-invalid",
-            "25:00:00:00 at 30/1 is not a valid time code",
+            "bad metas: time code meta time 25:00:00:00 at 30/1 is not valid",
         ),
         (
             "meta-piece-overflow",
-            "bad meta piece: meta pieces add up to more than their list's 10 bytes",
+            "bad meta piece: meta list: 20 bytes in pieces, more than 10",
         ),
         (
             "toc-too-deep",
-            "bad side message: TOC entries nested deeper than 8",
+            "bad side message: TOC: 9 levels of entries, more than 8",
         ),
     ] {
         assert_refused(act, "", CONVERT, lie);

@@ -14,7 +14,7 @@ use shmring::{Producer, ProducerConfig};
 use super::ShmringSink;
 use super::pool::SlotPool;
 use super::publish::audio_planes;
-use crate::meta::{self, Side, ct};
+use crate::codec::{self, Side, ct};
 use crate::units::{from_ms, from_us, ms, us};
 
 pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -108,7 +108,7 @@ impl Default for Settings {
             block_timeout: DEFAULT_BLOCK_TIMEOUT,
             spin_time: DEFAULT_SPIN_TIME,
             wait_for_connection: false,
-            max_meta_bytes: crate::metas::DEFAULT_MAX_BYTES,
+            max_meta_bytes: crate::codec::metas::DEFAULT_MAX_BYTES,
             late_caps: LateConsumerCaps::Renegotiate,
         }
     }
@@ -125,7 +125,7 @@ pub(super) struct Counters {
     /// Buffers not sent while upstream renegotiated.
     pub(super) held_back: u64,
     /// Meta names logged as not sent.
-    pub(super) logged: crate::metas::LoggedOnce,
+    pub(super) logged: crate::codec::metas::LoggedOnce,
 }
 
 pub(super) struct State {
@@ -286,7 +286,7 @@ impl ObjectImpl for Sink {
                     .blurb("Most bytes the metas of one buffer may take across the transport (timecodes, captions, regions of interest, custom metas...); a buffer's metas over it are not sent, and counted in stats. Each consumer may queue this much on its socket on top of the usual 1 MiB")
                     .minimum(1024)
                     .maximum(64 << 20)
-                    .default_value(crate::metas::DEFAULT_MAX_BYTES)
+                    .default_value(crate::codec::metas::DEFAULT_MAX_BYTES)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecEnum::builder::<LateConsumerCaps>("late-consumer-caps")
@@ -540,13 +540,11 @@ impl BaseSinkImpl for Sink {
             st.latency = None;
             // What a probe (the device provider) is told: these caps, or nothing
             // where they do not fit a description.
-            let text = caps.to_string();
-            if st.producer.set_description(text.as_bytes()).is_err() {
+            if !codec::description::announce(&st.producer, caps) {
                 gst::info!(CAT, imp = self, "caps too long to describe this producer");
-                let _ = st.producer.set_description(b"");
             }
         }
-        if self.side(&Side::Caps(caps.clone()), meta::key::CAPS) {
+        if self.side(&Side::Caps(caps.clone()), codec::key::CAPS) {
             Ok(())
         } else {
             Err(gst::loggable_error!(CAT, "cannot send caps"))
@@ -613,7 +611,7 @@ impl BaseSinkImpl for Sink {
                 let side = Side::StreamStart {
                     stream_id: e.stream_id().to_owned(),
                 };
-                self.side(&side, meta::key::STREAM_START);
+                self.side(&side, codec::key::STREAM_START);
             }
             EventView::Segment(e) => {
                 let seg = e.segment().downcast_ref::<gst::ClockTime>().cloned();
@@ -624,7 +622,7 @@ impl BaseSinkImpl for Sink {
                 // (Other formats than time are not sent: their buffers' times,
                 // if any, count from 0.)
                 if let Some(seg) = seg {
-                    self.side(&Side::Segment(seg), meta::key::SEGMENT);
+                    self.side(&Side::Segment(seg), codec::key::SEGMENT);
                 }
             }
             EventView::Tag(e) => {
@@ -635,19 +633,22 @@ impl BaseSinkImpl for Sink {
                 let key = self.state.lock().unwrap().as_mut().map(|st| {
                     if std::mem::take(&mut st.tags_then_data) {
                         for k in 1..st.tag_keys {
-                            st.producer.forget_sticky(meta::key::TAGS + k);
+                            st.producer.forget_sticky(codec::key::TAGS + k);
                         }
                         st.tag_keys = 0;
                     }
-                    let k = st.tag_keys.min(meta::key::TAGS_KEPT - 1);
-                    st.tag_keys = (st.tag_keys + 1).min(meta::key::TAGS_KEPT);
-                    meta::key::TAGS + k
+                    let k = st.tag_keys.min(codec::key::TAGS_KEPT - 1);
+                    st.tag_keys = (st.tag_keys + 1).min(codec::key::TAGS_KEPT);
+                    codec::key::TAGS + k
                 });
                 self.side(&Side::Tags(e.tag_owned()), key.unwrap_or(0));
             }
             EventView::Toc(e) => {
                 let (toc, updated) = e.toc();
-                self.side(&Side::Toc(crate::toc::encode(toc, updated)), meta::key::TOC);
+                self.side(
+                    &Side::Toc(crate::codec::toc::encode(toc, updated)),
+                    codec::key::TOC,
+                );
             }
             EventView::Gap(e) => {
                 let (pts, duration) = e.get();
@@ -671,7 +672,7 @@ impl BaseSinkImpl for Sink {
                 // Sticky: replayed to consumers that join later, the latest of
                 // each name (as a pad keeps them).
                 if let Some(s) = e.structure() {
-                    let key = meta::key::custom_sticky(s.name());
+                    let key = codec::key::custom_sticky(s.name());
                     self.side(&Side::CustomSticky(s.to_owned()), key);
                 }
             }

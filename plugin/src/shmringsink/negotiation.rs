@@ -21,6 +21,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::codec::note::{accepts_of, says_any};
+
 /// Most renegotiations asked of upstream for consumers' sake: one per this.
 pub(crate) const RENEGOTIATE_EVERY: Duration = Duration::from_secs(2);
 /// How long upstream has to negotiate again once asked; buffers no consumer takes
@@ -28,9 +30,6 @@ pub(crate) const RENEGOTIATE_EVERY: Duration = Duration::from_secs(2);
 pub(crate) const RENEGOTIATION_WAIT: Duration = Duration::from_secs(1);
 /// Consumers are looked at again at most this often, however often they speak.
 pub(crate) const DECIDE_EVERY: Duration = Duration::from_millis(100);
-/// Caps in a note with more structures than this say nothing (their intersections
-/// would cost the streaming thread time that grows with the square of it).
-pub(crate) const MAX_NOTE_STRUCTURES: usize = 32;
 
 /// What the policy is for a consumer that cannot take the current caps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,7 +129,7 @@ impl Negotiation {
                 Some(k) => self.parsed.swap_remove(k).2,
                 None => {
                     let a = accepts_of(&note);
-                    if a.is_none() && !note.starts_with(b"caps:ANY") {
+                    if a.is_none() && !says_any(&note) {
                         said_nothing(id);
                     }
                     a
@@ -258,18 +257,6 @@ pub(crate) fn decide(
         }
     }
     v
-}
-
-/// The caps a consumer's note says its downstream accepts (`caps:` then caps text);
-/// `None` for anything else (a note is a peer's word: unparsable, ANY or empty
-/// caps, or caps of more than [`MAX_NOTE_STRUCTURES`] structures say nothing).
-pub(crate) fn accepts_of(note: &[u8]) -> Option<gst::Caps> {
-    let text = std::str::from_utf8(note.strip_prefix(b"caps:")?).ok()?;
-    if text.contains('\0') {
-        return None;
-    }
-    let caps: gst::Caps = std::str::FromStr::from_str(text).ok()?;
-    (!caps.is_any() && !caps.is_empty() && caps.size() <= MAX_NOTE_STRUCTURES).then_some(caps)
 }
 
 #[cfg(test)]
@@ -471,19 +458,5 @@ mod tests {
             Late::Renegotiate,
         );
         assert_eq!(v.narrow.unwrap(), caps("video/x-raw, format=RGBA"));
-    }
-
-    #[test]
-    fn notes_that_say_nothing_or_too_much_are_no_caps() {
-        gst::init().unwrap();
-        assert!(accepts_of(b"caps:ANY").is_none());
-        assert!(accepts_of(b"caps:EMPTY").is_none());
-        assert!(accepts_of(b"hello").is_none());
-        assert!(accepts_of(b"caps:\xff\xfe").is_none());
-        let many: Vec<String> = (0..=MAX_NOTE_STRUCTURES)
-            .map(|i| format!("video/x-raw, width=(int){i}"))
-            .collect();
-        assert!(accepts_of(format!("caps:{}", many.join("; ")).as_bytes()).is_none());
-        assert!(accepts_of(b"caps:video/x-raw, format=(string)GRAY8").is_some());
     }
 }

@@ -10,8 +10,8 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use shmring::Producer;
 
-use crate::meta::{self, BufferMeta, Side, VideoLayout, ct};
-use crate::metas;
+use crate::codec::metas;
+use crate::codec::{self, BufferMeta, Side, VideoLayout, ct};
 
 use super::imp::*;
 use super::negotiation::{
@@ -48,11 +48,11 @@ impl Sink {
         let obj = self.obj();
         let base_time = match obj.clock() {
             Some(_) => ct(obj.base_time()),
-            None => meta::NONE,
+            None => codec::NONE,
         };
         let video = buffer.meta::<gst_video::VideoMeta>().map(|vm| {
             let mut v = VideoLayout {
-                n_planes: vm.n_planes().min(meta::MAX_PLANES as u32) as u8,
+                n_planes: vm.n_planes().min(codec::MAX_PLANES as u32) as u8,
                 ..Default::default()
             };
             for p in 0..v.n_planes as usize {
@@ -69,7 +69,7 @@ impl Sink {
             offset_end: buffer.offset_end(),
             base_time,
             // Only what describes the data travels (the consumer refuses the rest).
-            flags: (buffer.flags() & crate::meta::TRAVELLING_FLAGS).bits(),
+            flags: (buffer.flags() & crate::codec::TRAVELLING_FLAGS).bits(),
             video,
             list_continues: false,
             metas_tag: 0,
@@ -120,7 +120,7 @@ impl Sink {
         }
         st.metas_tag = st.metas_tag.checked_add(1).unwrap_or(1);
         let tag = st.metas_tag;
-        for piece in metas::pieces(&list, tag, meta::T_META_PIECE) {
+        for piece in metas::pieces(&list, tag, codec::side::T_META_PIECE) {
             if let Err(e) = st.producer.send_side(&piece, 0) {
                 gst::warning!(CAT, imp = self, "metas not sent: {e}");
                 self.counters.lock().unwrap().metas_not_sent += metas.len() as u64;
@@ -433,7 +433,7 @@ impl Sink {
                 min: l.1,
                 max: l.2,
             };
-            self.side(&side, meta::key::LATENCY);
+            self.side(&side, codec::key::LATENCY);
         }
     }
 }

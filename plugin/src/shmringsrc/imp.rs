@@ -14,7 +14,7 @@ use gst_base::subclass::prelude::*;
 use shmring::{Consumer, ConsumerConfig};
 
 use super::ShmringSrc;
-use super::trust;
+use crate::codec::trust;
 use crate::units::{from_ms, from_us, ms, us};
 
 pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -95,7 +95,7 @@ impl Default for Settings {
             is_live: true,
             is_live_set: false,
             zero_copy_limit: -1,
-            max_meta_bytes: crate::metas::DEFAULT_MAX_BYTES,
+            max_meta_bytes: crate::codec::metas::DEFAULT_MAX_BYTES,
             custom_metas: "*".into(),
         }
     }
@@ -121,8 +121,8 @@ pub(super) struct Counters {
 /// The metas arriving for the next buffer, and what was logged of them.
 #[derive(Default)]
 pub(super) struct MetaState {
-    pub(super) assembly: crate::metas::Assembly,
-    pub(super) logged: crate::metas::LoggedOnce,
+    pub(super) assembly: crate::codec::metas::Assembly,
+    pub(super) logged: crate::codec::metas::LoggedOnce,
 }
 
 pub(super) struct State {
@@ -305,7 +305,7 @@ impl ObjectImpl for Src {
                     .blurb("Most bytes the producer may send for the metas of one buffer (timecodes, captions, regions of interest, custom metas...); a buffer's metas over it are not added, and counted in stats as metas-refused")
                     .minimum(1024)
                     .maximum(64 << 20)
-                    .default_value(crate::metas::DEFAULT_MAX_BYTES)
+                    .default_value(crate::codec::metas::DEFAULT_MAX_BYTES)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("custom-metas")

@@ -2,15 +2,14 @@
 //! process.
 //!
 //! `imp` holds the element (settings, state, the GStreamer trait impls), `receive`
-//! what it makes of what the producer says, `trust` the checks everything the
-//! producer says passes before it reaches GStreamer.
+//! what it makes of what the producer says; the checks everything the producer
+//! says passes before it reaches GStreamer are [`crate::codec::trust`].
 
 use gst::glib;
 use gst::prelude::*;
 
 mod imp;
 mod receive;
-pub mod trust;
 
 glib::wrapper! {
     /// `shmringsrc`.

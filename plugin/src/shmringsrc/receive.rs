@@ -17,9 +17,9 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use shmring::{Backoff, Consumer, ConsumerConfig, Event, Frame};
 
-use super::trust;
-use crate::meta::{self, BufferMeta, Side, to_ct};
-use crate::metas;
+use crate::codec::metas;
+use crate::codec::trust;
+use crate::codec::{self, BufferMeta, Side, to_ct};
 
 use super::imp::*;
 
@@ -96,7 +96,7 @@ impl Src {
 
     /// The buffer for frame `f`, and whether more of its buffer list follow.
     pub(super) fn buffer_of(&self, f: Frame) -> Result<(gst::Buffer, bool), String> {
-        let m = BufferMeta::decode(f.meta())?;
+        let m = BufferMeta::decode(f.meta()).map_err(|e| e.to_string())?;
         let len = f.len();
         // Everything the producer says about this buffer, checked against the caps
         // before a buffer exists.
@@ -141,7 +141,7 @@ impl Src {
             wrap_frame(f, self.outstanding.clone())
         };
         let first = match (m.pts, m.dts) {
-            (meta::NONE, d) | (d, meta::NONE) => d,
+            (codec::NONE, d) | (d, codec::NONE) => d,
             (p, d) => p.min(d),
         };
         self.configure_segment(live, m.base_time, first);
@@ -334,7 +334,7 @@ impl Src {
                     .unwrap()
                     .push(gst::event::CustomDownstreamSticky::new(s));
             }
-            Side::Toc(body) => match crate::toc::decode(&body) {
+            Side::Toc(body) => match crate::codec::toc::decode(&body) {
                 Ok((toc, updated)) => {
                     self.late_events
                         .lock()
@@ -413,7 +413,7 @@ impl Src {
                 if let Err(e) = trust::accept_latency(min, max) {
                     return Ok(Next::Fault(e));
                 }
-                let l = (live, gst::ClockTime::from_nseconds(min), meta::to_ct(max));
+                let l = (live, gst::ClockTime::from_nseconds(min), codec::to_ct(max));
                 let changed = self
                     .state
                     .lock()
@@ -471,11 +471,11 @@ impl Src {
         let mut guard = self.state.lock().unwrap();
         let Some(st) = guard.as_mut() else { return };
         let mut seg = st.segment.clone().unwrap_or_default();
-        if live && producer_base != meta::NONE {
+        if live && producer_base != codec::NONE {
             if let Some(mine) = mine {
                 let by = producer_base as i128 - mine.nseconds() as i128;
                 let proposal = (!std::mem::replace(&mut st.lag_proposed, true)).then(|| {
-                    let rt = meta::to_ct(first)
+                    let rt = codec::to_ct(first)
                         .and_then(|t| seg.to_running_time_full(t))
                         .map_or(0, |rt| match rt {
                             gst::Signed::Positive(t) => t.nseconds() as i128,
@@ -520,16 +520,15 @@ impl Src {
         if caps.is_empty() {
             return;
         }
-        let note = format!("caps:{caps}");
-        if note.len() > shmring::frame::MAX_NOTE {
+        let Some(note) = codec::note::encode(&caps) else {
             gst::debug!(
                 CAT,
                 imp = self,
                 "downstream's caps are too long to tell the producer"
             );
             return;
-        }
-        match c.send_note(note.as_bytes()) {
+        };
+        match c.send_note(&note) {
             Ok(()) => {
                 gst::debug!(
                     CAT,

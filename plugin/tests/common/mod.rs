@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use gst::prelude::*;
 use gst_check::Harness;
-use gstshmring::meta::{self, BufferMeta, Side};
+use gstshmring::codec::{self, BufferMeta, Side};
 use shmring::{Consumer, ConsumerConfig, Event, Producer, ProducerConfig};
 
 pub fn init() {
@@ -71,11 +71,11 @@ pub fn publish(p: &Producer, bytes: &[u8], m: &BufferMeta) {
 pub fn meta(pts_ms: u64) -> BufferMeta {
     BufferMeta {
         pts: pts_ms * 1_000_000,
-        dts: meta::NONE,
+        dts: codec::NONE,
         duration: 10_000_000,
         offset: 3,
         offset_end: 4,
-        base_time: meta::NONE,
+        base_time: codec::NONE,
         flags: 0,
         video: None,
         list_continues: false,
@@ -109,7 +109,7 @@ pub fn takes_the_honest_producer(
     honest
         .send_side(
             &Side::Caps(gst::Caps::from_str("application/x-test").unwrap()).encode(),
-            meta::key::CAPS,
+            codec::key::CAPS,
         )
         .unwrap();
     honest

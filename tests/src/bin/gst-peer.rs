@@ -99,7 +99,7 @@ fn lie(act: &str, path: &str) -> Result<(), String> {
     use std::str::FromStr;
     use std::time::Duration;
 
-    use gstshmring::meta::{BufferMeta, NONE, Side, VideoLayout, key};
+    use gstshmring::codec::{BufferMeta, NONE, Side, VideoLayout, key};
 
     use gst_video::VideoFormat;
     // RGBx: a stride that holds the components but not the whole last pixel.
@@ -201,7 +201,7 @@ fn lie(act: &str, path: &str) -> Result<(), String> {
     if act == "toc-too-deep" {
         // Scope global, not updated, no tags, one entry; each entry a chapter
         // "x" with no times, loop or tags and one sub-entry.
-        let mut b = vec![gstshmring::meta::T_TOC, 1, 0, 0, 0, 0, 0, 1, 0];
+        let mut b = vec![gstshmring::codec::side::T_TOC, 1, 0, 0, 0, 0, 0, 1, 0];
         for _ in 0..9 {
             b.extend_from_slice(&3i32.to_le_bytes());
             b.extend_from_slice(&1u32.to_le_bytes());
@@ -250,8 +250,8 @@ fn lie(act: &str, path: &str) -> Result<(), String> {
 /// The side messages of each frame's meta list for a `meta-…` act (tag bytes
 /// 1..3 filled in per frame).
 fn lying_metas(act: &str) -> Option<Vec<Vec<u8>>> {
-    use gstshmring::meta::T_META_PIECE;
-    use gstshmring::metas::{self, Carried};
+    use gstshmring::codec::metas::{self, Carried};
+    use gstshmring::codec::side::T_META_PIECE;
     let one = |c: Carried| metas::encode(&[c]);
     let list = match act {
         "meta-crop-outside" => one(Carried::Crop([300, 200, 100, 100])),

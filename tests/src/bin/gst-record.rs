@@ -278,7 +278,7 @@ const TEST_META: &str = "ShmringTestMeta";
 
 /// Name, length and content hash of each meta of `b` but its video layout.
 fn metas_of(b: &gst::BufferRef) -> String {
-    use gstshmring::metas;
+    use gstshmring::codec::metas;
     let (carried, cannot) = metas::collect(b);
     let mut out: Vec<String> = carried
         .iter()

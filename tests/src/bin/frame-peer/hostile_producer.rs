@@ -228,7 +228,7 @@ pub(super) fn hold_lock(path: &str) -> R {
 /// value, then waits for the consumer to hang up before the next.
 pub(super) fn field_liar(path: &str, field: &str) -> R {
     gst::init().map_err(e)?;
-    use gstshmring::meta::{BufferMeta, NONE, Side, VideoLayout, key};
+    use gstshmring::codec::{BufferMeta, NONE, Side, VideoLayout, key};
     // `honest`: the control, two connections with no lie at all.
     let (bits, honest) = match LIE_FIELDS.iter().find(|f| f.0 == field) {
         Some(&(_, bits, honest)) => (bits, honest),

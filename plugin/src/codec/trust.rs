@@ -10,7 +10,7 @@
 
 use gst_video::VideoFormatFlags;
 
-use crate::meta::{BufferMeta, TRAVELLING_FLAGS, VideoLayout};
+use super::buffer::{BufferMeta, TRAVELLING_FLAGS, VideoLayout};
 
 /// Most a producer may say its pipeline's latency is (a longer one would make the
 /// consumer's sinks wait that long for every buffer).
@@ -296,7 +296,7 @@ mod tests {
     use std::str::FromStr;
 
     use super::*;
-    use crate::meta::NONE;
+    use crate::codec::NONE;
 
     fn meta(video: Option<VideoLayout>) -> BufferMeta {
         BufferMeta {

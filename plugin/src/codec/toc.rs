@@ -4,8 +4,11 @@
 //! a uid for every entry, tags that parse, the tree at most [`MAX_DEPTH`] deep and
 //! [`MAX_ENTRIES`] entries in all.
 
-use crate::meta::tags_from_str;
-use crate::metas::{R, W};
+use gst::glib;
+
+use super::bytes::{Reader, Writer};
+use super::fault::Fault;
+use super::text::tags as parse_tags;
 
 /// Deepest entry tree a consumer rebuilds.
 pub const MAX_DEPTH: usize = 8;
@@ -14,7 +17,7 @@ pub const MAX_ENTRIES: usize = 4096;
 
 /// Encodes `toc` and the TOC event's `updated` flag.
 pub fn encode(toc: &gst::TocRef, updated: bool) -> Vec<u8> {
-    let mut w = W(Vec::new());
+    let mut w = Writer::new();
     w.u8(match toc.scope() {
         gst::TocScope::Global => 1,
         _ => 2,
@@ -26,10 +29,10 @@ pub fn encode(toc: &gst::TocRef, updated: bool) -> Vec<u8> {
     for e in entries.iter().take(MAX_ENTRIES) {
         entry(&mut w, e);
     }
-    w.0
+    w.into_bytes()
 }
 
-fn entry(w: &mut W, e: &gst::TocEntryRef) {
+fn entry(w: &mut Writer, e: &gst::TocEntryRef) {
     use glib::translate::IntoGlib;
     w.i32(e.entry_type().into_glib());
     w.text(e.uid());
@@ -47,21 +50,22 @@ fn entry(w: &mut W, e: &gst::TocEntryRef) {
     }
 }
 
-use gst::glib;
-
 /// Decodes a TOC a producer sent, and its `updated` flag.
-pub fn decode(b: &[u8]) -> Result<(gst::Toc, bool), String> {
-    let mut r = R { b, what: "TOC" };
+pub fn decode(b: &[u8]) -> Result<(gst::Toc, bool), Fault> {
+    let what = "TOC";
+    let mut r = Reader::new(b, what);
     let scope = match r.u8()? {
         1 => gst::TocScope::Global,
         2 => gst::TocScope::Current,
-        s => return Err(format!("TOC scope {s}")),
+        s => {
+            return Err(Fault::Value {
+                what,
+                field: "scope",
+                value: s.into(),
+            });
+        }
     };
-    let updated = match r.u8()? {
-        0 => false,
-        1 => true,
-        u => return Err(format!("TOC updated flag {u}")),
-    };
+    let updated = r.flag("updated flag")?;
     let mut toc = gst::Toc::new(scope);
     let tags = tags(&mut r)?;
     let mut count = 0usize;
@@ -81,40 +85,61 @@ pub fn decode(b: &[u8]) -> Result<(gst::Toc, bool), String> {
     Ok((toc, updated))
 }
 
-fn tags(r: &mut R<'_>) -> Result<Option<gst::TagList>, String> {
+fn tags(r: &mut Reader<'_>) -> Result<Option<gst::TagList>, Fault> {
     let s = r.text()?;
     if s.is_empty() {
         return Ok(None);
     }
-    tags_from_str(s)
-        .map(Some)
-        .ok_or_else(|| format!("TOC tags {s:?} do not parse"))
+    parse_tags(s, "TOC tags").map(Some)
 }
 
-fn decode_entry(r: &mut R<'_>, depth: usize, count: &mut usize) -> Result<gst::TocEntry, String> {
+fn decode_entry(
+    r: &mut Reader<'_>,
+    depth: usize,
+    count: &mut usize,
+) -> Result<gst::TocEntry, Fault> {
     use glib::translate::FromGlib;
+    let what = "TOC entry";
     if depth > MAX_DEPTH {
-        return Err(format!("TOC entries nested deeper than {MAX_DEPTH}"));
+        return Err(Fault::Limit {
+            what: "TOC",
+            field: "levels of entries",
+            value: depth as u64,
+            limit: MAX_DEPTH as u64,
+        });
     }
     *count += 1;
     if *count > MAX_ENTRIES {
-        return Err(format!("TOC of more than {MAX_ENTRIES} entries"));
+        return Err(Fault::Limit {
+            what: "TOC",
+            field: "entries",
+            value: *count as u64,
+            limit: MAX_ENTRIES as u64,
+        });
     }
     let ty = r.i32()?;
     if !(-3..=3).contains(&ty) || ty == 0 {
-        return Err(format!("TOC entry type {ty}"));
+        return Err(Fault::Value {
+            what,
+            field: "type",
+            value: ty.into(),
+        });
     }
     // SAFETY: `ty` is one of GstTocEntryType's values (checked just above).
     let ty = unsafe { gst::TocEntryType::from_glib(ty) };
     let uid = r.text()?;
     if uid.is_empty() {
-        return Err("TOC entry without a uid".into());
+        return Err(Fault::Missing { what, field: "uid" });
     }
     let start = r.u64()? as i64;
     let stop = r.u64()? as i64;
     let lt = r.i32()?;
     if !(0..=3).contains(&lt) {
-        return Err(format!("TOC entry loop type {lt}"));
+        return Err(Fault::Value {
+            what,
+            field: "loop type",
+            value: lt.into(),
+        });
     }
     // SAFETY: `lt` is one of GstTocLoopType's values (checked just above).
     let lt = unsafe { gst::TocLoopType::from_glib(lt) };
@@ -183,13 +208,23 @@ mod tests {
         extra.push(0);
         assert_eq!(
             decode(&extra).unwrap_err(),
-            "TOC record has 1 bytes too many"
+            Fault::Trailing {
+                what: "TOC",
+                extra: 1
+            }
         );
         let mut scope = good.clone();
         scope[0] = 7;
-        assert_eq!(decode(&scope).unwrap_err(), "TOC scope 7");
+        assert_eq!(
+            decode(&scope).unwrap_err(),
+            Fault::Value {
+                what: "TOC",
+                field: "scope",
+                value: 7
+            }
+        );
         // An entry nested deeper than allowed, each level one entry of one child.
-        let mut w = W(Vec::new());
+        let mut w = Writer::new();
         w.u8(1);
         w.u8(0);
         w.text("");
@@ -205,16 +240,28 @@ mod tests {
             w.u16(1);
         }
         assert_eq!(
-            decode(&w.0).unwrap_err(),
-            format!("TOC entries nested deeper than {MAX_DEPTH}")
+            decode(&w.into_bytes()).unwrap_err(),
+            Fault::Limit {
+                what: "TOC",
+                field: "levels of entries",
+                value: MAX_DEPTH as u64 + 1,
+                limit: MAX_DEPTH as u64
+            }
         );
         // An entry type GStreamer does not have.
-        let mut w = W(Vec::new());
+        let mut w = Writer::new();
         w.u8(1);
         w.u8(0);
         w.text("");
         w.u16(1);
         w.i32(9);
-        assert_eq!(decode(&w.0).unwrap_err(), "TOC entry type 9");
+        assert_eq!(
+            decode(&w.into_bytes()).unwrap_err(),
+            Fault::Value {
+                what: "TOC entry",
+                field: "type",
+                value: 9
+            }
+        );
     }
 }
