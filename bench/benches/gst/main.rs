@@ -75,16 +75,87 @@ fn main() {
         n: 0,
     };
     let started = Instant::now();
-    // For experiments: `SHMRING_GST_BENCH_ONLY=latency` (or video, audio; commas)
-    // runs only those parts (the report then has only their figures).
-    let only = std::env::var("SHMRING_GST_BENCH_ONLY").unwrap_or_default();
-    let runs_part = |part: &str| only.is_empty() || only.split(',').any(|p| p == part);
-    // And `SHMRING_GST_BENCH_LATENCY=v1080` (audio, v1080, v4k; commas) only those
-    // streams of the latency part.
-    let lat_only = std::env::var("SHMRING_GST_BENCH_LATENCY").unwrap_or_default();
-    let runs_stream = |tag: &str| lat_only.is_empty() || lat_only.split(',').any(|p| p == tag);
+    let only = Only::from_env();
+    if only.part("video") {
+        video_throughput(&mut out, &mut names);
+    }
+    memcpy_reference(&mut out);
+    if only.part("audio") {
+        audio_throughput(&mut out, &mut names);
+    }
+    if only.part("latency") {
+        live_latency(&mut out, &mut names, &only);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Some(s) = spinner.as_mut() {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+    eprintln!("benchmark ran {:.0} s", started.elapsed().as_secs_f64());
+    let targets = targets::compute(&mut out);
+    report(&out, &LAT_TRANSPORTS, &VIDEO_TRANSPORTS, &targets, load);
+}
 
-    // -- video throughput --
+/// What one run measures: `SHMRING_GST_BENCH_ONLY=latency` (or video, audio;
+/// commas) only those parts (the report then has only their figures), and
+/// `SHMRING_GST_BENCH_LATENCY=v1080` (audio, v1080, v4k; commas) only those streams
+/// of the latency part. For experiments.
+struct Only {
+    parts: String,
+    streams: String,
+}
+
+impl Only {
+    fn from_env() -> Only {
+        Only {
+            parts: std::env::var("SHMRING_GST_BENCH_ONLY").unwrap_or_default(),
+            streams: std::env::var("SHMRING_GST_BENCH_LATENCY").unwrap_or_default(),
+        }
+    }
+
+    fn part(&self, part: &str) -> bool {
+        self.parts.is_empty() || self.parts.split(',').any(|p| p == part)
+    }
+
+    fn stream(&self, tag: &str) -> bool {
+        self.streams.is_empty() || self.streams.split(',').any(|p| p == tag)
+    }
+}
+
+const VIDEO_TRANSPORTS: [Transport; 7] = [
+    Transport::InProcess,
+    Transport::Shmring,
+    Transport::ShmringCopy,
+    Transport::Shm,
+    Transport::ShmCopy,
+    Transport::Tcp,
+    Transport::UnixFd,
+];
+
+const LAT_TRANSPORTS: [Transport; 7] = [
+    Transport::InProcess,
+    Transport::Shmring,
+    Transport::ShmringSleep,
+    Transport::ShmringSpin,
+    Transport::Shm,
+    Transport::Tcp,
+    Transport::UnixFd,
+];
+
+/// `n` buffers of 10 ms stereo audio.
+fn audio(n: u32, live: bool) -> Work {
+    Work {
+        source: format!(
+            "audiotestsrc num-buffers={n} samplesperbuffer=480 wave=sine-table is-live={live} ! audio/x-raw,format=S16LE,rate=48000,channels=2,layout=interleaved"
+        ),
+        caps: "audio/x-raw,format=S16LE,rate=48000,channels=2,layout=interleaved".into(),
+        live,
+        n,
+    }
+}
+
+/// Video throughput, unpaced, at 1080p and 4K.
+fn video_throughput(out: &mut Out, names: &mut Names) {
     let video = |w: u32, h: u32, n: u32| Work {
         source: format!(
             "videotestsrc num-buffers={n} pattern=black ! video/x-raw,format=I420,width={w},height={h},framerate=30/1"
@@ -93,22 +164,10 @@ fn main() {
         live: false,
         n,
     };
-    let video_transports = [
-        Transport::InProcess,
-        Transport::Shmring,
-        Transport::ShmringCopy,
-        Transport::Shm,
-        Transport::ShmCopy,
-        Transport::Tcp,
-        Transport::UnixFd,
-    ];
     for (tag, w, h, frame_bytes) in [
         ("v1080", 1920, 1080, 1920 * 1080 * 3 / 2),
         ("v4k", 3840, 2160, 3840 * 2160 * 3 / 2),
-    ]
-    .into_iter()
-    .filter(|_| runs_part("video"))
-    {
+    ] {
         // About a second of work a round at each transport's speed.
         let n = |t: Transport| match (t, tag) {
             (Transport::Tcp, "v1080") => 300,
@@ -119,8 +178,8 @@ fn main() {
             _ => 600,
         };
         let runs = rounds(
-            &video_transports,
-            &mut out,
+            &VIDEO_TRANSPORTS,
+            out,
             tag,
             |t, names| {
                 let r = throughput(t, &video(w, h, n(t)), names)?;
@@ -132,7 +191,7 @@ fn main() {
                 }
                 Ok((r.0, r.1))
             },
-            &mut names,
+            names,
         );
         for (t, v) in runs {
             let key = format!("{tag}_{}", t.key());
@@ -159,30 +218,25 @@ fn main() {
             out.put(format!("{tag}_shmring_transport_cpu_ms_per_frame"), v);
         }
     }
-    // memcpy of one 4K frame, for scale.
-    {
-        let len = 3840 * 2160 * 3 / 2;
-        let a = vec![1u8; len];
-        let mut b = vec![0u8; len];
-        let mut t = Vec::new();
-        for _ in 0..20 {
-            let t0 = Instant::now();
-            b.copy_from_slice(std::hint::black_box(&a));
-            std::hint::black_box(&b);
-            t.push(t0.elapsed().as_secs_f64() * 1e3);
-        }
-        out.put("memcpy_4k_frame_ms".into(), Some(median(t)));
-    }
+}
 
-    // -- audio, unpaced --
-    let audio = |n: u32, live: bool| Work {
-        source: format!(
-            "audiotestsrc num-buffers={n} samplesperbuffer=480 wave=sine-table is-live={live} ! audio/x-raw,format=S16LE,rate=48000,channels=2,layout=interleaved"
-        ),
-        caps: "audio/x-raw,format=S16LE,rate=48000,channels=2,layout=interleaved".into(),
-        live,
-        n,
-    };
+/// memcpy of one 4K frame, for scale.
+fn memcpy_reference(out: &mut Out) {
+    let len = 3840 * 2160 * 3 / 2;
+    let a = vec![1u8; len];
+    let mut b = vec![0u8; len];
+    let mut t = Vec::new();
+    for _ in 0..20 {
+        let t0 = Instant::now();
+        b.copy_from_slice(std::hint::black_box(&a));
+        std::hint::black_box(&b);
+        t.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    out.put("memcpy_4k_frame_ms".into(), Some(median(t)));
+}
+
+/// Audio throughput, unpaced.
+fn audio_throughput(out: &mut Out, names: &mut Names) {
     let audio_transports = [
         Transport::InProcess,
         Transport::Shmring,
@@ -190,31 +244,50 @@ fn main() {
         Transport::Tcp,
         Transport::UnixFd,
     ];
-    let runs = if runs_part("audio") {
-        rounds(
-            &audio_transports,
-            &mut out,
-            "audio",
-            |t, names| throughput(t, &audio(100_000, false), names).map(|r| (r.0, r.1)),
-            &mut names,
-        )
-    } else {
-        Vec::new()
-    };
+    let runs = rounds(
+        &audio_transports,
+        out,
+        "audio",
+        |t, names| throughput(t, &audio(100_000, false), names).map(|r| (r.0, r.1)),
+        names,
+    );
     for (t, v) in runs {
         out.put(format!("audio_{}_bufs_per_s", t.key()), v.map(|v| v.0));
     }
+}
 
-    // -- latency, live --
-    let lat_transports = [
-        Transport::InProcess,
-        Transport::Shmring,
-        Transport::ShmringSleep,
-        Transport::ShmringSpin,
-        Transport::Shm,
-        Transport::Tcp,
-        Transport::UnixFd,
-    ];
+/// One transport's latency samples (ns) and consumer CPU per round, or why not.
+type Samples = Result<(Vec<i64>, Vec<f64>), String>;
+
+/// Each live transport's latency samples of `wk` and its consumer's CPU per round,
+/// over interleaved rounds.
+fn latency_samples(tag: &str, wk: &Work, names: &mut Names) -> Vec<(Transport, Samples)> {
+    let mut samples: Vec<(Transport, Samples)> = LAT_TRANSPORTS
+        .iter()
+        .map(|&t| (t, t.absent().map_or(Ok((Vec::new(), Vec::new())), Err)))
+        .collect();
+    for round in 0..LAT_ROUNDS {
+        for (t, r) in samples.iter_mut() {
+            let Ok((v, cpu)) = r else { continue };
+            eprintln!("{tag} {} latency round {}", t.key(), round + 1);
+            match latency(*t, wk, names) {
+                Ok((mut got, c)) => {
+                    v.append(&mut got);
+                    cpu.push(c);
+                }
+                Err(e) => *r = Err(format!("failed: {e}")),
+            }
+        }
+    }
+    samples
+}
+
+/// Interleaved rounds, samples pooled: one hiccup of the machine lands on every
+/// transport alike instead of on whichever ran at the time.
+const LAT_ROUNDS: usize = 3;
+
+/// Live latency of audio, 1080p and 4K.
+fn live_latency(out: &mut Out, names: &mut Names, only: &Only) {
     // Five seconds a run: a live stream runs for minutes, and what adapts to it
     // (wake-ahead) settles within its first second; a shorter run would mostly
     // measure the settling.
@@ -226,36 +299,15 @@ fn main() {
         live: true,
         n: 150,
     };
-    // Interleaved rounds, samples pooled: one hiccup of the machine lands on every
-    // transport alike instead of on whichever ran at the time.
-    const LAT_ROUNDS: usize = 3;
     for (tag, wk) in [
         ("audio", audio(200, true)),
         ("v1080", video_live(1920, 1080)),
         ("v4k", video_live(3840, 2160)),
     ]
     .into_iter()
-    .filter(|(tag, _)| runs_part("latency") && runs_stream(tag))
+    .filter(|(tag, _)| only.stream(tag))
     {
-        type Samples = Result<(Vec<i64>, Vec<f64>), String>;
-        let mut samples: Vec<(Transport, Samples)> = lat_transports
-            .iter()
-            .map(|&t| (t, t.absent().map_or(Ok((Vec::new(), Vec::new())), Err)))
-            .collect();
-        for round in 0..LAT_ROUNDS {
-            for (t, r) in samples.iter_mut() {
-                let Ok((v, cpu)) = r else { continue };
-                eprintln!("{tag} {} latency round {}", t.key(), round + 1);
-                match latency(*t, &wk, &mut names) {
-                    Ok((mut got, c)) => {
-                        v.append(&mut got);
-                        cpu.push(c);
-                    }
-                    Err(e) => *r = Err(format!("failed: {e}")),
-                }
-            }
-        }
-        for (t, r) in samples {
+        for (t, r) in latency_samples(tag, &wk, names) {
             let key = format!("{tag}_{}", t.key());
             let r = r.map(|(v, cpu)| {
                 // The consumer's CPU over the stream (% of one core), median of rounds.
@@ -280,12 +332,4 @@ fn main() {
             }
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
-    if let Some(s) = spinner.as_mut() {
-        let _ = s.kill();
-        let _ = s.wait();
-    }
-    eprintln!("benchmark ran {:.0} s", started.elapsed().as_secs_f64());
-    let targets = targets::compute(&mut out);
-    report(&out, &lat_transports, &video_transports, &targets, load);
 }

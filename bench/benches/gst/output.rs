@@ -64,15 +64,7 @@ pub(crate) fn report(
         .ok()
         .map(|s| parse_flat_json(&s))
         .unwrap_or_default();
-    let mut json = String::from("{\n");
-    let all: Vec<&(String, Option<f64>)> = out.json.iter().chain(ring.iter()).collect();
-    for (i, (k, v)) in all.iter().enumerate() {
-        let v = v.map_or("null".into(), |v| format!("{v}"));
-        let comma = if i + 1 < all.len() { "," } else { "" };
-        json.push_str(&format!("  \"{k}\": {v}{comma}\n"));
-    }
-    json.push_str("}\n");
-    std::fs::write(dir.join(format!("{name}.json")), json).unwrap();
+    write_json(out, &ring, &dir.join(format!("{name}.json")));
 
     let mut md = format!(
         "Measured {} by `make {}`.\n\n",
@@ -101,6 +93,60 @@ pub(crate) fn report(
         fmt(out.get("memcpy_v4k_hot_ms"), 2),
         fmt(out.get("memcpy_v4k_cold_ms"), 2),
     ));
+    md.push_str(&video_table(out, video));
+    let (t1080, t4k) = (
+        out.get("v1080_shmring_transport_cpu_ms_per_frame"),
+        out.get("v4k_shmring_transport_cpu_ms_per_frame"),
+    );
+    md.push_str(&format!(
+        "\nTransport CPU per frame, zero-copy (both processes minus the in-process pipeline, round by round, median): 1080p {} ms, 4K {} ms.\n",
+        fmt(t1080, 3),
+        fmt(t4k, 3)
+    ));
+    md.push_str(&format!(
+        "\nOne `memcpy` of a 4K I420 frame: {} ms.\n\n",
+        fmt(out.get("memcpy_4k_frame_ms"), 2)
+    ));
+    md.push_str(&latency_table(out, lat));
+    if !ring.is_empty() {
+        md.push_str("\n**Ring and frame channel alone** (`target/bench/ring.json`, same run)\n\n| figure | value |\n|---|---|\n");
+        for (k, v) in &ring {
+            md.push_str(&format!("| `{k}` | {} |\n", fmt(*v, 3)));
+        }
+    }
+    md.push_str(&targets::table(targets));
+    std::fs::write(dir.join(format!("{name}.md")), &md).unwrap();
+    println!("{md}");
+    if load {
+        eprintln!("wrote {}/{name}.json, {name}.md", dir.display());
+        return;
+    }
+    if let Err(e) = plots(out, video, lat, &dir) {
+        eprintln!("plots not drawn: {e}");
+    }
+    eprintln!(
+        "wrote {}/gst.json, gst.md, video.png, latency.png",
+        dir.display()
+    );
+}
+
+/// Every figure of the run (and of the ring's, when it ran first) as one flat
+/// JSON object.
+fn write_json(out: &Out, ring: &[(String, Option<f64>)], path: &std::path::Path) {
+    let mut json = String::from("{\n");
+    let all: Vec<&(String, Option<f64>)> = out.json.iter().chain(ring.iter()).collect();
+    for (i, (k, v)) in all.iter().enumerate() {
+        let v = v.map_or("null".into(), |v| format!("{v}"));
+        let comma = if i + 1 < all.len() { "," } else { "" };
+        json.push_str(&format!("  \"{k}\": {v}{comma}\n"));
+    }
+    json.push_str("}\n");
+    std::fs::write(path, json).unwrap();
+}
+
+/// The raw video table, a row per transport.
+fn video_table(out: &Out, video: &[Transport]) -> String {
+    let mut md = String::new();
     md.push_str("**Raw video, non-live, `sync=false`** (frames/s at the consumer: median of 5 interleaved rounds, slowest–fastest in brackets; ratio to the in-process pipeline; CPU of both processes per frame)\n\n");
     md.push_str("| transport | 1080p fps | × in-process | 1080p CPU ms/frame | 4K fps | × in-process | 4K GB/s | 4K CPU ms/frame |\n|---|---|---|---|---|---|---|---|\n");
     for t in video {
@@ -125,19 +171,12 @@ pub(crate) fn report(
             fmt(out.get(&format!("v4k_{k}_cpu_ms_per_frame")), 3),
         ));
     }
-    let (t1080, t4k) = (
-        out.get("v1080_shmring_transport_cpu_ms_per_frame"),
-        out.get("v4k_shmring_transport_cpu_ms_per_frame"),
-    );
-    md.push_str(&format!(
-        "\nTransport CPU per frame, zero-copy (both processes minus the in-process pipeline, round by round, median): 1080p {} ms, 4K {} ms.\n",
-        fmt(t1080, 3),
-        fmt(t4k, 3)
-    ));
-    md.push_str(&format!(
-        "\nOne `memcpy` of a 4K I420 frame: {} ms.\n\n",
-        fmt(out.get("memcpy_4k_frame_ms"), 2)
-    ));
+    md
+}
+
+/// The audio and live latency table, a row per transport.
+fn latency_table(out: &Out, lat: &[Transport]) -> String {
+    let mut md = String::new();
     md.push_str("**Audio S16LE 48 kHz stereo, 10 ms buffers**: unpaced buffers/s (non-live, `wave=sine-table`, median of 5 interleaved rounds); live latency from the producer's push to the consumer's arrival (µs; `CLOCK_MONOTONIC` written into each buffer; 3 interleaved rounds pooled, the first 10 buffers of each left out)\n\n");
     md.push_str("| transport | unpaced bufs/s | audio p50 | p99 | max | 1080p live p50 | p99 | max | 4K live p50 | p99 | consumer CPU, 1080p live |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
     for t in lat {
@@ -165,26 +204,7 @@ pub(crate) fn report(
             g(format!("v1080_{k}_consumer_cpu_pct")).map_or("—".into(), |c| format!("{c:.2} %")),
         ));
     }
-    if !ring.is_empty() {
-        md.push_str("\n**Ring and frame channel alone** (`target/bench/ring.json`, same run)\n\n| figure | value |\n|---|---|\n");
-        for (k, v) in &ring {
-            md.push_str(&format!("| `{k}` | {} |\n", fmt(*v, 3)));
-        }
-    }
-    md.push_str(&targets::table(targets));
-    std::fs::write(dir.join(format!("{name}.md")), &md).unwrap();
-    println!("{md}");
-    if load {
-        eprintln!("wrote {}/{name}.json, {name}.md", dir.display());
-        return;
-    }
-    if let Err(e) = plots(out, video, lat, &dir) {
-        eprintln!("plots not drawn: {e}");
-    }
-    eprintln!(
-        "wrote {}/gst.json, gst.md, video.png, latency.png",
-        dir.display()
-    );
+    md
 }
 
 /// A flat `{"name": number-or-null}` object, as `ring.json` is written.
@@ -221,7 +241,16 @@ pub(crate) fn plots(
     plotters::style::register_font("sans-serif", FontStyle::Normal, Box::leak(font.into()))
         .map_err(|_| "bad font")?;
 
-    // Video: frames/s relative to the in-process pipeline, 1080p and 4K side by side.
+    video_plot(out, video, &dir.join("video.png"))?;
+    latency_plot(out, lat, &dir.join("latency.png"))?;
+    Ok(())
+}
+
+type PlotResult = Result<(), Box<dyn std::error::Error>>;
+
+/// Video: frames/s relative to the in-process pipeline, 1080p and 4K side by side.
+fn video_plot(out: &Out, video: &[Transport], path: &std::path::Path) -> PlotResult {
+    use plotters::prelude::*;
     let shown: Vec<Transport> = video
         .iter()
         .copied()
@@ -237,8 +266,7 @@ pub(crate) fn plots(
         })
         .fold(1.2f64, f64::max)
         * 1.05;
-    let path = dir.join("video.png");
-    let root = BitMapBackend::new(&path, (1000, 560)).into_drawing_area();
+    let root = BitMapBackend::new(path, (1000, 560)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
@@ -285,9 +313,13 @@ pub(crate) fn plots(
         .draw()?;
     root.present()?;
 
-    // Latency: p50 and p99 per transport (log scale), audio and 1080p video.
-    let path = dir.join("latency.png");
-    let root = BitMapBackend::new(&path, (1000, 560)).into_drawing_area();
+    Ok(())
+}
+
+/// Latency: p50 and p99 per transport (log scale), audio and 1080p video.
+fn latency_plot(out: &Out, lat: &[Transport], path: &std::path::Path) -> PlotResult {
+    use plotters::prelude::*;
+    let root = BitMapBackend::new(path, (1000, 560)).into_drawing_area();
     root.fill(&WHITE)?;
     let shown: Vec<Transport> = lat
         .iter()

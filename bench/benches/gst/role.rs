@@ -45,54 +45,7 @@ pub(crate) fn role(desc: &str, stamp: &str, measure: &str, latency: bool, hold: 
             std::process::exit(1);
         }
     };
-    if let Some(e) = pipeline.by_name(stamp) {
-        e.static_pad("sink")
-            .unwrap()
-            .add_probe(gst::PadProbeType::BUFFER, |_, info| {
-                if let Some(gst::PadProbeData::Buffer(b)) = &mut info.data {
-                    let b = b.make_mut();
-                    if let Ok(mut m) = b.map_writable() {
-                        if m.len() >= 8 {
-                            m[..8].copy_from_slice(&monotonic_ns().to_le_bytes());
-                        }
-                    }
-                }
-                gst::PadProbeReturn::Ok
-            });
-    }
-    let probe = Arc::new(Mutex::new(Probe::default()));
-    if let Some(e) = pipeline.by_name(measure) {
-        let p = probe.clone();
-        e.static_pad("sink").unwrap().add_probe(
-            gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
-            move |_, info| {
-                let now = monotonic_ns();
-                match &info.data {
-                    Some(gst::PadProbeData::Buffer(b)) => {
-                        let mut p = p.lock().unwrap();
-                        if p.n == 0 {
-                            p.first_ns = now;
-                            p.cpu_first = cpu_ns();
-                        }
-                        p.n += 1;
-                        p.last_ns = now;
-                        if latency {
-                            let mut stamp = [0u8; 8];
-                            if b.copy_to_slice(0, &mut stamp).is_ok() {
-                                p.latencies_ns
-                                    .push(now as i64 - u64::from_le_bytes(stamp) as i64);
-                            }
-                        }
-                    }
-                    Some(gst::PadProbeData::Event(e)) if e.type_() == gst::EventType::Eos => {
-                        p.lock().unwrap().cpu_eos = cpu_ns();
-                    }
-                    _ => {}
-                }
-                gst::PadProbeReturn::Ok
-            },
-        );
-    }
+    let probe = add_probes(&pipeline, stamp, measure, latency);
     // A tcpserversink drops what it renders before a client connects: hold the
     // stream (prerolled in PAUSED) until one has.
     let (client_tx, client_rx) = mpsc::channel::<()>();
@@ -169,4 +122,64 @@ pub(crate) fn first_error(bus: &gst::Bus) -> String {
         Some(gst::MessageView::Error(e)) => format!("{} ({:?})", e.error(), e.debug()),
         _ => "state change failed".into(),
     }
+}
+
+/// Probes on the sink pads of `stamp` (writes the monotonic time into each
+/// buffer's first bytes) and `measure` (counts buffers, reads the stamps back when
+/// `latency`, takes the CPU time at the first buffer and at EOS).
+fn add_probes(
+    pipeline: &gst::Pipeline,
+    stamp: &str,
+    measure: &str,
+    latency: bool,
+) -> Arc<Mutex<Probe>> {
+    if let Some(e) = pipeline.by_name(stamp) {
+        e.static_pad("sink")
+            .unwrap()
+            .add_probe(gst::PadProbeType::BUFFER, |_, info| {
+                if let Some(gst::PadProbeData::Buffer(b)) = &mut info.data {
+                    let b = b.make_mut();
+                    if let Ok(mut m) = b.map_writable() {
+                        if m.len() >= 8 {
+                            m[..8].copy_from_slice(&monotonic_ns().to_le_bytes());
+                        }
+                    }
+                }
+                gst::PadProbeReturn::Ok
+            });
+    }
+    let probe = Arc::new(Mutex::new(Probe::default()));
+    if let Some(e) = pipeline.by_name(measure) {
+        let p = probe.clone();
+        e.static_pad("sink").unwrap().add_probe(
+            gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+            move |_, info| {
+                let now = monotonic_ns();
+                match &info.data {
+                    Some(gst::PadProbeData::Buffer(b)) => {
+                        let mut p = p.lock().unwrap();
+                        if p.n == 0 {
+                            p.first_ns = now;
+                            p.cpu_first = cpu_ns();
+                        }
+                        p.n += 1;
+                        p.last_ns = now;
+                        if latency {
+                            let mut stamp = [0u8; 8];
+                            if b.copy_to_slice(0, &mut stamp).is_ok() {
+                                p.latencies_ns
+                                    .push(now as i64 - u64::from_le_bytes(stamp) as i64);
+                            }
+                        }
+                    }
+                    Some(gst::PadProbeData::Event(e)) if e.type_() == gst::EventType::Eos => {
+                        p.lock().unwrap().cpu_eos = cpu_ns();
+                    }
+                    _ => {}
+                }
+                gst::PadProbeReturn::Ok
+            },
+        );
+    }
+    probe
 }

@@ -36,8 +36,23 @@ fn min_of(v: impl IntoIterator<Item = Option<f64>>) -> Option<f64> {
 
 /// Computes every target's figure from `out`, puts it there, and returns them.
 pub(crate) fn compute(out: &mut Out) -> Vec<Target> {
-    let g = |out: &Out, k: String| out.get(&k);
     let mut t = Vec::new();
+    latency_targets(out, &mut t);
+    throughput_targets(out, &mut t);
+    against_shmsink(out, &mut t);
+    for x in &t {
+        out.put(x.name.clone(), x.value);
+    }
+    t
+}
+
+fn g(out: &Out, k: String) -> Option<f64> {
+    out.get(&k)
+}
+
+/// Live latency against the physical bound, the rivals and the in-process
+/// pipeline.
+fn latency_targets(out: &mut Out, t: &mut Vec<Target>) {
     let wake = out.get("wake_eventfd_p50_us");
     let rivals = ["shm", "tcp", "unixfd"];
     for tag in ["audio", "v1080", "v4k"] {
@@ -81,6 +96,11 @@ pub(crate) fn compute(out: &mut Out) -> Vec<Target> {
             at_most: true,
         });
     }
+}
+
+/// Throughput against the in-process pipeline and its bound, the live consumer's
+/// CPU, and the steadiness of the rounds.
+fn throughput_targets(out: &mut Out, t: &mut Vec<Target>) {
     for (tag, limit) in [("v1080", 0.9), ("v4k", 0.95)] {
         let inproc = g(out, format!("{tag}_inprocess_fps"));
         t.push(Target {
@@ -132,9 +152,12 @@ pub(crate) fn compute(out: &mut Out) -> Vec<Target> {
             at_most: false,
         });
     }
-    // Against shmsink in the same conditions: every figure above that shmsink has
-    // one of (what `make bench-load` holds to under load). Lower is better for
-    // latency and CPU.
+}
+
+/// Against shmsink in the same conditions: every figure above that shmsink has
+/// one of (what `make bench-load` holds to under load). Lower is better for
+/// latency and CPU.
+fn against_shmsink(out: &Out, t: &mut Vec<Target>) {
     let mut vs_shm: Vec<(String, String, String, bool)> = Vec::new();
     for tag in ["v1080", "v4k"] {
         vs_shm.push((
@@ -181,10 +204,6 @@ pub(crate) fn compute(out: &mut Out) -> Vec<Target> {
             at_most: lower,
         });
     }
-    for x in &t {
-        out.put(x.name.clone(), x.value);
-    }
-    t
 }
 
 /// The targets as a markdown table.

@@ -74,9 +74,23 @@ fn main() {
         "ring bench: {ROUNDS} rounds of {} MiB per transport and size",
         TOTAL >> 20
     );
+    let only = std::env::var("SHMRING_BENCH_ONLY").unwrap_or_default();
+    ring_figures(&mut figures, &only);
+    frame_figures(&mut figures, &only);
+    // D-Bus last (see rival_dbus).
+    if "dbus".contains(only.as_str()) || only.contains("dbus") {
+        dbus_figures(&mut figures);
+    }
+    ratios(&mut figures);
+    write_figures(&figures);
+}
+
+const K64: usize = 64 << 10;
+const M1: usize = 1 << 20;
+
+/// The ring against a unix socket and shmem-ipc: throughput and round trips.
+fn ring_figures(figures: &mut Vec<(&'static str, f64)>, only: &str) {
     type Run = Box<dyn Fn() -> f64>;
-    const K64: usize = 64 << 10;
-    const M1: usize = 1 << 20;
     let throughput: Vec<(&str, Run)> = vec![
         (
             "ring_64k_gbps",
@@ -105,9 +119,8 @@ fn main() {
             Box::new(|| shmem_ipc_throughput(M1, 4 * M1)),
         ),
     ];
-    let only = std::env::var("SHMRING_BENCH_ONLY").unwrap_or_default();
     for (name, f) in &throughput {
-        if name.contains(only.as_str()) {
+        if name.contains(only) {
             figures.push((name, rounds(name, f)));
         }
     }
@@ -131,12 +144,14 @@ fn main() {
         ),
     ];
     for (n50, n99, f) in &rtts {
-        if n50.contains(only.as_str()) {
+        if n50.contains(only) {
             figures.extend(rtt_rounds(n50, n99, f));
         }
     }
+}
 
-    // Frame channel: frames/s and CPU per frame, beside a unix socket and a memcpy.
+/// The frame channel: frames/s and CPU per frame, beside a unix socket and a memcpy.
+fn frame_figures(figures: &mut Vec<(&'static str, f64)>, only: &str) {
     const K64F: usize = 64 << 10;
     const M1F: usize = 1 << 20;
     const UHD_I420: usize = 3840 * 2160 * 3 / 2;
@@ -164,7 +179,7 @@ fn main() {
         ),
     ];
     for (fps_name, us_name, f) in &frame_runs {
-        if !fps_name.contains(only.as_str()) && !only.contains("frame") {
+        if !fps_name.contains(only) && !only.contains("frame") {
             continue;
         }
         let runs: Vec<(f64, f64)> = (0..ROUNDS).map(|_| f()).collect();
@@ -174,51 +189,54 @@ fn main() {
         figures.push((fps_name, fps));
         figures.push((us_name, us));
     }
-    if "memcpy_12m_us".contains(only.as_str()) || only.contains("frame") {
+    if "memcpy_12m_us".contains(only) || only.contains("frame") {
         let us = memcpy_us(UHD_I420);
         eprintln!("  memcpy_12m_us: {us:.1}");
         figures.push(("memcpy_12m_us", us));
     }
+}
 
-    // D-Bus last (see rival_dbus): throughput and round trips of 64 KiB and 1 MiB,
-    // with a unix socket's round trips of the same sizes beside them.
-    if "dbus".contains(only.as_str()) || only.contains("dbus") {
-        match Bus::start() {
-            Ok(bus) => {
-                for (name, msg) in [("dbus_64k_gbps", K64), ("dbus_1m_gbps", M1)] {
-                    figures.push((name, rounds(name, || dbus_throughput(&bus, msg))));
-                }
-                type SizedRtt<'a> = Box<dyn Fn() -> Vec<f64> + 'a>;
-                let sized: Vec<(&str, &str, SizedRtt)> = vec![
-                    (
-                        "dbus_rtt_64k_p50_us",
-                        "dbus_rtt_64k_p99_us",
-                        Box::new(|| dbus_rtt(&bus, K64, 300)),
-                    ),
-                    (
-                        "dbus_rtt_1m_p50_us",
-                        "dbus_rtt_1m_p99_us",
-                        Box::new(|| dbus_rtt(&bus, M1, 100)),
-                    ),
-                    (
-                        "unix_rtt_64k_p50_us",
-                        "unix_rtt_64k_p99_us",
-                        Box::new(|| unix_rtt_of(K64, 300)),
-                    ),
-                    (
-                        "unix_rtt_1m_p50_us",
-                        "unix_rtt_1m_p99_us",
-                        Box::new(|| unix_rtt_of(M1, 100)),
-                    ),
-                ];
-                for (n50, n99, f) in &sized {
-                    figures.extend(rtt_rounds(n50, n99, f));
-                }
+/// D-Bus: throughput and round trips of 64 KiB and 1 MiB, with a unix socket's
+/// round trips of the same sizes beside them.
+fn dbus_figures(figures: &mut Vec<(&'static str, f64)>) {
+    match Bus::start() {
+        Ok(bus) => {
+            for (name, msg) in [("dbus_64k_gbps", K64), ("dbus_1m_gbps", M1)] {
+                figures.push((name, rounds(name, || dbus_throughput(&bus, msg))));
             }
-            Err(e) => eprintln!("  no D-Bus figures: {e}"),
+            type SizedRtt<'a> = Box<dyn Fn() -> Vec<f64> + 'a>;
+            let sized: Vec<(&str, &str, SizedRtt)> = vec![
+                (
+                    "dbus_rtt_64k_p50_us",
+                    "dbus_rtt_64k_p99_us",
+                    Box::new(|| dbus_rtt(&bus, K64, 300)),
+                ),
+                (
+                    "dbus_rtt_1m_p50_us",
+                    "dbus_rtt_1m_p99_us",
+                    Box::new(|| dbus_rtt(&bus, M1, 100)),
+                ),
+                (
+                    "unix_rtt_64k_p50_us",
+                    "unix_rtt_64k_p99_us",
+                    Box::new(|| unix_rtt_of(K64, 300)),
+                ),
+                (
+                    "unix_rtt_1m_p50_us",
+                    "unix_rtt_1m_p99_us",
+                    Box::new(|| unix_rtt_of(M1, 100)),
+                ),
+            ];
+            for (n50, n99, f) in &sized {
+                figures.extend(rtt_rounds(n50, n99, f));
+            }
         }
+        Err(e) => eprintln!("  no D-Bus figures: {e}"),
     }
+}
 
+/// The ratios between the figures.
+fn ratios(figures: &mut Vec<(&'static str, f64)>) {
     let get = |k: &str| {
         figures
             .iter()
@@ -265,9 +283,12 @@ fn main() {
     figures.extend(ratios);
     figures.extend(dbus_ratios.into_iter().filter(|(_, v)| v.is_finite()));
     figures.extend(frame_ratios.into_iter().filter(|(_, v)| v.is_finite()));
+}
 
+/// Prints the figures and writes `target/bench/ring.json`.
+fn write_figures(figures: &[(&str, f64)]) {
     println!("| figure | value |\n|---|---|");
-    for (k, v) in &figures {
+    for (k, v) in figures {
         println!("| {k} | {v:.3} |");
     }
 

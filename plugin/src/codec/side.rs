@@ -60,7 +60,7 @@ pub mod key {
 }
 
 /// A side message of the sink: caps or a serialized event.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub enum Side {
     /// New caps.
     Caps(gst::Caps),
@@ -104,9 +104,15 @@ pub enum Side {
     /// A piece of the next buffer's meta list (tag, list length, bytes: see
     /// [`super::metas::Assembly`]).
     MetaPiece(Vec<u8>),
-    /// A table of contents, as [`super::toc::encode`] wrote it (checked by
-    /// [`super::toc::decode`] when this message is decoded).
-    Toc(Vec<u8>),
+    /// A table of contents and the TOC event's `updated` flag (checked by
+    /// [`super::toc::decode`] when this message is decoded: a consumer decodes it
+    /// once).
+    Toc {
+        /// The table.
+        toc: gst::Toc,
+        /// The event's `updated` flag.
+        updated: bool,
+    },
 }
 
 const T_CAPS: u8 = 1;
@@ -244,9 +250,9 @@ impl Side {
                 w.u8(T_META_PIECE);
                 w.raw(b);
             }
-            Side::Toc(b) => {
+            Side::Toc { toc, updated } => {
                 w.u8(T_TOC);
-                w.raw(b);
+                w.raw(&super::toc::encode(toc, *updated));
             }
             Side::Custom(s) => {
                 w.u8(T_CUSTOM);
@@ -304,8 +310,8 @@ impl Side {
             T_FLUSH => empty(body, "flush", Side::Flush)?,
             T_META_PIECE => Side::MetaPiece(body.to_vec()),
             T_TOC => {
-                super::toc::decode(body)?;
-                Side::Toc(body.to_vec())
+                let (toc, updated) = super::toc::decode(body)?;
+                Side::Toc { toc, updated }
             }
             T_CUSTOM => Side::Custom(structure(text("custom event")?, "custom event")?),
             T_CUSTOM_STICKY => Side::CustomSticky(structure(
@@ -321,6 +327,14 @@ impl Side {
                 });
             }
         })
+    }
+}
+
+/// Two messages are equal when they say the same on the wire (a TOC has no
+/// equality of its own).
+impl PartialEq for Side {
+    fn eq(&self, other: &Side) -> bool {
+        self.encode() == other.encode()
     }
 }
 

@@ -11,19 +11,10 @@ use gst_base::subclass::prelude::*;
 use shmring::frame::Policy;
 use shmring::{Producer, ProducerConfig};
 
-use super::ShmringSink;
 use super::pool::SlotPool;
-use super::publish::audio_planes;
+use super::{CAT, ShmringSink};
 use crate::codec::{self, Side, ct};
 use crate::units::{from_ms, from_us, ms, us};
-
-pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
-    gst::DebugCategory::new(
-        "shmringsink",
-        gst::DebugColorFlags::empty(),
-        Some("shmring sink: serves buffers over sealed shared memory"),
-    )
-});
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, glib::Enum)]
 #[repr(i32)]
@@ -646,7 +637,10 @@ impl BaseSinkImpl for Sink {
             EventView::Toc(e) => {
                 let (toc, updated) = e.toc();
                 self.side(
-                    &Side::Toc(crate::codec::toc::encode(toc, updated)),
+                    &Side::Toc {
+                        toc: toc.to_owned(),
+                        updated,
+                    },
                     codec::key::TOC,
                 );
             }
@@ -790,4 +784,41 @@ impl BaseSinkImpl for Sink {
         drop(map);
         self.published(&producer, r, false)
     }
+}
+
+/// Where the channel planes of a non-interleaved audio buffer are, when they are not
+/// already packed back to back from the buffer's start (`None`: publish as it is).
+/// Consumers read planar audio as packed planes of `size / bpf` samples each.
+fn audio_planes(
+    buffer: &gst::BufferRef,
+    info: &gst_audio::AudioInfo,
+) -> Result<Option<Vec<std::ops::Range<usize>>>, String> {
+    let size = buffer.size();
+    let bpf = info.bpf() as usize;
+    let bps = bpf / info.channels() as usize;
+    let Some(am) = buffer.meta::<gst_audio::AudioMeta>() else {
+        if size % bpf != 0 {
+            return Err(format!(
+                "planar audio buffer of {size} bytes is not a whole number of {bpf}-byte frames"
+            ));
+        }
+        return Ok(None);
+    };
+    let samples = am.samples();
+    let plane = samples * bps;
+    let offsets = am.offsets();
+    if samples * bpf == size && offsets.iter().enumerate().all(|(c, &o)| o == c * plane) {
+        return Ok(None);
+    }
+    offsets
+        .iter()
+        .map(|&o| {
+            (o.checked_add(plane).is_some_and(|end| end <= size))
+                .then_some(o..o + plane)
+                .ok_or_else(|| {
+                    format!("audio plane at {o} of {plane} bytes exceeds the buffer's {size}")
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }

@@ -2,8 +2,10 @@
 //!
 //! `imp` holds the element (settings, state, the GStreamer trait impls), `negotiation`
 //! whose word may change the stream's caps, `publish`
-//! what it sends (buffer metadata, side messages, planar audio), `pool` the buffer
+//! what it sends (buffer metadata, side messages, metas, stats, latency), `pool` the buffer
 //! pool of shared slots it offers upstream.
+
+use std::sync::LazyLock;
 
 use gst::glib;
 use gst::prelude::*;
@@ -12,6 +14,15 @@ mod imp;
 mod negotiation;
 pub(crate) mod pool;
 mod publish;
+
+/// The element's debug category (its pool logs in it too).
+pub(crate) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "shmringsink",
+        gst::DebugColorFlags::empty(),
+        Some("shmring sink: serves buffers over sealed shared memory"),
+    )
+});
 
 glib::wrapper! {
     /// `shmringsink`.

@@ -391,7 +391,7 @@ mod imp {
                     }
                     if let Some((pays, with, without)) = g.hot.decided.take() {
                         gst::debug!(
-                            super::super::imp::CAT,
+                            super::super::CAT,
                             "waiting for the newest buffer {}: median cycle {with} µs with, \
                              {without} µs without ({} hits, {} misses so far)",
                             if pays { "pays" } else { "does not pay" },

@@ -13,7 +13,8 @@ use shmring::Producer;
 use crate::codec::metas;
 use crate::codec::{self, BufferMeta, Side, VideoLayout, ct};
 
-use super::imp::*;
+use super::CAT;
+use super::imp::{LateConsumerCaps, Sink, SlowConsumer, State};
 use super::negotiation::{
     self, Asked, DECIDE_EVERY, Late, RENEGOTIATE_EVERY, RENEGOTIATION_WAIT, Wish,
 };
@@ -459,41 +460,4 @@ impl Sink {
             producer.set_default_policy(policy);
         }
     }
-}
-
-/// Where the channel planes of a non-interleaved audio buffer are, when they are not
-/// already packed back to back from the buffer's start (`None`: publish as it is).
-/// Consumers read planar audio as packed planes of `size / bpf` samples each.
-pub(super) fn audio_planes(
-    buffer: &gst::BufferRef,
-    info: &gst_audio::AudioInfo,
-) -> Result<Option<Vec<std::ops::Range<usize>>>, String> {
-    let size = buffer.size();
-    let bpf = info.bpf() as usize;
-    let bps = bpf / info.channels() as usize;
-    let Some(am) = buffer.meta::<gst_audio::AudioMeta>() else {
-        if size % bpf != 0 {
-            return Err(format!(
-                "planar audio buffer of {size} bytes is not a whole number of {bpf}-byte frames"
-            ));
-        }
-        return Ok(None);
-    };
-    let samples = am.samples();
-    let plane = samples * bps;
-    let offsets = am.offsets();
-    if samples * bpf == size && offsets.iter().enumerate().all(|(c, &o)| o == c * plane) {
-        return Ok(None);
-    }
-    offsets
-        .iter()
-        .map(|&o| {
-            (o.checked_add(plane).is_some_and(|end| end <= size))
-                .then_some(o..o + plane)
-                .ok_or_else(|| {
-                    format!("audio plane at {o} of {plane} bytes exceeds the buffer's {size}")
-                })
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(Some)
 }

@@ -28,6 +28,9 @@ pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 /// Default `wake-ahead`: the cap; what the consumer polls within it, it measures
 /// (docs/plugin.md).
 pub(super) const DEFAULT_WAKE_AHEAD: Duration = Duration::from_micros(1000);
+/// How long a source waits for a producer it told what downstream accepts to send
+/// caps downstream takes.
+pub(super) const CAPS_GRACE: Duration = Duration::from_secs(5);
 /// Default `reconnect-interval`.
 const DEFAULT_RECONNECT_INTERVAL: Duration = Duration::from_millis(100);
 /// Default `spin-time`: the frame channel's own.
@@ -556,168 +559,206 @@ impl PushSrcImpl for Src {
         // The buffers of a buffer list received so far.
         let mut list: Option<gst::BufferList> = None;
         loop {
-            // Take the consumer out so that unlock and property reads do not wait
-            // for a blocked receive.
-            let consumer = self
-                .state
-                .lock()
-                .unwrap()
-                .as_mut()
-                .ok_or(gst::FlowError::Flushing)?
-                .consumer
-                .take();
-            let mut consumer = match consumer {
-                Some(c) => {
-                    if self
-                        .note_due
-                        .swap(false, std::sync::atomic::Ordering::Relaxed)
-                    {
-                        self.send_accepts(&c);
-                    }
-                    c
-                }
-                None => match self.connect(&self.settings()) {
-                    Ok(c) => {
-                        gst::info!(CAT, imp = self, "connected to the producer");
-                        self.install(c);
-                        continue;
-                    }
-                    Err(shmring::ConnectError::Interrupted) => {
-                        return Err(gst::FlowError::Flushing);
-                    }
-                    Err(e) if reconnect => {
-                        // Something answers at the path but is no producer we can
-                        // trust: keep waiting for a real one.
-                        gst::warning!(CAT, imp = self, "cannot connect ({e}); trying again");
-                        self.pause(interval)?;
-                        continue;
-                    }
-                    Err(e) => {
-                        gst::element_imp_error!(
-                            self,
-                            gst::ResourceError::OpenRead,
-                            ["Cannot connect to the producer: {}", e]
-                        );
-                        return Err(gst::FlowError::Error);
-                    }
-                },
+            let Some(mut consumer) = self.consumer(reconnect, interval)? else {
+                continue;
             };
-            // Waiting for caps downstream takes: at most until the grace ends.
-            let refused = self.caps_refused_since();
-            let r = match refused {
-                Some(since) => consumer.recv_deadline(Some(since + super::receive::CAPS_GRACE)),
-                None => consumer.recv(),
-            };
-            if refused.is_some() && matches!(r, Err(shmring::RecvError::Timeout)) {
-                let theirs = self.state.lock().unwrap().as_mut().and_then(|st| {
-                    st.consumer = Some(consumer);
-                    st.refused.clone()
-                });
-                let caps = self
-                    .obj()
-                    .static_pad("src")
-                    .expect("src pad")
-                    .peer_query_caps(None);
-                gst::element_imp_error!(
-                    self,
-                    gst::CoreError::Negotiation,
-                    [
-                        "Downstream refuses the producer's caps {} (it accepts {}), and the producer sent none it accepts within {:?}",
-                        theirs.map_or("?".into(), |c| c.to_string()),
-                        caps,
-                        super::receive::CAPS_GRACE
-                    ]
-                );
-                return Err(gst::FlowError::NotNegotiated);
-            }
-            let put_back = |c: Consumer| {
-                if let Some(st) = self.state.lock().unwrap().as_mut() {
-                    st.consumer = Some(c);
+            let received = match self.receive(&mut consumer) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.put_back(consumer);
+                    return Err(e);
                 }
             };
-            let lost = match r {
+            let lost = match received {
                 Ok(ev) => {
                     if matches!(ev, shmring::Event::Frame(ref f) if f.seq() % 16 == 0) {
                         self.counters.lock().unwrap().anticipation = consumer.anticipation();
                     }
-                    put_back(consumer);
-                    match self.handle(ev) {
-                        Ok(Next::Buffer(b, more)) => match list.as_mut() {
-                            None if !more => {
-                                self.keep_discont_of(&b);
-                                return Ok(CreateSuccess::NewBuffer(b));
-                            }
-                            _ => {
-                                if list.is_none() {
-                                    self.keep_discont_of(&b);
-                                }
-                                let l = list.get_or_insert_with(gst::BufferList::new);
-                                l.get_mut().expect("ours alone").add(b);
-                                // A list the producer never ends is cut into lists
-                                // of MAX_LIST (they hold its slots meanwhile).
-                                if !more || l.len() >= MAX_LIST {
-                                    let l = list.take().expect("just added to");
-                                    return Ok(CreateSuccess::NewBufferList(l));
-                                }
-                                continue;
-                            }
-                        },
-                        // Events and no buffer to carry them: a marker does
-                        // (after what there is of a list).
-                        Ok(Next::Events) => match list.take() {
-                            Some(l) => {
-                                self.marker_due.store(true, Ordering::Relaxed);
-                                return Ok(CreateSuccess::NewBufferList(l));
-                            }
-                            None => return Ok(self.marker()),
-                        },
-                        // Only a lying producer sends anything between the buffers
-                        // of a list: what it has of the list goes first.
-                        Ok(Next::Again) => match list.take() {
-                            Some(l) => return Ok(CreateSuccess::NewBufferList(l)),
-                            None => continue,
-                        },
-                        Ok(Next::Fault(what)) if reconnect => {
-                            format!("producer sent {what}")
-                        }
-                        Ok(Next::Fault(what)) => {
-                            gst::element_imp_error!(
-                                self,
-                                gst::StreamError::Decode,
-                                ["Producer sent {}", what]
-                            );
-                            return Err(gst::FlowError::Error);
-                        }
-                        Err(e) => return Err(e),
+                    self.put_back(consumer);
+                    match self.gather(self.handle(ev)?, &mut list, reconnect)? {
+                        Gathered::Done(done) => return Ok(done),
+                        Gathered::More => continue,
+                        Gathered::Lost(lost) => lost,
                     }
                 }
                 Err(shmring::RecvError::Interrupted) => {
-                    put_back(consumer);
+                    self.put_back(consumer);
                     return Err(gst::FlowError::Flushing);
                 }
                 Err(e) if reconnect => format!("producer lost ({e})"),
-                Err(shmring::RecvError::PeerGone) => {
-                    gst::element_imp_error!(
-                        self,
-                        gst::ResourceError::Read,
-                        ["The producer went away without ending the stream"]
-                    );
-                    return Err(gst::FlowError::Error);
-                }
-                Err(e) => {
-                    gst::element_imp_error!(
-                        self,
-                        gst::ResourceError::Read,
-                        ["Producer failed: {}", e]
-                    );
-                    return Err(gst::FlowError::Error);
-                }
+                Err(e) => return Err(self.receive_failed(e)),
             };
             gst::warning!(CAT, imp = self, "{lost}; reconnecting");
             self.counters.lock().unwrap().reconnects += 1;
             self.drop_consumer();
             self.pause(interval)?;
         }
+    }
+}
+
+/// What one event made of the buffers `create` gathers.
+enum Gathered {
+    /// Return this.
+    Done(CreateSuccess),
+    /// Receive more.
+    More,
+    /// The producer is lost (its words, for the log): reconnect.
+    Lost(String),
+}
+
+impl Src {
+    /// The consumer, taken out of the state so that unlock and property reads do
+    /// not wait for a blocked receive; connected first if there is none (`None`:
+    /// connected now, ask again).
+    fn consumer(
+        &self,
+        reconnect: bool,
+        interval: Duration,
+    ) -> Result<Option<Consumer>, gst::FlowError> {
+        let consumer = self
+            .state
+            .lock()
+            .unwrap()
+            .as_mut()
+            .ok_or(gst::FlowError::Flushing)?
+            .consumer
+            .take();
+        if let Some(c) = consumer {
+            if self.note_due.swap(false, Ordering::Relaxed) {
+                self.send_accepts(&c);
+            }
+            return Ok(Some(c));
+        }
+        match self.connect(&self.settings()) {
+            Ok(c) => {
+                gst::info!(CAT, imp = self, "connected to the producer");
+                self.install(c);
+                Ok(None)
+            }
+            Err(shmring::ConnectError::Interrupted) => Err(gst::FlowError::Flushing),
+            Err(e) if reconnect => {
+                // Something answers at the path but is no producer we can trust:
+                // keep waiting for a real one.
+                gst::warning!(CAT, imp = self, "cannot connect ({e}); trying again");
+                self.pause(interval)?;
+                Ok(None)
+            }
+            Err(e) => {
+                gst::element_imp_error!(
+                    self,
+                    gst::ResourceError::OpenRead,
+                    ["Cannot connect to the producer: {}", e]
+                );
+                Err(gst::FlowError::Error)
+            }
+        }
+    }
+
+    fn put_back(&self, c: Consumer) {
+        if let Some(st) = self.state.lock().unwrap().as_mut() {
+            st.consumer = Some(c);
+        }
+    }
+
+    /// The next event; while downstream refuses the producer's caps, at most until
+    /// the grace ends (then a negotiation error).
+    fn receive(
+        &self,
+        consumer: &mut Consumer,
+    ) -> Result<Result<shmring::Event, shmring::RecvError>, gst::FlowError> {
+        let Some(since) = self.caps_refused_since() else {
+            return Ok(consumer.recv());
+        };
+        let r = consumer.recv_deadline(Some(since + CAPS_GRACE));
+        if !matches!(r, Err(shmring::RecvError::Timeout)) {
+            return Ok(r);
+        }
+        let theirs = self
+            .state
+            .lock()
+            .unwrap()
+            .as_ref()
+            .and_then(|st| st.refused.clone());
+        let caps = self
+            .obj()
+            .static_pad("src")
+            .expect("src pad")
+            .peer_query_caps(None);
+        gst::element_imp_error!(
+            self,
+            gst::CoreError::Negotiation,
+            [
+                "Downstream refuses the producer's caps {} (it accepts {}), and the producer sent none it accepts within {:?}",
+                theirs.map_or("?".into(), |c| c.to_string()),
+                caps,
+                CAPS_GRACE
+            ]
+        );
+        Err(gst::FlowError::NotNegotiated)
+    }
+
+    /// Adds what an event made to the buffer list being gathered, or says what
+    /// `create` returns.
+    fn gather(
+        &self,
+        next: Next,
+        list: &mut Option<gst::BufferList>,
+        reconnect: bool,
+    ) -> Result<Gathered, gst::FlowError> {
+        Ok(match next {
+            Next::Buffer(b, more) => {
+                if list.is_none() {
+                    self.keep_discont_of(&b);
+                    if !more {
+                        return Ok(Gathered::Done(CreateSuccess::NewBuffer(b)));
+                    }
+                }
+                let l = list.get_or_insert_with(gst::BufferList::new);
+                l.get_mut().expect("ours alone").add(b);
+                // A list the producer never ends is cut into lists of MAX_LIST
+                // (they hold its slots meanwhile).
+                if !more || l.len() >= MAX_LIST {
+                    let l = list.take().expect("just added to");
+                    return Ok(Gathered::Done(CreateSuccess::NewBufferList(l)));
+                }
+                Gathered::More
+            }
+            // Events and no buffer to carry them: a marker does (after what there
+            // is of a list).
+            Next::Events => Gathered::Done(match list.take() {
+                Some(l) => {
+                    self.marker_due.store(true, Ordering::Relaxed);
+                    CreateSuccess::NewBufferList(l)
+                }
+                None => self.marker(),
+            }),
+            // Only a lying producer sends anything between the buffers of a list:
+            // what it has of the list goes first.
+            Next::Again => match list.take() {
+                Some(l) => Gathered::Done(CreateSuccess::NewBufferList(l)),
+                None => Gathered::More,
+            },
+            Next::Fault(what) if reconnect => Gathered::Lost(format!("producer sent {what}")),
+            Next::Fault(what) => {
+                gst::element_imp_error!(self, gst::StreamError::Decode, ["Producer sent {}", what]);
+                return Err(gst::FlowError::Error);
+            }
+        })
+    }
+
+    /// The error for a receive that failed with no reconnecting.
+    fn receive_failed(&self, e: shmring::RecvError) -> gst::FlowError {
+        match e {
+            shmring::RecvError::PeerGone => gst::element_imp_error!(
+                self,
+                gst::ResourceError::Read,
+                ["The producer went away without ending the stream"]
+            ),
+            e => {
+                gst::element_imp_error!(self, gst::ResourceError::Read, ["Producer failed: {}", e])
+            }
+        }
+        gst::FlowError::Error
     }
 }
 

@@ -8,10 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// How long a source waits for a producer it told what downstream accepts to send
-/// caps downstream takes.
-pub(super) const CAPS_GRACE: Duration = Duration::from_secs(5);
-
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::prelude::*;
@@ -21,7 +17,7 @@ use crate::codec::metas;
 use crate::codec::trust;
 use crate::codec::{self, BufferMeta, Side, to_ct};
 
-use super::imp::*;
+use super::imp::{CAPS_GRACE, CAT, Next, Settings, Src};
 
 impl Src {
     pub(super) fn consumer_config(s: &Settings) -> ConsumerConfig {
@@ -217,93 +213,13 @@ impl Src {
         }
     }
 
+    /// What a side message does: caps and stream-start act at once, serialized
+    /// events wait for the next buffer (or a marker), a gap or the end owes a
+    /// marker.
     pub(super) fn side(&self, side: Side) -> Result<Next, gst::FlowError> {
-        let obj = self.obj();
-        let pad = obj.static_pad("src").expect("src pad");
         match side {
-            Side::Caps(caps) => {
-                let same = self
-                    .state
-                    .lock()
-                    .unwrap()
-                    .as_ref()
-                    .and_then(|s| s.caps.clone())
-                    .is_some_and(|c| c == caps);
-                if !same {
-                    gst::debug!(CAT, imp = self, "caps {caps}");
-                    let format = match trust::accept_caps(&caps) {
-                        Ok(f) => f,
-                        Err(e) => return Ok(Next::Fault(format!("caps that cannot cross: {e}"))),
-                    };
-                    // After a new stream-start the caps go again even if unchanged
-                    // (set_caps would skip them).
-                    let again = pad.current_caps().is_some_and(|c| c == caps);
-                    if again {
-                        pad.push_event(gst::event::Caps::new(&caps));
-                    } else if !pad.peer_query_accept_caps(&caps) || obj.set_caps(&caps).is_err() {
-                        let theirs = pad.peer_query_caps(None);
-                        // The producer was told what downstream accepts: give it
-                        // time to negotiate again, dropping what comes meanwhile.
-                        if self.accepts_sent.load(Ordering::Relaxed) {
-                            let mut guard = self.state.lock().unwrap();
-                            if let Some(st) = guard.as_mut() {
-                                let since = st.caps_refused.get_or_insert_with(Instant::now);
-                                if since.elapsed() < CAPS_GRACE {
-                                    gst::info!(
-                                        CAT,
-                                        imp = self,
-                                        "downstream refuses {caps}; waiting for the producer to negotiate what it accepts ({theirs})"
-                                    );
-                                    st.format = None;
-                                    st.caps = None;
-                                    st.refused = Some(caps.clone());
-                                    return Ok(Next::Again);
-                                }
-                            }
-                        }
-                        gst::element_imp_error!(
-                            self,
-                            gst::CoreError::Negotiation,
-                            [
-                                "Downstream refuses the producer's caps {} (it accepts {})",
-                                caps,
-                                theirs
-                            ]
-                        );
-                        return Err(gst::FlowError::NotNegotiated);
-                    }
-                    if let Some(st) = self.state.lock().unwrap().as_mut() {
-                        st.format = Some(format);
-                        st.caps = Some(caps);
-                        st.caps_refused = None;
-                    }
-                }
-            }
-            Side::StreamStart { stream_id } => {
-                let first = self
-                    .state
-                    .lock()
-                    .unwrap()
-                    .as_mut()
-                    .map(|s| !std::mem::replace(&mut s.stream_started, true))
-                    .unwrap_or(false);
-                // BaseSrc sends one stream-start itself; after a reconnect the new
-                // stream gets its own, in a new group, then caps (even if the same)
-                // and a segment before its first buffer, as for any new stream.
-                if first && self.counters.lock().unwrap().reconnects > 0 {
-                    if let Some(st) = self.state.lock().unwrap().as_mut() {
-                        st.caps = None;
-                        st.segment = None;
-                        st.sent_segment = None;
-                        st.lag_proposed = false;
-                    }
-                    pad.push_event(
-                        gst::event::StreamStart::builder(&stream_id)
-                            .group_id(gst::GroupId::next())
-                            .build(),
-                    );
-                }
-            }
+            Side::Caps(caps) => return self.side_caps(caps),
+            Side::StreamStart { stream_id } => self.side_stream_start(&stream_id),
             // In the order they came to the producer's sink. After its segment:
             // into the data flow through BaseSrc, which pushes what it was sent
             // after the segment it has pending and before the next buffer (pushed
@@ -318,31 +234,16 @@ impl Src {
                     .as_ref()
                     .is_some_and(|st| st.segment.is_some());
                 if after_segment {
-                    self.late_events
-                        .lock()
-                        .unwrap()
-                        .push(gst::event::Tag::new(t));
+                    self.late(gst::event::Tag::new(t));
                 } else {
-                    pad.push_event(gst::event::Tag::new(t));
+                    self.src_pad().push_event(gst::event::Tag::new(t));
                 }
             }
             // Every serialized event after the segment waits in one queue, in the
             // order it came, for the next buffer (or a marker) to carry it.
-            Side::CustomSticky(s) => {
-                self.late_events
-                    .lock()
-                    .unwrap()
-                    .push(gst::event::CustomDownstreamSticky::new(s));
-            }
-            Side::Toc(body) => match crate::codec::toc::decode(&body) {
-                Ok((toc, updated)) => {
-                    self.late_events
-                        .lock()
-                        .unwrap()
-                        .push(gst::event::Toc::new(&toc, updated));
-                }
-                Err(e) => return Ok(Next::Fault(format!("bad side message: {e}"))),
-            },
+            Side::CustomSticky(s) => self.late(gst::event::CustomDownstreamSticky::new(s)),
+            Side::Custom(s) => self.late(gst::event::CustomDownstream::new(s)),
+            Side::Toc { toc, updated } => self.late(gst::event::Toc::new(&toc, updated)),
             Side::Segment(seg) => {
                 if let Some(st) = self.state.lock().unwrap().as_mut() {
                     st.segment = Some(seg);
@@ -353,7 +254,7 @@ impl Src {
             // and what came before it out now.
             Side::Gap { pts, duration } => {
                 if let Some(p) = to_ct(pts) {
-                    self.late_events.lock().unwrap().push(
+                    self.late(
                         gst::event::Gap::builder(p)
                             .duration(to_ct(duration))
                             .build(),
@@ -368,66 +269,172 @@ impl Src {
                 self.eos_due.store(true, Ordering::Relaxed);
                 return Ok(Next::Events);
             }
-            Side::Flush => {
-                // As the producer's pipeline did. Running time starts again with
-                // it where timestamps pass as sent; where they are mapped through
-                // the clock, the mapping already follows the producer's new base
-                // time and this pipeline keeps its own.
-                let mapped = self.maps_through_clock();
-                // What came before the flush goes before it.
-                for e in std::mem::take(&mut *self.late_events.lock().unwrap()) {
-                    pad.push_event(e);
-                }
-                pad.push_event(gst::event::FlushStart::new());
-                pad.push_event(gst::event::FlushStop::new(!mapped));
-                // Flushing took the segment downstream: configure it again.
-                if let Some(st) = self.state.lock().unwrap().as_mut() {
-                    st.sent_segment = None;
-                }
-            }
-            Side::Custom(s) => {
-                self.late_events
-                    .lock()
-                    .unwrap()
-                    .push(gst::event::CustomDownstream::new(s));
-            }
-            Side::MetaPiece(body) => {
-                let max = self.settings.lock().unwrap().max_meta_bytes as usize;
-                let mut ms = self.metas.lock().unwrap();
-                match ms.assembly.piece(&body, max) {
-                    Ok(metas::Piece::TooLarge { total }) => {
-                        self.counters.lock().unwrap().metas_refused += 1;
-                        if ms.logged.first("(over max-meta-bytes)") {
-                            gst::warning!(
-                                CAT,
-                                imp = self,
-                                "the producer sends {total} bytes of metas for a buffer, over max-meta-bytes ({max}): not added; counted in stats as metas-refused"
-                            );
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => return Ok(Next::Fault(format!("bad meta piece: {e}"))),
-                }
-            }
-            Side::Latency { live, min, max } => {
-                if let Err(e) = trust::accept_latency(min, max) {
-                    return Ok(Next::Fault(e));
-                }
-                let l = (live, gst::ClockTime::from_nseconds(min), codec::to_ct(max));
-                let changed = self
-                    .state
-                    .lock()
-                    .unwrap()
-                    .as_mut()
-                    .is_some_and(|s| s.latency.replace(l) != Some(l));
-                if changed {
-                    gst::debug!(CAT, imp = self, "producer latency {l:?}");
-                    // The pipeline asks everyone again and redistributes.
-                    let _ = obj.post_message(gst::message::Latency::builder().src(&*obj).build());
+            Side::Flush => self.side_flush(),
+            Side::MetaPiece(body) => return Ok(self.side_meta_piece(&body)),
+            Side::Latency { live, min, max } => return Ok(self.side_latency(live, min, max)),
+        }
+        Ok(Next::Again)
+    }
+
+    fn src_pad(&self) -> gst::Pad {
+        self.obj().static_pad("src").expect("src pad")
+    }
+
+    /// `e` waits for the next buffer (or a marker) to carry it.
+    fn late(&self, e: gst::Event) {
+        self.late_events.lock().unwrap().push(e);
+    }
+
+    fn side_caps(&self, caps: gst::Caps) -> Result<Next, gst::FlowError> {
+        let same = self
+            .state
+            .lock()
+            .unwrap()
+            .as_ref()
+            .and_then(|s| s.caps.clone())
+            .is_some_and(|c| c == caps);
+        if same {
+            return Ok(Next::Again);
+        }
+        gst::debug!(CAT, imp = self, "caps {caps}");
+        let format = match trust::accept_caps(&caps) {
+            Ok(f) => f,
+            Err(e) => return Ok(Next::Fault(format!("caps that cannot cross: {e}"))),
+        };
+        let pad = self.src_pad();
+        // After a new stream-start the caps go again even if unchanged (set_caps
+        // would skip them).
+        let again = pad.current_caps().is_some_and(|c| c == caps);
+        if again {
+            pad.push_event(gst::event::Caps::new(&caps));
+        } else if !pad.peer_query_accept_caps(&caps) || self.obj().set_caps(&caps).is_err() {
+            return self.caps_refused(caps, pad.peer_query_caps(None));
+        }
+        if let Some(st) = self.state.lock().unwrap().as_mut() {
+            st.format = Some(format);
+            st.caps = Some(caps);
+            st.caps_refused = None;
+        }
+        Ok(Next::Again)
+    }
+
+    /// Downstream refuses the producer's `caps` (it accepts `theirs`). If the
+    /// producer was told what downstream accepts, it has [`CAPS_GRACE`] to
+    /// negotiate again, and what comes meanwhile is dropped; else a negotiation
+    /// error.
+    fn caps_refused(&self, caps: gst::Caps, theirs: gst::Caps) -> Result<Next, gst::FlowError> {
+        if self.accepts_sent.load(Ordering::Relaxed) {
+            let mut guard = self.state.lock().unwrap();
+            if let Some(st) = guard.as_mut() {
+                let since = st.caps_refused.get_or_insert_with(Instant::now);
+                if since.elapsed() < CAPS_GRACE {
+                    gst::info!(
+                        CAT,
+                        imp = self,
+                        "downstream refuses {caps}; waiting for the producer to negotiate what it accepts ({theirs})"
+                    );
+                    st.format = None;
+                    st.caps = None;
+                    st.refused = Some(caps);
+                    return Ok(Next::Again);
                 }
             }
         }
-        Ok(Next::Again)
+        gst::element_imp_error!(
+            self,
+            gst::CoreError::Negotiation,
+            [
+                "Downstream refuses the producer's caps {} (it accepts {})",
+                caps,
+                theirs
+            ]
+        );
+        Err(gst::FlowError::NotNegotiated)
+    }
+
+    fn side_stream_start(&self, stream_id: &str) {
+        let first = self
+            .state
+            .lock()
+            .unwrap()
+            .as_mut()
+            .map(|s| !std::mem::replace(&mut s.stream_started, true))
+            .unwrap_or(false);
+        // BaseSrc sends one stream-start itself; after a reconnect the new stream
+        // gets its own, in a new group, then caps (even if the same) and a segment
+        // before its first buffer, as for any new stream.
+        if first && self.counters.lock().unwrap().reconnects > 0 {
+            if let Some(st) = self.state.lock().unwrap().as_mut() {
+                st.caps = None;
+                st.segment = None;
+                st.sent_segment = None;
+                st.lag_proposed = false;
+            }
+            self.src_pad().push_event(
+                gst::event::StreamStart::builder(stream_id)
+                    .group_id(gst::GroupId::next())
+                    .build(),
+            );
+        }
+    }
+
+    fn side_flush(&self) {
+        // As the producer's pipeline did. Running time starts again with it where
+        // timestamps pass as sent; where they are mapped through the clock, the
+        // mapping already follows the producer's new base time and this pipeline
+        // keeps its own.
+        let mapped = self.maps_through_clock();
+        let pad = self.src_pad();
+        // What came before the flush goes before it.
+        for e in std::mem::take(&mut *self.late_events.lock().unwrap()) {
+            pad.push_event(e);
+        }
+        pad.push_event(gst::event::FlushStart::new());
+        pad.push_event(gst::event::FlushStop::new(!mapped));
+        // Flushing took the segment downstream: configure it again.
+        if let Some(st) = self.state.lock().unwrap().as_mut() {
+            st.sent_segment = None;
+        }
+    }
+
+    fn side_meta_piece(&self, body: &[u8]) -> Next {
+        let max = self.settings.lock().unwrap().max_meta_bytes as usize;
+        let mut ms = self.metas.lock().unwrap();
+        match ms.assembly.piece(body, max) {
+            Ok(metas::Piece::TooLarge { total }) => {
+                self.counters.lock().unwrap().metas_refused += 1;
+                if ms.logged.first("(over max-meta-bytes)") {
+                    gst::warning!(
+                        CAT,
+                        imp = self,
+                        "the producer sends {total} bytes of metas for a buffer, over max-meta-bytes ({max}): not added; counted in stats as metas-refused"
+                    );
+                }
+                Next::Again
+            }
+            Ok(_) => Next::Again,
+            Err(e) => Next::Fault(format!("bad meta piece: {e}")),
+        }
+    }
+
+    fn side_latency(&self, live: bool, min: u64, max: u64) -> Next {
+        if let Err(e) = trust::accept_latency(min, max) {
+            return Next::Fault(e);
+        }
+        let l = (live, gst::ClockTime::from_nseconds(min), codec::to_ct(max));
+        let changed = self
+            .state
+            .lock()
+            .unwrap()
+            .as_mut()
+            .is_some_and(|s| s.latency.replace(l) != Some(l));
+        if changed {
+            gst::debug!(CAT, imp = self, "producer latency {l:?}");
+            // The pipeline asks everyone again and redistributes.
+            let obj = self.obj();
+            let _ = obj.post_message(gst::message::Latency::builder().src(&*obj).build());
+        }
+        Next::Again
     }
 
     /// Whether timestamps are mapped through the clock: `is-live` when set, else

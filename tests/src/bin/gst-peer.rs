@@ -96,12 +96,38 @@ fn main() {
 ///   that exists): left out, never registered over the type;
 /// - `honest`: no lie (the control case).
 fn lie(act: &str, path: &str) -> Result<(), String> {
-    use std::str::FromStr;
     use std::time::Duration;
 
-    use gstshmring::codec::{BufferMeta, NONE, Side, VideoLayout, key};
+    let (caps, video, flags, len) = lying_stream(act)?;
+    // The lie is in the frames, not in waiting: a consumer slow to take its first
+    // frames (under valgrind, seconds) is waited for, not cut off after the
+    // default second.
+    let cfg = shmring::ProducerConfig {
+        block_timeout: Duration::from_secs(60),
+        ..Default::default()
+    };
+    let p = shmring::Producer::bind(path, cfg).map_err(|e| e.to_string())?;
+    announce(&p, act, caps)?;
+    println!("ready");
+    lying_frames(&p, act, video, flags, len)
+}
+
+/// The caps, video layout, buffer flags and frame length of act `act`'s stream.
+fn lying_stream(
+    act: &str,
+) -> Result<
+    (
+        gst::Caps,
+        Option<gstshmring::codec::VideoLayout>,
+        u32,
+        usize,
+    ),
+    String,
+> {
+    use std::str::FromStr;
 
     use gst_video::VideoFormat;
+    use gstshmring::codec::VideoLayout;
     // RGBx: a stride that holds the components but not the whole last pixel.
     // UYVP one pixel wide: 4096-byte frames that fill their slots, the last slot's
     // ending where the arena ends, which GStreamer's unpacker reads 5 bytes a row
@@ -158,14 +184,14 @@ fn lie(act: &str, path: &str) -> Result<(), String> {
     if video.is_some() {
         video = Some(layout);
     }
-    // The lie is in the frames, not in waiting: a consumer slow to take its first
-    // frames (under valgrind, seconds) is waited for, not cut off after the
-    // default second.
-    let cfg = shmring::ProducerConfig {
-        block_timeout: Duration::from_secs(60),
-        ..Default::default()
-    };
-    let p = shmring::Producer::bind(path, cfg).map_err(|e| e.to_string())?;
+    Ok((caps, video, flags, len))
+}
+
+/// The stream-start and caps, and what act `act` says before the first frame
+/// (latency, segment, TOC).
+fn announce(p: &shmring::Producer, act: &str, caps: gst::Caps) -> Result<(), String> {
+    use gstshmring::codec::{NONE, Side, key};
+
     p.send_side(
         &Side::StreamStart {
             stream_id: "liar".into(),
@@ -213,7 +239,21 @@ fn lie(act: &str, path: &str) -> Result<(), String> {
         }
         p.send_side(&b, key::TOC).map_err(|e| e.to_string())?;
     }
-    println!("ready");
+    Ok(())
+}
+
+/// Frames every 10 ms, forever, with act `act`'s metas, flags and layout.
+fn lying_frames(
+    p: &shmring::Producer,
+    act: &str,
+    video: Option<gstshmring::codec::VideoLayout>,
+    flags: u32,
+    len: usize,
+) -> Result<(), String> {
+    use std::time::Duration;
+
+    use gstshmring::codec::{BufferMeta, NONE};
+
     let bytes = vec![0x80u8; len.max(1)];
     let meta_list = lying_metas(act);
     for n in 0u64.. {

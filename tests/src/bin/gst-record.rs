@@ -46,71 +46,13 @@ fn main() {
     let lines = Arc::new(Mutex::new(Vec::<String>::new()));
     for e in pipeline.iterate_recurse().into_iter().flatten() {
         let name = e.name().to_string();
-        if name.starts_with("addmetas") {
-            gst::meta::CustomMeta::register(TEST_META, &[]);
-            let n = std::sync::atomic::AtomicU64::new(0);
-            let pad = e.static_pad("src").expect("an identity has a src pad");
-            pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-                if let Some(gst::PadProbeData::Buffer(b)) = &mut info.data {
-                    let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    add_test_metas(b.make_mut(), i);
-                }
-                gst::PadProbeReturn::Ok
-            });
-            continue;
-        }
-        if name.starts_with("addevents") {
-            // A chapter list before the first buffer, as a demuxer sends it, and
-            // an application's custom sticky event.
-            let sent = std::sync::atomic::AtomicBool::new(false);
-            let pad = e.static_pad("src").expect("an identity has a src pad");
-            pad.add_probe(gst::PadProbeType::BUFFER, move |pad, _| {
-                if !sent.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                    pad.push_event(gst::event::Toc::new(&test_toc(), false));
-                    pad.push_event(gst::event::CustomDownstreamSticky::new(
-                        gst::Structure::builder("app-sticky").field("n", 7).build(),
-                    ));
-                }
-                gst::PadProbeReturn::Ok
-            });
-            continue;
-        }
-        if name.starts_with("addorder") {
-            add_ordered_events(&e);
+        if add_to(&e, &name) {
             continue;
         }
         if !name.starts_with("rec") {
             continue;
         }
-        let pad = e.static_pad("sink").expect("a rec element has a sink pad");
-        let out = lines.clone();
-        pad.add_probe(
-            gst::PadProbeType::BUFFER
-                | gst::PadProbeType::BUFFER_LIST
-                | gst::PadProbeType::EVENT_DOWNSTREAM
-                | gst::PadProbeType::EVENT_FLUSH,
-            move |pad, info| {
-                let line = match &info.data {
-                    Some(gst::PadProbeData::Buffer(b)) => Some(buffer_line(pad, b)),
-                    Some(gst::PadProbeData::BufferList(l)) => {
-                        let mut out = out.lock().unwrap();
-                        out.push(format!("{name} list {}", l.len()));
-                        for b in l.iter_owned() {
-                            out.push(format!("{name} {}", buffer_line(pad, &b)));
-                        }
-                        None
-                    }
-                    Some(gst::PadProbeData::Event(ev)) if ev.is_serialized() => {
-                        Some(event_line(ev))
-                    }
-                    _ => None,
-                };
-                if let Some(l) = line {
-                    out.lock().unwrap().push(format!("{name} {l}"));
-                }
-                gst::PadProbeReturn::Ok
-            },
-        );
+        record(&e, name, lines.clone());
     }
     pipeline.set_state(gst::State::Playing).unwrap();
     if let Ok(seek) = std::env::var("SHMRING_REC_SEEK") {
@@ -140,9 +82,91 @@ fn main() {
             _ => {}
         }
     }
-    // With `SHMRING_REC_STATS` set: the stats of every element that has them (read
-    // before the state change that resets them).
-    let stats: Vec<String> = if std::env::var_os("SHMRING_REC_STATS").is_some() {
+    let stats = stats_lines(&pipeline);
+    pipeline.set_state(gst::State::Null).unwrap();
+    let mut stdout = std::io::stdout().lock();
+    for l in lines.lock().unwrap().iter().chain(&stats) {
+        writeln!(stdout, "{l}").unwrap();
+    }
+    stdout.flush().unwrap();
+    std::process::exit(if ok { 0 } else { 1 });
+}
+
+/// Adds what an `addmetas…`, `addevents…` or `addorder…` element adds; `false` for
+/// any other element.
+fn add_to(e: &gst::Element, name: &str) -> bool {
+    if name.starts_with("addmetas") {
+        gst::meta::CustomMeta::register(TEST_META, &[]);
+        let n = std::sync::atomic::AtomicU64::new(0);
+        let pad = e.static_pad("src").expect("an identity has a src pad");
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(gst::PadProbeData::Buffer(b)) = &mut info.data {
+                let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                add_test_metas(b.make_mut(), i);
+            }
+            gst::PadProbeReturn::Ok
+        });
+        return true;
+    }
+    if name.starts_with("addevents") {
+        // A chapter list before the first buffer, as a demuxer sends it, and
+        // an application's custom sticky event.
+        let sent = std::sync::atomic::AtomicBool::new(false);
+        let pad = e.static_pad("src").expect("an identity has a src pad");
+        pad.add_probe(gst::PadProbeType::BUFFER, move |pad, _| {
+            if !sent.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                pad.push_event(gst::event::Toc::new(&test_toc(), false));
+                pad.push_event(gst::event::CustomDownstreamSticky::new(
+                    gst::Structure::builder("app-sticky").field("n", 7).build(),
+                ));
+            }
+            gst::PadProbeReturn::Ok
+        });
+        return true;
+    }
+    if name.starts_with("addorder") {
+        add_ordered_events(e);
+        return true;
+    }
+    false
+}
+
+/// Records every buffer, list and serialized event reaching `e`'s sink pad into
+/// `lines`, each prefixed by `name`.
+fn record(e: &gst::Element, name: String, lines: Arc<Mutex<Vec<String>>>) {
+    let out = lines;
+    let pad = e.static_pad("sink").expect("a rec element has a sink pad");
+    pad.add_probe(
+        gst::PadProbeType::BUFFER
+            | gst::PadProbeType::BUFFER_LIST
+            | gst::PadProbeType::EVENT_DOWNSTREAM
+            | gst::PadProbeType::EVENT_FLUSH,
+        move |pad, info| {
+            let line = match &info.data {
+                Some(gst::PadProbeData::Buffer(b)) => Some(buffer_line(pad, b)),
+                Some(gst::PadProbeData::BufferList(l)) => {
+                    let mut out = out.lock().unwrap();
+                    out.push(format!("{name} list {}", l.len()));
+                    for b in l.iter_owned() {
+                        out.push(format!("{name} {}", buffer_line(pad, &b)));
+                    }
+                    None
+                }
+                Some(gst::PadProbeData::Event(ev)) if ev.is_serialized() => Some(event_line(ev)),
+                _ => None,
+            };
+            if let Some(l) = line {
+                out.lock().unwrap().push(format!("{name} {l}"));
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
+}
+
+/// With `SHMRING_REC_STATS` set: the stats of every element that has them (read
+/// before the state change that resets them).
+fn stats_lines(pipeline: &gst::Pipeline) -> Vec<String> {
+    if std::env::var_os("SHMRING_REC_STATS").is_some() {
         pipeline
             .iterate_recurse()
             .into_iter()
@@ -161,14 +185,7 @@ fn main() {
             .collect()
     } else {
         Vec::new()
-    };
-    pipeline.set_state(gst::State::Null).unwrap();
-    let mut stdout = std::io::stdout().lock();
-    for l in lines.lock().unwrap().iter().chain(&stats) {
-        writeln!(stdout, "{l}").unwrap();
     }
-    stdout.flush().unwrap();
-    std::process::exit(if ok { 0 } else { 1 });
 }
 
 fn t(v: Option<gst::ClockTime>) -> String {

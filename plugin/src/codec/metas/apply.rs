@@ -180,33 +180,6 @@ pub(super) fn serialized(m: &gst::MetaRef<'_, gst::Meta>) -> Option<Carried> {
     }
 }
 
-pub(super) fn time_code(c: &Carried) -> Option<gst_video::ValidVideoTimeCode> {
-    let Carried::TimeCode {
-        fps,
-        flags,
-        hmsf,
-        field_count,
-        daily_jam,
-    } = c
-    else {
-        return None;
-    };
-    let jam = daily_jam
-        .as_deref()
-        .and_then(|j| glib::DateTime::from_iso8601(j, None).ok());
-    gst_video::ValidVideoTimeCode::new(
-        gst::Fraction::new(fps.0, fps.1),
-        jam.as_ref(),
-        gst_video::VideoTimeCodeFlags::from_bits_truncate(*flags),
-        hmsf[0],
-        hmsf[1],
-        hmsf[2],
-        hmsf[3],
-        *field_count,
-    )
-    .ok()
-}
-
 /// Which custom metas a consumer adds: those registered in its process, and those
 /// the user allows (registered here on first sight).
 #[derive(Clone, Debug, Default)]
@@ -287,7 +260,7 @@ pub fn apply(b: &mut gst::BufferRef, metas: Vec<Carried>, allowed: &Allowed) -> 
                 );
             }
             ref tc @ Carried::TimeCode { .. } => {
-                if let Some(tc) = time_code(tc) {
+                if let Some(tc) = tc.time_code() {
                     gst_video::VideoTimeCodeMeta::add(b, &tc);
                 }
             }

@@ -135,6 +135,36 @@ pub enum Carried {
     },
 }
 
+impl Carried {
+    /// A time code record as GStreamer's time code, if GStreamer finds it valid.
+    pub fn time_code(&self) -> Option<gst_video::ValidVideoTimeCode> {
+        let Carried::TimeCode {
+            fps,
+            flags,
+            hmsf,
+            field_count,
+            daily_jam,
+        } = self
+        else {
+            return None;
+        };
+        let jam = daily_jam
+            .as_deref()
+            .and_then(|j| gst::glib::DateTime::from_iso8601(j, None).ok());
+        gst_video::ValidVideoTimeCode::new(
+            gst::Fraction::new(fps.0, fps.1),
+            jam.as_ref(),
+            gst_video::VideoTimeCodeFlags::from_bits_truncate(*flags),
+            hmsf[0],
+            hmsf[1],
+            hmsf[2],
+            hmsf[3],
+            *field_count,
+        )
+        .ok()
+    }
+}
+
 /// What the frame of a decoded record must fit (rectangles inside it).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Frame {

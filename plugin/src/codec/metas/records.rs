@@ -244,7 +244,7 @@ fn time_code(r: &mut Reader<'_>, _: Frame) -> Result<Carried, Fault> {
         daily_jam: (!jam.is_empty()).then(|| jam.to_owned()),
     };
     // GStreamer's own validity rules (ranges, drop-frame numbers).
-    match super::apply::time_code(&c) {
+    match c.time_code() {
         Some(_) => Ok(c),
         None => Err(Fault::Invalid {
             what,

@@ -118,15 +118,7 @@ pub(super) fn service(inner: Arc<Inner>, listener: Option<SeqpacketListener>) {
         let now = Instant::now();
         // Connections the application hands over (a socket pair's end, a broker's
         // fd) count against the same budget as those accepted: the rest wait.
-        let (handed, handed_later): (Vec<OwnedFd>, bool) = {
-            let mut incoming = inner.incoming.lock().unwrap_or_else(|e| e.into_inner());
-            let mut n = 0;
-            while n < incoming.len() && accepts.refill(now).is_none() {
-                accepts.spend();
-                n += 1;
-            }
-            (incoming.drain(..n).collect(), !incoming.is_empty())
-        };
+        let (handed, handed_later) = take_handed(&inner, &mut accepts, now);
         for sock in handed {
             admit(&inner, &mut pending, sock);
         }
@@ -199,27 +191,7 @@ pub(super) fn service(inner: Arc<Inner>, listener: Option<SeqpacketListener>) {
         // New connections after the hand-offs, which index `pending` as polled.
         if let Some(l) = &listener {
             if fds[1].revents & libc::POLLIN != 0 {
-                for _ in 0..64 {
-                    if accepts.refill(Instant::now()).is_some() {
-                        break;
-                    }
-                    match l.accept() {
-                        Ok(sock) => {
-                            accepts.spend();
-                            admit(&inner, &mut pending, sock)
-                        }
-                        Err(e) => {
-                            // The listener stays readable: free an fd (the oldest
-                            // silent connection) or pause, never spin.
-                            if out_of_fds(&e)
-                                && !refuse_oldest(&inner, &mut pending, "out of file descriptors")
-                            {
-                                std::thread::sleep(Duration::from_millis(10));
-                            }
-                            break;
-                        }
-                    }
-                }
+                accept_new(&inner, l, &mut pending, &mut accepts);
             }
         }
         for (k, (id, _, _, _)) in snapshot.iter().enumerate() {
@@ -239,6 +211,46 @@ pub(super) fn service(inner: Arc<Inner>, listener: Option<SeqpacketListener>) {
             if Instant::now() >= next_lease_check {
                 enforce_lease(&inner, lease);
                 next_lease_check = Instant::now() + (lease / 4).min(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// The connections the application handed over that the accept budget lets in
+/// now, and whether more wait.
+fn take_handed(inner: &Inner, accepts: &mut Budget, now: Instant) -> (Vec<OwnedFd>, bool) {
+    let mut incoming = inner.incoming.lock().unwrap_or_else(|e| e.into_inner());
+    let mut n = 0;
+    while n < incoming.len() && accepts.refill(now).is_none() {
+        accepts.spend();
+        n += 1;
+    }
+    (incoming.drain(..n).collect(), !incoming.is_empty())
+}
+
+/// Accepts what the listener has, within the accept budget (64 at most at once).
+fn accept_new(
+    inner: &Inner,
+    l: &SeqpacketListener,
+    pending: &mut Vec<Pending>,
+    accepts: &mut Budget,
+) {
+    for _ in 0..64 {
+        if accepts.refill(Instant::now()).is_some() {
+            break;
+        }
+        match l.accept() {
+            Ok(sock) => {
+                accepts.spend();
+                admit(inner, pending, sock)
+            }
+            Err(e) => {
+                // The listener stays readable: free an fd (the oldest silent
+                // connection) or pause, never spin.
+                if out_of_fds(&e) && !refuse_oldest(inner, pending, "out of file descriptors") {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                break;
             }
         }
     }

@@ -122,32 +122,8 @@ pub(super) fn flood(path: &str, n: usize) -> R {
 }
 
 pub(super) fn evil_consumer(path: &str, act: &str) -> R {
-    // Connected, but never says hello: waits for what the producer says.
-    if act == "silent" {
-        let sock = listen::connect(path.as_ref(), Some(soon()), None).map_err(e)?;
-        say("ready");
-        return await_goodbye(&sock);
-    }
-    // Speaks out of turn: a note where its hello should be.
-    if act == "note-first" {
-        let sock = listen::connect(path.as_ref(), Some(soon()), None).map_err(e)?;
-        let note = Msg::Note {
-            payload: b"caps:video/x-raw, format=(string)GRAY8".to_vec(),
-        };
-        fdpass::send(sock.as_fd(), &note.encode(), &[]).map_err(e)?;
-        say("ready");
-        return await_goodbye(&sock);
-    }
-    // A hello no producer can speak: versions at their extremes.
-    if act == "hello-versions" {
-        let sock = listen::connect(path.as_ref(), Some(soon()), None).map_err(e)?;
-        let hello = Msg::Hello {
-            min_version: u32::MAX,
-            max_version: u32::MAX,
-        };
-        fdpass::send(sock.as_fd(), &hello.encode(), &[]).map_err(e)?;
-        say("ready");
-        return await_goodbye(&sock);
+    if let Some(r) = before_hello(path, act) {
+        return r;
     }
     let mut c = raw_connect(path)?;
     match act {
@@ -200,59 +176,10 @@ pub(super) fn evil_consumer(path: &str, act: &str) -> R {
             scribble(&c.release_memfd, rlen, 128, 0x7777_7777)?;
         }
         // Everything a consumer might try to write its arena.
-        "map-writable" => {
-            let fd = loop {
-                if let (Msg::Arena { .. }, mut fds) = recv_raw(&c.sock)? {
-                    break fds.pop().unwrap();
-                }
-            };
-            let mut broke_in = false;
-            for (what, ok) in arena_attacks(&fd) {
-                say(format!(
-                    "{what}: {}",
-                    if ok { "ALLOWED" } else { "refused" }
-                ));
-                broke_in |= ok;
-            }
-            if broke_in {
-                return Err("an arena attack succeeded".into());
-            }
-            say("ready");
-            // Behaves from now on: it must still be served.
-            while let Ok(d) = c.frames.recv() {
-                c.releases.send(&Release::from(d.slot_ref())).map_err(e)?;
-            }
-            return Ok(());
-        }
+        "map-writable" => return map_writable(c),
         // Gives every frame back at once, and rings the producer's release
         // doorbell flat out from another thread, until the producer goes.
-        "furious-release" => {
-            let bell = c.release_bell;
-            std::thread::spawn(move || {
-                loop {
-                    // Saturated (EAGAIN) or not, ring again.
-                    // SAFETY: writes 8 bytes from a live local to an fd we own.
-                    unsafe { libc::write(bell.as_raw_fd(), [1u64].as_ptr().cast(), 8) };
-                }
-            });
-            let released = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-            let (mut frames, mut releases, n) = (c.frames, c.releases, released.clone());
-            std::thread::spawn(move || {
-                while let Ok(d) = frames.recv() {
-                    if releases.send(&Release::from(d.slot_ref())).is_err() {
-                        break;
-                    }
-                    n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                }
-            });
-            say("ready");
-            await_goodbye(&c.sock)?;
-            say(format!(
-                "released {}",
-                released.load(std::sync::atomic::Ordering::SeqCst)
-            ));
-            return Ok(());
-        }
+        "furious-release" => return furious_release(c),
         // A datagram three times the protocol's largest message.
         "huge-msg" => {
             let big = vec![0x5a_u8; 3 * shmring::internals::wire::MAX_MESSAGE];
@@ -267,6 +194,90 @@ pub(super) fn evil_consumer(path: &str, act: &str) -> R {
     }
     say("ready");
     await_goodbye(&c.sock)
+}
+
+/// The acts of a consumer that never says a proper hello; `None` for the others.
+fn before_hello(path: &str, act: &str) -> Option<R> {
+    let first = match act {
+        // Connected, but never says hello: waits for what the producer says.
+        "silent" => None,
+        // Speaks out of turn: a note where its hello should be.
+        "note-first" => Some(Msg::Note {
+            payload: b"caps:video/x-raw, format=(string)GRAY8".to_vec(),
+        }),
+        // A hello no producer can speak: versions at their extremes.
+        "hello-versions" => Some(Msg::Hello {
+            min_version: u32::MAX,
+            max_version: u32::MAX,
+        }),
+        _ => return None,
+    };
+    let run = || {
+        let sock = listen::connect(path.as_ref(), Some(soon()), None).map_err(e)?;
+        if let Some(m) = first {
+            fdpass::send(sock.as_fd(), &m.encode(), &[]).map_err(e)?;
+        }
+        say("ready");
+        await_goodbye(&sock)
+    };
+    Some(run())
+}
+
+/// Everything a consumer might try to write its arena; then it behaves, and must
+/// still be served.
+fn map_writable(mut c: RawConsumer) -> R {
+    let fd = loop {
+        if let (Msg::Arena { .. }, mut fds) = recv_raw(&c.sock)? {
+            break fds.pop().unwrap();
+        }
+    };
+    let mut broke_in = false;
+    for (what, ok) in arena_attacks(&fd) {
+        say(format!(
+            "{what}: {}",
+            if ok { "ALLOWED" } else { "refused" }
+        ));
+        broke_in |= ok;
+    }
+    if broke_in {
+        return Err("an arena attack succeeded".into());
+    }
+    say("ready");
+    // Behaves from now on: it must still be served.
+    while let Ok(d) = c.frames.recv() {
+        c.releases.send(&Release::from(d.slot_ref())).map_err(e)?;
+    }
+    Ok(())
+}
+
+/// Gives every frame back at once, and rings the producer's release doorbell flat
+/// out from another thread, until the producer goes.
+fn furious_release(c: RawConsumer) -> R {
+    let bell = c.release_bell;
+    std::thread::spawn(move || {
+        loop {
+            // Saturated (EAGAIN) or not, ring again.
+            // SAFETY: writes 8 bytes from a live local to an fd we own.
+            unsafe { libc::write(bell.as_raw_fd(), [1u64].as_ptr().cast(), 8) };
+        }
+    });
+    let released = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (mut frames, mut releases, n) = (c.frames, c.releases, released.clone());
+    std::thread::spawn(move || {
+        while let Ok(d) = frames.recv() {
+            if releases.send(&Release::from(d.slot_ref())).is_err() {
+                break;
+            }
+            n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    say("ready");
+    await_goodbye(&c.sock)?;
+    say(format!(
+        "released {}",
+        released.load(std::sync::atomic::Ordering::SeqCst)
+    ));
+    Ok(())
 }
 
 /// Tries to get write access to an arena memfd; returns (attempt, succeeded).

@@ -36,85 +36,124 @@ pub(super) fn evil_producer(path: &str, act: &str) -> R {
         rfds.memfd.as_fd(),
         rfds.doorbell.as_fd(),
     ];
-    let send = |bytes: &[u8], fds: &[std::os::fd::BorrowedFd<'_>]| {
-        fdpass::send(sock.as_fd(), bytes, fds).map_err(e)
-    };
+    let send = |bytes: &[u8], fds: &[std::os::fd::BorrowedFd<'_>]| send(&sock, bytes, fds);
     if act == "bad-welcome-fds" {
         send(&welcome, &all[..2])?;
         say("done");
         forever();
     }
     send(&welcome, &all)?;
-    let arena_msg = |slot_size: u32, slots: u32| {
-        Msg::Arena {
-            arena_id: 0,
-            slot_size,
-            slots,
-        }
-        .encode()
-    };
     let good_arena = ProducerArena::create(4096, 4).map_err(e)?;
-    // `msgs`: socket messages sent before the frame (the arena announcement).
-    let desc = |arena: u32, slot: u32, offset: u32, len: u32, seq: u64, msgs: u64| {
-        let mut d: FrameDesc = shmring::bytemuck::Zeroable::zeroed();
-        (d.arena, d.slot, d.offset, d.len, d.seq, d.msgs) = (arena, slot, offset, len, seq, msgs);
-        d
-    };
+    let handled = arena_lie(act, &sock, &mut tx, &good_arena)?
+        || message_lie(act, &sock, &mut tx, &ffds.memfd, &good_arena)?;
+    if !handled {
+        return Err(format!("unknown act {act}"));
+    }
+    say("done");
+    forever()
+}
+
+fn send(sock: &OwnedFd, bytes: &[u8], fds: &[std::os::fd::BorrowedFd<'_>]) -> R {
+    fdpass::send(sock.as_fd(), bytes, fds).map_err(e)
+}
+
+fn arena_msg(slot_size: u32, slots: u32) -> Vec<u8> {
+    Msg::Arena {
+        arena_id: 0,
+        slot_size,
+        slots,
+    }
+    .encode()
+}
+
+/// A descriptor; `msgs`: socket messages sent before the frame (the arena
+/// announcement).
+fn desc(arena: u32, slot: u32, offset: u32, len: u32, seq: u64, msgs: u64) -> FrameDesc {
+    let mut d: FrameDesc = shmring::bytemuck::Zeroable::zeroed();
+    (d.arena, d.slot, d.offset, d.len, d.seq, d.msgs) = (arena, slot, offset, len, seq, msgs);
+    d
+}
+
+/// Lies about arenas and descriptors; `false` for another act.
+fn arena_lie(
+    act: &str,
+    sock: &OwnedFd,
+    tx: &mut Sender<FrameDesc>,
+    good_arena: &ProducerArena,
+) -> Result<bool, String> {
     match act {
         "unsealed-arena" => {
             let fd = memfd::create(c"evil", 4 * 4096).map_err(e)?;
-            send(&arena_msg(4096, 4), &[fd.as_fd()])?;
+            send(sock, &arena_msg(4096, 4), &[fd.as_fd()])?;
         }
         "writable-arena" => {
             // Fixed size, but no F_SEAL_FUTURE_WRITE: the producer could hand
             // consumers a writable view of frames others read.
             let r = Region::create(c"evil", 4 * 4096, Seals::NONE).map_err(e)?;
-            send(&arena_msg(4096, 4), &[r.fd()])?;
+            send(sock, &arena_msg(4096, 4), &[r.fd()])?;
         }
         "undersized-arena" => {
             let r = Region::create(c"evil", 4096, Seals::FUTURE_WRITE).map_err(e)?;
-            send(&arena_msg(4096, 4), &[r.fd()])?;
+            send(sock, &arena_msg(4096, 4), &[r.fd()])?;
         }
         "desc-out-of-range" => {
-            send(&arena_msg(4096, 4), &[good_arena.fd()])?;
+            send(sock, &arena_msg(4096, 4), &[good_arena.fd()])?;
             tx.send(&desc(0, 9, 0, 100, 0, 1)).map_err(e)?;
         }
         "desc-overflow" => {
-            send(&arena_msg(4096, 4), &[good_arena.fd()])?;
+            send(sock, &arena_msg(4096, 4), &[good_arena.fd()])?;
             tx.send(&desc(0, 3, 4000, 200, 0, 1)).map_err(e)?;
         }
         "desc-unknown-arena" => {
             tx.send(&desc(7, 0, 0, 10, 0, 0)).map_err(e)?;
         }
         "desc-wrong-seq" => {
-            send(&arena_msg(4096, 4), &[good_arena.fd()])?;
+            send(sock, &arena_msg(4096, 4), &[good_arena.fd()])?;
             tx.send(&desc(0, 0, 0, 10, 5, 1)).map_err(e)?;
         }
         "desc-msgs-lie" => {
-            send(&arena_msg(4096, 4), &[good_arena.fd()])?;
+            send(sock, &arena_msg(4096, 4), &[good_arena.fd()])?;
             tx.send(&desc(0, 0, 0, 10, 0, 3)).map_err(e)?;
         }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// Lies in messages and rings; `false` for another act.
+fn message_lie(
+    act: &str,
+    sock: &OwnedFd,
+    tx: &mut Sender<FrameDesc>,
+    frame_memfd: &OwnedFd,
+    good_arena: &ProducerArena,
+) -> Result<bool, String> {
+    match act {
         "ring-head" => {
-            let len = memfd::size(ffds.memfd.as_fd()).map_err(e)? as usize;
-            scribble(&ffds.memfd, len, 128, 1_000_000)?;
+            let len = memfd::size(frame_memfd.as_fd()).map_err(e)? as usize;
+            scribble(frame_memfd, len, 128, 1_000_000)?;
             // Garbage alone rings no bell: say something so the consumer looks.
             let m = Msg::Side {
                 before_frame: 0,
                 sticky_key: 0,
                 payload: b"look".to_vec(),
             };
-            send(&m.encode(), &[])?;
+            send(sock, &m.encode(), &[])?;
         }
         "oversized-msg" => {
             let mut big = Msg::DropArena { arena_id: 0 }.encode();
             big.resize(100 * 1024, 0);
-            send(&big, &[])?;
+            send(sock, &big, &[])?;
         }
-        "malformed-msg" => send(b"SRFC\xff\xff\x00\x00\x00\x00\x00\x00", &[])?,
-        "wrong-fds" => send(&arena_msg(4096, 4), &[])?,
+        "malformed-msg" => send(sock, b"SRFC\xff\xff\x00\x00\x00\x00\x00\x00", &[])?,
+        "wrong-fds" => send(sock, &arena_msg(4096, 4), &[])?,
         "many-fds" => {
             let m = Msg::DropArena { arena_id: 0 }.encode();
-            send(&m, &[good_arena.fd(), good_arena.fd(), good_arena.fd()])?;
+            send(
+                sock,
+                &m,
+                &[good_arena.fd(), good_arena.fd(), good_arena.fd()],
+            )?;
         }
         "side-flood" => {
             for _ in 0..1100 {
@@ -123,16 +162,16 @@ pub(super) fn evil_producer(path: &str, act: &str) -> R {
                     sticky_key: 0,
                     payload: vec![1; 8],
                 };
-                send(&m.encode(), &[])?;
+                send(sock, &m.encode(), &[])?;
             }
         }
         "arena-over-limit" => {
             // 3 GiB claimed (the fd is refused before it is even looked at).
-            send(&arena_msg(1 << 20, 3072), &[good_arena.fd()])?;
+            send(sock, &arena_msg(1 << 20, 3072), &[good_arena.fd()])?;
         }
         "no-release-drain" => {
             // Frames, forever, and never a release taken back.
-            send(&arena_msg(4096, 4), &[good_arena.fd()])?;
+            send(sock, &arena_msg(4096, 4), &[good_arena.fd()])?;
             for seq in 0..200_000 {
                 if tx.send(&desc(0, 0, 0, 10, seq, 1)).is_err() {
                     break;
@@ -147,14 +186,13 @@ pub(super) fn evil_producer(path: &str, act: &str) -> R {
                 sticky_key: 0,
                 payload: b"for frame 5".to_vec(),
             };
-            send(&m.encode(), &[])?;
+            send(sock, &m.encode(), &[])?;
             say("done");
             std::process::exit(0);
         }
-        other => return Err(format!("unknown act {other}")),
+        _ => return Ok(false),
     }
-    say("done");
-    forever()
+    Ok(true)
 }
 
 /// Listens on `path` and never accepts: it fills its own backlog with connections of
@@ -228,7 +266,7 @@ pub(super) fn hold_lock(path: &str) -> R {
 /// value, then waits for the consumer to hang up before the next.
 pub(super) fn field_liar(path: &str, field: &str) -> R {
     gst::init().map_err(e)?;
-    use gstshmring::codec::{BufferMeta, NONE, Side, VideoLayout, key};
+    use gstshmring::codec::{Side, key};
     // `honest`: the control, two connections with no lie at all.
     let (bits, honest) = match LIE_FIELDS.iter().find(|f| f.0 == field) {
         Some(&(_, bits, honest)) => (bits, honest),
@@ -303,39 +341,7 @@ pub(super) fn field_liar(path: &str, field: &str) -> R {
         }
         // SAFETY: slot 0 of our own arena, 115200 bytes inside its 118784.
         unsafe { std::ptr::write_bytes(arena.slot_ptr(0), 0x80, 115_200) };
-        let mut layout = VideoLayout {
-            n_planes: 3,
-            ..Default::default()
-        };
-        (layout.offsets[..3]).copy_from_slice(&[0, 76_800, 96_000]);
-        (layout.strides[..3]).copy_from_slice(&[320, 160, 160]);
-        let mut meta = BufferMeta {
-            pts: 0,
-            dts: NONE,
-            duration: 33_333_333,
-            offset: NONE,
-            offset_end: NONE,
-            base_time: NONE,
-            flags: 0,
-            video: Some(layout),
-            list_continues: false,
-            metas_tag: 0,
-        }
-        .encode()
-        .to_vec();
-        if let Some((at, width)) = meta_field(field) {
-            meta[at..at + width].copy_from_slice(&v.to_le_bytes()[..width]);
-        }
-        let mut d: FrameDesc = shmring::bytemuck::Zeroable::zeroed();
-        d.arena = pick("desc.arena", 0) as u32;
-        d.slot = pick("desc.slot", 0) as u32;
-        d.offset = pick("desc.offset", 0) as u32;
-        d.len = pick("desc.len", 115_200) as u32;
-        d.seq = pick("desc.seq", 0);
-        d.msgs = pick("desc.msgs", 3);
-        d.meta_len = pick("desc.meta_len", meta.len() as u64) as u16;
-        d.dropped = pick("desc.dropped", 0) as u32;
-        d.meta[..meta.len()].copy_from_slice(&meta);
+        let d = lying_frame(field, v, &pick);
         let _ = tx.try_send(&d);
         if field == "drop_arena.arena_id" {
             send(&Msg::DropArena { arena_id: v as u32 }, &[]);
@@ -345,34 +351,78 @@ pub(super) fn field_liar(path: &str, field: &str) -> R {
             reason: "done".into(),
         };
         send(&bye, &[]);
-        // Until the consumer hangs up (at most 30 s).
-        let mut p = [libc::pollfd {
-            fd: sock.as_raw_fd(),
-            events: libc::POLLRDHUP,
-            revents: 0,
-        }];
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while std::time::Instant::now() < deadline {
-            // SAFETY: poll on one pollfd we own.
-            unsafe { libc::poll(p.as_mut_ptr(), 1, 100) };
-            if p[0].revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0 {
-                break;
-            }
-            // Drain what the consumer says (its goodbye), so that a hang-up shows.
-            let mut buf = [0u8; 512];
-            // SAFETY: reads into our own buffer without blocking.
-            unsafe {
-                libc::recv(
-                    sock.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-        }
+        await_hangup(&sock);
     }
     say("done");
     Ok(())
+}
+
+/// The one frame of a field liar's stream: 320x240 I420 in slot 0, with `field`
+/// (a metadata or descriptor field) replaced by `v`.
+fn lying_frame(field: &str, v: u64, pick: &dyn Fn(&str, u64) -> u64) -> FrameDesc {
+    use gstshmring::codec::{BufferMeta, NONE, VideoLayout};
+    let mut layout = VideoLayout {
+        n_planes: 3,
+        ..Default::default()
+    };
+    (layout.offsets[..3]).copy_from_slice(&[0, 76_800, 96_000]);
+    (layout.strides[..3]).copy_from_slice(&[320, 160, 160]);
+    let mut meta = BufferMeta {
+        pts: 0,
+        dts: NONE,
+        duration: 33_333_333,
+        offset: NONE,
+        offset_end: NONE,
+        base_time: NONE,
+        flags: 0,
+        video: Some(layout),
+        list_continues: false,
+        metas_tag: 0,
+    }
+    .encode()
+    .to_vec();
+    if let Some((at, width)) = meta_field(field) {
+        meta[at..at + width].copy_from_slice(&v.to_le_bytes()[..width]);
+    }
+    let mut d: FrameDesc = shmring::bytemuck::Zeroable::zeroed();
+    d.arena = pick("desc.arena", 0) as u32;
+    d.slot = pick("desc.slot", 0) as u32;
+    d.offset = pick("desc.offset", 0) as u32;
+    d.len = pick("desc.len", 115_200) as u32;
+    d.seq = pick("desc.seq", 0);
+    d.msgs = pick("desc.msgs", 3);
+    d.meta_len = pick("desc.meta_len", meta.len() as u64) as u16;
+    d.dropped = pick("desc.dropped", 0) as u32;
+    d.meta[..meta.len()].copy_from_slice(&meta);
+    d
+}
+
+/// Until the consumer hangs up (at most 30 s).
+fn await_hangup(sock: &OwnedFd) {
+    let mut p = [libc::pollfd {
+        fd: sock.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    }];
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        // SAFETY: poll on one pollfd we own.
+        unsafe { libc::poll(p.as_mut_ptr(), 1, 100) };
+        if p[0].revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0 {
+            break;
+        }
+        // Drain what the consumer says (its goodbye), so that a hang-up shows.
+        let mut buf = [0u8; 512];
+        // SAFETY: reads into our own buffer without blocking.
+        unsafe {
+            libc::recv(
+                sock.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+    }
 }
 
 /// Answers every connection (a probe, as the device provider sends) with `act`:
