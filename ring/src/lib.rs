@@ -68,6 +68,7 @@ pub mod frame;
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod measure;
 mod os;
 mod ring;
 mod sync;

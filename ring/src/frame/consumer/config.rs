@@ -1,6 +1,6 @@
 //! How a consumer receives and reconnects.
 
-use super::*;
+use std::time::Duration;
 
 /// How a [`Consumer`] receives.
 #[derive(Clone, Debug)]

@@ -15,7 +15,8 @@ use crate::os::doorbell::{Waker, poll_until, pollfd};
 use crate::os::listen;
 use crate::ring::channel::{Receiver, RingFds, Sender};
 
-use super::{Spin, SpinJudge, recv_msg, say_goodbye, send_msg};
+use super::link::{recv_msg, say_goodbye, send_msg};
+use super::spin::{Spin, SpinJudge};
 
 #[cfg(feature = "tokio")]
 mod asynch;

@@ -2,57 +2,10 @@
 //! on the doorbell, the socket and the waker.
 
 use super::*;
+use crate::measure::{Judge, Window, quantile_of};
 
 /// A few recent measurements, for a quantile.
-#[derive(Debug)]
-struct Samples {
-    v: [f64; 64],
-    n: usize,
-    next: usize,
-}
-
-impl Default for Samples {
-    fn default() -> Self {
-        Samples {
-            v: [0.0; 64],
-            n: 0,
-            next: 0,
-        }
-    }
-}
-
-impl Samples {
-    fn push(&mut self, x: f64) {
-        self.v[self.next] = x;
-        self.next = (self.next + 1) % self.v.len();
-        self.n = (self.n + 1).min(self.v.len());
-    }
-
-    /// The `q` quantile of what was kept, if there are at least `min` samples.
-    fn quantile(&self, q: f64, min: usize) -> Option<f64> {
-        self.sorted(min).map(|v| Self::at(&v, self.n, q))
-    }
-
-    /// The median and the 90th percentile, from one sort.
-    fn median_and_p90(&self, min: usize) -> Option<(f64, f64)> {
-        self.sorted(min)
-            .map(|v| (Self::at(&v, self.n, 0.5), Self::at(&v, self.n, 0.9)))
-    }
-
-    /// A sorted copy (on the stack), if there are at least `min` samples.
-    fn sorted(&self, min: usize) -> Option<[f64; 64]> {
-        if self.n < min.max(1) {
-            return None;
-        }
-        let mut v = self.v;
-        v[..self.n].sort_by(f64::total_cmp);
-        Some(v)
-    }
-
-    fn at(sorted: &[f64; 64], n: usize, q: f64) -> f64 {
-        sorted[((n - 1) as f64 * q).round() as usize]
-    }
-}
+type Samples = Window<64>;
 
 /// What waking ahead of a paced stream did (see [`ConsumerConfig::wake_ahead`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -81,7 +34,7 @@ pub struct Anticipation {
 /// arrivals moved back onto the grid. Arrivals are only ever late (a producer oversleeps,
 /// a wake-up takes time), never early, so the minimum is a robust anchor; a frame
 /// found on waking is late by the wake-up too, which the minimum ignores.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Pace {
     base: Option<Instant>,
     /// Recent arrivals: (frame number, ns since `base`, caught polling), oldest
@@ -95,12 +48,25 @@ pub(super) struct Pace {
     late: Samples,
     /// Oversleep of this consumer's timed waits, ns.
     over: Samples,
-    /// Polls and hits in the current judging window.
-    tries: u32,
-    caught: u32,
-    /// Frames left before anticipation is tried again, after it did not pay.
-    off_for: u32,
+    /// Whether its polls pay: off for a while (counted in frames) when too few
+    /// catch their frame.
+    judge: Judge,
     pub(super) stats: Anticipation,
+}
+
+impl Default for Pace {
+    fn default() -> Self {
+        Pace {
+            base: None,
+            recent: VecDeque::new(),
+            seen: 0,
+            gap: None,
+            late: Samples::default(),
+            over: Samples::default(),
+            judge: Judge::new(Self::JUDGE, Self::MIN_CAUGHT, Self::OFF_FOR),
+            stats: Anticipation::default(),
+        }
+    }
 }
 
 /// Plans of one anticipation: when to wake, when to give up.
@@ -160,7 +126,7 @@ impl Pace {
                 self.late.push((t - due).max(0.0));
             }
         }
-        self.off_for = self.off_for.saturating_sub(1);
+        self.judge.pass();
     }
 
     /// The stream's spacing: the median of the slopes between arrivals `SPAN`
@@ -188,9 +154,7 @@ impl Pace {
         if k < 3 {
             return None;
         }
-        let g = &mut g[..k];
-        g.sort_by(f64::total_cmp);
-        Some(g[k / 2])
+        quantile_of(&mut g[..k], 0.5)
     }
 
     /// The earliest frame `seq` can come, ns since `base`.
@@ -198,7 +162,7 @@ impl Pace {
         let gap = self.gap?;
         // A frame found on waking came about one wake-up before it was found; how
         // long a wake-up takes here is measured on this consumer's timed sleeps.
-        let wake_up = self.over.quantile(0.5, 4).unwrap_or(Self::WAKE_UP);
+        let wake_up = self.over.quantiles([0.5], 4).map_or(Self::WAKE_UP, |[m]| m);
         // The last few only: an error in the spacing grows with the distance.
         let origin = self
             .recent
@@ -219,22 +183,25 @@ impl Pace {
         // Not before the arrivals of the stream's start (a backlog drained at once,
         // connection set-up) have left `recent`: a grid from a rough spacing
         // misses, and misses turn anticipation off.
-        if cap.is_zero() || self.off_for > 0 || self.seen < Self::SETTLED {
+        if cap.is_zero() || self.judge.is_off() || self.seen < Self::SETTLED {
             return None;
         }
         let gap = self.gap.filter(|&g| g >= Self::MIN_GAP)?;
         let due = self.due(seq)?;
         let budget = (cap.as_nanos() as f64).min(gap * Self::BUDGET);
         // Until measured: a timed wake-up 100 µs late, frames up to half the budget.
-        let (over_mid, over_hi) = self.over.median_and_p90(4).unwrap_or((50e3, 100e3));
+        let (over_mid, over_hi) = self
+            .over
+            .quantiles([0.5, 0.9], 4)
+            .map_or((50e3, 100e3), |[m, p]| (m, p));
         let lead = (over_hi - over_mid).max(0.0) + Self::MARGIN;
         if lead >= budget {
             return None;
         }
         let late = self
             .late
-            .quantile(0.9, 8)
-            .map_or(budget / 2.0, |l| l + Self::MARGIN)
+            .quantiles([0.9], 8)
+            .map_or(budget / 2.0, |[l]| l + Self::MARGIN)
             .min(budget - lead);
         let at = |ns: f64| {
             let base = self.base.expect("set by the first arrival");
@@ -261,26 +228,18 @@ impl Pace {
     fn polled(&mut self, caught: bool) {
         if caught {
             self.stats.hits += 1;
-            self.caught += 1;
         } else {
             self.stats.misses += 1;
         }
-        self.tries += 1;
-        if self.tries >= Self::JUDGE {
-            if self.caught < Self::MIN_CAUGHT {
-                self.off_for = Self::OFF_FOR;
-                self.stats.turned_off += 1;
-            }
-            self.tries = 0;
-            self.caught = 0;
-        }
+        self.judge.record(caught);
     }
 
     /// What it measured and did so far.
     pub(super) fn report(&self) -> Anticipation {
         Anticipation {
-            oversleep_p90_us: self.over.quantile(0.9, 1).unwrap_or(0.0) / 1e3,
-            lateness_p90_us: self.late.quantile(0.9, 1).unwrap_or(0.0) / 1e3,
+            oversleep_p90_us: self.over.quantiles([0.9], 1).map_or(0.0, |[p]| p) / 1e3,
+            lateness_p90_us: self.late.quantiles([0.9], 1).map_or(0.0, |[p]| p) / 1e3,
+            turned_off: self.judge.turned_off,
             ..self.stats
         }
     }

@@ -17,8 +17,9 @@ use crate::os::doorbell::{Waker, poll_until, pollfd};
 use crate::os::listen::{PeerCred, SeqpacketListener, check_allowed, peer_cred, set_nonblocking};
 use crate::ring::channel::{Receiver, Sender};
 
+use super::link::{recv_msg, say_goodbye, send_msg};
 use super::outbox::Outbox;
-use super::{Spin, SpinJudge, recv_msg, say_goodbye, send_msg};
+use super::spin::{Spin, SpinJudge};
 
 mod config;
 mod publish;
