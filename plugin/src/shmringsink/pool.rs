@@ -63,6 +63,7 @@ pub(crate) fn holder_of(mem: &gst::MemoryRef) -> Option<Arc<Holder>> {
 
 mod imp {
     use super::*;
+    use shmring::measure::quantile;
 
     /// Buffers that came back, oldest first, and how many of ours exist.
     pub(super) struct Idle {
@@ -143,7 +144,7 @@ mod imp {
                 *d = *s;
             }
             v.sort_unstable();
-            let p90 = v[(v.len() - 1) * 9 / 10] as u64;
+            let p90 = quantile(v, 0.9).unwrap_or(0) as u64;
             let us = (2 * p90).clamp(20, HOT_REUSE_WAIT.as_micros() as u64);
             self.wait = Some(std::time::Duration::from_micros(us));
         }
@@ -192,7 +193,7 @@ mod imp {
         fn decide(&mut self) {
             let median = |v: &mut Vec<u32>| {
                 v.sort_unstable();
-                v.get(v.len() / 2).copied()
+                quantile(v, 0.5)
             };
             let (w, wo) = (median(&mut self.with), median(&mut self.without));
             let pays = match (w, wo) {
