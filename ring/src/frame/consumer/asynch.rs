@@ -9,13 +9,15 @@
 //! armed leaves the "I wait" word set, which only makes the producer ring once more
 //! than needed.
 
+use std::os::fd::AsFd;
 use std::os::fd::AsRawFd;
 
 use tokio::io::unix::AsyncFd;
 
+use crate::error::{RecvError, Result};
 use crate::ring::channel::asynch::{Registered, readable, register};
 
-use super::*;
+use super::{Consumer, Event};
 
 /// A [`Consumer`] for async code on a tokio runtime: [`AsyncConsumer::recv`] is the
 /// blocking [`Consumer::recv`] as a cancellation-safe future. It never spins and

@@ -2,14 +2,14 @@
 
 use std::time::Duration;
 
-/// How a [`Consumer`] receives.
+/// How a [`Consumer`](crate::Consumer) receives.
 #[derive(Clone, Debug)]
 pub struct ConsumerConfig {
     /// Copy every frame out of shared memory on receipt and release its slot at once
     /// (a stable private snapshot that a hostile producer cannot change).
     /// Default false: frames are read in place.
     pub copy: bool,
-    /// How long [`Consumer::recv`] polls the frame ring before sleeping on the
+    /// How long [`Consumer::recv`](crate::Consumer::recv) polls the frame ring before sleeping on the
     /// doorbell (0: sleep at once). Default 20 µs.
     pub spin: Duration,
     /// How long to wait for the producer's welcome. Default 2 s.
@@ -35,7 +35,7 @@ pub struct ConsumerConfig {
     /// late its own timed wake-ups come, and whether polls catch their frame. It
     /// polls at most 1.5 % of the frame interval, only for streams at least 2 ms
     /// apart, and turns itself off for 900 frames when fewer than 4 of 8 polls
-    /// caught their frame ([`Consumer::anticipation`] says what it did).
+    /// caught their frame ([`Consumer::anticipation`](crate::Consumer::anticipation) says what it did).
     pub wake_ahead: Duration,
 }
 
@@ -61,7 +61,7 @@ impl Default for ConsumerConfig {
     }
 }
 
-/// Reconnection pacing for [`Consumer::connect_with_backoff`]: the first retry waits
+/// Reconnection pacing for [`Consumer::connect_with_backoff`](crate::Consumer::connect_with_backoff): the first retry waits
 /// `initial`, each next one twice as long, up to `max`.
 #[derive(Clone, Copy, Debug)]
 pub struct Backoff {

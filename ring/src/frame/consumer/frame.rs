@@ -1,6 +1,11 @@
 //! Received frames and how their slots go back to the producer.
 
-use super::*;
+use std::sync::{Arc, Mutex};
+
+use crate::frame::arena::ConsumerArena;
+use crate::frame::desc::{META_BYTES, Release};
+use crate::frame::ledger::SlotRef;
+use crate::ring::channel::Sender;
 
 /// Sends releases back to the producer; shared by the consumer and its frames so a
 /// frame can be dropped on any thread.
@@ -56,7 +61,7 @@ pub(super) enum Body {
 /// In place (the default), the payload is shared memory that a hostile producer
 /// could still change: read it through [`Frame::as_ptr`] or copy it out
 /// ([`Frame::copy_to`], [`Frame::to_vec`]); it is never exposed as a `&[u8]`.
-/// [`ConsumerConfig::copy`] gives a private copy instead ([`Frame::as_slice`]).
+/// [`ConsumerConfig::copy`](crate::ConsumerConfig::copy) gives a private copy instead ([`Frame::as_slice`]).
 pub struct Frame {
     pub(super) seq: u64,
     pub(super) dropped: u32,
@@ -132,7 +137,7 @@ impl Frame {
         }
     }
 
-    /// The payload as a slice, for a private copy only ([`ConsumerConfig::copy`]).
+    /// The payload as a slice, for a private copy only ([`ConsumerConfig::copy`](crate::ConsumerConfig::copy)).
     pub fn as_slice(&self) -> Option<&[u8]> {
         match &self.body {
             Body::Shared { .. } => None,

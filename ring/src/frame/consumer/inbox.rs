@@ -1,7 +1,17 @@
 //! Delivering what the producer sent, in its order: frames from the ring, and the
 //! socket messages (arenas, side messages, goodbye) each frame follows.
 
-use super::*;
+use std::os::fd::AsFd;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::frame::arena::ConsumerArena;
+use crate::frame::consumer::frame::{Body, Frame, MAX_RELEASE_BACKLOG};
+use crate::frame::desc::{FrameDesc, META_BYTES, Release};
+use crate::frame::link::recv_msg;
+use crate::frame::wire::{Msg, goodbye};
+
+use super::{Consumer, Event, PendingSide};
 
 impl Consumer {
     /// Everything that can be delivered without waiting; the socket is read for

@@ -8,15 +8,14 @@ use std::time::{Duration, Instant};
 
 use crate::error::{ConnectError, Error, PeerFault, RecvError, Result};
 use crate::frame::arena::ConsumerArena;
-use crate::frame::desc::{FrameDesc, META_BYTES, Release};
-use crate::frame::ledger::SlotRef;
+use crate::frame::desc::{FrameDesc, Release};
 use crate::frame::wire::{Msg, PROTOCOL_VERSION, goodbye};
 use crate::os::doorbell::{Waker, poll_until, pollfd};
 use crate::os::listen;
 use crate::ring::channel::{Receiver, RingFds, Sender};
 
 use super::link::{recv_msg, say_goodbye, send_msg};
-use super::spin::{Spin, SpinJudge};
+use super::spin::SpinJudge;
 
 #[cfg(feature = "tokio")]
 mod asynch;
@@ -30,7 +29,7 @@ pub use asynch::AsyncConsumer;
 pub use config::{Backoff, ConsumerConfig};
 pub use frame::Frame;
 
-use frame::*;
+use frame::Releaser;
 pub use wait::Anticipation;
 use wait::Pace;
 

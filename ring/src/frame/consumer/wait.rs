@@ -1,13 +1,21 @@
 //! Waiting for the next event: spinning, waking ahead of a paced stream, sleeping
 //! on the doorbell, the socket and the waker.
 
-use super::*;
+use std::collections::VecDeque;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::frame::spin::Spin;
 use crate::measure::{Judge, Window, quantile_of};
+use crate::os::doorbell::{poll_until, pollfd};
+
+use super::Consumer;
 
 /// A few recent measurements, for a quantile.
 type Samples = Window<64>;
 
-/// What waking ahead of a paced stream did (see [`ConsumerConfig::wake_ahead`]).
+/// What waking ahead of a paced stream did (see [`ConsumerConfig::wake_ahead`](crate::ConsumerConfig::wake_ahead)).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Anticipation {
     /// Frames that came while this consumer polled for them (no wake-up needed).

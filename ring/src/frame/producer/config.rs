@@ -1,6 +1,6 @@
 //! How a producer serves its consumers: its configuration and policies.
 
-use super::*;
+use std::time::Duration;
 
 /// What the producer does when a consumer cannot take the next frame (its frame ring
 /// is full, or it holds its share of slots).
@@ -14,7 +14,7 @@ pub enum Policy {
     Drop,
 }
 
-/// How a [`Producer`] serves its consumers.
+/// How a [`Producer`](crate::Producer) serves its consumers.
 #[derive(Clone, Debug)]
 pub struct ProducerConfig {
     /// Slots per arena (each arena holds this many frames), at least: see
@@ -34,7 +34,7 @@ pub struct ProducerConfig {
     /// Default 16.
     pub max_consumers: usize,
     /// Default policy for a consumer that cannot keep up (per consumer:
-    /// [`Producer::set_policy`]). Default [`Policy::Block`].
+    /// [`Producer::set_policy`](crate::Producer::set_policy)). Default [`Policy::Block`].
     pub policy: Policy,
     /// How long the producer waits for one slow consumer ([`Policy::Block`]), for a
     /// free slot, or for a consumer's socket to take a message, before cutting the
@@ -46,7 +46,7 @@ pub struct ProducerConfig {
     /// A consumer that holds any slot longer than this is cut off. `None` (default):
     /// no lease, since a paused consumer legitimately holds its last frame.
     pub lease: Option<Duration>,
-    /// File mode of the socket ([`Producer::bind`]). Default `0o600`.
+    /// File mode of the socket ([`Producer::bind`](crate::Producer::bind)). Default `0o600`.
     pub socket_mode: u32,
     /// If not empty, only these uids may connect (checked with `SO_PEERCRED`).
     pub allowed_uids: Vec<u32>,
@@ -63,7 +63,7 @@ pub struct ProducerConfig {
     /// frame or release a slot) polls before it sleeps on that consumer's doorbell
     /// (0: sleep at once). A consumer that is busy, not stuck, usually catches up
     /// within microseconds; sleeping instead costs a doorbell write on its side and
-    /// a wake-up here, tens of microseconds on a loaded machine. A [`Waker`] is
+    /// a wake-up here, tens of microseconds on a loaded machine. A [`Waker`](crate::Waker) is
     /// heard once the poll is over. Default 20 µs.
     pub spin: Duration,
 }

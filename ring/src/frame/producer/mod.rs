@@ -1,7 +1,7 @@
 //! The producer end of the frame channel.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -9,16 +9,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::error::{BindError, Error, PublishError, Result};
-use crate::frame::arena::{MAX_SLOT_BYTES, ProducerArena};
-use crate::frame::desc::{FrameDesc, META_BYTES, Release};
-use crate::frame::ledger::{ConsumerId, Ledger, SlotRef};
-use crate::frame::wire::{MAX_SIDE_PAYLOAD, Msg, PROTOCOL_VERSION, goodbye};
+use crate::frame::arena::MAX_SLOT_BYTES;
+use crate::frame::ledger::Ledger;
+use crate::frame::wire::{MAX_SIDE_PAYLOAD, Msg, goodbye};
 use crate::os::doorbell::{Waker, poll_until, pollfd};
-use crate::os::listen::{PeerCred, SeqpacketListener, check_allowed, peer_cred, set_nonblocking};
-use crate::ring::channel::{Receiver, Sender};
+use crate::os::listen::{SeqpacketListener, set_nonblocking};
 
-use super::link::{recv_msg, say_goodbye, send_msg};
-use super::outbox::Outbox;
+use super::link::send_msg;
 use super::spin::{Spin, SpinJudge};
 
 mod config;
@@ -32,10 +29,9 @@ pub use config::{Policy, ProducerConfig};
 pub use slots::{ReusableSlot, WriteSlot};
 pub use stats::{ConsumerEvent, ConsumerStats, ProducerStats};
 
-use publish::*;
-use service::*;
+use service::service;
 use slots::LOCAL_HOLDER;
-use state::*;
+use state::{Leave, State};
 
 struct Inner {
     cfg: ProducerConfig,

@@ -1,7 +1,17 @@
 //! Publishing a frame: which consumers take it, waiting for the congested ones
 //! (without the lock), and sending it under one hold of the lock.
 
-use super::*;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::MutexGuard;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::frame::ledger::{ConsumerId, SlotRef};
+use crate::frame::producer::state::{Bells, Leave, Published, State};
+use crate::frame::spin::Spin;
+use crate::os::doorbell::{poll_until, pollfd};
+
+use super::{Inner, Policy};
 
 /// Why a consumer cannot take a frame.
 #[derive(Clone, Copy, Debug)]

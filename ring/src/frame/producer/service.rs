@@ -1,7 +1,20 @@
 //! The service thread: accepting connections, the hello waiting room, hand-offs,
 //! consumers' goodbyes and hang-ups, flushing outgoing messages, the lease.
 
-use super::*;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+use crate::frame::ledger::ConsumerId;
+use crate::frame::link::{recv_msg, say_goodbye, send_msg};
+use crate::frame::producer::state::Leave;
+use crate::frame::wire::{Msg, PROTOCOL_VERSION, goodbye};
+use crate::os::doorbell::{poll_until, pollfd};
+use crate::os::listen::{PeerCred, SeqpacketListener, check_allowed, peer_cred, set_nonblocking};
+
+use super::{ConsumerEvent, Inner};
 
 /// How many connections may wait for their hello at once.
 pub(super) const MAX_PENDING: usize = 128;

@@ -1,7 +1,15 @@
 //! Slots handed out for writing once ([`WriteSlot`]) and slots a writer keeps
 //! bound to a buffer across publications ([`ReusableSlot`]).
 
-use super::*;
+use std::sync::Arc;
+
+use crate::error::{PublishError, Result};
+use crate::frame::arena::ProducerArena;
+use crate::frame::desc::META_BYTES;
+use crate::frame::ledger::{ConsumerId, SlotRef};
+use crate::frame::producer::publish::publish;
+
+use super::{Inner, Producer};
 
 /// A slot handed out for writing. Fill it through [`WriteSlot::as_mut_ptr`] or
 /// [`WriteSlot::write`], then [`WriteSlot::publish`] it; dropping it unpublished

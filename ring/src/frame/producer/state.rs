@@ -1,7 +1,25 @@
 //! The producer's state under its lock: every consumer (its rings, counters and
 //! outgoing messages), arenas, sticky messages; joining, posting, cutting off.
 
-use super::*;
+use std::collections::{BTreeMap, VecDeque};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::frame::arena::ProducerArena;
+use crate::frame::desc::{FrameDesc, Release};
+use crate::frame::ledger::{ConsumerId, Ledger, SlotRef};
+use crate::frame::link::say_goodbye;
+use crate::frame::outbox::Outbox;
+use crate::frame::producer::publish::Congestion;
+use crate::frame::producer::slots::LOCAL_HOLDER;
+use crate::frame::spin::SpinJudge;
+use crate::frame::wire::{Msg, PROTOCOL_VERSION, goodbye};
+use crate::os::listen::PeerCred;
+use crate::ring::channel::{Receiver, Sender};
+
+use super::{ConsumerEvent, Inner, Policy, ProducerStats};
 
 /// One connected consumer, as the producer sees it.
 pub(super) struct Conn {

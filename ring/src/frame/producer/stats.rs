@@ -1,6 +1,8 @@
 //! What a producer counts and logs about its consumers.
 
-use super::*;
+use crate::os::listen::PeerCred;
+
+use super::Policy;
 
 /// Counters of one consumer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,7 +22,7 @@ pub struct ConsumerStats {
     /// Slots it holds now.
     pub held: usize,
     /// Bytes of messages waiting for room in its socket (see
-    /// [`ProducerConfig::max_queued`]).
+    /// [`ProducerConfig::max_queued`](crate::ProducerConfig::max_queued)).
     pub queued: usize,
     /// Its policy.
     pub policy: Policy,
@@ -55,7 +57,7 @@ pub struct ProducerStats {
 }
 
 /// Something that happened to a consumer, for the producer's log
-/// ([`Producer::take_events`]).
+/// ([`Producer::take_events`](crate::Producer::take_events)).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConsumerEvent {
     /// A consumer completed its hand-off.
