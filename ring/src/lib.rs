@@ -90,7 +90,6 @@ pub use ring::blob::{DEFAULT_MAX_BLOB, ReadOnlyBlob, write_once};
 #[cfg(feature = "tokio")]
 pub use ring::channel::AsyncReceiver;
 pub use ring::channel::{DEFAULT_SPIN, Receiver, RingFds, Sender};
-pub use ring::index::{HeapConsumer, HeapProducer, HeapRing};
 pub use ring::layout::{MAX_CAPACITY, MAX_RING_BYTES, RING_VERSION};
 
 /// The frame channel's wire format, descriptors, arenas, slot ledger and listening

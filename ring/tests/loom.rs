@@ -6,7 +6,7 @@
 use loom::sync::Arc;
 use loom::sync::{Condvar, Mutex};
 use loom::thread;
-use shmring::HeapRing;
+use shmring::internals::index::HeapRing;
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut b = loom::model::Builder::new();

@@ -4,8 +4,9 @@
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
 
+use shmring::internals::index::HeapRing;
 use shmring::memfd::{self, Access, Mapping, Region, Seals};
-use shmring::{Error, HeapRing, ReadOnlyBlob, Receiver, RecvError, SendError, Sender, write_once};
+use shmring::{Error, ReadOnlyBlob, Receiver, RecvError, SendError, Sender, write_once};
 
 #[test]
 fn elements_arrive_in_order_across_many_wrap_arounds() {

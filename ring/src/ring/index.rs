@@ -257,7 +257,9 @@ impl<T> Words for HeapInner<T> {
 /// An in-process SPSC ring that runs exactly the index protocol of the shared ring.
 ///
 /// It exists so that the protocol can be model-checked with loom (`tests/loom.rs`)
-/// and tested without processes; it is a correct, if unremarkable, channel on its own.
+/// and tested without processes (feature `internals`: no API of the crate). What is
+/// still in the ring when both halves are gone is dropped with the shared part,
+/// whichever half goes last.
 pub struct HeapRing;
 
 impl HeapRing {
