@@ -14,6 +14,7 @@
 use gst::glib;
 
 pub mod codec;
+mod element;
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod fuzzing;

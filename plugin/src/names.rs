@@ -127,16 +127,6 @@ impl Target {
     }
 }
 
-impl Target {
-    /// `(socket-path, producer-name)` of an element set to this target.
-    pub fn into_settings(self) -> (Option<String>, Option<String>) {
-        match self {
-            Target::Path(p) => (Some(p), None),
-            Target::Name(n) => (None, Some(n)),
-        }
-    }
-}
-
 /// The URI of an element with these `socket-path` and `producer-name` (the name
 /// first: it wins where both are set, and start refuses that).
 pub fn uri_of(socket_path: Option<&str>, producer_name: Option<&str>) -> Option<String> {

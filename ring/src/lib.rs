@@ -71,6 +71,8 @@ pub mod fuzzing;
 pub mod measure;
 mod os;
 mod ring;
+// The heap ring's atomics (loom's under `--cfg loom`).
+#[cfg(any(feature = "internals", test))]
 mod sync;
 
 pub use bytemuck;

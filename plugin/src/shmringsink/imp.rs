@@ -14,6 +14,7 @@ use shmring::{Producer, ProducerConfig};
 use super::pool::SlotPool;
 use super::{CAT, ShmringSink};
 use crate::codec::{self, Side, ct};
+use crate::element::{Place, Role, any_caps_pad};
 use crate::units::{from_ms, from_us, ms, us};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, glib::Enum)]
@@ -65,9 +66,8 @@ pub enum LateConsumerCaps {
 
 #[derive(Clone, Debug)]
 pub(super) struct Settings {
-    pub(super) socket_path: Option<String>,
-    /// `producer-name`: served in this user's directory of producers.
-    pub(super) producer_name: Option<String>,
+    /// `socket-path` or `producer-name`.
+    pub(super) place: Place,
     pub(super) consumer_fd: i32,
     pub(super) socket_mode: u32,
     pub(super) allowed_uids: String,
@@ -88,8 +88,7 @@ pub(super) struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            socket_path: None,
-            producer_name: None,
+            place: Place::default(),
             consumer_fd: -1,
             socket_mode: DEFAULT_SOCKET_MODE,
             allowed_uids: String::new(),
@@ -180,15 +179,12 @@ impl URIHandlerImpl for Sink {
     }
 
     fn uri(&self) -> Option<String> {
-        let s = self.settings.lock().unwrap();
-        crate::names::uri_of(s.socket_path.as_deref(), s.producer_name.as_deref())
+        self.settings.lock().unwrap().place.uri()
     }
 
     fn set_uri(&self, uri: &str) -> Result<(), glib::Error> {
-        let target = crate::names::uri_target(self.obj().upcast_ref(), uri)?;
         let mut s = self.settings.lock().unwrap();
-        (s.socket_path, s.producer_name) = target.into_settings();
-        Ok(())
+        s.place.set_uri(self.obj().upcast_ref(), uri)
     }
 }
 
@@ -202,17 +198,8 @@ impl ObjectImpl for Sink {
 
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-            vec![
-                glib::ParamSpecString::builder("socket-path")
-                    .nick("Socket path")
-                    .blurb("Unix socket path consumers connect to (a stale socket left by a crashed sink is replaced; a live one is never taken)")
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecString::builder("producer-name")
-                    .nick("Producer name")
-                    .blurb("Serve under this name (letters, digits, '_', '-', '.') in this user's private directory of producers, $XDG_RUNTIME_DIR/shmring/NAME (or /tmp/shmring-UID/NAME without a runtime directory), made 0700 if missing; consumers use shmringsrc producer-name=NAME or the URI shmring://NAME, and the device provider lists it. Instead of socket-path")
-                    .mutable_ready()
-                    .build(),
+            let place = Place::properties(Role::Serves);
+            place.into_iter().chain([
                 glib::ParamSpecInt::builder("consumer-fd")
                     .nick("Consumer fd")
                     .blurb("A connected socket to a consumer (the other end of a socketpair, e.g. inherited by a sandboxed shmringsrc socket-fd=N), served from start in addition to socket-path, or instead of it (-1: none). The element uses a duplicate; the application keeps its fd")
@@ -290,16 +277,17 @@ impl ObjectImpl for Sink {
                     .blurb("frames, bytes, copies, zero-copy, held-back (buffers not sent while upstream renegotiated for a consumer), metas (sent), metas-not-sent (no way to cross, or over max-meta-bytes), consumers, drops, cut-off, probes (device monitors asking what it serves: never consumers), free-slots, and per consumer id, pid, uid, frames, bytes, drops, held")
                     .read_only()
                     .build(),
-            ]
+            ]).collect()
         });
         PROPS.as_ref()
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let mut s = self.settings.lock().unwrap();
+        if s.place.set_property(pspec.name(), value) {
+            return;
+        }
         match pspec.name() {
-            "socket-path" => s.socket_path = value.get().unwrap(),
-            "producer-name" => s.producer_name = value.get().unwrap(),
             "consumer-fd" => s.consumer_fd = value.get().unwrap(),
             "socket-mode" => s.socket_mode = value.get().unwrap(),
             "allowed-uids" => {
@@ -319,9 +307,10 @@ impl ObjectImpl for Sink {
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         let s = self.settings.lock().unwrap().clone();
+        if let Some(v) = s.place.property(pspec.name()) {
+            return v;
+        }
         match pspec.name() {
-            "socket-path" => s.socket_path.to_value(),
-            "producer-name" => s.producer_name.to_value(),
             "consumer-fd" => s.consumer_fd.to_value(),
             "socket-mode" => s.socket_mode.to_value(),
             "allowed-uids" => s.allowed_uids.to_value(),
@@ -355,17 +344,8 @@ impl ElementImpl for Sink {
     }
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
-        static T: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            vec![
-                gst::PadTemplate::new(
-                    "sink",
-                    gst::PadDirection::Sink,
-                    gst::PadPresence::Always,
-                    &gst::Caps::new_any(),
-                )
-                .unwrap(),
-            ]
-        });
+        static T: LazyLock<Vec<gst::PadTemplate>> =
+            LazyLock::new(|| any_caps_pad("sink", gst::PadDirection::Sink));
         T.as_ref()
     }
 }
@@ -374,20 +354,10 @@ impl BaseSinkImpl for Sink {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let s = self.settings.lock().unwrap().clone();
         *self.negotiation.lock().unwrap() = Default::default();
-        let path = match (&s.socket_path, &s.producer_name) {
-            (Some(_), Some(_)) => {
-                return Err(gst::error_msg!(
-                    gst::ResourceError::Settings,
-                    ["set socket-path or producer-name, not both"]
-                ));
-            }
-            (Some(p), None) => Some(p.clone()),
-            (None, Some(n)) => Some(
-                crate::names::serve_path(n)
-                    .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ["{}", e]))?,
-            ),
-            (None, None) => None,
-        };
+        let path = s
+            .place
+            .path(Role::Serves)
+            .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ["{}", e]))?;
         if path.is_none() && s.consumer_fd < 0 {
             return Err(gst::error_msg!(
                 gst::ResourceError::Settings,

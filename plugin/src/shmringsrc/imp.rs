@@ -15,6 +15,7 @@ use shmring::{Consumer, ConsumerConfig};
 
 use super::ShmringSrc;
 use crate::codec::trust;
+use crate::element::{Place, Role, any_caps_pad};
 use crate::units::{from_ms, from_us, ms, us};
 
 pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -38,9 +39,8 @@ const DEFAULT_SPIN_TIME: Duration = ConsumerConfig::DEFAULT_SPIN;
 
 #[derive(Clone, Debug)]
 pub(super) struct Settings {
-    pub(super) socket_path: Option<String>,
-    /// `producer-name`: a named producer, in this user's directory of producers.
-    pub(super) producer_name: Option<String>,
+    /// `socket-path` or `producer-name`.
+    pub(super) place: Place,
     pub(super) socket_fd: i32,
     pub(super) copy: bool,
     pub(super) reconnect: bool,
@@ -66,17 +66,12 @@ impl Settings {
     /// The socket path to connect to: `socket-path`, or where `producer-name` is
     /// served. `Ok(None)`: neither is set.
     pub(super) fn target(&self) -> Result<Option<String>, String> {
-        match (&self.socket_path, &self.producer_name) {
-            (Some(_), Some(_)) => Err("set socket-path or producer-name, not both".into()),
-            (Some(p), None) => Ok(Some(p.clone())),
-            (None, Some(n)) => crate::names::connect_path(n).map(Some),
-            (None, None) => Ok(None),
-        }
+        self.place.path(Role::Connects)
     }
 
     /// What this source receives from, for messages.
     pub(super) fn describe(&self) -> String {
-        match (&self.producer_name, &self.socket_path) {
+        match (&self.place.producer_name, &self.place.socket_path) {
             (Some(n), _) => format!("producer {n:?}"),
             (None, Some(p)) => p.clone(),
             (None, None) => format!("socket-fd {}", self.socket_fd),
@@ -87,8 +82,7 @@ impl Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            socket_path: None,
-            producer_name: None,
+            place: Place::default(),
             socket_fd: -1,
             copy: false,
             reconnect: false,
@@ -228,32 +222,20 @@ impl URIHandlerImpl for Src {
     }
 
     fn uri(&self) -> Option<String> {
-        let s = self.settings.lock().unwrap();
-        crate::names::uri_of(s.socket_path.as_deref(), s.producer_name.as_deref())
+        self.settings.lock().unwrap().place.uri()
     }
 
     fn set_uri(&self, uri: &str) -> Result<(), glib::Error> {
-        let target = crate::names::uri_target(self.obj().upcast_ref(), uri)?;
         let mut s = self.settings.lock().unwrap();
-        (s.socket_path, s.producer_name) = target.into_settings();
-        Ok(())
+        s.place.set_uri(self.obj().upcast_ref(), uri)
     }
 }
 
 impl ObjectImpl for Src {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-            vec![
-                glib::ParamSpecString::builder("socket-path")
-                    .nick("Socket path")
-                    .blurb("Unix socket path of the shmringsink to receive from")
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecString::builder("producer-name")
-                    .nick("Producer name")
-                    .blurb("Name of the shmringsink (its producer-name) to receive from, served in this user's directory of producers ($XDG_RUNTIME_DIR/shmring/NAME, or /tmp/shmring-UID/NAME without a runtime directory); instead of socket-path. The URI shmring://NAME sets it")
-                    .mutable_ready()
-                    .build(),
+            let place = Place::properties(Role::Connects);
+            place.into_iter().chain([
                 glib::ParamSpecInt::builder("socket-fd")
                     .nick("Socket fd")
                     .blurb("An inherited, already connected socket to the producer (used instead of socket-path; -1: none). The element uses a duplicate; the application keeps its fd")
@@ -322,16 +304,17 @@ impl ObjectImpl for Src {
                     .blurb("frames, bytes, copies, dropped (by the producer for this consumer), reconnects, metas (added to buffers), metas-refused (custom metas not registered or allowed, metas this GStreamer cannot rebuild, lists over max-meta-bytes), wake-ahead figures")
                     .read_only()
                     .build(),
-            ]
+            ]).collect()
         });
         PROPS.as_ref()
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let mut s = self.settings.lock().unwrap();
+        if s.place.set_property(pspec.name(), value) {
+            return;
+        }
         match pspec.name() {
-            "socket-path" => s.socket_path = value.get().unwrap(),
-            "producer-name" => s.producer_name = value.get().unwrap(),
             "socket-fd" => s.socket_fd = value.get().unwrap(),
             "copy" => s.copy = value.get().unwrap(),
             "reconnect" => s.reconnect = value.get().unwrap(),
@@ -355,9 +338,10 @@ impl ObjectImpl for Src {
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         let s = self.settings.lock().unwrap().clone();
+        if let Some(v) = s.place.property(pspec.name()) {
+            return v;
+        }
         match pspec.name() {
-            "socket-path" => s.socket_path.to_value(),
-            "producer-name" => s.producer_name.to_value(),
             "socket-fd" => s.socket_fd.to_value(),
             "copy" => s.copy.to_value(),
             "reconnect" => s.reconnect.to_value(),
@@ -431,17 +415,8 @@ impl ElementImpl for Src {
     }
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
-        static T: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            vec![
-                gst::PadTemplate::new(
-                    "src",
-                    gst::PadDirection::Src,
-                    gst::PadPresence::Always,
-                    &gst::Caps::new_any(),
-                )
-                .unwrap(),
-            ]
-        });
+        static T: LazyLock<Vec<gst::PadTemplate>> =
+            LazyLock::new(|| any_caps_pad("src", gst::PadDirection::Src));
         T.as_ref()
     }
 }

@@ -22,11 +22,9 @@
 //! The same code runs on the shared-memory ring ([`crate::Sender`]/[`crate::Receiver`])
 //! and on the heap-backed [`HeapRing`], which `tests/loom.rs` model-checks.
 
-use std::mem::MaybeUninit;
 use std::sync::atomic::Ordering::{self, Acquire, Relaxed, Release};
 
 use crate::error::{Error, Result};
-use crate::sync::{self, Arc, AtomicU32, UnsafeCell};
 
 /// One of the four shared words.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,6 +104,7 @@ impl ProducerIdx {
     }
 
     /// After `commit`: whether the consumer said it is going to sleep.
+    #[cfg(any(feature = "internals", test))]
     pub(crate) fn consumer_waiting<W: Words>(&self, w: &W) -> bool {
         self.consumer_wait(w) == Waits::Asleep
     }
@@ -228,207 +227,217 @@ pub(crate) fn announce_polling<W: Words>(w: &W, flag: Word, on: bool) {
     w.store(flag, if on { POLLING } else { 0 }, Relaxed);
 }
 
-// ---------------------------------------------------------------------------------
-// Heap-backed ring
-// ---------------------------------------------------------------------------------
+/// The heap-backed ring (feature `internals`, and the crate's own tests): the index
+/// protocol above over atomics on the heap.
+#[cfg(any(feature = "internals", test))]
+mod heap {
+    use std::mem::MaybeUninit;
+    use std::sync::atomic::Ordering::{self, Acquire};
 
-struct HeapInner<T> {
-    words: [AtomicU32; 4],
-    slots: Box<[UnsafeCell<MaybeUninit<T>>]>,
-}
+    use super::{ConsumerIdx, ProducerIdx, Word, Words, announce_wait, end_wait};
+    use crate::sync::{self, Arc, AtomicU32, UnsafeCell};
 
-// SAFETY: slots are accessed only under the SPSC protocol (one producer writes slots
-// the consumer has released, one consumer reads slots the producer has published), so
-// no slot is accessed from two threads at once; `T: Send` moves values across.
-unsafe impl<T: Send> Sync for HeapInner<T> {}
-
-impl<T> Words for HeapInner<T> {
-    fn load(&self, w: Word, o: Ordering) -> u32 {
-        self.words[w as usize].load(o)
+    struct HeapInner<T> {
+        words: [AtomicU32; 4],
+        slots: Box<[UnsafeCell<MaybeUninit<T>>]>,
     }
-    fn store(&self, w: Word, v: u32, o: Ordering) {
-        self.words[w as usize].store(v, o)
-    }
-    fn fence(&self) {
-        sync::fence(Ordering::SeqCst)
-    }
-}
 
-/// An in-process SPSC ring that runs exactly the index protocol of the shared ring.
-///
-/// It exists so that the protocol can be model-checked with loom (`tests/loom.rs`)
-/// and tested without processes (feature `internals`: no API of the crate). What is
-/// still in the ring when both halves are gone is dropped with the shared part,
-/// whichever half goes last.
-pub struct HeapRing;
+    // SAFETY: slots are accessed only under the SPSC protocol (one producer writes slots
+    // the consumer has released, one consumer reads slots the producer has published), so
+    // no slot is accessed from two threads at once; `T: Send` moves values across.
+    unsafe impl<T: Send> Sync for HeapInner<T> {}
 
-impl HeapRing {
-    /// A producer/consumer pair over a ring of `capacity` elements (a power of two).
-    #[allow(clippy::new_ret_no_self)]
-    pub fn new<T: Send>(capacity: u32) -> (HeapProducer<T>, HeapConsumer<T>) {
-        assert!(
-            capacity.is_power_of_two(),
-            "capacity must be a power of two"
-        );
-        let inner = Arc::new(HeapInner {
-            words: [
-                AtomicU32::new(0),
-                AtomicU32::new(0),
-                AtomicU32::new(0),
-                AtomicU32::new(0),
-            ],
-            slots: (0..capacity)
-                .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
-                .collect(),
-        });
-        (
-            HeapProducer {
-                inner: inner.clone(),
-                idx: ProducerIdx::new(capacity, 0, 0),
-            },
-            HeapConsumer {
-                inner,
-                idx: ConsumerIdx::new(capacity, 0, 0),
-            },
-        )
-    }
-}
-
-/// The producing half of a [`HeapRing`].
-pub struct HeapProducer<T> {
-    inner: Arc<HeapInner<T>>,
-    idx: ProducerIdx,
-}
-
-/// The consuming half of a [`HeapRing`].
-pub struct HeapConsumer<T> {
-    inner: Arc<HeapInner<T>>,
-    idx: ConsumerIdx,
-}
-
-impl<T: Send> HeapProducer<T> {
-    /// Pushes as many of `items` as fit; returns how many. `wake` is true when the
-    /// consumer announced that it sleeps and must be woken.
-    pub fn push_batch(&mut self, items: &mut Vec<T>) -> (usize, bool) {
-        let want = items.len() as u32;
-        let free = self
-            .idx
-            .free(&*self.inner, want)
-            .expect("heap ring cannot be corrupt");
-        let n = free.min(want);
-        for (i, v) in items.drain(..n as usize).enumerate() {
-            let slot = &self.inner.slots[self.idx.slot(i as u32)];
-            // SAFETY: the slot is free (below `free`), so the consumer does not touch it
-            // until `commit` publishes it; we are the only producer.
-            slot.with_mut(|p| unsafe { (*p).write(v) });
+    impl<T> Words for HeapInner<T> {
+        fn load(&self, w: Word, o: Ordering) -> u32 {
+            self.words[w as usize].load(o)
         }
-        if n == 0 {
-            return (0, false);
+        fn store(&self, w: Word, v: u32, o: Ordering) {
+            self.words[w as usize].store(v, o)
         }
-        self.idx.commit(&*self.inner, n);
-        (n as usize, self.idx.consumer_waiting(&*self.inner))
-    }
-
-    /// Pushes one item, or gives it back if the ring is full.
-    pub fn push(&mut self, v: T) -> Result<bool, T> {
-        let mut items = vec![v];
-        match self.push_batch(&mut items) {
-            (1, wake) => Ok(wake),
-            _ => Err(items.pop().expect("item not pushed")),
+        fn fence(&self) {
+            sync::fence(Ordering::SeqCst)
         }
     }
 
-    /// Producer side of the sleep protocol: announce, then re-check for space.
-    /// Returns true if there is space after all (do not sleep).
-    pub fn prepare_wait(&mut self) -> bool {
-        announce_wait(&*self.inner, Word::ProducerWaiting);
-        let free = self
-            .idx
-            .free(&*self.inner, 1)
-            .expect("heap ring cannot be corrupt");
-        if free > 0 {
+    /// An in-process SPSC ring that runs exactly the index protocol of the shared ring.
+    ///
+    /// It exists so that the protocol can be model-checked with loom (`tests/loom.rs`)
+    /// and tested without processes (feature `internals`: no API of the crate). What is
+    /// still in the ring when both halves are gone is dropped with the shared part,
+    /// whichever half goes last.
+    pub struct HeapRing;
+
+    impl HeapRing {
+        /// A producer/consumer pair over a ring of `capacity` elements (a power of two).
+        #[allow(clippy::new_ret_no_self)]
+        pub fn new<T: Send>(capacity: u32) -> (HeapProducer<T>, HeapConsumer<T>) {
+            assert!(
+                capacity.is_power_of_two(),
+                "capacity must be a power of two"
+            );
+            let inner = Arc::new(HeapInner {
+                words: [
+                    AtomicU32::new(0),
+                    AtomicU32::new(0),
+                    AtomicU32::new(0),
+                    AtomicU32::new(0),
+                ],
+                slots: (0..capacity)
+                    .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
+                    .collect(),
+            });
+            (
+                HeapProducer {
+                    inner: inner.clone(),
+                    idx: ProducerIdx::new(capacity, 0, 0),
+                },
+                HeapConsumer {
+                    inner,
+                    idx: ConsumerIdx::new(capacity, 0, 0),
+                },
+            )
+        }
+    }
+
+    /// The producing half of a [`HeapRing`].
+    pub struct HeapProducer<T> {
+        inner: Arc<HeapInner<T>>,
+        idx: ProducerIdx,
+    }
+
+    /// The consuming half of a [`HeapRing`].
+    pub struct HeapConsumer<T> {
+        inner: Arc<HeapInner<T>>,
+        idx: ConsumerIdx,
+    }
+
+    impl<T: Send> HeapProducer<T> {
+        /// Pushes as many of `items` as fit; returns how many. `wake` is true when the
+        /// consumer announced that it sleeps and must be woken.
+        pub fn push_batch(&mut self, items: &mut Vec<T>) -> (usize, bool) {
+            let want = items.len() as u32;
+            let free = self
+                .idx
+                .free(&*self.inner, want)
+                .expect("heap ring cannot be corrupt");
+            let n = free.min(want);
+            for (i, v) in items.drain(..n as usize).enumerate() {
+                let slot = &self.inner.slots[self.idx.slot(i as u32)];
+                // SAFETY: the slot is free (below `free`), so the consumer does not touch it
+                // until `commit` publishes it; we are the only producer.
+                slot.with_mut(|p| unsafe { (*p).write(v) });
+            }
+            if n == 0 {
+                return (0, false);
+            }
+            self.idx.commit(&*self.inner, n);
+            (n as usize, self.idx.consumer_waiting(&*self.inner))
+        }
+
+        /// Pushes one item, or gives it back if the ring is full.
+        pub fn push(&mut self, v: T) -> Result<bool, T> {
+            let mut items = vec![v];
+            match self.push_batch(&mut items) {
+                (1, wake) => Ok(wake),
+                _ => Err(items.pop().expect("item not pushed")),
+            }
+        }
+
+        /// Producer side of the sleep protocol: announce, then re-check for space.
+        /// Returns true if there is space after all (do not sleep).
+        pub fn prepare_wait(&mut self) -> bool {
+            announce_wait(&*self.inner, Word::ProducerWaiting);
+            let free = self
+                .idx
+                .free(&*self.inner, 1)
+                .expect("heap ring cannot be corrupt");
+            if free > 0 {
+                end_wait(&*self.inner, Word::ProducerWaiting);
+                return true;
+            }
+            false
+        }
+
+        /// Clears the waiting flag after sleeping.
+        pub fn finish_wait(&mut self) {
             end_wait(&*self.inner, Word::ProducerWaiting);
-            return true;
         }
-        false
     }
 
-    /// Clears the waiting flag after sleeping.
-    pub fn finish_wait(&mut self) {
-        end_wait(&*self.inner, Word::ProducerWaiting);
-    }
-}
-
-impl<T: Send> HeapConsumer<T> {
-    /// Pops up to `max` items into `out`; returns how many, and whether the producer
-    /// announced that it sleeps and must be woken.
-    pub fn pop_batch(&mut self, out: &mut Vec<T>, max: usize) -> (usize, bool) {
-        let avail = self
-            .idx
-            .available(&*self.inner, 1)
-            .expect("heap ring cannot be corrupt");
-        let n = avail.min(max as u32);
-        for i in 0..n {
-            let slot = &self.inner.slots[self.idx.slot(i)];
-            // SAFETY: the slot is published (below `avail`, after the Acquire load of
-            // head) and initialised by the producer; the producer does not reuse it
-            // until `commit` releases it; `assume_init_read` moves the value out once.
-            out.push(slot.with(|p| unsafe { (*p).assume_init_read() }));
+    impl<T: Send> HeapConsumer<T> {
+        /// Pops up to `max` items into `out`; returns how many, and whether the producer
+        /// announced that it sleeps and must be woken.
+        pub fn pop_batch(&mut self, out: &mut Vec<T>, max: usize) -> (usize, bool) {
+            let avail = self
+                .idx
+                .available(&*self.inner, 1)
+                .expect("heap ring cannot be corrupt");
+            let n = avail.min(max as u32);
+            for i in 0..n {
+                let slot = &self.inner.slots[self.idx.slot(i)];
+                // SAFETY: the slot is published (below `avail`, after the Acquire load of
+                // head) and initialised by the producer; the producer does not reuse it
+                // until `commit` releases it; `assume_init_read` moves the value out once.
+                out.push(slot.with(|p| unsafe { (*p).assume_init_read() }));
+            }
+            if n == 0 {
+                return (0, false);
+            }
+            self.idx.commit(&*self.inner, n);
+            (n as usize, self.idx.producer_waiting(&*self.inner))
         }
-        if n == 0 {
-            return (0, false);
+
+        /// Pops one item; the bool says whether to wake the producer.
+        pub fn pop(&mut self) -> Option<(T, bool)> {
+            let mut out = Vec::with_capacity(1);
+            let (_, wake) = self.pop_batch(&mut out, 1);
+            out.pop().map(|v| (v, wake))
         }
-        self.idx.commit(&*self.inner, n);
-        (n as usize, self.idx.producer_waiting(&*self.inner))
-    }
 
-    /// Pops one item; the bool says whether to wake the producer.
-    pub fn pop(&mut self) -> Option<(T, bool)> {
-        let mut out = Vec::with_capacity(1);
-        let (_, wake) = self.pop_batch(&mut out, 1);
-        out.pop().map(|v| (v, wake))
-    }
+        /// Consumer side of the sleep protocol: announce, then re-check for data.
+        /// Returns true if there is data after all (do not sleep).
+        pub fn prepare_wait(&mut self) -> bool {
+            announce_wait(&*self.inner, Word::ConsumerWaiting);
+            let avail = self
+                .idx
+                .available(&*self.inner, 1)
+                .expect("heap ring cannot be corrupt");
+            if avail > 0 {
+                end_wait(&*self.inner, Word::ConsumerWaiting);
+                return true;
+            }
+            false
+        }
 
-    /// Consumer side of the sleep protocol: announce, then re-check for data.
-    /// Returns true if there is data after all (do not sleep).
-    pub fn prepare_wait(&mut self) -> bool {
-        announce_wait(&*self.inner, Word::ConsumerWaiting);
-        let avail = self
-            .idx
-            .available(&*self.inner, 1)
-            .expect("heap ring cannot be corrupt");
-        if avail > 0 {
+        /// Clears the waiting flag after sleeping.
+        pub fn finish_wait(&mut self) {
             end_wait(&*self.inner, Word::ConsumerWaiting);
-            return true;
         }
-        false
     }
 
-    /// Clears the waiting flag after sleeping.
-    pub fn finish_wait(&mut self) {
-        end_wait(&*self.inner, Word::ConsumerWaiting);
+    // The items still in the ring belong to it, not to either half: they are dropped
+    // when the last half goes, whichever it is (the consumer first, with items queued,
+    // used to leak them).
+    impl<T> Drop for HeapInner<T> {
+        fn drop(&mut self) {
+            if !std::mem::needs_drop::<T>() {
+                return;
+            }
+            // SYNC: both halves are gone (this is the last owner), so the Acquire loads
+            // pair with their last Release stores of head and tail.
+            let head = self.load(Word::Head, Acquire);
+            let mut t = self.load(Word::Tail, Acquire);
+            let mask = self.slots.len() as u32 - 1;
+            while t != head {
+                let slot = &self.slots[(t & mask) as usize];
+                // SAFETY: slots between tail and head were published (written) and never
+                // consumed (moved out); no half is left to touch them.
+                slot.with_mut(|p| unsafe { (*p).assume_init_drop() });
+                t = t.wrapping_add(1);
+            }
+        }
     }
 }
 
-// The items still in the ring belong to it, not to either half: they are dropped
-// when the last half goes, whichever it is (the consumer first, with items queued,
-// used to leak them).
-impl<T> Drop for HeapInner<T> {
-    fn drop(&mut self) {
-        if !std::mem::needs_drop::<T>() {
-            return;
-        }
-        // SYNC: both halves are gone (this is the last owner), so the Acquire loads
-        // pair with their last Release stores of head and tail.
-        let head = self.load(Word::Head, Acquire);
-        let mut t = self.load(Word::Tail, Acquire);
-        let mask = self.slots.len() as u32 - 1;
-        while t != head {
-            let slot = &self.slots[(t & mask) as usize];
-            // SAFETY: slots between tail and head were published (written) and never
-            // consumed (moved out); no half is left to touch them.
-            slot.with_mut(|p| unsafe { (*p).assume_init_drop() });
-            t = t.wrapping_add(1);
-        }
-    }
-}
+#[cfg(any(feature = "internals", test))]
+pub use heap::{HeapConsumer, HeapProducer, HeapRing};
