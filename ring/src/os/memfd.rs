@@ -207,19 +207,26 @@ unsafe impl Send for Mapping {}
 // SAFETY: `&Mapping` only exposes the pointer and length; reading them is race-free.
 unsafe impl Sync for Mapping {}
 
+impl Access {
+    /// The `mmap` protection of a mapping of `len` bytes (none of zero).
+    fn prot(self, len: usize) -> Result<i32> {
+        if len == 0 {
+            return Err(Error::bad_size("mapping", 1, 0));
+        }
+        Ok(match self {
+            Access::ReadOnly => libc::PROT_READ,
+            Access::ReadWrite => libc::PROT_READ | libc::PROT_WRITE,
+        })
+    }
+}
+
 impl Mapping {
     /// Maps `len` bytes of `fd` shared.
     ///
     /// Call only after [`verify`] proved that the file is at least `len` bytes and
     /// sealed against shrinking; otherwise a later truncation raises `SIGBUS`.
     pub fn map(fd: BorrowedFd<'_>, len: usize, access: Access) -> Result<Mapping> {
-        if len == 0 {
-            return Err(Error::bad_size("mapping", 1, 0));
-        }
-        let prot = match access {
-            Access::ReadOnly => libc::PROT_READ,
-            Access::ReadWrite => libc::PROT_READ | libc::PROT_WRITE,
-        };
+        let prot = access.prot(len)?;
         // SAFETY: a fresh shared mapping at an address the kernel picks; it overlaps no
         // Rust object. Its bytes may change under us (another process maps the file),
         // which is why nothing turns them into references.
@@ -258,19 +265,13 @@ impl Mapping {
         access: Access,
         pad: usize,
     ) -> Result<Mapping> {
-        if len == 0 {
-            return Err(Error::bad_size("mapping", 1, 0));
-        }
+        let prot = access.prot(len)?;
         let page = page_size();
         let reserved = len
             .div_ceil(page)
             .checked_add(pad.div_ceil(page))
             .and_then(|pages| pages.checked_mul(page))
             .ok_or(Error::bad_size("mapping", isize::MAX as u64, len as u64))?;
-        let prot = match access {
-            Access::ReadOnly => libc::PROT_READ,
-            Access::ReadWrite => libc::PROT_READ | libc::PROT_WRITE,
-        };
         // SAFETY: a fresh private anonymous mapping (zero pages, read-only) at an
         // address the kernel picks; it overlaps no Rust object.
         let base = unsafe {

@@ -51,6 +51,29 @@ impl Inner {
         // serving (every update is a few field writes); do not propagate poisoning.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// One step of the polling phase of a wait that holds the lock: `true` to look
+    /// again (the lock was let go for a pause and is held again), `false` when
+    /// polling is over and the caller sleeps (`slept` then set, and a wait that
+    /// polled for nothing counted as such by the spin judge).
+    fn poll_step<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        spin: &mut Option<Spin>,
+        slept: &mut bool,
+    ) -> (MutexGuard<'a, State>, bool) {
+        let s = spin.get_or_insert_with(|| Spin::new(st.spin_judge.budget(self.cfg.spin)));
+        if s.keep_spinning() {
+            drop(st);
+            s.pause();
+            return (self.lock(), true);
+        }
+        if s.polls() && !*slept {
+            st.spin_judge.record(false);
+        }
+        *slept = true;
+        (st, false)
+    }
 }
 
 /// The producer end of a frame channel. Cheap to share between threads (`&self`
@@ -304,20 +327,11 @@ impl Producer {
             // A consumer at work releases within microseconds: poll for a while
             // (without the lock) before sleeping on the doorbells. Wakers are
             // looked at once the poll is over (reading one is a system call).
-            if spin.is_none() {
-                spin = Some(Spin::new(st.spin_judge.budget(inner.cfg.spin)));
-            }
-            let s = spin.as_mut().expect("just set");
-            if s.keep_spinning() {
-                drop(st);
-                s.pause();
-                st = inner.lock();
+            let again;
+            (st, again) = inner.poll_step(st, &mut spin, &mut slept);
+            if again {
                 continue;
             }
-            if s.polls() && !slept {
-                st.spin_judge.record(false);
-            }
-            slept = true;
             if inner.waker.take() {
                 return Err(PublishError::Interrupted);
             }

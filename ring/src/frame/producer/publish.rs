@@ -103,20 +103,11 @@ pub(super) fn publish<'a>(
             // microseconds: poll for a while (without the lock, so that it and
             // everything else go on) before sleeping on its doorbells, where a
             // waker is heard again.
-            if spin.is_none() {
-                spin = Some(Spin::new(st.spin_judge.budget(inner.cfg.spin)));
-            }
-            let s = spin.as_mut().expect("just set");
-            if s.keep_spinning() {
-                drop(st);
-                s.pause();
-                st = inner.lock();
+            let again;
+            (st, again) = inner.poll_step(st, &mut spin, &mut slept);
+            if again {
                 continue 'pass;
             }
-            if s.polls() && !slept {
-                st.spin_judge.record(false);
-            }
-            slept = true;
             let sock = why.socket_full.then(|| st.conns[i].sock.clone());
             let bells = match st.arm_wait(i, why) {
                 Ok(Some(bells)) => bells,

@@ -21,6 +21,32 @@ use crate::ring::index::{self, Word, Words};
 
 #[cfg(feature = "tokio")]
 pub(crate) mod asynch;
+/// What a sender and a receiver both say of their end of the ring (`$peer`: the
+/// other side, for the docs).
+macro_rules! end_accessors {
+    ($peer:literal) => {
+        /// Capacity in elements.
+        pub fn capacity(&self) -> usize {
+            self.end.hdr.capacity as usize
+        }
+
+        /// How long blocking calls spin before sleeping (0 = sleep at once).
+        pub fn set_spin(&mut self, spin: Duration) {
+            self.end.spin = spin;
+        }
+
+        /// A handle that interrupts this side's blocking calls from another thread.
+        pub fn waker(&self) -> Waker {
+            self.end.waker.clone()
+        }
+
+        #[doc = concat!("True once the ", $peer, " hung up.")]
+        pub fn peer_gone(&self) -> bool {
+            self.end.bell.peer_gone()
+        }
+    };
+}
+
 mod receiver;
 mod sender;
 

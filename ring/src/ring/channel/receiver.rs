@@ -46,25 +46,7 @@ impl<T: Pod> Receiver<T> {
         }
     }
 
-    /// Capacity in elements.
-    pub fn capacity(&self) -> usize {
-        self.end.hdr.capacity as usize
-    }
-
-    /// How long blocking calls spin before sleeping (0 = sleep at once).
-    pub fn set_spin(&mut self, spin: Duration) {
-        self.end.spin = spin;
-    }
-
-    /// A handle that interrupts this side's blocking calls from another thread.
-    pub fn waker(&self) -> Waker {
-        self.end.waker.clone()
-    }
-
-    /// True once the sender hung up.
-    pub fn peer_gone(&self) -> bool {
-        self.end.bell.peer_gone()
-    }
+    end_accessors!("sender");
 
     /// Checks that the shared header still holds what it held at attach time.
     pub fn check_header(&self) -> Result<()> {

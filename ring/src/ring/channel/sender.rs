@@ -52,25 +52,7 @@ impl<T: Pod> Sender<T> {
         }
     }
 
-    /// Capacity in elements.
-    pub fn capacity(&self) -> usize {
-        self.end.hdr.capacity as usize
-    }
-
-    /// How long blocking calls spin before sleeping (0 = sleep at once).
-    pub fn set_spin(&mut self, spin: Duration) {
-        self.end.spin = spin;
-    }
-
-    /// A handle that interrupts this side's blocking calls from another thread.
-    pub fn waker(&self) -> Waker {
-        self.end.waker.clone()
-    }
-
-    /// True once the receiver hung up.
-    pub fn peer_gone(&self) -> bool {
-        self.end.bell.peer_gone()
-    }
+    end_accessors!("receiver");
 
     /// Sends as many of `items` as fit without waiting; returns how many.
     pub fn try_send_batch(&mut self, items: &[T]) -> Result<usize, SendError> {
