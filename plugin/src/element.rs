@@ -99,6 +99,62 @@ impl Place {
     }
 }
 
+/// The `GstURIHandler` of an element whose settings hold a [`Place`]:
+/// `shmring:///abs/path` sets `socket-path`, `shmring://NAME` sets `producer-name`
+/// (`crate::names`), so that `playbin`, `uridecodebin` and `gst-play-1.0` find the
+/// source, and `gst-launch-1.0 … ! shmring://cam` the sink. (At the expansion site:
+/// GStreamer's prelude and subclass prelude.)
+macro_rules! place_uri_handler {
+    ($imp:ty, $uri_type:expr) => {
+        impl URIHandlerImpl for $imp {
+            const URI_TYPE: gst::URIType = $uri_type;
+
+            fn protocols() -> &'static [&'static str] {
+                &[crate::names::SCHEME]
+            }
+
+            fn uri(&self) -> Option<String> {
+                self.settings.lock().unwrap().place.uri()
+            }
+
+            fn set_uri(&self, uri: &str) -> Result<(), glib::Error> {
+                let mut s = self.settings.lock().unwrap();
+                s.place.set_uri(self.obj().upcast_ref(), uri)
+            }
+        }
+    };
+}
+pub(crate) use place_uri_handler;
+
+/// `GstObjectImpl` and `ElementImpl` of an element with one always-present pad of any
+/// caps: its long name, class and description, and the pad's name and direction.
+macro_rules! one_pad_element {
+    ($imp:ty, $long_name:literal, $class:literal, $description:literal, $pad:literal, $direction:expr) => {
+        impl GstObjectImpl for $imp {}
+
+        impl ElementImpl for $imp {
+            fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+                static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+                    gst::subclass::ElementMetadata::new(
+                        $long_name,
+                        $class,
+                        $description,
+                        "shmring developers",
+                    )
+                });
+                Some(&*META)
+            }
+
+            fn pad_templates() -> &'static [gst::PadTemplate] {
+                static T: LazyLock<Vec<gst::PadTemplate>> =
+                    LazyLock::new(|| crate::element::any_caps_pad($pad, $direction));
+                T.as_ref()
+            }
+        }
+    };
+}
+pub(crate) use one_pad_element;
+
 /// The element's one pad, `name`, always present, of any caps.
 pub(crate) fn any_caps_pad(name: &str, direction: gst::PadDirection) -> Vec<gst::PadTemplate> {
     vec![

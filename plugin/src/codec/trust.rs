@@ -301,15 +301,8 @@ mod tests {
     fn meta(video: Option<VideoLayout>) -> BufferMeta {
         BufferMeta {
             pts: 0,
-            dts: NONE,
-            duration: NONE,
-            offset: NONE,
-            offset_end: NONE,
-            base_time: NONE,
-            flags: 0,
             video,
-            list_continues: false,
-            metas_tag: 0,
+            ..BufferMeta::none()
         }
     }
 

@@ -14,7 +14,7 @@ use shmring::{Producer, ProducerConfig};
 use super::pool::SlotPool;
 use super::{CAT, ShmringSink};
 use crate::codec::{self, Side, ct};
-use crate::element::{Place, Role, any_caps_pad};
+use crate::element::{Place, Role, one_pad_element, place_uri_handler};
 use crate::units::{from_ms, from_us, ms, us};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, glib::Enum)]
@@ -169,24 +169,7 @@ impl ObjectSubclass for Sink {
     type Interfaces = (gst::URIHandler,);
 }
 
-/// `shmring:///abs/path` sets `socket-path`, `shmring://NAME` sets `producer-name`
-/// (`crate::names`).
-impl URIHandlerImpl for Sink {
-    const URI_TYPE: gst::URIType = gst::URIType::Sink;
-
-    fn protocols() -> &'static [&'static str] {
-        &[crate::names::SCHEME]
-    }
-
-    fn uri(&self) -> Option<String> {
-        self.settings.lock().unwrap().place.uri()
-    }
-
-    fn set_uri(&self, uri: &str) -> Result<(), glib::Error> {
-        let mut s = self.settings.lock().unwrap();
-        s.place.set_uri(self.obj().upcast_ref(), uri)
-    }
-}
+place_uri_handler!(Sink, gst::URIType::Sink);
 
 impl ObjectImpl for Sink {
     fn constructed(&self) {
@@ -328,27 +311,14 @@ impl ObjectImpl for Sink {
     }
 }
 
-impl GstObjectImpl for Sink {}
-
-impl ElementImpl for Sink {
-    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
-        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
-            gst::subclass::ElementMetadata::new(
-                "shmring sink",
-                "Sink/Video/Audio",
-                "Serves raw buffers, caps and events to shmringsrc consumers in other processes through sealed shared memory; consumers cannot crash, stall or write to it",
-                "shmring developers",
-            )
-        });
-        Some(&*META)
-    }
-
-    fn pad_templates() -> &'static [gst::PadTemplate] {
-        static T: LazyLock<Vec<gst::PadTemplate>> =
-            LazyLock::new(|| any_caps_pad("sink", gst::PadDirection::Sink));
-        T.as_ref()
-    }
-}
+one_pad_element!(
+    Sink,
+    "shmring sink",
+    "Sink/Video/Audio",
+    "Serves raw buffers, caps and events to shmringsrc consumers in other processes through sealed shared memory; consumers cannot crash, stall or write to it",
+    "sink",
+    gst::PadDirection::Sink
+);
 
 impl BaseSinkImpl for Sink {
     fn start(&self) -> Result<(), gst::ErrorMessage> {

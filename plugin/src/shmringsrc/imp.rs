@@ -15,7 +15,7 @@ use shmring::{Consumer, ConsumerConfig};
 
 use super::ShmringSrc;
 use crate::codec::trust;
-use crate::element::{Place, Role, any_caps_pad};
+use crate::element::{Place, Role, one_pad_element, place_uri_handler};
 use crate::units::{from_ms, from_us, ms, us};
 
 pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -211,25 +211,7 @@ impl ObjectSubclass for Src {
     type Interfaces = (gst::URIHandler,);
 }
 
-/// `shmring:///abs/path` sets `socket-path`, `shmring://NAME` sets `producer-name`
-/// (`crate::names`), so that `playbin`, `uridecodebin` and `gst-play-1.0` find this
-/// source by themselves.
-impl URIHandlerImpl for Src {
-    const URI_TYPE: gst::URIType = gst::URIType::Src;
-
-    fn protocols() -> &'static [&'static str] {
-        &[crate::names::SCHEME]
-    }
-
-    fn uri(&self) -> Option<String> {
-        self.settings.lock().unwrap().place.uri()
-    }
-
-    fn set_uri(&self, uri: &str) -> Result<(), glib::Error> {
-        let mut s = self.settings.lock().unwrap();
-        s.place.set_uri(self.obj().upcast_ref(), uri)
-    }
-}
+place_uri_handler!(Src, gst::URIType::Src);
 
 impl ObjectImpl for Src {
     fn properties() -> &'static [glib::ParamSpec] {
@@ -399,27 +381,14 @@ impl ObjectImpl for Src {
     }
 }
 
-impl GstObjectImpl for Src {}
-
-impl ElementImpl for Src {
-    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
-        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
-            gst::subclass::ElementMetadata::new(
-                "shmring source",
-                "Source/Video/Audio",
-                "Receives raw buffers, caps and events from a shmringsink in another process through sealed shared memory, without copying; a lying producer gets an error, never a crash",
-                "shmring developers",
-            )
-        });
-        Some(&*META)
-    }
-
-    fn pad_templates() -> &'static [gst::PadTemplate] {
-        static T: LazyLock<Vec<gst::PadTemplate>> =
-            LazyLock::new(|| any_caps_pad("src", gst::PadDirection::Src));
-        T.as_ref()
-    }
-}
+one_pad_element!(
+    Src,
+    "shmring source",
+    "Source/Video/Audio",
+    "Receives raw buffers, caps and events from a shmringsink in another process through sealed shared memory, without copying; a lying producer gets an error, never a crash",
+    "src",
+    gst::PadDirection::Src
+);
 
 impl BaseSrcImpl for Src {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
