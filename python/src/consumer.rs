@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gstshmring::codec::{self, BufferMeta, Side};
 use gstshmring::codec::trust::Format;
+use gstshmring::codec::{self, BufferMeta, Side};
 use pyo3::exceptions::{PyTimeoutError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -301,7 +301,7 @@ impl Consumer {
                     }
                     Ok(Side::Caps(caps)) => match gstshmring::codec::trust::accept_caps(&caps) {
                         Ok(format) => g.caps = Some((caps, format)),
-                        Err(e) => return Err(self.fail(&mut g, Fault::Peer(e))),
+                        Err(e) => return Err(self.fail(&mut g, Fault::Peer(e.to_string()))),
                     },
                     Ok(Side::Eos) => {
                         g.ended = true;
@@ -337,7 +337,7 @@ impl Consumer {
             None => (None, Format::Other),
         };
         let len = f.len();
-        let checked = format.check(len, &m)?;
+        let checked = format.check(len, &m).map_err(|e| e.to_string())?;
         let views = views(&format, &checked, len);
         g.frames += 1;
         g.dropped += u64::from(f.dropped_before());

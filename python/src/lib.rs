@@ -43,9 +43,11 @@ pub(crate) fn gst_ready() -> PyResult<()> {
 
 /// Caps text a producer sent or a Python producer gives, parsed and checked as
 /// `shmringsrc` checks the caps it receives.
-pub(crate) fn check_caps(text: &str) -> Result<(gst::Caps, gstshmring::codec::trust::Format), String> {
+pub(crate) fn check_caps(
+    text: &str,
+) -> Result<(gst::Caps, gstshmring::codec::trust::Format), String> {
     let caps = gstshmring::codec::caps_from_text(text).map_err(|e| e.to_string())?;
-    let format = gstshmring::codec::trust::accept_caps(&caps)?;
+    let format = gstshmring::codec::trust::accept_caps(&caps).map_err(|e| e.to_string())?;
     Ok((caps, format))
 }
 

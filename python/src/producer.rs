@@ -4,8 +4,8 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use gstshmring::codec::{BufferMeta, NONE, Side, VideoLayout, key};
 use gstshmring::codec::trust::Format;
+use gstshmring::codec::{BufferMeta, NONE, Side, VideoLayout, key};
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
@@ -201,7 +201,9 @@ impl Producer {
                 }
             }
             // What a consumer will check, checked here first.
-            st.format.check(len, &m).map_err(PyValueError::new_err)?;
+            st.format
+                .check(len, &m)
+                .map_err(|e| PyValueError::new_err(e.to_string()))?;
             m
         };
         let slot = py.detach(|| {

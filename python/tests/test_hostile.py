@@ -26,9 +26,9 @@ LIES = [
     ("dmabuf-caps", "have features (memory:DMABuf) other than system memory"),
     ("audio-partial", "audio buffer of 401 bytes is not a whole number of 4-byte frames"),
     ("glmemory-caps", "have features (memory:GLMemory) other than system memory"),
-    ("segment-rate-zero", "segment rate 0 is not a rate"),
-    ("segment-stop-before-start", "segment stop 1 is before its start 10000000000"),
-    ("toc-too-deep", "TOC entries nested deeper than 8"),
+    ("segment-rate-zero", "segment rate 0 is not valid"),
+    ("segment-stop-before-start", "segment: stop 1 is before start 10000000000"),
+    ("toc-too-deep", "TOC: 9 levels of entries, more than 8"),
 ]
 
 

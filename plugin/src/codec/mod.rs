@@ -37,6 +37,6 @@ pub mod toc;
 pub mod trust;
 
 pub use buffer::{BUFFER_META_LEN, BufferMeta, MAX_PLANES, TRAVELLING_FLAGS, VideoLayout};
-pub use fault::Fault;
+pub use fault::{Fault, Refusal, Why};
 pub use side::{Side, key};
 pub use text::{NONE, caps_from_text, ct, to_ct};

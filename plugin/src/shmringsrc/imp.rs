@@ -14,7 +14,7 @@ use gst_base::subclass::prelude::*;
 use shmring::{Consumer, ConsumerConfig};
 
 use super::ShmringSrc;
-use crate::codec::trust;
+use crate::codec::{Refusal, trust};
 use crate::element::{Place, Role, one_pad_element, place_uri_handler};
 use crate::units::{from_ms, from_us, ms, us};
 
@@ -200,7 +200,9 @@ pub(super) enum Next {
     /// Events wait in `late_events` with no buffer coming to carry them now.
     Events,
     /// The producer sent something invalid: an error, or a reconnect when asked.
-    Fault(String),
+    Fault(Refusal),
+    /// The producer said goodbye while this source reconnects (its reason).
+    Gone(String),
 }
 
 #[glib::object_subclass]
@@ -683,6 +685,7 @@ impl Src {
                 None => Gathered::More,
             },
             Next::Fault(what) if reconnect => Gathered::Lost(format!("producer sent {what}")),
+            Next::Gone(reason) => Gathered::Lost(format!("producer sent a goodbye ({reason})")),
             Next::Fault(what) => {
                 gst::element_imp_error!(self, gst::StreamError::Decode, ["Producer sent {}", what]);
                 return Err(gst::FlowError::Error);

@@ -15,7 +15,7 @@ use shmring::{Backoff, Consumer, ConsumerConfig, Event, Frame};
 
 use crate::codec::metas;
 use crate::codec::trust;
-use crate::codec::{self, BufferMeta, Side, to_ct};
+use crate::codec::{self, BufferMeta, Refusal, Side, to_ct};
 
 use super::imp::{CAPS_GRACE, CAT, Next, Settings, Src};
 
@@ -91,8 +91,9 @@ impl Src {
     }
 
     /// The buffer for frame `f`, and whether more of its buffer list follow.
-    pub(super) fn buffer_of(&self, f: Frame) -> Result<(gst::Buffer, bool), String> {
-        let m = BufferMeta::decode(f.meta()).map_err(|e| e.to_string())?;
+    pub(super) fn buffer_of(&self, f: Frame) -> Result<(gst::Buffer, bool), Refusal> {
+        const WHAT: &str = "bad buffer metadata";
+        let m = BufferMeta::decode(f.meta()).map_err(|e| Refusal::fault(WHAT, e))?;
         let len = f.len();
         // Everything the producer says about this buffer, checked against the caps
         // before a buffer exists.
@@ -104,7 +105,8 @@ impl Src {
                 .as_ref()
                 .and_then(|s| s.format.clone())
                 .unwrap_or(trust::Format::Other);
-            (format.check(len, &m)?, format)
+            let checked = format.check(len, &m).map_err(|e| Refusal::lie(WHAT, e))?;
+            (checked, format)
         };
         let live = self.maps_through_clock();
         let limit = self.settings.lock().unwrap().zero_copy_limit;
@@ -152,7 +154,7 @@ impl Src {
             b.set_flags(checked.flags);
             // Set by GStreamer when the memory went in: says nothing of the data.
             b.unset_flags(gst::BufferFlags::TAG_MEMORY);
-            trust::add_layout_metas(b, &format, &checked)?;
+            trust::add_layout_metas(b, &format, &checked).map_err(|e| Refusal::lie(WHAT, e))?;
             if m.metas_tag != 0 {
                 self.add_metas(b, m.metas_tag)?;
             }
@@ -189,7 +191,7 @@ impl Src {
                     f.dropped_before() > 0 || self.discont_next.swap(false, Ordering::Relaxed);
                 let (mut b, more) = match self.buffer_of(f) {
                     Ok(b) => b,
-                    Err(e) => return Ok(Next::Fault(format!("bad buffer metadata: {e}"))),
+                    Err(e) => return Ok(Next::Fault(e)),
                 };
                 if discont {
                     b.make_mut().set_flags(gst::BufferFlags::DISCONT);
@@ -198,14 +200,14 @@ impl Src {
             }
             Event::Side { payload, .. } => match Side::decode(&payload) {
                 Ok(side) => self.side(side),
-                Err(e) => Ok(Next::Fault(format!("bad side message: {e}"))),
+                Err(e) => Ok(Next::Fault(Refusal::fault("bad side message", e))),
             },
             Event::End { reason } => {
                 // The producer stopped without sending EOS: the stream is over, unless
                 // we wait for it to come back.
                 gst::info!(CAT, imp = self, "producer stopped: {reason}");
                 if self.settings.lock().unwrap().reconnect {
-                    Ok(Next::Fault(format!("a goodbye ({reason})")))
+                    Ok(Next::Gone(reason))
                 } else {
                     Err(gst::FlowError::Eos)
                 }
@@ -299,7 +301,7 @@ impl Src {
         gst::debug!(CAT, imp = self, "caps {caps}");
         let format = match trust::accept_caps(&caps) {
             Ok(f) => f,
-            Err(e) => return Ok(Next::Fault(format!("caps that cannot cross: {e}"))),
+            Err(e) => return Ok(Next::Fault(Refusal::lie("caps that cannot cross", e))),
         };
         let pad = self.src_pad();
         // After a new stream-start the caps go again even if unchanged (set_caps
@@ -413,13 +415,13 @@ impl Src {
                 Next::Again
             }
             Ok(_) => Next::Again,
-            Err(e) => Next::Fault(format!("bad meta piece: {e}")),
+            Err(e) => Next::Fault(Refusal::fault("bad meta piece", e)),
         }
     }
 
     fn side_latency(&self, live: bool, min: u64, max: u64) -> Next {
         if let Err(e) = trust::accept_latency(min, max) {
-            return Next::Fault(e);
+            return Next::Fault(Refusal::lie("bad latency", e));
         }
         let l = (live, gst::ClockTime::from_nseconds(min), codec::to_ct(max));
         let changed = self
@@ -555,7 +557,7 @@ impl Src {
     /// Adds to `b` the metas the producer sent for it (under `tag`), each checked
     /// first; a malformed list is the producer's lie, a meta this process cannot
     /// add is counted and logged once by name.
-    fn add_metas(&self, b: &mut gst::BufferRef, tag: u16) -> Result<(), String> {
+    fn add_metas(&self, b: &mut gst::BufferRef, tag: u16) -> Result<(), Refusal> {
         let Some(list) = self.metas.lock().unwrap().assembly.take(tag) else {
             // Over max-meta-bytes (counted when it came), or never sent whole.
             return Ok(());
@@ -564,7 +566,7 @@ impl Src {
             let st = self.state.lock().unwrap();
             metas::Frame::of(st.as_ref().and_then(|s| s.caps.as_ref()))
         };
-        let decoded = metas::decode(&list, frame).map_err(|e| format!("bad metas: {e}"))?;
+        let decoded = metas::decode(&list, frame).map_err(|e| Refusal::fault("bad metas", e))?;
         let n = decoded.len() as u64;
         let allowed = metas::Allowed::parse(&self.settings.lock().unwrap().custom_metas);
         let refused = metas::apply(b, decoded, &allowed);
