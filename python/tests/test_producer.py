@@ -121,7 +121,7 @@ with shmring.Producer("gen", "video/x-raw,format=GRAY8,width=16,height=8,framera
 
 
 def test_what_a_consumer_would_refuse_is_refused_at_the_producer(tmp_path):
-    with pytest.raises(ValueError, match="not fixed"):
+    with pytest.raises(ValueError, match="not one fixed structure"):
         shmring.Producer(str(tmp_path / "a"), "video/x-raw,format=RGB,width=[1,10],height=4")
     with pytest.raises(ValueError, match="other than system memory"):
         shmring.Producer(str(tmp_path / "b"), "video/x-raw(memory:DMABuf),format=RGB,width=4,height=4")
