@@ -5,7 +5,7 @@
 use gst::glib;
 use gst::prelude::*;
 
-use crate::names::{Target, connect_path, serve_path, uri_of, uri_target};
+use crate::names::{NameError, Target, connect_path, serve_path, uri_of, uri_target};
 
 /// The element's side of the socket: the sink serves it, the source connects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -14,6 +14,30 @@ pub(crate) enum Role {
     Serves,
     /// `shmringsrc`.
     Connects,
+}
+
+/// Why an element's [`Place`] gives no socket path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum PlaceError {
+    /// Both `socket-path` and `producer-name` are set.
+    Both,
+    /// The name, or the directory it is served in, cannot be used.
+    Name(NameError),
+}
+
+impl From<NameError> for PlaceError {
+    fn from(e: NameError) -> PlaceError {
+        PlaceError::Name(e)
+    }
+}
+
+impl std::fmt::Display for PlaceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PlaceError::Both => write!(f, "set socket-path or producer-name, not both"),
+            PlaceError::Name(e) => e.fmt(f),
+        }
+    }
 }
 
 /// Where an element's socket is: `socket-path` or `producer-name` (never both; a
@@ -88,12 +112,12 @@ impl Place {
 
     /// The socket path on `role`: `socket-path`, or where `producer-name` is served.
     /// `Ok(None)`: neither is set.
-    pub(crate) fn path(&self, role: Role) -> Result<Option<String>, String> {
+    pub(crate) fn path(&self, role: Role) -> Result<Option<String>, PlaceError> {
         match (&self.socket_path, &self.producer_name) {
-            (Some(_), Some(_)) => Err("set socket-path or producer-name, not both".into()),
+            (Some(_), Some(_)) => Err(PlaceError::Both),
             (Some(p), None) => Ok(Some(p.clone())),
-            (None, Some(n)) if role == Role::Serves => serve_path(n).map(Some),
-            (None, Some(n)) => connect_path(n).map(Some),
+            (None, Some(n)) if role == Role::Serves => Ok(Some(serve_path(n)?)),
+            (None, Some(n)) => Ok(Some(connect_path(n)?)),
             (None, None) => Ok(None),
         }
     }
@@ -182,10 +206,7 @@ mod tests {
         assert_eq!(p.path(Role::Serves), Ok(Some("/tmp/x".into())));
         assert_eq!(p.uri().as_deref(), Some("shmring:///tmp/x"));
         p.set_property("producer-name", &Some("cam").to_value());
-        assert_eq!(
-            p.path(Role::Connects),
-            Err("set socket-path or producer-name, not both".into())
-        );
+        assert_eq!(p.path(Role::Connects), Err(PlaceError::Both));
         assert_eq!(
             p.property("producer-name")
                 .unwrap()

@@ -19,25 +19,119 @@ pub const SCHEME: &str = "shmring";
 /// The longest producer name.
 pub const MAX_NAME: usize = 64;
 
+/// Why a producer name, the directory of producers or a `shmring://` URI cannot be
+/// used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NameError {
+    /// A name of 0 or more than [`MAX_NAME`] characters.
+    Length {
+        /// The name.
+        name: String,
+    },
+    /// A name that starts with a dot.
+    Dot {
+        /// The name.
+        name: String,
+    },
+    /// A name with a character other than `A-Z a-z 0-9 _ - .`.
+    Char {
+        /// The name.
+        name: String,
+        /// The character.
+        c: char,
+    },
+    /// The directory cannot be read or made.
+    DirectoryIo {
+        /// The directory.
+        dir: PathBuf,
+        /// What the system said.
+        error: String,
+    },
+    /// The directory is not one (a link, a file).
+    NotADirectory {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// The directory is another user's.
+    NotOurs {
+        /// The directory.
+        dir: PathBuf,
+        /// Its owner.
+        uid: u32,
+        /// This user.
+        me: u32,
+    },
+    /// The directory is open to others.
+    OpenToOthers {
+        /// The directory.
+        dir: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A URI that is not a `shmring://` one, or says nothing usable.
+    Uri {
+        /// The URI.
+        uri: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// A URI that names a producer by a name that is not one.
+    UriName {
+        /// The URI.
+        uri: String,
+        /// Why the name is not one.
+        name: Box<NameError>,
+    },
+}
+
+impl std::fmt::Display for NameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NameError::Length { name } => write!(
+                f,
+                "producer name {name:?}: 1 to {MAX_NAME} characters, not {}",
+                name.len()
+            ),
+            NameError::Dot { name } => write!(f, "producer name {name:?} starts with a dot"),
+            NameError::Char { name, c } => write!(
+                f,
+                "producer name {name:?} has {c:?}: only letters, digits, '_', '-' and '.'"
+            ),
+            NameError::DirectoryIo { dir, error } => write!(f, "{}: {error}", dir.display()),
+            NameError::NotADirectory { dir } => write!(f, "{} is not a directory", dir.display()),
+            NameError::NotOurs { dir, uid, me } => write!(
+                f,
+                "{} belongs to uid {uid}, not to this user ({me})",
+                dir.display()
+            ),
+            NameError::OpenToOthers { dir, mode } => write!(
+                f,
+                "{} is open to others (mode {mode:o}; 700 expected)",
+                dir.display()
+            ),
+            NameError::Uri { uri, why } => write!(f, "{uri:?}: {why}"),
+            NameError::UriName { uri, name } => write!(f, "{uri:?}: {name}"),
+        }
+    }
+}
+
+impl std::error::Error for NameError {}
+
 /// Checks a producer name: 1 to 64 of `A-Z a-z 0-9 _ - .`, not starting with a dot
 /// (no path, no hidden file, nothing a shell or a URI must quote).
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), NameError> {
+    let name_ = || name.to_owned();
     if name.is_empty() || name.len() > MAX_NAME {
-        return Err(format!(
-            "producer name {name:?}: 1 to {MAX_NAME} characters, not {}",
-            name.len()
-        ));
+        return Err(NameError::Length { name: name_() });
     }
     if name.starts_with('.') {
-        return Err(format!("producer name {name:?} starts with a dot"));
+        return Err(NameError::Dot { name: name_() });
     }
     match name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
     {
-        Some(c) => Err(format!(
-            "producer name {name:?} has {c:?}: only letters, digits, '_', '-' and '.'"
-        )),
+        Some(c) => Err(NameError::Char { name: name_(), c }),
         None => Ok(()),
     }
 }
@@ -52,44 +146,52 @@ pub fn directory() -> PathBuf {
 }
 
 /// Checks that `dir` is a directory of this user's, closed to others.
-pub fn check_directory(dir: &Path) -> Result<(), String> {
-    let m = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+pub fn check_directory(dir: &Path) -> Result<(), NameError> {
+    let d = || dir.to_path_buf();
+    let m = std::fs::symlink_metadata(dir).map_err(|e| NameError::DirectoryIo {
+        dir: d(),
+        error: e.to_string(),
+    })?;
     if !m.file_type().is_dir() {
-        return Err(format!("{} is not a directory", dir.display()));
+        return Err(NameError::NotADirectory { dir: d() });
     }
     // SAFETY: geteuid has no arguments and cannot fail.
     let me = unsafe { libc::geteuid() };
     if m.uid() != me {
-        return Err(format!(
-            "{} belongs to uid {}, not to this user ({me})",
-            dir.display(),
-            m.uid()
-        ));
+        return Err(NameError::NotOurs {
+            dir: d(),
+            uid: m.uid(),
+            me,
+        });
     }
     if m.permissions().mode() & 0o077 != 0 {
-        return Err(format!(
-            "{} is open to others (mode {:o}; 700 expected)",
-            dir.display(),
-            m.permissions().mode() & 0o777
-        ));
+        return Err(NameError::OpenToOthers {
+            dir: d(),
+            mode: m.permissions().mode() & 0o777,
+        });
     }
     Ok(())
 }
 
 /// This user's directory of named producers, made (0700) if missing, and checked.
-pub fn ensure_directory() -> Result<PathBuf, String> {
+pub fn ensure_directory() -> Result<PathBuf, NameError> {
     let dir = directory();
     match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(format!("cannot make {}: {e}", dir.display())),
+        Err(e) => {
+            return Err(NameError::DirectoryIo {
+                dir,
+                error: format!("cannot make it: {e}"),
+            });
+        }
     }
     check_directory(&dir)?;
     Ok(dir)
 }
 
 /// The socket a producer named `name` serves on, its directory made if missing.
-pub fn serve_path(name: &str) -> Result<String, String> {
+pub fn serve_path(name: &str) -> Result<String, NameError> {
     check_name(name)?;
     let p = ensure_directory()?.join(name);
     Ok(p.to_string_lossy().into_owned())
@@ -97,7 +199,7 @@ pub fn serve_path(name: &str) -> Result<String, String> {
 
 /// The socket of the producer named `name`, for a consumer: the directory must be
 /// this user's (a consumer never makes it).
-pub fn connect_path(name: &str) -> Result<String, String> {
+pub fn connect_path(name: &str) -> Result<String, NameError> {
     check_name(name)?;
     let dir = directory();
     // Missing: no producer yet (connecting says so, and a reconnecting consumer
@@ -148,28 +250,35 @@ pub(crate) fn uri_target(element: &gst::Element, uri: &str) -> Result<Target, gs
             "the URI can only be set in the NULL or READY state",
         ));
     }
-    parse_uri(uri).map_err(|e| gst::glib::Error::new(gst::URIError::BadUri, &e))
+    parse_uri(uri).map_err(|e| gst::glib::Error::new(gst::URIError::BadUri, &e.to_string()))
 }
 
 /// Parses `shmring:///abs/path` (percent-escapes decoded) or `shmring://name`.
-pub fn parse_uri(uri: &str) -> Result<Target, String> {
+pub fn parse_uri(uri: &str) -> Result<Target, NameError> {
+    let bad = |why| NameError::Uri {
+        uri: uri.to_owned(),
+        why,
+    };
     let rest = uri
         .split_once("://")
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case(SCHEME))
         .map(|(_, rest)| rest)
-        .ok_or_else(|| format!("{uri:?} is not a {SCHEME}:// URI"))?;
+        .ok_or(bad("not a shmring:// URI"))?;
     if rest.contains(['?', '#']) {
-        return Err(format!("{uri:?}: a {SCHEME} URI has no query or fragment"));
+        return Err(bad("a shmring URI has no query or fragment"));
     }
     if rest.starts_with('/') {
-        let path = unescape(rest).ok_or_else(|| format!("{uri:?}: bad percent-escape"))?;
+        let path = unescape(rest).ok_or(bad("bad percent-escape"))?;
         if path.len() < 2 || path.contains('\0') {
-            return Err(format!("{uri:?}: no socket path"));
+            return Err(bad("no socket path"));
         }
         return Ok(Target::Path(path));
     }
     let name = rest.strip_suffix('/').unwrap_or(rest);
-    check_name(name).map_err(|e| format!("{uri:?}: {e}"))?;
+    check_name(name).map_err(|e| NameError::UriName {
+        uri: uri.to_owned(),
+        name: Box::new(e),
+    })?;
     Ok(Target::Name(name.to_string()))
 }
 
@@ -211,17 +320,33 @@ mod tests {
         for ok in ["cam", "cam-1", "a.b_c", "X9", &"n".repeat(64)] {
             check_name(ok).unwrap();
         }
-        for (bad, why) in [
-            ("", "1 to 64"),
-            (&"n".repeat(65) as &str, "1 to 64"),
-            (".cam", "dot"),
-            ("a/b", "'/'"),
-            ("../x", "dot"),
-            ("c m", "' '"),
-            ("cäm", "'ä'"),
+        let long = "n".repeat(65);
+        for (bad, char) in [
+            ("", None),
+            (long.as_str(), None),
+            ("a/b", Some('/')),
+            ("c m", Some(' ')),
+            ("cäm", Some('ä')),
         ] {
             let e = check_name(bad).unwrap_err();
-            assert!(e.contains(why), "{bad:?}: {e}");
+            match char {
+                None => assert_eq!(e, NameError::Length { name: bad.into() }),
+                Some(c) => assert_eq!(
+                    e,
+                    NameError::Char {
+                        name: bad.into(),
+                        c
+                    }
+                ),
+            }
+        }
+        for dotted in [".cam", "../x"] {
+            assert_eq!(
+                check_name(dotted),
+                Err(NameError::Dot {
+                    name: dotted.into()
+                })
+            );
         }
     }
 
@@ -263,11 +388,10 @@ mod tests {
             .create(&open)
             .unwrap();
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
-        assert!(
-            check_directory(&open)
-                .unwrap_err()
-                .contains("open to others")
-        );
+        assert!(matches!(
+            check_directory(&open).unwrap_err(),
+            NameError::OpenToOthers { mode: 0o755, .. }
+        ));
         let closed = base.join("closed");
         std::fs::DirBuilder::new()
             .mode(0o700)
@@ -276,11 +400,10 @@ mod tests {
         check_directory(&closed).unwrap();
         let link = base.join("link");
         std::os::unix::fs::symlink(&closed, &link).unwrap();
-        assert!(
-            check_directory(&link)
-                .unwrap_err()
-                .contains("not a directory")
-        );
+        assert!(matches!(
+            check_directory(&link).unwrap_err(),
+            NameError::NotADirectory { .. }
+        ));
         std::fs::remove_dir_all(&base).unwrap();
     }
 }

@@ -102,15 +102,15 @@ fn connect_error(e: shmring::ConnectError) -> PyErr {
 fn socket_of(target: &str) -> Result<String, String> {
     use gstshmring::names::{Target, connect_path, parse_uri};
     if target.contains("://") {
-        return match parse_uri(target)? {
+        return match parse_uri(target).map_err(|e| e.to_string())? {
             Target::Path(p) => Ok(p),
-            Target::Name(n) => connect_path(&n),
+            Target::Name(n) => connect_path(&n).map_err(|e| e.to_string()),
         };
     }
     if target.contains('/') {
         return Ok(target.to_string());
     }
-    connect_path(target)
+    connect_path(target).map_err(|e| e.to_string())
 }
 
 #[pymethods]

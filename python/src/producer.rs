@@ -120,7 +120,8 @@ impl Producer {
                 Some(if t.contains('/') {
                     t
                 } else {
-                    gstshmring::names::serve_path(&t).map_err(PyValueError::new_err)?
+                    gstshmring::names::serve_path(&t)
+                        .map_err(|e| PyValueError::new_err(e.to_string()))?
                 })
             }
         };

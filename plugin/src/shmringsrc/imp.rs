@@ -15,7 +15,7 @@ use shmring::{Consumer, ConsumerConfig};
 
 use super::ShmringSrc;
 use crate::codec::{Refusal, trust};
-use crate::element::{Place, Role, one_pad_element, place_uri_handler};
+use crate::element::{Place, PlaceError, Role, one_pad_element, place_uri_handler};
 use crate::units::{from_ms, from_us, ms, us};
 
 pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -65,7 +65,7 @@ pub(super) struct Settings {
 impl Settings {
     /// The socket path to connect to: `socket-path`, or where `producer-name` is
     /// served. `Ok(None)`: neither is set.
-    pub(super) fn target(&self) -> Result<Option<String>, String> {
+    pub(super) fn target(&self) -> Result<Option<String>, PlaceError> {
         self.place.path(Role::Connects)
     }
 

@@ -49,7 +49,7 @@ impl Src {
         }
         let path = s
             .target()
-            .map_err(shmring::ConnectError::Invalid)?
+            .map_err(|e| shmring::ConnectError::Invalid(e.to_string()))?
             .unwrap_or_default();
         if s.reconnect {
             let waker = self.wakers.lock().unwrap()[0].clone();
