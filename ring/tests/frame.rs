@@ -14,7 +14,7 @@ use shmring::{Consumer, ConsumerConfig, Event, Producer, ProducerConfig, RecvErr
 
 #[test]
 fn frames_and_side_messages_arrive_in_order_and_slots_come_back() {
-    let p = Producer::bind(sock_path("order"), patient()).unwrap();
+    let p = Producer::bind(socket_path("order"), patient()).unwrap();
     let mut c = connect(&p);
     wait_consumers(&p, 1);
     let reader = thread::spawn(move || {
@@ -66,7 +66,7 @@ fn frames_and_side_messages_arrive_in_order_and_slots_come_back() {
 
 #[test]
 fn late_joiner_gets_sticky_messages_before_its_first_frame() {
-    let p = Producer::bind(sock_path("sticky"), patient()).unwrap();
+    let p = Producer::bind(socket_path("sticky"), patient()).unwrap();
     p.send_side(b"caps-1", 2).unwrap();
     p.send_side(b"stream-start", 1).unwrap();
     p.send_side(b"not sticky", 0).unwrap();
@@ -89,7 +89,7 @@ fn late_joiner_gets_sticky_messages_before_its_first_frame() {
 
 #[test]
 fn a_bigger_frame_adds_an_arena_and_the_old_one_goes_once_released() {
-    let p = Producer::bind(sock_path("grow"), patient()).unwrap();
+    let p = Producer::bind(socket_path("grow"), patient()).unwrap();
     let mut c = connect(&p);
     wait_consumers(&p, 1);
     publish(&p, 0, 4096);
@@ -124,7 +124,7 @@ fn drop_policy_skips_a_consumer_that_does_not_read_and_says_how_many() {
         frame_ring: 4,
         ..Default::default()
     };
-    let p = Producer::bind(sock_path("drop"), cfg).unwrap();
+    let p = Producer::bind(socket_path("drop"), cfg).unwrap();
     let mut c = connect(&p);
     wait_consumers(&p, 1);
     let t = Instant::now();
@@ -156,7 +156,7 @@ fn block_policy_waits_for_a_stalled_consumer_then_cuts_it_off() {
         frame_ring: 4,
         ..Default::default()
     };
-    let p = Producer::bind(sock_path("block"), cfg).unwrap();
+    let p = Producer::bind(socket_path("block"), cfg).unwrap();
     let mut stalled = connect(&p);
     let mut healthy = connect(&p);
     let healthy_id = healthy.id();
@@ -221,7 +221,7 @@ fn while_publish_waits_for_a_slow_consumer_others_join_and_stats_answer() {
         frame_ring: 2,
         ..patient()
     };
-    let p = Producer::bind(sock_path("wait-unlocked"), cfg).unwrap();
+    let p = Producer::bind(socket_path("wait-unlocked"), cfg).unwrap();
     let mut slow = connect(&p);
     wait_consumers(&p, 1);
     thread::scope(|s| {
@@ -258,7 +258,7 @@ fn while_publish_waits_for_a_slow_consumer_others_join_and_stats_answer() {
 
 #[test]
 fn frames_released_on_other_threads_and_copies_release_at_once() {
-    let p = Producer::bind(sock_path("threads"), patient()).unwrap();
+    let p = Producer::bind(socket_path("threads"), patient()).unwrap();
     let mut c = connect(&p);
     let mut copier = Consumer::connect(
         p.path().unwrap(),
@@ -305,7 +305,7 @@ fn a_waiting_producer_sees_the_consumer_catch_up_while_it_polls() {
             frame_ring,
             ..Default::default()
         };
-        let p = Producer::bind(sock_path(tag), cfg).unwrap();
+        let p = Producer::bind(socket_path(tag), cfg).unwrap();
         let mut c = connect(&p);
         wait_consumers(&p, 1);
         publish(&p, 0, 8);
@@ -338,7 +338,7 @@ fn lease_cuts_off_a_consumer_that_sits_on_a_slot() {
         policy: Policy::Drop,
         ..Default::default()
     };
-    let p = Producer::bind(sock_path("lease"), cfg).unwrap();
+    let p = Producer::bind(socket_path("lease"), cfg).unwrap();
     let mut c = connect(&p);
     wait_consumers(&p, 1);
     publish(&p, 0, 8);
@@ -363,7 +363,7 @@ fn lease_cuts_off_a_consumer_that_sits_on_a_slot() {
 
 #[test]
 fn waking_ahead_of_paced_frames_loses_nothing_and_still_hears_wakers_and_goodbyes() {
-    let p = Producer::bind(sock_path("ahead"), patient()).unwrap();
+    let p = Producer::bind(socket_path("ahead"), patient()).unwrap();
     let cfg = ConsumerConfig {
         wake_ahead: Duration::from_micros(400),
         ..Default::default()

@@ -52,7 +52,7 @@ fn a_probe_learns_the_description_and_is_never_a_consumer() {
         max_consumers: 1,
         ..Default::default()
     };
-    let p = Producer::bind(sock_path("probe"), cfg).unwrap();
+    let p = Producer::bind(socket_path("probe"), cfg).unwrap();
     let path = p.path().unwrap().to_path_buf();
     // Before any description: empty.
     assert_eq!(Consumer::probe(&path, Duration::from_secs(5)).unwrap(), b"");
@@ -100,7 +100,7 @@ fn strangers_and_surplus_consumers_are_refused_with_a_reason() {
         allowed_uids: vec![me.wrapping_add(1)],
         ..Default::default()
     };
-    let p = Producer::bind(sock_path("uids"), cfg).unwrap();
+    let p = Producer::bind(socket_path("uids"), cfg).unwrap();
     match Consumer::connect(p.path().unwrap(), ConsumerConfig::default()) {
         Err(ConnectError::Refused {
             code: shmring::frame::goodbye::REFUSED,
@@ -115,7 +115,7 @@ fn strangers_and_surplus_consumers_are_refused_with_a_reason() {
         max_consumers: 1,
         ..Default::default()
     };
-    let p = Producer::bind(sock_path("max"), cfg).unwrap();
+    let p = Producer::bind(socket_path("max"), cfg).unwrap();
     let _first = connect(&p);
     match Consumer::connect(p.path().unwrap(), ConsumerConfig::default()) {
         Err(ConnectError::Refused { reason, .. }) => {
@@ -132,7 +132,7 @@ fn wakers_interrupt_blocked_calls_on_both_sides() {
         frame_ring: 2,
         ..Default::default()
     };
-    let p = Producer::bind(sock_path("wake"), cfg).unwrap();
+    let p = Producer::bind(socket_path("wake"), cfg).unwrap();
     let mut c = connect(&p);
     wait_consumers(&p, 1);
     let w = c.waker();
@@ -199,13 +199,13 @@ fn socket_is_owner_only_by_default_and_its_mode_configurable() {
             .mode()
             & 0o777
     };
-    let p = Producer::bind(sock_path("mode600"), ProducerConfig::default()).unwrap();
+    let p = Producer::bind(socket_path("mode600"), ProducerConfig::default()).unwrap();
     assert_eq!(mode(&p), 0o600);
     let cfg = ProducerConfig {
         socket_mode: 0o660,
         ..Default::default()
     };
-    let p = Producer::bind(sock_path("mode660"), cfg).unwrap();
+    let p = Producer::bind(socket_path("mode660"), cfg).unwrap();
     assert_eq!(mode(&p), 0o660);
     let path = p.path().unwrap().to_path_buf();
     drop(p);
@@ -214,7 +214,7 @@ fn socket_is_owner_only_by_default_and_its_mode_configurable() {
 
 #[test]
 fn a_held_slot_is_not_reused_until_its_holder_lets_go() {
-    let p = Producer::bind(sock_path("held"), patient()).unwrap();
+    let p = Producer::bind(socket_path("held"), patient()).unwrap();
     let mut c = connect(&p);
     wait_consumers(&p, 1);
     let mut s = p.acquire(100).unwrap();
@@ -237,7 +237,7 @@ fn a_held_slot_is_not_reused_until_its_holder_lets_go() {
 
 #[test]
 fn a_held_slot_is_reclaimed_for_writing_only_once_every_consumer_let_go() {
-    let p = Producer::bind(sock_path("reclaim"), patient()).unwrap();
+    let p = Producer::bind(socket_path("reclaim"), patient()).unwrap();
     let mut c1 = connect(&p);
     let mut c2 = connect(&p);
     wait_consumers(&p, 2);
@@ -291,7 +291,7 @@ fn small_frames_get_a_bigger_arena_and_a_consumer_a_bigger_share() {
     // 4 KiB slots: 256 fit in 1 MiB, at most 64; 1 MiB frames: the 8 of `slots`.
     assert_eq!(cfg.slots_for(100), 64);
     assert_eq!(cfg.slots_for(1 << 20), 8);
-    let p = Producer::bind(sock_path("small-arena"), cfg).unwrap();
+    let p = Producer::bind(socket_path("small-arena"), cfg).unwrap();
     let mut c = connect(&p);
     wait_consumers(&p, 1);
     // The consumer does not read: publishing stops at its share, 32 of 64.

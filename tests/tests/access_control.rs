@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::{publish_seq, unique_socket_path};
+use e2e::{publish_seq, socket_path};
 use shmring::{Consumer, ConsumerConfig, Event, Producer, ProducerConfig};
 
 const PEER: &str = env!("CARGO_BIN_EXE_frame-peer");
@@ -80,7 +80,7 @@ fn another_user_is_refused_by_the_socket_mode_and_by_the_uid_list() {
         return;
     }
     // Default mode 0600: the other user cannot even connect.
-    let path = unique_socket_path("mode");
+    let path = socket_path("mode");
     let p = Producer::bind(&path, ProducerConfig::default()).unwrap();
     let out = consume_as_nobody(&p, &path);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -89,7 +89,7 @@ fn another_user_is_refused_by_the_socket_mode_and_by_the_uid_list() {
     assert_eq!(p.stats().joined, 0);
 
     // A socket anyone may open, but a uid list without `nobody`: refused by name.
-    let path = unique_socket_path("uids");
+    let path = socket_path("uids");
     let cfg = ProducerConfig {
         socket_mode: 0o666,
         allowed_uids: vec![0],
@@ -104,7 +104,7 @@ fn another_user_is_refused_by_the_socket_mode_and_by_the_uid_list() {
 
     // Neither: the same peer, as the same user, is served (so the refusals above
     // were the defences, not setpriv or the peer failing).
-    let path = unique_socket_path("open");
+    let path = socket_path("open");
     let cfg = ProducerConfig {
         socket_mode: 0o666,
         ..Default::default()
@@ -125,7 +125,7 @@ fn stream_memory_has_no_name_to_open() {
     let shm_before: Vec<_> = std::fs::read_dir("/dev/shm")
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
-    let path = unique_socket_path("anon");
+    let path = socket_path("anon");
     let p = Producer::bind(&path, ProducerConfig::default()).unwrap();
     let mut c = Consumer::connect(&path, ConsumerConfig::default()).unwrap();
     p.wait_for_consumers(1, Some(Duration::from_secs(60)))

@@ -6,8 +6,7 @@
 use std::time::Duration;
 
 use e2e::{
-    KillOnDrop, eventually, finish, kill9, open_fds, publish_seq, read_line, spawn,
-    unique_socket_path,
+    KillOnDrop, eventually, finish, kill9, open_fds, publish_seq, read_line, socket_path, spawn,
 };
 use shmring::{Producer, ProducerConfig};
 
@@ -15,7 +14,7 @@ const PEER: &str = env!("CARGO_BIN_EXE_frame-peer");
 
 #[test]
 fn a_connection_flood_keeps_no_honest_consumer_out_and_costs_bounded_fds() {
-    let path = unique_socket_path("flood");
+    let path = socket_path("flood");
     let ps = path.to_str().unwrap();
     let cfg = ProducerConfig {
         handshake_timeout: Duration::from_millis(500),

@@ -8,7 +8,7 @@ use std::os::fd::AsFd;
 use std::time::Duration;
 
 use e2e::{
-    KillOnDrop, Rendezvous, check, check_frame, frame_number, read_line, spawn, unique_socket_path,
+    KillOnDrop, Rendezvous, check, check_frame, frame_number, read_line, socket_path, spawn,
 };
 use shmring::{AsyncConsumer, AsyncReceiver, Consumer, ConsumerConfig, Event, Receiver, RecvError};
 
@@ -17,7 +17,7 @@ const RING_PEER: &str = env!("CARGO_BIN_EXE_ring-peer");
 
 /// A producer process publishing test frames of `len` bytes every `ms`.
 fn producer(len: usize, ms: u64) -> (KillOnDrop, std::path::PathBuf) {
-    let path = unique_socket_path("async");
+    let path = socket_path("async");
     let mut c = spawn(
         FRAME_PEER,
         &[

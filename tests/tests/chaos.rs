@@ -14,7 +14,7 @@ use std::str::FromStr;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use e2e::unique_socket_path;
+use e2e::{eventually_within, socket_path};
 
 const PEER: &str = env!("CARGO_BIN_EXE_gst-peer");
 
@@ -146,15 +146,8 @@ fn memfd_maps(pid: u32) -> usize {
 }
 
 /// Polls `cond` until it holds; after 30 s panics with `what` and what it last saw.
-fn eventually(what: &str, mut cond: impl FnMut() -> Result<(), String>) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match cond() {
-            Ok(()) => return,
-            Err(e) if Instant::now() > deadline => panic!("not within 30 s: {what}: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
-        }
-    }
+fn eventually(what: &str, cond: impl FnMut() -> Result<(), String>) {
+    eventually_within(what, Duration::from_secs(30), cond)
 }
 
 /// xorshift64*: a reproducible sequence from `CHAOS_SEED`.
@@ -186,7 +179,7 @@ fn random_kills_and_restarts_leave_survivors_streaming_and_nothing_behind() {
     });
     eprintln!("chaos: {cycles} cycles, CHAOS_SEED={seed}");
     let mut rng = Rng(seed);
-    let path = unique_socket_path("chaos");
+    let path = socket_path("chaos");
     let path = path.to_str().unwrap();
 
     let mut producer = Peer::start("produce", path);

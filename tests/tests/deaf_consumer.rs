@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e::{KillOnDrop, eventually, finish, read_line, spawn, unique_socket_path};
+use e2e::{KillOnDrop, eventually, finish, read_line, socket_path, spawn};
 use gst::prelude::*;
 
 const PEER: &str = env!("CARGO_BIN_EXE_frame-peer");
@@ -16,7 +16,7 @@ const PEER: &str = env!("CARGO_BIN_EXE_frame-peer");
 fn a_deaf_consumer_never_stalls_a_live_sink_nor_its_honest_neighbour() {
     gst::init().unwrap();
     gstshmring::plugin_register_static().unwrap();
-    let path = unique_socket_path("deaf-sink");
+    let path = socket_path("deaf-sink");
     let ps = path.to_str().unwrap();
     let frames = 300u64;
     let pipeline = gst::parse::launch(&format!(

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use e2e::{
     KillOnDrop, check_frame, eventually, finish, frame_number, kill9, patient, publish_seq,
-    read_line, spawn, unique_socket_path, wait_idle,
+    read_line, socket_path, spawn, wait_idle,
 };
 use shmring::frame::{ConsumerEvent, Policy};
 use shmring::{Backoff, Consumer, ConsumerConfig, Event, Producer, ProducerConfig, RecvError};
@@ -46,7 +46,7 @@ fn totals(out: &[String]) -> (u64, u64) {
 
 #[test]
 fn drop_policy_three_consumers_the_fast_two_get_every_frame() {
-    let path = unique_socket_path("drop3");
+    let path = socket_path("drop3");
     let cfg = ProducerConfig {
         policy: Policy::Drop,
         slots: 16,
@@ -97,7 +97,7 @@ fn drop_policy_three_consumers_the_fast_two_get_every_frame() {
 
 #[test]
 fn block_policy_waits_at_most_the_timeout_then_cuts_the_slow_consumer_off() {
-    let path = unique_socket_path("block3");
+    let path = socket_path("block3");
     let cfg = ProducerConfig {
         block_timeout: Duration::from_millis(300),
         frame_ring: 8,
@@ -148,7 +148,7 @@ fn block_policy_waits_at_most_the_timeout_then_cuts_the_slow_consumer_off() {
 
 #[test]
 fn sigkill_of_a_consumer_gives_back_its_slots_and_the_others_carry_on() {
-    let path = unique_socket_path("killc");
+    let path = socket_path("killc");
     let p = Producer::bind(&path, patient()).unwrap();
     let ps = path.to_str().unwrap();
     let mut victim = peer(&["hold", ps, "3"]);
@@ -188,7 +188,7 @@ fn sigkill_of_a_consumer_gives_back_its_slots_and_the_others_carry_on() {
 
 #[test]
 fn sigkill_of_the_producer_then_a_new_one_on_the_same_path_consumer_resumes() {
-    let path = unique_socket_path("killp");
+    let path = socket_path("killp");
     let ps = path.to_str().unwrap();
     let mut prod = peer(&["produce", ps, "50000", "2"]);
     assert_eq!(read_line(&mut prod), "ready");
@@ -249,7 +249,7 @@ fn sigkill_of_the_producer_then_a_new_one_on_the_same_path_consumer_resumes() {
 
 #[test]
 fn late_joiner_process_receives_sticky_messages_before_its_first_frame() {
-    let path = unique_socket_path("late");
+    let path = socket_path("late");
     let p = Producer::bind(&path, patient()).unwrap();
     p.send_side(b"stream-start", 1).unwrap();
     p.send_side(b"caps v1", 2).unwrap();
@@ -285,7 +285,7 @@ fn late_joiner_process_receives_sticky_messages_before_its_first_frame() {
 /// waited for whatever the default policy (so that it gets every frame however the
 /// test is scheduled); the hostile one gets the configured policy.
 fn honest_beside_hostile(act: &str, cfg: ProducerConfig) -> (Producer, Child, u32, Child) {
-    let path = unique_socket_path(act);
+    let path = socket_path(act);
     let p = Producer::bind(&path, cfg).unwrap();
     let ps = path.to_str().unwrap();
     let mut honest = peer(&["consume", ps]);
@@ -403,7 +403,7 @@ fn hostile_consumer_sending_garbage_is_cut_off() {
 
 #[test]
 fn a_consumer_cannot_get_write_access_to_an_arena() {
-    let path = unique_socket_path("mapw");
+    let path = socket_path("mapw");
     let p = Producer::bind(&path, patient()).unwrap();
     publish_seq(&p, 0, 4096).unwrap(); // an arena exists before it joins
     let mut evil = peer(&["evil-consumer", path.to_str().unwrap(), "map-writable"]);
@@ -488,7 +488,7 @@ fn hostile_consumer_sending_a_message_larger_than_the_protocol_allows_is_cut_off
 
 #[test]
 fn a_connection_that_never_says_hello_is_refused_and_keeps_no_one_out() {
-    let path = unique_socket_path("silent");
+    let path = socket_path("silent");
     let cfg = ProducerConfig {
         handshake_timeout: Duration::from_millis(300),
         ..patient()
@@ -528,7 +528,7 @@ fn a_connection_that_never_says_hello_is_refused_and_keeps_no_one_out() {
 
 #[test]
 fn a_consumer_releasing_and_ringing_at_a_furious_rate_starves_no_one() {
-    let path = unique_socket_path("furious");
+    let path = socket_path("furious");
     let p = Producer::bind(&path, patient()).unwrap();
     let ps = path.to_str().unwrap();
     let mut honest = peer(&["consume", ps]);

@@ -4,16 +4,14 @@
 
 use std::time::Duration;
 
-use e2e::{
-    eventually, kill9, mappings, open_fds, publish_seq, read_line, spawn, unique_socket_path,
-};
+use e2e::{eventually, kill9, mappings, open_fds, publish_seq, read_line, socket_path, spawn};
 use shmring::{Producer, ProducerConfig};
 
 const PEER: &str = env!("CARGO_BIN_EXE_frame-peer");
 
 #[test]
 fn two_hundred_consumers_killed_holding_frames_leave_nothing_behind() {
-    let path = unique_socket_path("cycles");
+    let path = socket_path("cycles");
     let p = Producer::bind(&path, ProducerConfig::default()).unwrap();
     // The arena exists before the baseline is taken.
     publish_seq(&p, 0, 64 * 1024).unwrap();

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::{KillOnDrop, gst_plugin_dir as plugin_dir, unique_socket_path};
+use e2e::{KillOnDrop, gst_plugin_dir as plugin_dir, socket_path};
 
 fn launch(pipeline: &str) -> Child {
     Command::new("gst-launch-1.0")
@@ -97,7 +97,7 @@ fn same_as_direct_through(
     tail: &str,
     same: impl Fn(&[u8], &[u8]) -> bool,
 ) {
-    let sock = unique_socket_path(tag);
+    let sock = socket_path(tag);
     let direct = tmp(&format!("{tag}-direct"));
     let through = tmp(&format!("{tag}-through"));
     let (ok, err) = wait(launch(&format!(
@@ -187,7 +187,7 @@ fn planar_audio_arrives_with_its_layout() {
 
 #[test]
 fn consumer_killed_mid_stream_the_producer_finishes_cleanly() {
-    let sock = unique_socket_path("killc");
+    let sock = socket_path("killc");
     let producer = launch(&format!(
         "videotestsrc num-buffers=300 is-live=true ! video/x-raw,width=320,height=240,framerate=100/1 ! shmringsink socket-path={} wait-for-connection=true",
         sock.display()
@@ -205,7 +205,7 @@ fn consumer_killed_mid_stream_the_producer_finishes_cleanly() {
 
 #[test]
 fn producer_gone_without_eos_is_an_error_unless_reconnect() {
-    let sock = unique_socket_path("killp");
+    let sock = socket_path("killp");
     let mut producer = KillOnDrop(launch(&format!(
         "videotestsrc is-live=true ! video/x-raw,width=160,height=120,framerate=50/1 ! shmringsink socket-path={}",
         sock.display()
@@ -249,7 +249,7 @@ fn buffers_pushed_twice_arrive_intact() {
 
 #[test]
 fn two_consumers_one_joining_late_both_get_caps_and_eos() {
-    let sock = unique_socket_path("two");
+    let sock = socket_path("two");
     let producer = launch(&format!(
         "videotestsrc is-live=true num-buffers=60 ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 ! shmringsink socket-path={} wait-for-connection=true",
         sock.display()
@@ -275,7 +275,7 @@ fn two_consumers_one_joining_late_both_get_caps_and_eos() {
 
 #[test]
 fn timestamps_offsets_and_durations_survive_the_trip() {
-    let sock = unique_socket_path("pts");
+    let sock = socket_path("pts");
     let producer = launch(&format!(
         "videotestsrc num-buffers=5 ! video/x-raw,format=GRAY8,width=16,height=16,framerate=25/1 ! shmringsink socket-path={} wait-for-connection=true",
         sock.display()

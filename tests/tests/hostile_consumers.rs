@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use e2e::{
-    KillOnDrop, cpu_seconds, gst_command, monotonic_ns, read_line, spawn, unique_socket_path,
+    KillOnDrop, cpu_seconds, gst_command, monotonic_ns, read_line, socket_path, spawn,
     wait_for_path, wait_with_output,
 };
 
@@ -159,7 +159,7 @@ fn abuse(a: Abuser, path: String, stop: Arc<AtomicBool>) -> String {
 /// `DURING`; asserts the honest consumer did not notice (see the module's text)
 /// and returns what the abusers printed.
 fn row(name: &str, upstream: &str, abusers: Vec<Abuser>, caps: Caps) -> Outcome {
-    let path = unique_socket_path(name);
+    let path = socket_path(name);
     let ps = path.to_str().unwrap().to_owned();
     let mut launch = gst_command("gst-launch-1.0");
     launch

@@ -5,7 +5,7 @@
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use e2e::{KillOnDrop, read_line, spawn, unique_socket_path};
+use e2e::{KillOnDrop, read_line, socket_path, spawn};
 use shmring::{
     Backoff, BindError, ConnectError, Consumer, ConsumerConfig, Error, Event, Producer,
     ProducerConfig, RecvError,
@@ -18,7 +18,7 @@ fn peer(args: &[&str]) -> Child {
 }
 
 fn hostile_producer(act: &str) -> Error {
-    let path = unique_socket_path(act);
+    let path = socket_path(act);
     let mut evil = KillOnDrop(peer(&["evil-producer", path.to_str().unwrap(), act]));
     assert_eq!(read_line(&mut evil.0), "ready");
     let e: Error = match Consumer::connect(&path, ConsumerConfig::default()) {
@@ -57,7 +57,7 @@ fn thread_cpu() -> Duration {
 
 #[test]
 fn a_producer_that_vanishes_with_a_message_for_a_later_frame_ends_the_stream_asleep() {
-    let path = unique_socket_path("vanish");
+    let path = socket_path("vanish");
     let mut evil = KillOnDrop(peer(&[
         "evil-producer",
         path.to_str().unwrap(),
@@ -91,7 +91,7 @@ fn a_producer_that_vanishes_with_a_message_for_a_later_frame_ends_the_stream_asl
 
 #[test]
 fn a_listener_that_never_accepts_costs_a_consumer_its_deadline_not_forever() {
-    let path = unique_socket_path("deaf");
+    let path = socket_path("deaf");
     let ps = path.to_str().unwrap();
     let mut deaf = KillOnDrop(peer(&["deaf-listener", ps]));
     assert!(read_line(&mut deaf.0).starts_with("ready"));
@@ -133,7 +133,7 @@ fn a_listener_that_never_accepts_costs_a_consumer_its_deadline_not_forever() {
 
 #[test]
 fn a_socket_lock_held_or_owned_by_someone_else_bounds_the_wait_of_bind() {
-    let path = unique_socket_path("locked");
+    let path = socket_path("locked");
     let ps = path.to_str().unwrap();
     let mut holder = KillOnDrop(peer(&["hold-lock", ps]));
     assert_eq!(read_line(&mut holder.0), "ready");
@@ -152,7 +152,7 @@ fn a_socket_lock_held_or_owned_by_someone_else_bounds_the_wait_of_bind() {
     // waited for.
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
-        let path = unique_socket_path("theirs");
+        let path = socket_path("theirs");
         let lock = path.with_file_name(format!(
             ".{}.lock",
             path.file_name().unwrap().to_string_lossy()
@@ -184,7 +184,7 @@ fn hostile_producer_arena_over_the_consumers_limit() {
 
 #[test]
 fn a_producer_that_never_takes_releases_back_is_refused_before_the_backlog_grows_without_bound() {
-    let path = unique_socket_path("no-release-drain");
+    let path = socket_path("no-release-drain");
     let mut evil = KillOnDrop(peer(&[
         "evil-producer",
         path.to_str().unwrap(),

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use e2e::{KillOnDrop, LIE_FIELDS, extremes, read_line, spawn, unique_socket_path};
+use e2e::{KillOnDrop, LIE_FIELDS, extremes, read_line, socket_path, spawn};
 use gst::prelude::*;
 
 const PEER: &str = env!("CARGO_BIN_EXE_frame-peer");
@@ -65,7 +65,7 @@ fn consume(path: &str) -> String {
 
 /// Runs every value of `field`; returns (value, outcome) pairs.
 fn lie_about(field: &str, bits: u32, honest: u64) -> Vec<(u64, String)> {
-    let path = unique_socket_path("lie");
+    let path = socket_path("lie");
     let ps = path.to_str().unwrap();
     let mut liar = KillOnDrop(spawn(PEER, &["field-liar", ps, field]));
     assert_eq!(read_line(&mut liar.0), "ready", "{field}");

@@ -6,7 +6,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::{KillOnDrop, gst_plugin_dir as plugin_dir, mappings, unique_socket_path};
+use e2e::{KillOnDrop, gst_plugin_dir as plugin_dir, mappings, socket_path};
 use gst::prelude::*;
 
 const CONSUMERS: usize = 8;
@@ -47,7 +47,7 @@ fn eight_consumers_on_one_1080p_producer_get_every_frame() {
     gst::init().unwrap();
     gstshmring::plugin_register_static().unwrap();
     let mappings_before = mappings();
-    let path = unique_socket_path("load");
+    let path = socket_path("load");
     let path = path.to_str().unwrap();
     // Block policy with a patient timeout: a consumer the machine is slow to
     // schedule makes the live producer wait, never lose it (this is about load, not

@@ -9,7 +9,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::{KillOnDrop, gst_plugin_dir, read_line, spawn, unique_socket_path};
+use e2e::{KillOnDrop, gst_plugin_dir, read_line, socket_path, spawn};
 
 const PEER: &str = env!("CARGO_BIN_EXE_gst-peer");
 
@@ -51,7 +51,7 @@ fn outcome(mut child: Child, limit: Duration) -> Option<(std::process::ExitStatu
 
 /// Runs the liar `act` and a consumer; returns the consumer's exit and output.
 fn against(act: &str, extra: &str, tail: &str) -> (std::process::ExitStatus, String) {
-    let path = unique_socket_path(act);
+    let path = socket_path(act);
     let ps = path.to_str().unwrap();
     let mut liar = KillOnDrop(spawn(PEER, &["lie", act, ps]));
     assert_eq!(read_line(&mut liar.0), "ready", "liar {act}");
@@ -254,7 +254,7 @@ fn streams_on_despite(act: &str, extra: &str, tail: &str) {
 /// it) that takes 20 frames without an error (`check` looks at the consumer's pid
 /// meanwhile) and reports the producer's disappearance when it is killed.
 fn streams_on_despite_checking(act: &str, extra: &str, tail: &str, check: &dyn Fn(u32)) {
-    let path = unique_socket_path(act);
+    let path = socket_path(act);
     let ps = path.to_str().unwrap();
     let mut p = KillOnDrop(spawn(PEER, &["lie", act, ps]));
     assert_eq!(read_line(&mut p.0), "ready");
@@ -318,7 +318,7 @@ impl Lines {
 #[test]
 fn an_honest_producer_of_the_same_stream_is_received() {
     // The control case: the same producer without a lie streams until it is gone.
-    let path = unique_socket_path("honest");
+    let path = socket_path("honest");
     let ps = path.to_str().unwrap();
     let mut p = KillOnDrop(spawn(PEER, &["lie", "honest", ps]));
     assert_eq!(read_line(&mut p.0), "ready");
@@ -345,7 +345,7 @@ fn an_honest_producer_of_the_same_stream_is_received() {
 
 #[test]
 fn a_source_waiting_at_a_listener_that_never_accepts_stops_on_sigint() {
-    let path = unique_socket_path("deaf");
+    let path = socket_path("deaf");
     let ps = path.to_str().unwrap();
     let frame_peer = env!("CARGO_BIN_EXE_frame-peer");
     let mut deaf = KillOnDrop(spawn(frame_peer, &["deaf-listener", ps]));

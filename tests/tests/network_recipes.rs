@@ -7,7 +7,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::{KillOnDrop, gst_plugin_dir, unique_socket_path};
+use e2e::{KillOnDrop, gst_plugin_dir, socket_path};
 
 const FRAMES: u32 = 60;
 const CAPS: &str = "video/x-raw,format=I420,width=320,height=240,framerate=30/1";
@@ -65,7 +65,7 @@ fn free_port() -> u16 {
 }
 
 fn producer() -> (KillOnDrop, std::path::PathBuf) {
-    let p = unique_socket_path("net");
+    let p = socket_path("net");
     let producer = gst_launch(&format!(
         "videotestsrc num-buffers={FRAMES} pattern=ball ! {CAPS} ! shmringsink socket-path={} wait-for-connection=true",
         p.display()

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::{KillOnDrop, unique_socket_path};
+use e2e::{KillOnDrop, socket_path};
 
 const FRAMES: u32 = 30;
 const SOURCE: &str = "videotestsrc num-buffers=30 pattern=ball ! video/x-raw,format=I420,width=320,height=240,framerate=30/1";
@@ -216,7 +216,7 @@ fn consumer_args(src: &str) -> Vec<String> {
 
 /// The frames as a consumer outside any sandbox receives them.
 fn outside() -> Vec<String> {
-    let p = unique_socket_path("outside");
+    let p = socket_path("outside");
     let _prod = producer(
         &format!(
             "{SOURCE} ! shmringsink socket-path={} wait-for-connection=true",

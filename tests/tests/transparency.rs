@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use std::process::Child;
 
-use e2e::{finish, spawn, unique_socket_path};
+use e2e::{finish, socket_path, spawn};
 
 const REC: &str = env!("CARGO_BIN_EXE_gst-record");
 
@@ -112,7 +112,7 @@ fn split_full(
     delay: Duration,
     env: &[(&str, &str)],
 ) -> Vec<String> {
-    let sock = unique_socket_path("transparent");
+    let sock = socket_path("transparent");
     let desc = format!(
         "{source} ! shmringsink socket-path={} wait-for-connection=true",
         sock.display()
@@ -323,8 +323,8 @@ fn audio_and_video_from_one_producer_stay_in_sync_across_processes() {
     // there: audio and video stay in sync. (Both producer sinks wait for their
     // consumer, so the first buffers were made before the consumer's pipeline
     // started: the sources here share the lag that keeps them all.)
-    let a = unique_socket_path("av-a");
-    let v = unique_socket_path("av-v");
+    let a = socket_path("av-a");
+    let v = socket_path("av-v");
     let producer_desc = format!(
         "audiotestsrc is-live=true samplesperbuffer=480 num-buffers=150 ! audio/x-raw,format=S16LE,rate=48000,channels=2 ! identity name=reca ! shmringsink socket-path={} wait-for-connection=true \
          videotestsrc is-live=true num-buffers=75 ! video/x-raw,format=I420,width=64,height=48,framerate=50/1 ! identity name=recv ! shmringsink socket-path={} wait-for-connection=true",
@@ -615,7 +615,7 @@ fn a_toc_and_custom_sticky_events_cross_in_their_place() {
 #[test]
 fn a_late_joiner_gets_the_toc_and_custom_sticky_event_before_its_first_buffer() {
     // Live, the consumer joins ~1 s in: the sticky events are replayed to it.
-    let sock = unique_socket_path("late-toc");
+    let sock = socket_path("late-toc");
     let desc = format!(
         "videotestsrc is-live=true num-buffers=100 ! video/x-raw,width=64,height=48,framerate=50/1 ! identity name=addevents ! shmringsink socket-path={}",
         sock.display()
@@ -668,7 +668,7 @@ fn the_producer_negotiates_a_format_its_consumer_takes() {
 
 #[test]
 fn a_consumer_that_takes_no_current_format_is_refused_by_name_when_told_to() {
-    let sock = unique_socket_path("refuse-caps");
+    let sock = socket_path("refuse-caps");
     let desc = format!(
         "videotestsrc is-live=true num-buffers=200 ! video/x-raw,format=I420,width=64,height=48,framerate=50/1 ! shmringsink late-consumer-caps=refuse socket-path={}",
         sock.display()
@@ -697,7 +697,7 @@ fn a_consumer_that_takes_no_current_format_is_refused_by_name_when_told_to() {
 fn a_consumer_cannot_make_a_producer_with_one_format_fail() {
     // Upstream makes I420 only (as a decoder would); the consumer takes RGBA only.
     // The producer streams to its end; the consumer ends with a negotiation error.
-    let sock = unique_socket_path("fixed-format");
+    let sock = socket_path("fixed-format");
     let desc = format!(
         "videotestsrc is-live=true num-buffers=400 ! video/x-raw,format=I420,width=64,height=48,framerate=50/1 ! shmringsink socket-path={} wait-for-connection=true",
         sock.display()

@@ -4,7 +4,6 @@
 #![allow(dead_code)] // each test binary uses its own share of these
 
 use std::str::FromStr;
-use std::sync::Once;
 use std::time::Duration;
 
 use gst::prelude::*;
@@ -12,18 +11,13 @@ use gst_check::Harness;
 use gstshmring::codec::{self, BufferMeta, Side};
 use shmring::{Consumer, ConsumerConfig, Event, Producer, ProducerConfig};
 
-pub fn init() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        gst::init().unwrap();
-        gstshmring::plugin_register_static().unwrap();
-    });
-}
+#[allow(unused_imports)] // each test binary uses its own share
+pub use testkit::{first_error, init_gst as init};
 
+/// A fresh socket path (see [`testkit::socket_path`]), as the elements' properties
+/// take it.
 pub fn sock(tag: &str) -> String {
-    let dir = std::env::temp_dir().join(format!("shmring-plugin-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(tag).to_str().unwrap().to_owned()
+    testkit::socket_path(tag).to_string_lossy().into_owned()
 }
 
 /// A playing `shmringsink` harness on `path`, and a consumer connected to it.
@@ -36,19 +30,6 @@ pub fn sink_harness(path: &str) -> (Harness, Consumer) {
     h.play();
     let c = Consumer::connect(path, ConsumerConfig::default()).unwrap();
     (h, c)
-}
-
-/// The first error `pipeline` posts (message and debug text), within 60 s.
-pub fn first_error(pipeline: &gst::Element) -> String {
-    let msg = pipeline
-        .bus()
-        .unwrap()
-        .timed_pop_filtered(gst::ClockTime::from_seconds(60), &[gst::MessageType::Error])
-        .expect("an error message");
-    let gst::MessageView::Error(err) = msg.view() else {
-        unreachable!()
-    };
-    format!("{} {:?}", err.error(), err.debug())
 }
 
 pub fn next(c: &mut Consumer) -> Event {

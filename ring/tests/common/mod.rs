@@ -3,16 +3,10 @@
 // Each test binary uses some of these.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use shmring::{Consumer, ConsumerConfig, Event, Frame, Producer, ProducerConfig};
-pub fn sock_path(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("shmring-frame-{}-{tag}", std::process::id()));
-    let _ = std::fs::create_dir_all(&dir);
-    dir.join("sock")
-}
+use shmring::{Consumer, ConsumerConfig, Event, Frame, Producer};
+pub use testkit::{patient, socket_path, wait_consumers};
 
 pub fn connect(p: &Producer) -> Consumer {
     Consumer::connect(p.path().unwrap(), ConsumerConfig::default()).unwrap()
@@ -47,25 +41,7 @@ pub fn check_frame(f: &Frame, seq: u64, len: usize) {
     assert!(v.iter().all(|&b| b == seq as u8), "frame {seq} payload");
 }
 
-/// For tests whose consumers are honest: the producer waits for them as long as a
-/// slow machine (or valgrind) may need, so only a real hang trips the block policy.
-pub fn patient() -> ProducerConfig {
-    ProducerConfig {
-        block_timeout: Duration::from_secs(60),
-        ..Default::default()
-    }
-}
-
 /// Waits until consumer `id` holds no slot (has taken and released every frame).
 pub fn wait_idle(p: &Producer, id: u32) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while p.stats().consumers.iter().any(|c| c.id == id && c.held > 0) {
-        assert!(Instant::now() < deadline, "consumer {id} stuck");
-        thread::sleep(Duration::from_millis(1));
-    }
-}
-
-pub fn wait_consumers(p: &Producer, n: usize) {
-    p.wait_for_consumers(n, Some(Duration::from_secs(60)))
-        .unwrap();
+    testkit::wait_idle(p, |c| c.id == id);
 }
