@@ -31,12 +31,14 @@ pub mod description;
 mod fault;
 pub mod metas;
 pub mod note;
+mod refusal;
 pub mod side;
 pub mod text;
 pub mod toc;
 pub mod trust;
 
 pub use buffer::{BUFFER_META_LEN, BufferMeta, MAX_PLANES, TRAVELLING_FLAGS, VideoLayout};
-pub use fault::{Fault, Refusal, Why};
+pub use fault::Fault;
+pub use refusal::{Refusal, Why};
 pub use side::{Side, key};
 pub use text::{NONE, caps_from_text, ct, to_ct};
