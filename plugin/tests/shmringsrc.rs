@@ -99,13 +99,7 @@ fn src_changes_caps_mid_stream_and_ends_on_eos() {
 #[test]
 fn src_copy_mode_gives_private_writable_buffers() {
     init();
-    let path = sock("copy");
-    let p = Producer::bind(&path, ProducerConfig::default()).unwrap();
-    p.send_side(
-        &Side::Caps(gst::Caps::from_str("application/x-test").unwrap()).encode(),
-        codec::key::CAPS,
-    )
-    .unwrap();
+    let (path, p) = producer_with_caps("copy", "application/x-test");
     let mut h = src_harness(&path, true);
     p.wait_for_consumers(1, Some(Duration::from_secs(60)))
         .unwrap();
@@ -350,13 +344,7 @@ fn src_gives_planar_audio_its_layout() {
 #[test]
 fn src_reports_the_producers_latency_when_live() {
     init();
-    let path = sock("latency");
-    let p = Producer::bind(&path, ProducerConfig::default()).unwrap();
-    p.send_side(
-        &Side::Caps(gst::Caps::from_str("application/x-test").unwrap()).encode(),
-        codec::key::CAPS,
-    )
-    .unwrap();
+    let (path, p) = producer_with_caps("latency", "application/x-test");
     p.send_side(
         &Side::Latency {
             live: true,

@@ -20,6 +20,19 @@ pub fn sock(tag: &str) -> String {
     testkit::socket_path(tag).to_string_lossy().into_owned()
 }
 
+/// A producer on a fresh socket path (tagged `tag`) that sent caps `caps`: the
+/// other end of a source under test.
+pub fn producer_with_caps(tag: &str, caps: &str) -> (String, Producer) {
+    let path = sock(tag);
+    let p = Producer::bind(&path, ProducerConfig::default()).unwrap();
+    p.send_side(
+        &Side::Caps(gst::Caps::from_str(caps).unwrap()).encode(),
+        codec::key::CAPS,
+    )
+    .unwrap();
+    (path, p)
+}
+
 /// A playing `shmringsink` harness on `path`, and a consumer connected to it.
 pub fn sink_harness(path: &str) -> (Harness, Consumer) {
     let e = gst::ElementFactory::make("shmringsink")
