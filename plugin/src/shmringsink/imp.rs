@@ -12,6 +12,7 @@ use shmring::frame::Policy;
 use shmring::{Producer, ProducerConfig};
 
 use super::pool::SlotPool;
+use super::session::TagKeys;
 use super::{CAT, ShmringSink};
 use crate::codec::{self, Side, ct};
 use crate::element::{Place, Role, one_pad_element, place_uri_handler};
@@ -130,8 +131,7 @@ pub(super) struct State {
     pub(super) latency: Option<(bool, u64, u64)>,
     /// Tag events kept for consumers that join later (keys `TAGS..`), since the
     /// last buffer before them; `tags_then_data`: a buffer went out since.
-    pub(super) tag_keys: u32,
-    pub(super) tags_then_data: bool,
+    pub(super) tag_keys: TagKeys,
     /// The tag of the last meta list sent (1..=65535, wrapping).
     pub(super) metas_tag: u16,
 }
@@ -392,8 +392,7 @@ impl BaseSinkImpl for Sink {
             planar: None,
             flushed: false,
             latency: None,
-            tag_keys: 0,
-            tags_then_data: false,
+            tag_keys: TagKeys::default(),
             metas_tag: 0,
         });
         Ok(())
@@ -562,15 +561,11 @@ impl BaseSinkImpl for Sink {
                 // element linked from the start would; one that joins later gets
                 // those of the last run of tags.
                 let key = self.state.lock().unwrap().as_mut().map(|st| {
-                    if std::mem::take(&mut st.tags_then_data) {
-                        for k in 1..st.tag_keys {
-                            st.producer.forget_sticky(codec::key::TAGS + k);
-                        }
-                        st.tag_keys = 0;
+                    let (key, forget) = st.tag_keys.next();
+                    for k in forget {
+                        st.producer.forget_sticky(k);
                     }
-                    let k = st.tag_keys.min(codec::key::TAGS_KEPT - 1);
-                    st.tag_keys = (st.tag_keys + 1).min(codec::key::TAGS_KEPT);
-                    codec::key::TAGS + k
+                    key
                 });
                 self.side(&Side::Tags(e.tag_owned()), key.unwrap_or(0));
             }
@@ -676,7 +671,7 @@ impl BaseSinkImpl for Sink {
             let mut guard = self.state.lock().unwrap();
             let st = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
             st.waited |= wait;
-            st.tags_then_data |= st.tag_keys > 0;
+            st.tag_keys.data();
             let mut m = self.buffer_meta(buffer);
             m.list_continues = self
                 .list_continues

@@ -2,7 +2,8 @@
 //!
 //! `imp` holds the element (settings, state, the GStreamer trait impls), `negotiation`
 //! whose word may change the stream's caps, `publish`
-//! what it sends (buffer metadata, side messages, metas, stats, latency), `pool` the buffer
+//! what it sends (side messages, metas, stats, latency), `session` what it decides
+//! per buffer and event with no element (tag keys, buffer metadata), `pool` the buffer
 //! pool of shared slots it offers upstream.
 
 use std::sync::LazyLock;
@@ -14,6 +15,7 @@ mod imp;
 mod negotiation;
 pub(crate) mod pool;
 mod publish;
+mod session;
 
 /// The element's debug category (its pool logs in it too).
 pub(crate) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {

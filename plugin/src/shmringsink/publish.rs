@@ -11,13 +11,13 @@ use gst_base::prelude::*;
 use shmring::Producer;
 
 use crate::codec::metas;
-use crate::codec::{self, BufferMeta, Side, VideoLayout, ct};
+use crate::codec::{self, BufferMeta, Side, ct};
 
-use super::CAT;
 use super::imp::{LateConsumerCaps, Sink, SlowConsumer, State};
 use super::negotiation::{
     self, Asked, DECIDE_EVERY, Late, RENEGOTIATE_EVERY, RENEGOTIATION_WAIT, Wish,
 };
+use super::{CAT, session};
 
 impl Sink {
     /// The running producer, if started.
@@ -42,39 +42,15 @@ impl Sink {
         }
     }
 
-    /// The metadata that travels with `buffer`: its timestamps as they are (the
-    /// segment, sent as a side message, says what they mean), the base time its
-    /// running time counts from, flags and layout.
+    /// The metadata that travels with `buffer` (see [`session::buffer_meta`]), with
+    /// this pipeline's base time when it has a clock.
     pub(super) fn buffer_meta(&self, buffer: &gst::BufferRef) -> BufferMeta {
         let obj = self.obj();
         let base_time = match obj.clock() {
             Some(_) => ct(obj.base_time()),
             None => codec::NONE,
         };
-        let video = buffer.meta::<gst_video::VideoMeta>().map(|vm| {
-            let mut v = VideoLayout {
-                n_planes: vm.n_planes().min(codec::MAX_PLANES as u32) as u8,
-                ..Default::default()
-            };
-            for p in 0..v.n_planes as usize {
-                v.offsets[p] = vm.offset()[p] as u32;
-                v.strides[p] = vm.stride()[p];
-            }
-            v
-        });
-        BufferMeta {
-            pts: ct(buffer.pts()),
-            dts: ct(buffer.dts()),
-            duration: ct(buffer.duration()),
-            offset: buffer.offset(),
-            offset_end: buffer.offset_end(),
-            base_time,
-            // Only what describes the data travels (the consumer refuses the rest).
-            flags: (buffer.flags() & crate::codec::TRAVELLING_FLAGS).bits(),
-            video,
-            list_continues: false,
-            metas_tag: 0,
-        }
+        session::buffer_meta(buffer, base_time)
     }
 
     /// Sends the metas of `buffer` that travel (as side messages just before it)
@@ -119,7 +95,7 @@ impl Sink {
             }
             return 0;
         }
-        st.metas_tag = st.metas_tag.checked_add(1).unwrap_or(1);
+        st.metas_tag = session::next_metas_tag(st.metas_tag);
         let tag = st.metas_tag;
         for piece in metas::pieces(&list, tag, codec::side::T_META_PIECE) {
             if let Err(e) = st.producer.send_side(&piece, 0) {
