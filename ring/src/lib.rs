@@ -77,7 +77,8 @@ mod sync;
 
 pub use bytemuck;
 pub use error::{
-    BindError, ConnectError, Error, PeerFault, PublishError, RecvError, Result, SendError,
+    BindError, ConnectError, Error, FdFault, HeaderFault, IndexFault, PeerFault, PublishError,
+    RecvError, Result, SendError,
 };
 #[cfg(feature = "tokio")]
 pub use frame::AsyncConsumer;

@@ -6,7 +6,10 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use shmring::memfd::{self, Access, Mapping, Seals};
-use shmring::{PeerFault, Receiver, RecvError, RingFds, SendError, Sender, fdpass};
+use shmring::{
+    FdFault, HeaderFault, IndexFault, PeerFault, Receiver, RecvError, RingFds, SendError, Sender,
+    fdpass,
+};
 
 const HEAD: usize = 128;
 const TAIL: usize = 256;
@@ -111,6 +114,13 @@ fn attach_rejects_bad_magic() {
     let view = hostile_map(fds.memfd.as_fd());
     poke_u32(&view, 0, 0xdead_beef);
     let e = Receiver::<u64>::attach(fds).unwrap_err();
+    assert!(
+        matches!(
+            e.peer_fault(),
+            Some(PeerFault::BadHeader(HeaderFault::Magic { found, .. })) if found[..4] == 0xdead_beefu32.to_le_bytes()
+        ),
+        "{e}"
+    );
     assert!(e.to_string().starts_with("bad ring header: magic"), "{e}");
 }
 
@@ -121,7 +131,14 @@ fn attach_rejects_capacity_that_disagrees_with_the_sealed_size() {
     poke_u32(&view, 16, 1 << 20); // capacity field
     let e = Receiver::<u64>::attach(fds).unwrap_err();
     assert!(
-        e.to_string().contains("bad ring header: total length"),
+        matches!(
+            e.peer_fault(),
+            Some(PeerFault::BadHeader(HeaderFault::TotalLength {
+                capacity: 1048576,
+                elem_size: 8,
+                ..
+            }))
+        ),
         "{e}"
     );
 }
@@ -133,6 +150,13 @@ fn pop_reports_corrupt_when_head_jumps_past_capacity() {
     assert_eq!(rx.try_recv().unwrap(), Some(1));
     poke_u32(&view, HEAD, 9000);
     let e = rx.try_recv().unwrap_err();
+    let fault = PeerFault::Index(IndexFault::HeadPast {
+        head: 9000,
+        avail: 8999,
+        tail: 1,
+        capacity: 1024,
+    });
+    assert!(matches!(&e, RecvError::Peer(f) if *f == fault), "{e}");
     assert_eq!(
         e.to_string(),
         "ring head 9000 is 8999 past tail 1, capacity 1024"
@@ -140,7 +164,7 @@ fn pop_reports_corrupt_when_head_jumps_past_capacity() {
     // The endpoint stays broken, reporting the same fault; the process is fine.
     let again = rx.try_recv().unwrap_err();
     assert!(
-        matches!(&again, RecvError::Peer(PeerFault::Corrupt { detail }) if detail == &e.to_string()),
+        matches!(&again, RecvError::Peer(f) if *f == fault),
         "{again}"
     );
 }
@@ -157,7 +181,16 @@ fn pop_reports_corrupt_when_head_moves_backwards() {
     poke_u32(&view, HEAD, 7);
     let mut out = [0u64; 8];
     let e = rx.try_recv_batch(&mut out).unwrap_err();
-    assert_eq!(e.to_string(), "ring head moved backwards from 10 to 7");
+    assert!(
+        matches!(
+            e,
+            RecvError::Peer(PeerFault::Index(IndexFault::HeadBackwards {
+                from: 10,
+                to: 7
+            }))
+        ),
+        "{e}"
+    );
 }
 
 #[test]
@@ -166,12 +199,15 @@ fn push_reports_corrupt_when_tail_is_garbage() {
     assert_eq!(tx.try_send_batch(&[1, 2, 3, 4]).unwrap(), 4);
     poke_u32(&view, TAIL, 5000);
     let e = tx.try_send(&5).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "ring tail 5000 is 4294962300 behind head 4, capacity 4"
-    );
+    let fault = PeerFault::Index(IndexFault::TailBehind {
+        tail: 5000,
+        used: 4294962300,
+        head: 4,
+        capacity: 4,
+    });
+    assert!(matches!(&e, SendError::Peer(f) if *f == fault), "{e}");
     match tx.send(&5) {
-        Err(SendError::Peer(f)) => assert_eq!(f.to_string(), e.to_string()),
+        Err(SendError::Peer(f)) => assert_eq!(f, fault),
         other => panic!("{other:?}"),
     }
 }
@@ -182,9 +218,13 @@ fn header_changed_after_attach_is_reported_and_never_used() {
     poke_u32(&view, 16, 1 << 24); // capacity 4 -> 16M: would reach far past the mapping
     poke_u32(&view, 12, 1); // element size 8 -> 1
     let e = rx.check_header().unwrap_err();
-    assert!(
-        e.to_string()
-            .starts_with("ring header changed after attach: byte 12"),
+    assert_eq!(
+        e.peer_fault(),
+        Some(&PeerFault::HeaderChanged {
+            byte: 12,
+            now: 1,
+            was: 8
+        }),
         "{e}"
     );
     // Both sides keep their private copy: data still flows, within the real ring.
@@ -302,6 +342,7 @@ fn attach_rejects_a_pipe_in_place_of_the_memfd() {
         doorbell: bell,
     })
     .unwrap_err();
+    assert_eq!(e.peer_fault(), Some(&PeerFault::BadFd(FdFault::NotAMemfd)));
     assert_eq!(
         e.to_string(),
         "bad fd: not a memfd (F_GET_SEALS not supported)"
@@ -317,7 +358,12 @@ fn attach_rejects_a_memfd_in_place_of_the_doorbell() {
         doorbell: wrong,
     })
     .unwrap_err();
-    assert_eq!(e.to_string(), "bad fd: doorbell fd is not a socket");
+    assert_eq!(
+        e.peer_fault(),
+        Some(&PeerFault::BadFd(FdFault::NotASocket {
+            what: "doorbell fd"
+        }))
+    );
 }
 
 #[test]

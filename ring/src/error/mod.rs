@@ -12,9 +12,12 @@
 //!   a peer fault.
 //! - [`SendError`]: sending on a [`Sender`](crate::Sender).
 //!
-//! Whatever the peer did wrong is a [`PeerFault`], with the detail as fields; an
-//! endpoint that saw one reports the same fault on every later call, so a peer fault
-//! stays a peer fault. Every message names what was wrong, so that a log line is
+//! Whatever the peer did wrong is a [`PeerFault`]; an endpoint that saw one reports
+//! the same fault on every later call, so a peer fault stays a peer fault. The
+//! lower layers' faults have fields of their own and compose into it: a received
+//! fd that is not what its place needs ([`FdFault`]), a ring header that lies
+//! ([`HeaderFault`]), a ring index moved out of range ([`IndexFault`]). (The frame
+//! channel's protocol and descriptor faults still carry their detail as text.) Every message names what was wrong, so that a log line is
 //! enough to tell a broken or hostile peer from a local failure: "memfd lacks
 //! F_SEAL_SHRINK", "ring head 9000 is 8000 past tail 1000, capacity 1024".
 //!
@@ -25,8 +28,10 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod faults;
 mod ops;
 
+pub use faults::{FdFault, HeaderFault, IndexFault};
 pub use ops::{BindError, ConnectError, PublishError, RecvError, SendError};
 
 /// Shorthand for `Result<T, shmring::Error>`.
@@ -54,24 +59,25 @@ pub enum PeerFault {
         actual: u64,
     },
     /// A received fd is not what the protocol says belongs in its place.
-    #[error("bad fd: {detail}")]
-    BadFd {
-        /// What it is and what was expected.
-        detail: String,
-    },
+    #[error("bad fd: {0}")]
+    BadFd(FdFault),
     /// The immutable header of a shared ring is invalid.
-    #[error("bad ring header: {detail}")]
-    BadHeader {
-        /// Which field, with its value.
-        detail: String,
-    },
+    #[error("bad ring header: {0}")]
+    BadHeader(HeaderFault),
     /// The shared header changed after this side attached (the peer scribbled on it).
-    #[error("ring header changed after attach: {detail}")]
+    #[error("ring header changed after attach: byte {byte} is {now:#04x}, was {was:#04x}")]
     HeaderChanged {
-        /// Which field.
-        detail: String,
+        /// The first byte that changed.
+        byte: usize,
+        /// What it holds now.
+        now: u8,
+        /// What it held at attach time.
+        was: u8,
     },
-    /// An index or descriptor read from shared memory is out of range.
+    /// A ring index the peer moved out of range.
+    #[error("{0}")]
+    Index(IndexFault),
+    /// A descriptor or release the peer wrote is out of range.
     #[error("{detail}")]
     Corrupt {
         /// The value and the range it had to be in.
@@ -157,6 +163,24 @@ pub enum Error {
     Invalid(String),
 }
 
+impl From<FdFault> for Error {
+    fn from(f: FdFault) -> Error {
+        Error::Peer(PeerFault::BadFd(f))
+    }
+}
+
+impl From<HeaderFault> for Error {
+    fn from(f: HeaderFault) -> Error {
+        Error::Peer(PeerFault::BadHeader(f))
+    }
+}
+
+impl From<IndexFault> for Error {
+    fn from(f: IndexFault) -> Error {
+        Error::Peer(PeerFault::Index(f))
+    }
+}
+
 impl From<PeerFault> for Error {
     fn from(f: PeerFault) -> Error {
         Error::Peer(f)
@@ -182,27 +206,6 @@ impl Error {
     /// A [`PeerFault::Corrupt`].
     pub(crate) fn corrupt(detail: impl Into<String>) -> Self {
         Error::Peer(PeerFault::Corrupt {
-            detail: detail.into(),
-        })
-    }
-
-    /// A [`PeerFault::BadFd`].
-    pub(crate) fn bad_fd(detail: impl Into<String>) -> Self {
-        Error::Peer(PeerFault::BadFd {
-            detail: detail.into(),
-        })
-    }
-
-    /// A [`PeerFault::BadHeader`].
-    pub(crate) fn bad_header(detail: impl Into<String>) -> Self {
-        Error::Peer(PeerFault::BadHeader {
-            detail: detail.into(),
-        })
-    }
-
-    /// A [`PeerFault::HeaderChanged`].
-    pub(crate) fn header_changed(detail: impl Into<String>) -> Self {
-        Error::Peer(PeerFault::HeaderChanged {
             detail: detail.into(),
         })
     }

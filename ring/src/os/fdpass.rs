@@ -26,7 +26,7 @@
 use std::mem::{size_of, zeroed};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, FdFault, Result};
 
 /// Most fds one message may carry.
 pub const MAX_FDS: usize = 16;
@@ -244,7 +244,7 @@ pub fn socket_pair(ty: i32) -> Result<(OwnedFd, OwnedFd)> {
 }
 
 /// Checks that `fd` is a unix socket of type `ty` (e.g. `SOCK_SEQPACKET`).
-pub fn check_unix_socket(fd: BorrowedFd<'_>, ty: i32, what: &str) -> Result<()> {
+pub fn check_unix_socket(fd: BorrowedFd<'_>, ty: i32, what: &'static str) -> Result<()> {
     let get = |opt: i32| -> Option<i32> {
         let mut v: i32 = 0;
         let mut l = size_of::<i32>() as libc::socklen_t;
@@ -262,9 +262,13 @@ pub fn check_unix_socket(fd: BorrowedFd<'_>, ty: i32, what: &str) -> Result<()> 
     };
     match (get(libc::SO_DOMAIN), get(libc::SO_TYPE)) {
         (Some(libc::AF_UNIX), Some(t)) if t == ty => Ok(()),
-        (None, _) | (_, None) => Err(Error::bad_fd(format!("{what} is not a socket"))),
-        (Some(d), Some(t)) => Err(Error::bad_fd(format!(
-            "{what} is a socket of domain {d} type {t}, expected a unix socket of type {ty}"
-        ))),
+        (None, _) | (_, None) => Err(FdFault::NotASocket { what }.into()),
+        (Some(domain), Some(t)) => Err(FdFault::WrongSocket {
+            what,
+            domain,
+            ty: t,
+            expected: ty,
+        }
+        .into()),
     }
 }

@@ -10,7 +10,7 @@ use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, FdFault, Result};
 
 /// A set of memfd seals (`F_SEAL_*`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -125,7 +125,7 @@ pub fn seals(fd: BorrowedFd<'_>) -> Result<Seals> {
     if r < 0 {
         let e = std::io::Error::last_os_error();
         if e.raw_os_error() == Some(libc::EINVAL) {
-            return Err(Error::bad_fd("not a memfd (F_GET_SEALS not supported)"));
+            return Err(FdFault::NotAMemfd.into());
         }
         return Err(Error::Os {
             op: "fcntl(F_GET_SEALS)",
@@ -145,7 +145,7 @@ pub fn size(fd: BorrowedFd<'_>) -> Result<u64> {
     // SAFETY: `fstat` succeeded, so it initialised `st`.
     let st = unsafe { st.assume_init() };
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-        return Err(Error::bad_fd("not a regular memfd"));
+        return Err(FdFault::NotRegular.into());
     }
     Ok(st.st_size as u64)
 }

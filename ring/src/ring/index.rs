@@ -24,7 +24,7 @@
 
 use std::sync::atomic::Ordering::{self, Acquire, Relaxed, Release};
 
-use crate::error::{Error, Result};
+use crate::error::{IndexFault, Result};
 
 /// One of the four shared words.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,16 +74,20 @@ impl ProducerIdx {
         let tail = w.load(Word::Tail, Acquire);
         let used = self.head.wrapping_sub(tail);
         if used > self.cap {
-            return Err(Error::corrupt(format!(
-                "ring tail {tail} is {used} behind head {}, capacity {}",
-                self.head, self.cap
-            )));
+            return Err(IndexFault::TailBehind {
+                tail,
+                used,
+                head: self.head,
+                capacity: self.cap,
+            }
+            .into());
         }
         if tail.wrapping_sub(self.cached_tail) > self.head.wrapping_sub(self.cached_tail) {
-            return Err(Error::corrupt(format!(
-                "ring tail moved backwards from {} to {tail}",
-                self.cached_tail
-            )));
+            return Err(IndexFault::TailBackwards {
+                from: self.cached_tail,
+                to: tail,
+            }
+            .into());
         }
         self.cached_tail = tail;
         Ok(self.cap - used)
@@ -158,16 +162,20 @@ impl ConsumerIdx {
         let head = w.load(Word::Head, Acquire);
         let avail = head.wrapping_sub(self.tail);
         if avail > self.cap {
-            return Err(Error::corrupt(format!(
-                "ring head {head} is {avail} past tail {}, capacity {}",
-                self.tail, self.cap
-            )));
+            return Err(IndexFault::HeadPast {
+                head,
+                avail,
+                tail: self.tail,
+                capacity: self.cap,
+            }
+            .into());
         }
         if avail < self.cached_head.wrapping_sub(self.tail) {
-            return Err(Error::corrupt(format!(
-                "ring head moved backwards from {} to {head}",
-                self.cached_head
-            )));
+            return Err(IndexFault::HeadBackwards {
+                from: self.cached_head,
+                to: head,
+            }
+            .into());
         }
         self.cached_head = head;
         Ok(avail)

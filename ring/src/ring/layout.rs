@@ -14,7 +14,7 @@
 //! Head and tail sit 128 bytes apart so that the adjacent-line prefetcher does not
 //! pair them. Elements start on a page boundary.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, HeaderFault, PeerFault, Result};
 
 pub(crate) const MAGIC: [u8; 8] = *b"SHMRING\0";
 /// The version of the ring layout this crate speaks.
@@ -60,29 +60,31 @@ impl Header {
         creator: Role,
     ) -> Result<Header> {
         if elem_size == 0 {
-            return Err(Error::bad_header(
-                "element size 0 (zero-sized types cannot be sent)",
-            ));
+            return Err(HeaderFault::ZeroSized.into());
         }
         if elem_align > DATA_OFF {
-            return Err(Error::bad_header(format!(
-                "element alignment {elem_align} exceeds {DATA_OFF}"
-            )));
+            return Err(HeaderFault::AlignmentOver {
+                align: elem_align as u64,
+                limit: DATA_OFF as u64,
+            }
+            .into());
         }
         if !capacity.is_power_of_two() || capacity > MAX_CAPACITY as usize {
-            return Err(Error::bad_header(format!(
-                "capacity {capacity} is not a power of two in 1..={MAX_CAPACITY}"
-            )));
+            return Err(HeaderFault::Capacity {
+                capacity: capacity as u64,
+                limit: MAX_CAPACITY as u64,
+            }
+            .into());
         }
         let total = elem_size
             .checked_mul(capacity)
             .and_then(|d| d.checked_add(DATA_OFF))
             .and_then(crate::os::memfd::page_round)
             .filter(|&t| t as u64 <= MAX_RING_BYTES)
-            .ok_or_else(|| {
-                Error::bad_header(format!(
-                    "{capacity} elements of {elem_size} bytes exceed {MAX_RING_BYTES} bytes"
-                ))
+            .ok_or(HeaderFault::TooLarge {
+                capacity: capacity as u64,
+                elem_size: elem_size as u64,
+                limit: MAX_RING_BYTES,
             })?;
         Ok(Header {
             elem_size: elem_size as u32,
@@ -140,60 +142,63 @@ impl Header {
     ) -> Result<Header> {
         let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
         if b[0..8] != MAGIC {
-            return Err(Error::bad_header(format!(
-                "magic {:02x?}, expected {:02x?}",
-                &b[0..8],
-                MAGIC
-            )));
+            return Err(HeaderFault::Magic {
+                found: b[0..8].try_into().expect("8 bytes"),
+                expected: MAGIC,
+            }
+            .into());
         }
         let version = u32_at(8);
         if version != RING_VERSION {
-            return Err(Error::bad_header(format!(
-                "version {version}, this side speaks {RING_VERSION}"
-            )));
+            return Err(HeaderFault::Version {
+                found: version,
+                speaks: RING_VERSION,
+            }
+            .into());
         }
         let esz = u32_at(12);
         if esz as usize != elem_size {
-            return Err(Error::bad_header(format!(
-                "element size {esz}, this side's type has {elem_size}"
-            )));
+            return Err(HeaderFault::ElementSize {
+                found: esz.into(),
+                expected: elem_size as u64,
+            }
+            .into());
         }
         let align = u32_at(36);
         if align as usize != elem_align {
-            return Err(Error::bad_header(format!(
-                "element alignment {align}, this side's type has {elem_align}"
-            )));
+            return Err(HeaderFault::Alignment {
+                found: align.into(),
+                expected: elem_align as u64,
+            }
+            .into());
         }
         let cap = u32_at(16);
         let data_off = u32_at(20);
         if data_off as usize != DATA_OFF {
-            return Err(Error::bad_header(format!(
-                "data offset {data_off}, expected {DATA_OFF}"
-            )));
+            return Err(HeaderFault::DataOffset {
+                found: data_off.into(),
+                expected: DATA_OFF as u64,
+            }
+            .into());
         }
         let role = u32_at(32);
         if role != creator as u32 {
-            return Err(Error::bad_header(format!(
-                "created by a {} but attached as a {}",
-                if role == 0 {
-                    "sender"
-                } else {
-                    "receiver (or unknown role)"
-                },
-                if creator == Role::Sender {
-                    "receiver"
-                } else {
-                    "sender"
-                },
-            )));
+            return Err(HeaderFault::Role {
+                created_by_sender: role == 0,
+                attached_as_sender: creator != Role::Sender,
+            }
+            .into());
         }
         let expect = Header::new(elem_size, elem_align, cap as usize, creator)?;
         let total = u64::from_le_bytes(b[24..32].try_into().expect("8 bytes"));
         if total != expect.total_len {
-            return Err(Error::bad_header(format!(
-                "total length {total}, {cap} elements of {elem_size} bytes need {}",
-                expect.total_len
-            )));
+            return Err(HeaderFault::TotalLength {
+                found: total,
+                capacity: cap.into(),
+                elem_size: elem_size as u64,
+                expected: expect.total_len,
+            }
+            .into());
         }
         if file_len != total {
             return Err(Error::bad_size("ring header", total, file_len));
@@ -215,10 +220,12 @@ impl Header {
                 .zip(mine.iter())
                 .position(|(a, b)| a != b)
                 .unwrap_or(0);
-            return Err(Error::header_changed(format!(
-                "byte {first} is {:#04x}, was {:#04x}",
-                now[first], mine[first]
-            )));
+            return Err(PeerFault::HeaderChanged {
+                byte: first,
+                now: now[first],
+                was: mine[first],
+            }
+            .into());
         }
         Ok(())
     }
