@@ -77,8 +77,8 @@ mod sync;
 
 pub use bytemuck;
 pub use error::{
-    BindError, ConnectError, Error, FdFault, HeaderFault, IndexFault, PeerFault, PublishError,
-    RecvError, Result, SendError,
+    BindError, ConnectError, Error, FdFault, HeaderFault, IndexFault, PeerFault, ProtocolFault,
+    PublishError, RecvError, Result, SendError, StreamFault,
 };
 #[cfg(feature = "tokio")]
 pub use frame::AsyncConsumer;

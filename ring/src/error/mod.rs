@@ -16,8 +16,9 @@
 //! the same fault on every later call, so a peer fault stays a peer fault. The
 //! lower layers' faults have fields of their own and compose into it: a received
 //! fd that is not what its place needs ([`FdFault`]), a ring header that lies
-//! ([`HeaderFault`]), a ring index moved out of range ([`IndexFault`]). (The frame
-//! channel's protocol and descriptor faults still carry their detail as text.) Every message names what was wrong, so that a log line is
+//! ([`HeaderFault`]), a ring index moved out of range ([`IndexFault`]), a message
+//! that breaks the protocol ([`ProtocolFault`]), a descriptor or release out of range
+//! ([`StreamFault`]). Every message names what was wrong, so that a log line is
 //! enough to tell a broken or hostile peer from a local failure: "memfd lacks
 //! F_SEAL_SHRINK", "ring head 9000 is 8000 past tail 1000, capacity 1024".
 //!
@@ -31,7 +32,7 @@ use std::time::Duration;
 mod faults;
 mod ops;
 
-pub use faults::{FdFault, HeaderFault, IndexFault};
+pub use faults::{FdFault, HeaderFault, IndexFault, ProtocolFault, StreamFault};
 pub use ops::{BindError, ConnectError, PublishError, RecvError, SendError};
 
 /// Shorthand for `Result<T, shmring::Error>`.
@@ -78,17 +79,11 @@ pub enum PeerFault {
     #[error("{0}")]
     Index(IndexFault),
     /// A descriptor or release the peer wrote is out of range.
-    #[error("{detail}")]
-    Corrupt {
-        /// The value and the range it had to be in.
-        detail: String,
-    },
+    #[error("{0}")]
+    Stream(StreamFault),
     /// A message on a socket broke the protocol.
-    #[error("protocol violation: {detail}")]
-    Protocol {
-        /// What the message was and what was wrong with it.
-        detail: String,
-    },
+    #[error("protocol violation: {0}")]
+    Protocol(ProtocolFault),
 }
 
 /// Everything that can go wrong in `shmring`: what the lower layers return, and what
@@ -181,6 +176,18 @@ impl From<IndexFault> for Error {
     }
 }
 
+impl From<ProtocolFault> for Error {
+    fn from(f: ProtocolFault) -> Error {
+        Error::Peer(PeerFault::Protocol(f))
+    }
+}
+
+impl From<StreamFault> for Error {
+    fn from(f: StreamFault) -> Error {
+        Error::Peer(PeerFault::Stream(f))
+    }
+}
+
 impl From<PeerFault> for Error {
     fn from(f: PeerFault) -> Error {
         Error::Peer(f)
@@ -194,20 +201,6 @@ impl Error {
             op,
             source: io::Error::last_os_error(),
         }
-    }
-
-    /// A [`PeerFault::Protocol`].
-    pub(crate) fn protocol(detail: impl Into<String>) -> Self {
-        Error::Peer(PeerFault::Protocol {
-            detail: detail.into(),
-        })
-    }
-
-    /// A [`PeerFault::Corrupt`].
-    pub(crate) fn corrupt(detail: impl Into<String>) -> Self {
-        Error::Peer(PeerFault::Corrupt {
-            detail: detail.into(),
-        })
     }
 
     /// A [`PeerFault::MissingSeal`].

@@ -11,7 +11,7 @@
 
 use std::os::fd::{BorrowedFd, OwnedFd};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ProtocolFault, Result, StreamFault};
 use crate::os::memfd::{self, Access, Region, Seals};
 
 /// Largest arena a consumer accepts (16 GiB).
@@ -40,21 +40,22 @@ pub struct ConsumerArena {
 fn total(slot_size: u64, slots: u32) -> Result<u64> {
     let page = memfd::page_size() as u64;
     if slot_size == 0 || slot_size % page != 0 {
-        return Err(Error::protocol(format!(
-            "arena slot size {slot_size} is not a non-zero multiple of the page size {page}"
-        )));
+        return Err(ProtocolFault::ArenaSlotSize { slot_size, page }.into());
     }
     if slots == 0 {
-        return Err(Error::protocol("arena has 0 slots"));
+        return Err(ProtocolFault::ArenaEmpty.into());
     }
     slot_size
         .checked_mul(slots as u64)
         .filter(|&t| t <= MAX_ARENA_BYTES)
-        .ok_or_else(|| {
-            Error::protocol(format!(
-                "arena of {slots} slots of {slot_size} bytes exceeds {MAX_ARENA_BYTES} bytes"
-            ))
-        })
+        .ok_or(
+            ProtocolFault::ArenaOverLimit {
+                slots,
+                slot_size,
+                limit: MAX_ARENA_BYTES,
+            }
+            .into(),
+        )
 }
 
 impl ProducerArena {
@@ -62,7 +63,7 @@ impl ProducerArena {
     /// (rounded up to whole pages).
     pub fn create(min_slot_size: usize, slots: u32) -> Result<ProducerArena> {
         let slot_size = memfd::page_round(min_slot_size.max(1))
-            .ok_or_else(|| Error::protocol(format!("slot size {min_slot_size} overflows")))?;
+            .ok_or_else(|| Error::Invalid(format!("a slot of {min_slot_size} bytes overflows")))?;
         // The protocol says slot sizes and frame lengths in 32 bits: never truncate.
         if slot_size > MAX_SLOT_BYTES {
             return Err(Error::Invalid(format!(
@@ -186,10 +187,14 @@ impl ArenaShape {
             .and_then(|s| s.checked_add(offset as u64));
         match start {
             Some(start) if slot < self.slots && end <= self.slot_size => Ok(start),
-            _ => Err(Error::corrupt(format!(
-                "frame at slot {slot} offset {offset} length {len} is outside the arena ({} slots of {} bytes)",
-                self.slots, self.slot_size
-            ))),
+            _ => Err(StreamFault::FrameOutsideArena {
+                slot,
+                offset,
+                len,
+                slots: self.slots,
+                slot_size: self.slot_size,
+            }
+            .into()),
         }
     }
 }

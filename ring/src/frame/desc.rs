@@ -8,7 +8,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::frame::arena::{ArenaShape, ConsumerArena};
-use crate::error::{Error, Result};
+use crate::error::{ProtocolFault, Result, StreamFault};
 use crate::frame::ledger::SlotRef;
 
 /// Bytes of per-frame metadata a descriptor carries (timestamps, flags, layout).
@@ -50,10 +50,12 @@ impl FrameDesc {
     /// The metadata in use, after checking `meta_len`.
     pub fn meta(&self) -> Result<&[u8]> {
         self.meta.get(..self.meta_len as usize).ok_or_else(|| {
-            Error::corrupt(format!(
-                "frame {} metadata length {} exceeds {META_BYTES}",
-                self.seq, self.meta_len
-            ))
+            StreamFault::MetadataLength {
+                seq: self.seq,
+                len: self.meta_len,
+                limit: META_BYTES,
+            }
+            .into()
         })
     }
 
@@ -62,17 +64,19 @@ impl FrameDesc {
     /// arena was announced). Returns the frame's start as an offset in the arena.
     pub fn validate(&self, expected_seq: u64, arena: Option<ArenaShape>) -> Result<u64> {
         if self.seq != expected_seq {
-            return Err(Error::corrupt(format!(
-                "frame ring holds frame {}, expected frame {expected_seq}",
-                self.seq
-            )));
+            return Err(StreamFault::Sequence {
+                found: self.seq,
+                expected: expected_seq,
+            }
+            .into());
         }
         self.meta()?;
         let Some(shape) = arena else {
-            return Err(Error::protocol(format!(
-                "frame {} names arena {}, which was never announced",
-                self.seq, self.arena
-            )));
+            return Err(ProtocolFault::UnknownArena {
+                what: format!("frame {}", self.seq),
+                id: self.arena,
+            }
+            .into());
         };
         shape.range(self.slot, self.offset, self.len)
     }

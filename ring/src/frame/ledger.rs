@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
-use crate::error::{Error, Result};
+use crate::error::{Result, StreamFault};
 
 /// A slot: which arena, which index in it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -146,17 +146,19 @@ impl Ledger {
 
     /// Consumer `c` releases `s`. Returns true when the slot became free. A slot the
     /// consumer does not hold (unknown, never sent to it, or already released) is an
-    /// [`PeerFault::Corrupt`](crate::PeerFault::Corrupt) naming it: the caller ends that consumer's connection.
+    /// [`PeerFault::Stream`](crate::PeerFault::Stream) naming it: the caller ends that consumer's connection.
     pub fn release(&mut self, c: ConsumerId, s: SlotRef) -> Result<bool> {
         let held = self
             .held
             .get_mut(&c)
-            .ok_or_else(|| Error::corrupt(format!("release from unknown consumer {c}")))?;
+            .ok_or(StreamFault::UnknownConsumer { consumer: c })?;
         if held.remove(&s).is_none() {
-            return Err(Error::corrupt(format!(
-                "consumer {c} released slot {} of arena {} that it does not hold",
-                s.slot, s.arena
-            )));
+            return Err(StreamFault::NotHeld {
+                consumer: c,
+                slot: s.slot,
+                arena: s.arena,
+            }
+            .into());
         }
         Ok(self.unref(s))
     }

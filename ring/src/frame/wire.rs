@@ -18,7 +18,7 @@
 //!
 //! This module is the codec only; [`crate::frame`] speaks it (see `docs/protocol.md`).
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ProtocolFault, Result};
 
 /// Magic at the start of every message.
 pub const MAGIC: [u8; 4] = *b"SRFC";
@@ -282,28 +282,30 @@ impl Msg {
     /// Decodes one datagram that arrived with `fds` file descriptors.
     pub fn decode(buf: &[u8], fds: usize) -> Result<Msg> {
         if buf.len() < HEADER_LEN {
-            return Err(bad(format!(
-                "message of {} bytes is shorter than the header",
-                buf.len()
-            )));
+            return Err(ProtocolFault::ShortMessage { len: buf.len() }.into());
         }
         if buf.len() > MAX_MESSAGE {
-            return Err(bad(format!(
-                "message of {} bytes exceeds {MAX_MESSAGE}",
-                buf.len()
-            )));
+            return Err(ProtocolFault::LongMessage {
+                len: buf.len(),
+                limit: MAX_MESSAGE,
+            }
+            .into());
         }
         if buf[0..4] != MAGIC {
-            return Err(bad(format!("bad magic {:02x?}", &buf[0..4])));
+            return Err(ProtocolFault::Magic {
+                found: buf[0..4].try_into().expect("4 bytes"),
+            }
+            .into());
         }
         let t = u16::from_le_bytes([buf[4], buf[5]]);
         let nfds = u16::from_le_bytes([buf[6], buf[7]]) as usize;
         let len = u32::from_le_bytes([buf[8], buf[9], buf[10], buf[11]]) as usize;
         if len != buf.len() - HEADER_LEN {
-            return Err(bad(format!(
-                "header says {len} body bytes, datagram has {}",
-                buf.len() - HEADER_LEN
-            )));
+            return Err(ProtocolFault::BodyLength {
+                said: len,
+                has: buf.len() - HEADER_LEN,
+            }
+            .into());
         }
         let name = Msg::type_name(t);
         let mut r = Reader {
@@ -333,9 +335,7 @@ impl Msg {
                 let sticky_key = r.u32()?;
                 let n = r.u32()? as usize;
                 if n > MAX_SIDE_PAYLOAD {
-                    return Err(bad(format!(
-                        "Side payload of {n} bytes exceeds {MAX_SIDE_PAYLOAD}"
-                    )));
+                    return Err(too_long("Side payload", n, MAX_SIDE_PAYLOAD));
                 }
                 Msg::Side {
                     before_frame,
@@ -347,19 +347,17 @@ impl Msg {
                 let code = r.u32()?;
                 let n = r.u32()? as usize;
                 if n > MAX_REASON {
-                    return Err(bad(format!(
-                        "Goodbye reason of {n} bytes exceeds {MAX_REASON}"
-                    )));
+                    return Err(too_long("Goodbye reason", n, MAX_REASON));
                 }
                 let reason = std::str::from_utf8(r.bytes(n)?)
-                    .map_err(|_| bad("Goodbye reason is not UTF-8".into()))?
+                    .map_err(|_| Error::from(ProtocolFault::ReasonNotUtf8))?
                     .to_owned();
                 Msg::Goodbye { code, reason }
             }
             ty::NOTE => {
                 let n = r.u32()? as usize;
                 if n > MAX_NOTE {
-                    return Err(bad(format!("Note of {n} bytes exceeds {MAX_NOTE}")));
+                    return Err(too_long("Note", n, MAX_NOTE));
                 }
                 Msg::Note {
                     payload: r.bytes(n)?.to_vec(),
@@ -372,34 +370,43 @@ impl Msg {
             ty::DESCRIPTION => {
                 let n = r.u32()? as usize;
                 if n > MAX_DESCRIPTION {
-                    return Err(bad(format!(
-                        "Description of {n} bytes exceeds {MAX_DESCRIPTION}"
-                    )));
+                    return Err(too_long("Description", n, MAX_DESCRIPTION));
                 }
                 Msg::Description {
                     payload: r.bytes(n)?.to_vec(),
                 }
             }
-            other => return Err(bad(format!("unknown message type {other}"))),
+            other => return Err(ProtocolFault::UnknownType { ty: other }.into()),
         };
         if !r.buf.is_empty() {
-            return Err(bad(format!("{name} has {} trailing bytes", r.buf.len())));
+            return Err(ProtocolFault::Trailing {
+                what: name,
+                extra: r.buf.len(),
+            }
+            .into());
         }
         if nfds != msg.fd_count() {
-            return Err(bad(format!(
-                "{name} header announces {nfds} fds, the type carries {}",
-                msg.fd_count()
-            )));
+            return Err(ProtocolFault::FdsAnnounced {
+                what: name,
+                announced: nfds,
+                carries: msg.fd_count(),
+            }
+            .into());
         }
         if fds != nfds {
-            return Err(bad(format!("{name} carries {nfds} fds, {fds} arrived")));
+            return Err(ProtocolFault::FdsArrived {
+                what: name,
+                carries: nfds,
+                arrived: fds,
+            }
+            .into());
         }
         Ok(msg)
     }
 }
 
-fn bad(s: String) -> Error {
-    Error::protocol(s)
+fn too_long(what: &'static str, len: usize, limit: usize) -> Error {
+    ProtocolFault::FieldTooLong { what, len, limit }.into()
 }
 
 fn put32(v: &mut Vec<u8>, x: u32) {
@@ -414,11 +421,12 @@ struct Reader<'a> {
 impl<'a> Reader<'a> {
     fn bytes(&mut self, n: usize) -> Result<&'a [u8]> {
         if self.buf.len() < n {
-            return Err(bad(format!(
-                "{} body truncated: needs {n} more bytes, has {}",
-                self.what,
-                self.buf.len()
-            )));
+            return Err(ProtocolFault::BodyTruncated {
+                what: self.what,
+                needs: n,
+                has: self.buf.len(),
+            }
+            .into());
         }
         let (a, b) = self.buf.split_at(n);
         self.buf = b;
@@ -437,22 +445,28 @@ impl<'a> Reader<'a> {
         ))
     }
 
-    fn pow2(&mut self, field: &str) -> Result<u32> {
+    fn pow2(&mut self, field: &'static str) -> Result<u32> {
         let v = self.u32()?;
         if !v.is_power_of_two() || v > crate::MAX_CAPACITY {
-            return Err(bad(format!(
-                "{} {field} {v} is not a power of two in 1..={}",
-                self.what,
-                crate::MAX_CAPACITY
-            )));
+            return Err(ProtocolFault::NotPowerOfTwo {
+                what: self.what,
+                field,
+                value: v,
+                limit: crate::MAX_CAPACITY,
+            }
+            .into());
         }
         Ok(v)
     }
 
-    fn nonzero(&mut self, field: &str) -> Result<u32> {
+    fn nonzero(&mut self, field: &'static str) -> Result<u32> {
         let v = self.u32()?;
         if v == 0 {
-            return Err(bad(format!("{} {field} is 0", self.what)));
+            return Err(ProtocolFault::Zero {
+                what: self.what,
+                field,
+            }
+            .into());
         }
         Ok(v)
     }

@@ -26,7 +26,7 @@
 use std::mem::{size_of, zeroed};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-use crate::error::{Error, FdFault, Result};
+use crate::error::{Error, FdFault, ProtocolFault, Result};
 
 /// Most fds one message may carry.
 pub const MAX_FDS: usize = 16;
@@ -175,26 +175,20 @@ pub fn recv(sock: BorrowedFd<'_>, buf: &mut [u8], max_fds: usize, flags: i32) ->
         }
     }
     if msg.msg_flags & libc::MSG_CTRUNC != 0 {
-        return Err(Error::protocol(format!(
-            "control data truncated (MSG_CTRUNC): peer sent more than {MAX_FDS} fds"
-        )));
+        return Err(ProtocolFault::ControlTruncated { limit: MAX_FDS }.into());
     }
     if let Some((level, ty)) = foreign {
-        return Err(Error::protocol(format!(
-            "unexpected control message (level {level}, type {ty})"
-        )));
+        return Err(ProtocolFault::ControlMessage { level, ty }.into());
     }
     if msg.msg_flags & libc::MSG_TRUNC != 0 {
-        return Err(Error::protocol(format!(
-            "message longer than {} bytes (MSG_TRUNC)",
-            buf.len()
-        )));
+        return Err(ProtocolFault::Truncated { limit: buf.len() }.into());
     }
     if fds.len() > max_fds {
-        return Err(Error::protocol(format!(
-            "message carries {} fds, at most {max_fds} allowed",
-            fds.len()
-        )));
+        return Err(ProtocolFault::TooManyFds {
+            fds: fds.len(),
+            limit: max_fds,
+        }
+        .into());
     }
     if n == 0 && fds.is_empty() && is_stream_end(sock) {
         return Err(Error::PeerGone);

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::os::doorbell::{Waker, poll_until, pollfd};
-use crate::error::{Error, Result};
+use crate::error::{Error, ProtocolFault, Result};
 
 /// A listening unix `SOCK_SEQPACKET` socket bound to a path it owns (and unlinks on drop).
 #[derive(Debug)]
@@ -410,10 +410,12 @@ pub fn check_allowed(cred: PeerCred, allowed_uids: &[u32]) -> Result<()> {
     if allowed_uids.is_empty() || allowed_uids.contains(&cred.uid) {
         Ok(())
     } else {
-        Err(Error::protocol(format!(
-            "peer uid {} (pid {}) is not in the allowed uids {allowed_uids:?}",
-            cred.uid, cred.pid
-        )))
+        Err(ProtocolFault::UidNotAllowed {
+            uid: cred.uid,
+            pid: cred.pid,
+            allowed: allowed_uids.to_vec(),
+        }
+        .into())
     }
 }
 

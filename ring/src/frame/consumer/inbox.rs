@@ -4,7 +4,7 @@
 use std::os::fd::AsFd;
 use std::sync::Arc;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ProtocolFault, Result};
 use crate::frame::arena::ConsumerArena;
 use crate::frame::consumer::frame::{Body, Frame, MAX_RELEASE_BACKLOG};
 use crate::frame::desc::{FrameDesc, META_BYTES, Release};
@@ -93,10 +93,12 @@ impl Consumer {
     pub(super) fn read_messages_before(&mut self, d: &FrameDesc) -> Result<()> {
         while self.msgs_read < d.msgs {
             if self.goodbye.is_some() || !self.pump_one()? {
-                return Err(Error::protocol(format!(
-                    "frame {} follows {} socket messages, {} arrived",
-                    d.seq, d.msgs, self.msgs_read
-                )));
+                return Err(ProtocolFault::MessagesMissing {
+                    seq: d.seq,
+                    follows: d.msgs,
+                    arrived: self.msgs_read,
+                }
+                .into());
             }
         }
         Ok(())
@@ -156,9 +158,10 @@ impl Consumer {
             .overflowed
             .load(std::sync::atomic::Ordering::Acquire)
         {
-            return Err(Error::protocol(format!(
-                "producer takes no releases: more than {MAX_RELEASE_BACKLOG} wait"
-            )));
+            return Err(ProtocolFault::ReleasesPiledUp {
+                limit: MAX_RELEASE_BACKLOG,
+            }
+            .into());
         }
         let arena = self.arenas.get(&d.arena).cloned();
         d.validate(self.next_seq, arena.as_ref().map(|a| a.shape()))?;
@@ -229,13 +232,13 @@ impl Consumer {
                     slots,
                 } => {
                     if self.arenas.contains_key(&arena_id) {
-                        return Err(Error::protocol(format!("arena {arena_id} announced twice")));
+                        return Err(ProtocolFault::ArenaTwice { id: arena_id }.into());
                     }
                     if self.arenas.len() >= self.cfg.max_arenas {
-                        return Err(Error::protocol(format!(
-                            "more than {} arenas announced at once",
-                            self.cfg.max_arenas
-                        )));
+                        return Err(ProtocolFault::TooManyArenas {
+                            limit: self.cfg.max_arenas,
+                        }
+                        .into());
                     }
                     let bytes = slot_size as u64 * slots as u64;
                     let mapped: u64 = self
@@ -244,17 +247,22 @@ impl Consumer {
                         .map(|a| a.slot_size() as u64 * a.slots() as u64)
                         .sum();
                     if bytes > self.cfg.max_arena_bytes {
-                        return Err(Error::protocol(format!(
-                            "arena {arena_id} of {slots} slots of {slot_size} bytes is over the {} bytes this consumer maps",
-                            self.cfg.max_arena_bytes
-                        )));
+                        return Err(ProtocolFault::ArenaTooLarge {
+                            id: arena_id,
+                            slots,
+                            slot_size,
+                            limit: self.cfg.max_arena_bytes,
+                        }
+                        .into());
                     }
                     if mapped + bytes > self.cfg.max_mapped_bytes {
-                        return Err(Error::protocol(format!(
-                            "arena {arena_id} of {bytes} bytes would make {} bytes mapped, over this consumer's {}",
-                            mapped + bytes,
-                            self.cfg.max_mapped_bytes
-                        )));
+                        return Err(ProtocolFault::MappedTooMuch {
+                            id: arena_id,
+                            bytes,
+                            mapped: mapped + bytes,
+                            limit: self.cfg.max_mapped_bytes,
+                        }
+                        .into());
                     }
                     let fd = fds.pop().expect("decode checked the fd count");
                     let a = ConsumerArena::open(fd, slot_size, slots)?;
@@ -263,9 +271,11 @@ impl Consumer {
                 Msg::DropArena { arena_id } => {
                     // Frames still held keep their own reference to the mapping.
                     if self.arenas.remove(&arena_id).is_none() {
-                        return Err(Error::protocol(format!(
-                            "DropArena for arena {arena_id}, which was never announced"
-                        )));
+                        return Err(ProtocolFault::UnknownArena {
+                            what: "DropArena".into(),
+                            id: arena_id,
+                        }
+                        .into());
                     }
                 }
                 Msg::Side {
@@ -275,15 +285,17 @@ impl Consumer {
                 } => {
                     let floor = self.last_side_before.max(self.next_seq);
                     if before_frame < floor {
-                        return Err(Error::protocol(format!(
-                            "side message for before frame {before_frame} arrived after frame {floor}"
-                        )));
+                        return Err(ProtocolFault::SideLate {
+                            before: before_frame,
+                            after: floor,
+                        }
+                        .into());
                     }
                     if self.sides.len() >= self.cfg.max_pending_side {
-                        return Err(Error::protocol(format!(
-                            "more than {} side messages queued ahead of their frames",
-                            self.cfg.max_pending_side
-                        )));
+                        return Err(ProtocolFault::TooManySides {
+                            limit: self.cfg.max_pending_side,
+                        }
+                        .into());
                     }
                     self.last_side_before = before_frame;
                     self.sides.push_back(PendingSide {
@@ -297,12 +309,10 @@ impl Consumer {
                 | Msg::Welcome { .. }
                 | Msg::Probe { .. }
                 | Msg::Description { .. } => {
-                    return Err(Error::protocol(
-                        "producer sent a handshake message mid-stream",
-                    ));
+                    return Err(ProtocolFault::HandshakeMidStream.into());
                 }
                 Msg::Note { .. } => {
-                    return Err(Error::protocol("producer sent a consumer's Note"));
+                    return Err(ProtocolFault::NoteFromProducer.into());
                 }
             }
         }

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::error::{ConnectError, Error, PeerFault, RecvError, Result};
+use crate::error::{ConnectError, Error, PeerFault, ProtocolFault, RecvError, Result};
 use crate::frame::arena::ConsumerArena;
 use crate::frame::desc::{FrameDesc, Release};
 use crate::frame::wire::{Msg, PROTOCOL_VERSION, goodbye};
@@ -242,22 +242,25 @@ impl Consumer {
             } => (version, consumer_id, frame_ring, release_ring, max_held),
             Msg::Goodbye { code, reason } => return Err(Error::Closed { code, reason }),
             m => {
-                return Err(Error::protocol(format!(
-                    "expected Welcome, got {}",
-                    m.name()
-                )));
+                return Err(ProtocolFault::Unexpected {
+                    expected: "Welcome",
+                    got: m.name(),
+                }
+                .into());
             }
         };
         if version != PROTOCOL_VERSION {
-            return Err(Error::protocol(format!(
-                "producer chose protocol version {version}, this consumer speaks {PROTOCOL_VERSION}"
-            )));
+            return Err(ProtocolFault::Version {
+                chose: version,
+                speaks: PROTOCOL_VERSION,
+            }
+            .into());
         }
         let mut fds = fds.into_iter();
         let (Some(fm), Some(fb), Some(rm), Some(rb)) =
             (fds.next(), fds.next(), fds.next(), fds.next())
         else {
-            return Err(Error::protocol("Welcome without its 4 fds"));
+            return Err(ProtocolFault::WelcomeFds.into());
         };
         let mut frames = Receiver::<FrameDesc>::attach(RingFds {
             memfd: fm,
@@ -269,11 +272,13 @@ impl Consumer {
         })?;
         if frames.capacity() != frame_ring as usize || releases.capacity() != release_ring as usize
         {
-            return Err(Error::protocol(format!(
-                "Welcome announces rings of {frame_ring} and {release_ring}, the memfds hold {} and {}",
-                frames.capacity(),
-                releases.capacity()
-            )));
+            return Err(ProtocolFault::WelcomeRings {
+                frames: frame_ring,
+                releases: release_ring,
+                frames_held: frames.capacity(),
+                releases_held: releases.capacity(),
+            }
+            .into());
         }
         frames.set_spin(Duration::ZERO);
         Ok(Consumer {
@@ -489,10 +494,11 @@ fn probe_on(sock: &OwnedFd, deadline: Instant) -> Result<Vec<u8>> {
     match msg {
         Msg::Description { payload } => Ok(payload),
         Msg::Goodbye { code, reason } => Err(Error::Closed { code, reason }),
-        m => Err(Error::protocol(format!(
-            "expected Description, got {}",
-            m.name()
-        ))),
+        m => Err(ProtocolFault::Unexpected {
+            expected: "Description",
+            got: m.name(),
+        }
+        .into()),
     }
 }
 

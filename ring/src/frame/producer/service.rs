@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::error::Error;
+use crate::error::{Error, ProtocolFault};
 use crate::frame::ledger::ConsumerId;
 use crate::frame::link::{recv_msg, say_goodbye, send_msg};
 use crate::frame::producer::state::Leave;
@@ -275,7 +275,7 @@ pub(super) fn admit(inner: &Inner, pending: &mut Vec<Pending>, sock: OwnedFd) {
     if !inner.cfg.allowed_uids.is_empty() {
         let verdict = match cred {
             Some(c) => check_allowed(c, &inner.cfg.allowed_uids),
-            None => Err(Error::protocol("peer credentials unavailable")),
+            None => Err(ProtocolFault::NoCredentials.into()),
         };
         if let Err(e) = verdict {
             refuse(inner, &sock, cred, e.to_string());

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 
 use crate::os::doorbell::{poll_until, pollfd, Doorbell, Wake, Waker};
-use crate::error::{Error, PeerFault, Result};
+use crate::error::{Error, PeerFault, ProtocolFault, Result};
 use crate::os::fdpass;
 use crate::ring::layout::{self, Header, Role};
 use crate::os::memfd::{Access, Region, Seals};
@@ -109,18 +109,16 @@ impl RingFds {
             }
         };
         if &buf[..r.len] != HANDOFF_MSG {
-            return Err(Error::protocol(format!(
-                "expected ring hand-off message, got {} bytes {:02x?}",
-                r.len,
-                &buf[..r.len.min(16)]
-            )));
+            return Err(ProtocolFault::NotAHandOff {
+                len: r.len,
+                head: buf[..r.len.min(16)].to_vec(),
+            }
+            .into());
         }
         let mut fds = r.fds.into_iter();
         match (fds.next(), fds.next()) {
             (Some(memfd), Some(doorbell)) => Ok(RingFds { memfd, doorbell }),
-            _ => Err(Error::protocol(
-                "ring hand-off carries fewer than 2 fds",
-            )),
+            _ => Err(ProtocolFault::HandOffFds.into()),
         }
     }
 }
