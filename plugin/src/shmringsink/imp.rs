@@ -137,6 +137,12 @@ pub(super) struct State {
 }
 
 /// The element's private state.
+///
+/// Lock order (a lock is never taken while one after it is held): `settings` →
+/// `state` → `counters`. `settings` is read and let go before `state` is taken
+/// (`render` reads what it needs first); under `state` only `counters` is taken
+/// (a meta list counted while its pieces go out). `negotiation` and `waker` are
+/// taken alone, with no other lock held.
 #[derive(Default)]
 pub struct Sink {
     pub(super) settings: Mutex<Settings>,

@@ -151,6 +151,12 @@ pub(super) struct State {
 }
 
 /// The element's private state.
+///
+/// Lock order (a lock is never taken while one after it is held): `metas` →
+/// `counters` (a meta list over `max-meta-bytes` is counted while its assembly is
+/// held). Every other lock is taken alone and let go before the next: `settings`
+/// is read and released at once, and nothing is taken under `state`,
+/// `late_events` or `wakers`.
 #[derive(Default)]
 pub struct Src {
     pub(super) settings: Mutex<Settings>,
