@@ -289,7 +289,7 @@ impl Producer {
             })?;
             match r {
                 Ok(()) => return Ok(()),
-                Err(shmring::Error::Timeout) => {}
+                Err(shmring::WaitError::Timeout) => {}
                 Err(e) => return Err(Error::new_err(e.to_string())),
             }
             if left.is_some_and(|l| l <= wait) {

@@ -77,8 +77,8 @@ mod sync;
 
 pub use bytemuck;
 pub use error::{
-    BindError, ConnectError, Error, FdFault, HeaderFault, IndexFault, PeerFault, ProtocolFault,
-    PublishError, RecvError, Result, SendError, StreamFault,
+    AddConnectionError, BindError, ConnectError, Error, FdFault, HeaderFault, IndexFault,
+    PeerFault, ProtocolFault, PublishError, RecvError, Result, SendError, StreamFault, WaitError,
 };
 #[cfg(feature = "tokio")]
 pub use frame::AsyncConsumer;

@@ -662,7 +662,7 @@ impl BaseSinkImpl for Sink {
             let producer = self.producer().ok_or(gst::FlowError::Flushing)?;
             match producer.wait_for_consumers(1, None) {
                 Ok(()) => {}
-                Err(shmring::Error::Interrupted) => return Err(gst::FlowError::Flushing),
+                Err(shmring::WaitError::Interrupted) => return Err(gst::FlowError::Flushing),
                 Err(e) => {
                     gst::element_imp_error!(self, gst::ResourceError::Write, ["{}", e]);
                     return Err(gst::FlowError::Error);

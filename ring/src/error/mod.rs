@@ -33,7 +33,9 @@ mod faults;
 mod ops;
 
 pub use faults::{FdFault, HeaderFault, IndexFault, ProtocolFault, StreamFault};
-pub use ops::{BindError, ConnectError, PublishError, RecvError, SendError};
+pub use ops::{
+    AddConnectionError, BindError, ConnectError, PublishError, RecvError, SendError, WaitError,
+};
 
 /// Shorthand for `Result<T, shmring::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -156,6 +158,33 @@ pub enum Error {
     /// The caller passed something out of range (a local mistake, not the peer's).
     #[error("invalid argument: {0}")]
     Invalid(String),
+}
+
+/// A system call that failed: what the lowest layers return where nothing else can
+/// go wrong, and what every operation's `Os` variant is made from.
+#[derive(Debug)]
+pub(crate) struct OsError {
+    pub(crate) op: &'static str,
+    pub(crate) source: io::Error,
+}
+
+impl OsError {
+    /// The `errno` of the call `op` that just failed.
+    pub(crate) fn last(op: &'static str) -> OsError {
+        OsError {
+            op,
+            source: io::Error::last_os_error(),
+        }
+    }
+}
+
+impl From<OsError> for Error {
+    fn from(e: OsError) -> Error {
+        Error::Os {
+            op: e.op,
+            source: e.source,
+        }
+    }
 }
 
 impl From<FdFault> for Error {

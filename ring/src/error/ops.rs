@@ -4,7 +4,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{Error, PeerFault};
+use super::{Error, FdFault, PeerFault};
 
 /// Why a [`Producer`](crate::Producer) could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -216,6 +216,74 @@ impl From<Error> for PublishError {
                 let (op, source) = e.unexpected("publish");
                 PublishError::Os { op, source }
             }
+        }
+    }
+}
+
+/// Why [`Producer::wait_for_consumers`](crate::Producer::wait_for_consumers)
+/// returned before the consumers came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WaitError {
+    /// The timeout passed.
+    #[error("timed out")]
+    Timeout,
+    /// A waker interrupted the wait.
+    #[error("interrupted by waker")]
+    Interrupted,
+}
+
+/// Why [`Producer::add_connection`](crate::Producer::add_connection) refused a
+/// socket.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AddConnectionError {
+    /// Not a connected unix `SOCK_SEQPACKET` socket.
+    #[error("bad fd: {0}")]
+    NotASeqpacketSocket(FdFault),
+    /// A system call failed (making it non-blocking).
+    #[error("{op} failed: {source}")]
+    Os {
+        /// The call.
+        op: &'static str,
+        /// The error the kernel returned.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl From<WaitError> for Error {
+    fn from(e: WaitError) -> Error {
+        match e {
+            WaitError::Timeout => Error::Timeout,
+            WaitError::Interrupted => Error::Interrupted,
+        }
+    }
+}
+
+impl From<super::OsError> for BindError {
+    fn from(e: super::OsError) -> BindError {
+        BindError::Os {
+            op: e.op,
+            source: e.source,
+        }
+    }
+}
+
+impl From<super::OsError> for AddConnectionError {
+    fn from(e: super::OsError) -> AddConnectionError {
+        AddConnectionError::Os {
+            op: e.op,
+            source: e.source,
+        }
+    }
+}
+
+impl From<AddConnectionError> for Error {
+    fn from(e: AddConnectionError) -> Error {
+        match e {
+            AddConnectionError::NotASeqpacketSocket(f) => Error::Peer(PeerFault::BadFd(f)),
+            AddConnectionError::Os { op, source } => Error::Os { op, source },
         }
     }
 }

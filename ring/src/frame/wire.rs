@@ -281,6 +281,41 @@ impl Msg {
 
     /// Decodes one datagram that arrived with `fds` file descriptors.
     pub fn decode(buf: &[u8], fds: usize) -> Result<Msg> {
+        let (t, nfds) = Self::header(buf)?;
+        let name = Msg::type_name(t);
+        let mut r = Reader {
+            buf: &buf[HEADER_LEN..],
+            what: name,
+        };
+        let msg = Self::body(t, &mut r)?;
+        if !r.buf.is_empty() {
+            return Err(ProtocolFault::Trailing {
+                what: name,
+                extra: r.buf.len(),
+            }
+            .into());
+        }
+        if nfds != msg.fd_count() {
+            return Err(ProtocolFault::FdsAnnounced {
+                what: name,
+                announced: nfds,
+                carries: msg.fd_count(),
+            }
+            .into());
+        }
+        if fds != nfds {
+            return Err(ProtocolFault::FdsArrived {
+                what: name,
+                carries: nfds,
+                arrived: fds,
+            }
+            .into());
+        }
+        Ok(msg)
+    }
+
+    /// Checks the fixed header and returns the type and the announced fd count.
+    fn header(buf: &[u8]) -> Result<(u16, usize)> {
         if buf.len() < HEADER_LEN {
             return Err(ProtocolFault::ShortMessage { len: buf.len() }.into());
         }
@@ -307,12 +342,12 @@ impl Msg {
             }
             .into());
         }
-        let name = Msg::type_name(t);
-        let mut r = Reader {
-            buf: &buf[HEADER_LEN..],
-            what: name,
-        };
-        let msg = match t {
+        Ok((t, nfds))
+    }
+
+    /// Reads the body of a message of type `t`.
+    fn body(t: u16, r: &mut Reader<'_>) -> Result<Msg> {
+        Ok(match t {
             ty::HELLO => Msg::Hello {
                 min_version: r.u32()?,
                 max_version: r.u32()?,
@@ -330,78 +365,30 @@ impl Msg {
                 slots: r.nonzero("slot count")?,
             },
             ty::DROP_ARENA => Msg::DropArena { arena_id: r.u32()? },
-            ty::SIDE => {
-                let before_frame = r.u64()?;
-                let sticky_key = r.u32()?;
-                let n = r.u32()? as usize;
-                if n > MAX_SIDE_PAYLOAD {
-                    return Err(too_long("Side payload", n, MAX_SIDE_PAYLOAD));
-                }
-                Msg::Side {
-                    before_frame,
-                    sticky_key,
-                    payload: r.bytes(n)?.to_vec(),
-                }
-            }
+            ty::SIDE => Msg::Side {
+                before_frame: r.u64()?,
+                sticky_key: r.u32()?,
+                payload: r.sized("Side payload", MAX_SIDE_PAYLOAD)?.to_vec(),
+            },
             ty::GOODBYE => {
                 let code = r.u32()?;
-                let n = r.u32()? as usize;
-                if n > MAX_REASON {
-                    return Err(too_long("Goodbye reason", n, MAX_REASON));
-                }
-                let reason = std::str::from_utf8(r.bytes(n)?)
+                let reason = std::str::from_utf8(r.sized("Goodbye reason", MAX_REASON)?)
                     .map_err(|_| Error::from(ProtocolFault::ReasonNotUtf8))?
                     .to_owned();
                 Msg::Goodbye { code, reason }
             }
-            ty::NOTE => {
-                let n = r.u32()? as usize;
-                if n > MAX_NOTE {
-                    return Err(too_long("Note", n, MAX_NOTE));
-                }
-                Msg::Note {
-                    payload: r.bytes(n)?.to_vec(),
-                }
-            }
+            ty::NOTE => Msg::Note {
+                payload: r.sized("Note", MAX_NOTE)?.to_vec(),
+            },
             ty::PROBE => Msg::Probe {
                 min_version: r.u32()?,
                 max_version: r.u32()?,
             },
-            ty::DESCRIPTION => {
-                let n = r.u32()? as usize;
-                if n > MAX_DESCRIPTION {
-                    return Err(too_long("Description", n, MAX_DESCRIPTION));
-                }
-                Msg::Description {
-                    payload: r.bytes(n)?.to_vec(),
-                }
-            }
+            ty::DESCRIPTION => Msg::Description {
+                payload: r.sized("Description", MAX_DESCRIPTION)?.to_vec(),
+            },
             other => return Err(ProtocolFault::UnknownType { ty: other }.into()),
-        };
-        if !r.buf.is_empty() {
-            return Err(ProtocolFault::Trailing {
-                what: name,
-                extra: r.buf.len(),
-            }
-            .into());
-        }
-        if nfds != msg.fd_count() {
-            return Err(ProtocolFault::FdsAnnounced {
-                what: name,
-                announced: nfds,
-                carries: msg.fd_count(),
-            }
-            .into());
-        }
-        if fds != nfds {
-            return Err(ProtocolFault::FdsArrived {
-                what: name,
-                carries: nfds,
-                arrived: fds,
-            }
-            .into());
-        }
-        Ok(msg)
+        })
     }
 }
 
@@ -419,6 +406,15 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// A u32 length of at most `limit`, then that many bytes.
+    fn sized(&mut self, what: &'static str, limit: usize) -> Result<&'a [u8]> {
+        let n = self.u32()? as usize;
+        if n > limit {
+            return Err(too_long(what, n, limit));
+        }
+        self.bytes(n)
+    }
+
     fn bytes(&mut self, n: usize) -> Result<&'a [u8]> {
         if self.buf.len() < n {
             return Err(ProtocolFault::BodyTruncated {

@@ -238,7 +238,11 @@ pub fn socket_pair(ty: i32) -> Result<(OwnedFd, OwnedFd)> {
 }
 
 /// Checks that `fd` is a unix socket of type `ty` (e.g. `SOCK_SEQPACKET`).
-pub fn check_unix_socket(fd: BorrowedFd<'_>, ty: i32, what: &'static str) -> Result<()> {
+pub fn check_unix_socket(
+    fd: BorrowedFd<'_>,
+    ty: i32,
+    what: &'static str,
+) -> std::result::Result<(), FdFault> {
     let get = |opt: i32| -> Option<i32> {
         let mut v: i32 = 0;
         let mut l = size_of::<i32>() as libc::socklen_t;
@@ -256,13 +260,12 @@ pub fn check_unix_socket(fd: BorrowedFd<'_>, ty: i32, what: &'static str) -> Res
     };
     match (get(libc::SO_DOMAIN), get(libc::SO_TYPE)) {
         (Some(libc::AF_UNIX), Some(t)) if t == ty => Ok(()),
-        (None, _) | (_, None) => Err(FdFault::NotASocket { what }.into()),
+        (None, _) | (_, None) => Err(FdFault::NotASocket { what }),
         (Some(domain), Some(t)) => Err(FdFault::WrongSocket {
             what,
             domain,
             ty: t,
             expected: ty,
-        }
-        .into()),
+        }),
     }
 }

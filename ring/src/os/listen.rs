@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::os::doorbell::{Waker, poll_until, pollfd};
-use crate::error::{Error, ProtocolFault, Result};
+use crate::error::{Error, OsError, ProtocolFault, Result};
 
 /// A listening unix `SOCK_SEQPACKET` socket bound to a path it owns (and unlinks on drop).
 #[derive(Debug)]
@@ -129,15 +129,15 @@ pub fn connect(path: &Path, deadline: Option<Instant>, waker: Option<&Waker>) ->
 }
 
 /// Sets `O_NONBLOCK` on `fd`.
-pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> Result<()> {
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> std::result::Result<(), OsError> {
     set_flag(fd, true)
 }
 
-fn set_blocking(fd: BorrowedFd<'_>) -> Result<()> {
+fn set_blocking(fd: BorrowedFd<'_>) -> std::result::Result<(), OsError> {
     set_flag(fd, false)
 }
 
-fn set_flag(fd: BorrowedFd<'_>, nonblocking: bool) -> Result<()> {
+fn set_flag(fd: BorrowedFd<'_>, nonblocking: bool) -> std::result::Result<(), OsError> {
     // SAFETY: fcntl on a valid fd with integer arguments only.
     let fl = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
     let want = if nonblocking {
@@ -147,7 +147,7 @@ fn set_flag(fd: BorrowedFd<'_>, nonblocking: bool) -> Result<()> {
     };
     // SAFETY: as above.
     if fl < 0 || unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, want) } < 0 {
-        return Err(Error::last_os("fcntl(O_NONBLOCK)"));
+        return Err(OsError::last("fcntl(O_NONBLOCK)"));
     }
     Ok(())
 }

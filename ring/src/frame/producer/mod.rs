@@ -8,7 +8,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::error::{BindError, Error, PublishError, Result};
+use crate::error::{AddConnectionError, BindError, Error, PublishError, Result, WaitError};
 use crate::frame::arena::MAX_SLOT_BYTES;
 use crate::frame::ledger::Ledger;
 use crate::frame::wire::{MAX_SIDE_PAYLOAD, Msg, goodbye};
@@ -159,8 +159,9 @@ impl Producer {
 
     /// Serves a consumer on an already connected `SOCK_SEQPACKET` socket (e.g. one
     /// end of a socket pair whose other end went to a sandboxed process).
-    pub fn add_connection(&self, sock: OwnedFd) -> Result<()> {
-        crate::os::fdpass::check_unix_socket(sock.as_fd(), libc::SOCK_SEQPACKET, "connection")?;
+    pub fn add_connection(&self, sock: OwnedFd) -> Result<(), AddConnectionError> {
+        crate::os::fdpass::check_unix_socket(sock.as_fd(), libc::SOCK_SEQPACKET, "connection")
+            .map_err(AddConnectionError::NotASeqpacketSocket)?;
         set_nonblocking(sock.as_fd())?;
         self.inner
             .incoming
@@ -193,8 +194,8 @@ impl Producer {
     }
 
     /// Waits until at least `n` consumers are connected, up to `timeout` (`None`:
-    /// forever). [`Error::Timeout`] or [`Error::Interrupted`] otherwise.
-    pub fn wait_for_consumers(&self, n: usize, timeout: Option<Duration>) -> Result<()> {
+    /// forever). [`WaitError::Timeout`] or [`WaitError::Interrupted`] otherwise.
+    pub fn wait_for_consumers(&self, n: usize, timeout: Option<Duration>) -> Result<(), WaitError> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut st = self.inner.lock();
         loop {
@@ -202,14 +203,14 @@ impl Producer {
                 return Ok(());
             }
             if self.inner.waker.take() {
-                return Err(Error::Interrupted);
+                return Err(WaitError::Interrupted);
             }
             let step = Duration::from_millis(20);
             let wait = match deadline {
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
-                        return Err(Error::Timeout);
+                        return Err(WaitError::Timeout);
                     }
                     (d - now).min(step)
                 }
