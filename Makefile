@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 # Debian packages `make deps` installs (checked with dpkg, installed if missing), by
-# what needs them. tests/tests/deps.rs checks that every GStreamer element and tool the
+# what needs them. e2e/tests/packaging/deps.rs checks that every GStreamer element and tool the
 # tests, the examples and the README's recipes use comes from one of these (or from
 # what they depend on); `make deps-list` prints them for it.
 #  build: compiler, pkg-config and GStreamer's headers for the -sys crates

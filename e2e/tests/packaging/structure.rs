@@ -1,7 +1,7 @@
 //! The shape the code keeps, read from the sources themselves:
 //!
 //! - no function of the crates' own code (`ring/src`, `plugin/src`, `python/src`,
-//!   `examples`, `tests/src`, `testkit/src`, `bench`) is longer than [`MAX_FN_LINES`] lines, tests
+//!   `examples`, `e2e/src`, `testkit/src`, `bench`) is longer than [`MAX_FN_LINES`] lines, tests
 //!   excepted (`#[cfg(test)]` modules and the `tests/` folders);
 //! - the plugin's modules import each other without a cycle: every module of
 //!   `plugin/src` can be read knowing only the ones it imports, and `codec/` imports
@@ -206,7 +206,7 @@ fn no_function_is_longer_than_the_limit() {
         "plugin/src",
         "python/src",
         "examples",
-        "tests/src",
+        "e2e/src",
         "testkit/src",
         "bench",
     ] {

@@ -45,8 +45,8 @@ const SOURCES: &[&str] = &[
     "README.md",
     "Makefile",
     "examples",
-    "tests/src",
-    "tests/tests",
+    "e2e/src",
+    "e2e/tests",
     "plugin/tests",
     "bench/benches",
 ];
