@@ -77,8 +77,9 @@ mod sync;
 
 pub use bytemuck;
 pub use error::{
-    AddConnectionError, BindError, ConnectError, Error, FdFault, HeaderFault, IndexFault,
-    PeerFault, ProtocolFault, PublishError, RecvError, Result, SendError, StreamFault, WaitError,
+    AddConnectionError, AttachError, BindError, ConnectError, CreateError, Error, FdFault,
+    HeaderFault, IndexFault, NoteError, OsError, PeerFault, ProtocolFault, PublishError, RecvError,
+    Result, SendError, SendMsgError, StreamFault, WaitError,
 };
 #[cfg(feature = "tokio")]
 pub use frame::AsyncConsumer;

@@ -100,7 +100,10 @@ fn hostile_hand_off_messages_are_refused_and_leak_no_fd() {
     let fds = RingFds::recv(ours.as_fd()).unwrap();
     let e = shmring::Receiver::<u64>::attach(fds).unwrap_err();
     assert!(
-        matches!(e, Error::Peer(shmring::PeerFault::BadFd { .. })),
+        matches!(
+            e,
+            shmring::AttachError::Peer(shmring::PeerFault::BadFd { .. })
+        ),
         "{e}"
     );
     assert_eq!(open_fds(), baseline);

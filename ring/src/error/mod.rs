@@ -11,6 +11,14 @@
 //!   [`Receiver`](crate::Receiver)): the peer gone or closed, a timeout, a wake-up, or
 //!   a peer fault.
 //! - [`SendError`]: sending on a [`Sender`](crate::Sender).
+//! - [`CreateError`]: making a ring ([`Sender::create`](crate::Sender::create),
+//!   [`Receiver::create`](crate::Receiver::create)): the element type and capacity
+//!   make no ring, or a system call failed.
+//! - [`AttachError`]: attaching to what a peer handed over (a ring's memfd and
+//!   doorbell, [`Region::open`](crate::Region::open)): the peer's fault, or a system
+//!   call failed.
+//! - [`WaitError`], [`AddConnectionError`], [`NoteError`]: the producer's
+//!   `wait_for_consumers` and `add_connection`, the consumer's `send_note`.
 //!
 //! Whatever the peer did wrong is a [`PeerFault`]; an endpoint that saw one reports
 //! the same fault on every later call, so a peer fault stays a peer fault. The
@@ -22,8 +30,11 @@
 //! enough to tell a broken or hostile peer from a local failure: "memfd lacks
 //! F_SEAL_SHRINK", "ring head 9000 is 8000 past tail 1000, capacity 1024".
 //!
-//! The lower layers (memfd, doorbells, fd passing) return [`Error`] itself. Every
-//! operation's error converts into [`Error`], so `?` works across them.
+//! The lowest layers say only what can happen there: making a memfd, a socket pair,
+//! an eventfd or a mapping of one's own fails only as an [`OsError`]; checking what a
+//! peer handed over fails as an [`AttachError`] (its fault, or a system call); a
+//! received socket that is the wrong kind is an [`FdFault`]. Every error converts
+//! into [`Error`], so `?` works across them.
 
 use std::io;
 use std::path::PathBuf;
@@ -33,8 +44,10 @@ mod faults;
 mod ops;
 
 pub use faults::{FdFault, HeaderFault, IndexFault, ProtocolFault, StreamFault};
+pub(crate) use ops::Transmit;
 pub use ops::{
-    AddConnectionError, BindError, ConnectError, PublishError, RecvError, SendError, WaitError,
+    AddConnectionError, AttachError, BindError, ConnectError, CreateError, NoteError, PublishError,
+    RecvError, SendError, SendMsgError, WaitError,
 };
 
 /// Shorthand for `Result<T, shmring::Error>`.
@@ -160,12 +173,17 @@ pub enum Error {
     Invalid(String),
 }
 
-/// A system call that failed: what the lowest layers return where nothing else can
-/// go wrong, and what every operation's `Os` variant is made from.
-#[derive(Debug)]
-pub(crate) struct OsError {
-    pub(crate) op: &'static str,
-    pub(crate) source: io::Error,
+/// A system call that failed: what the lowest layers (making a memfd, a socket pair,
+/// an eventfd, a mapping of one's own) return, where nothing else can go wrong, and
+/// what every operation's `Os` variant is made from.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} failed: {source}")]
+pub struct OsError {
+    /// The call.
+    pub op: &'static str,
+    /// The error the kernel returned.
+    #[source]
+    pub source: io::Error,
 }
 
 impl OsError {
@@ -174,6 +192,14 @@ impl OsError {
         OsError {
             op,
             source: io::Error::last_os_error(),
+        }
+    }
+
+    /// The call `op` refused with `errno`.
+    pub(crate) fn errno(op: &'static str, errno: i32) -> OsError {
+        OsError {
+            op,
+            source: io::Error::from_raw_os_error(errno),
         }
     }
 }
@@ -187,35 +213,30 @@ impl From<OsError> for Error {
     }
 }
 
-impl From<FdFault> for Error {
-    fn from(f: FdFault) -> Error {
-        Error::Peer(PeerFault::BadFd(f))
-    }
+/// A lower layer's fault is a [`PeerFault`] (its variant), and so an [`Error`].
+macro_rules! fault_into {
+    ($($fault:ident => $variant:ident),*) => {$(
+        impl From<$fault> for PeerFault {
+            fn from(f: $fault) -> PeerFault {
+                PeerFault::$variant(f)
+            }
+        }
+
+        impl From<$fault> for Error {
+            fn from(f: $fault) -> Error {
+                Error::Peer(PeerFault::$variant(f))
+            }
+        }
+    )*};
 }
 
-impl From<HeaderFault> for Error {
-    fn from(f: HeaderFault) -> Error {
-        Error::Peer(PeerFault::BadHeader(f))
-    }
-}
-
-impl From<IndexFault> for Error {
-    fn from(f: IndexFault) -> Error {
-        Error::Peer(PeerFault::Index(f))
-    }
-}
-
-impl From<ProtocolFault> for Error {
-    fn from(f: ProtocolFault) -> Error {
-        Error::Peer(PeerFault::Protocol(f))
-    }
-}
-
-impl From<StreamFault> for Error {
-    fn from(f: StreamFault) -> Error {
-        Error::Peer(PeerFault::Stream(f))
-    }
-}
+fault_into!(
+    FdFault => BadFd,
+    HeaderFault => BadHeader,
+    IndexFault => Index,
+    ProtocolFault => Protocol,
+    StreamFault => Stream
+);
 
 impl From<PeerFault> for Error {
     fn from(f: PeerFault) -> Error {
@@ -230,11 +251,6 @@ impl Error {
             op,
             source: io::Error::last_os_error(),
         }
-    }
-
-    /// A [`PeerFault::MissingSeal`].
-    pub(crate) fn missing_seal(seal: &'static str) -> Self {
-        Error::Peer(PeerFault::MissingSeal { seal })
     }
 
     /// A [`PeerFault::BadSize`].

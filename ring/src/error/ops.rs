@@ -4,7 +4,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{Error, FdFault, PeerFault};
+use super::{Error, FdFault, HeaderFault, OsError, PeerFault};
 
 /// Why a [`Producer`](crate::Producer) could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -261,29 +261,210 @@ impl From<WaitError> for Error {
     }
 }
 
-impl From<super::OsError> for BindError {
-    fn from(e: super::OsError) -> BindError {
-        BindError::Os {
-            op: e.op,
-            source: e.source,
-        }
-    }
-}
-
-impl From<super::OsError> for AddConnectionError {
-    fn from(e: super::OsError) -> AddConnectionError {
-        AddConnectionError::Os {
-            op: e.op,
-            source: e.source,
-        }
-    }
-}
-
 impl From<AddConnectionError> for Error {
     fn from(e: AddConnectionError) -> Error {
         match e {
             AddConnectionError::NotASeqpacketSocket(f) => Error::Peer(PeerFault::BadFd(f)),
             AddConnectionError::Os { op, source } => Error::Os { op, source },
+        }
+    }
+}
+
+/// Every operation that can fail in a system call takes an [`OsError`] as its `Os`.
+macro_rules! os_from {
+    ($($t:ident),*) => {$(
+        impl From<OsError> for $t {
+            fn from(OsError { op, source }: OsError) -> $t {
+                $t::Os { op, source }
+            }
+        }
+    )*};
+}
+
+os_from!(
+    BindError,
+    AddConnectionError,
+    ConnectError,
+    PublishError,
+    NoteError,
+    CreateError,
+    AttachError
+);
+
+/// Why [`Sender::create`](crate::Sender::create) or
+/// [`Receiver::create`](crate::Receiver::create) made no ring.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CreateError {
+    /// The element type and capacity make no ring: a zero-sized type, an alignment
+    /// over the header's, a capacity that is not a power of two or over
+    /// [`MAX_CAPACITY`](crate::MAX_CAPACITY), or more than
+    /// [`MAX_RING_BYTES`](crate::MAX_RING_BYTES) in all (the same numbers a peer's
+    /// header is held to).
+    #[error("no such ring: {0}")]
+    Shape(HeaderFault),
+    /// A system call failed (making the memfd, its mapping, the doorbell, the waker).
+    #[error("{op} failed: {source}")]
+    Os {
+        /// The call.
+        op: &'static str,
+        /// The error the kernel returned.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Why attaching to what a peer handed over failed: a ring
+/// ([`Sender::attach`](crate::Sender::attach),
+/// [`Receiver::attach`](crate::Receiver::attach)) or a memfd
+/// ([`Region::open`](crate::Region::open)).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AttachError {
+    /// What the peer handed over is not what it must be (unsealed or wrongly sized
+    /// memfd, a header that lies, a doorbell that is no stream socket).
+    #[error(transparent)]
+    Peer(PeerFault),
+    /// A system call failed (mapping, making the waker).
+    #[error("{op} failed: {source}")]
+    Os {
+        /// The call.
+        op: &'static str,
+        /// The error the kernel returned.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Why [`Consumer::send_note`](crate::Consumer::send_note) did not send the note.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NoteError {
+    /// The note is longer than [`MAX_NOTE`](crate::frame::MAX_NOTE).
+    #[error("a note of {len} bytes (at most {limit})")]
+    TooLong {
+        /// Its length.
+        len: usize,
+        /// The most a note may have.
+        limit: usize,
+    },
+    /// No room in the socket within 100 ms: the producer reads nothing.
+    #[error("timed out")]
+    Timeout,
+    /// The producer hung up.
+    #[error("peer gone")]
+    PeerGone,
+    /// A system call failed.
+    #[error("{op} failed: {source}")]
+    Os {
+        /// The call.
+        op: &'static str,
+        /// The error the kernel returned.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Why [`fdpass::send`](crate::fdpass::send) or
+/// [`fdpass::send_flags`](crate::fdpass::send_flags) sent nothing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendMsgError {
+    /// `MSG_DONTWAIT` was asked and the socket's send buffer is full.
+    #[error("would block")]
+    WouldBlock,
+    /// The peer hung up (`EPIPE`, `ECONNRESET`, `ENOTCONN`).
+    #[error("peer gone")]
+    PeerGone,
+    /// Another failure of `sendmsg`.
+    #[error(transparent)]
+    Os(#[from] OsError),
+}
+
+impl From<SendMsgError> for Error {
+    fn from(e: SendMsgError) -> Error {
+        match e {
+            SendMsgError::WouldBlock => Error::Os {
+                op: "sendmsg",
+                source: io::Error::from_raw_os_error(libc::EAGAIN),
+            },
+            SendMsgError::PeerGone => Error::PeerGone,
+            SendMsgError::Os(e) => e.into(),
+        }
+    }
+}
+
+/// What sending one message on a socket can come to (fd passing, the frame
+/// channel's messages).
+#[derive(Debug)]
+pub(crate) enum Transmit {
+    /// The deadline passed with no room in the socket.
+    Timeout,
+    /// The peer hung up.
+    PeerGone,
+    /// A system call failed.
+    Os(OsError),
+}
+
+impl From<OsError> for Transmit {
+    fn from(e: OsError) -> Transmit {
+        Transmit::Os(e)
+    }
+}
+
+impl From<Transmit> for NoteError {
+    fn from(e: Transmit) -> NoteError {
+        match e {
+            Transmit::Timeout => NoteError::Timeout,
+            Transmit::PeerGone => NoteError::PeerGone,
+            Transmit::Os(e) => e.into(),
+        }
+    }
+}
+
+impl From<Transmit> for Error {
+    fn from(e: Transmit) -> Error {
+        match e {
+            Transmit::Timeout => Error::Timeout,
+            Transmit::PeerGone => Error::PeerGone,
+            Transmit::Os(e) => e.into(),
+        }
+    }
+}
+
+impl From<NoteError> for Error {
+    fn from(e: NoteError) -> Error {
+        match e {
+            NoteError::TooLong { len, limit } => {
+                Error::Invalid(format!("a note of {len} bytes (at most {limit})"))
+            }
+            NoteError::Timeout => Error::Timeout,
+            NoteError::PeerGone => Error::PeerGone,
+            NoteError::Os { op, source } => Error::Os { op, source },
+        }
+    }
+}
+
+impl From<CreateError> for Error {
+    fn from(e: CreateError) -> Error {
+        match e {
+            CreateError::Shape(f) => Error::Invalid(f.to_string()),
+            CreateError::Os { op, source } => Error::Os { op, source },
+        }
+    }
+}
+
+impl<F: Into<PeerFault>> From<F> for AttachError {
+    fn from(f: F) -> AttachError {
+        AttachError::Peer(f.into())
+    }
+}
+
+impl From<AttachError> for Error {
+    fn from(e: AttachError) -> Error {
+        match e {
+            AttachError::Peer(f) => Error::Peer(f),
+            AttachError::Os { op, source } => Error::Os { op, source },
         }
     }
 }

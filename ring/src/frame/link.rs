@@ -4,7 +4,7 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Instant;
 
-use crate::error::{Error, Result};
+use crate::error::{Result, SendMsgError, Transmit};
 use crate::frame::wire::{MAX_MESSAGE, MAX_REASON, Msg};
 use crate::os::doorbell::{poll_until, pollfd};
 use crate::os::fdpass;
@@ -20,21 +20,23 @@ pub(crate) fn send_msg(
     msg: &Msg,
     fds: &[BorrowedFd<'_>],
     deadline: Option<Instant>,
-) -> Result<()> {
+) -> Result<(), Transmit> {
     debug_assert_eq!(msg.fd_count(), fds.len());
     let bytes = msg.encode();
     loop {
         match fdpass::send_flags(sock, &bytes, fds, libc::MSG_DONTWAIT) {
-            Err(e) if e.is_would_block() => {
+            Ok(()) => return Ok(()),
+            Err(SendMsgError::WouldBlock) => {
                 let mut p = [pollfd(sock, libc::POLLOUT)];
                 if !poll_until(&mut p, deadline)? {
-                    return Err(Error::Timeout);
+                    return Err(Transmit::Timeout);
                 }
                 if p[0].revents & (libc::POLLHUP | libc::POLLERR) != 0 {
-                    return Err(Error::PeerGone);
+                    return Err(Transmit::PeerGone);
                 }
             }
-            r => return r,
+            Err(SendMsgError::PeerGone) => return Err(Transmit::PeerGone),
+            Err(SendMsgError::Os(e)) => return Err(Transmit::Os(e)),
         }
     }
 }

@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use crate::error::Error;
+use crate::error::SendMsgError;
 use crate::frame::wire::Msg;
 use crate::os::fdpass;
 
@@ -36,8 +36,8 @@ struct Queued {
 fn try_send(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> Result<bool, String> {
     match fdpass::send_flags(sock, bytes, fds, libc::MSG_DONTWAIT) {
         Ok(()) => Ok(true),
-        Err(e) if e.is_would_block() => Ok(false),
-        Err(Error::PeerGone) => Err("hung up".into()),
+        Err(SendMsgError::WouldBlock) => Ok(false),
+        Err(SendMsgError::PeerGone) => Err("hung up".into()),
         Err(e) => Err(format!("socket: {e}")),
     }
 }

@@ -21,7 +21,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, FdFault, OsError, Result};
 use crate::os::fdpass;
 
 /// Our end of a doorbell socket pair.
@@ -41,14 +41,14 @@ pub enum Wake {
 
 impl Doorbell {
     /// A connected pair: keep one, hand the other's fd to the peer.
-    pub fn pair() -> Result<(Doorbell, OwnedFd)> {
+    pub fn pair() -> Result<(Doorbell, OwnedFd), OsError> {
         let (a, b) = fdpass::socket_pair(libc::SOCK_STREAM)?;
         Ok((Doorbell { fd: a }, b))
     }
 
     /// Wraps a doorbell fd received from the peer, after checking that it is a unix
     /// `SOCK_STREAM` socket.
-    pub fn from_fd(fd: OwnedFd) -> Result<Doorbell> {
+    pub fn from_fd(fd: OwnedFd) -> Result<Doorbell, FdFault> {
         fdpass::check_unix_socket(fd.as_fd(), libc::SOCK_STREAM, "doorbell fd")?;
         Ok(Doorbell { fd })
     }
@@ -196,7 +196,10 @@ impl AsFd for Doorbell {
 
 /// Polls `fds` until one is ready or `deadline` passes (`None`: forever). Returns
 /// false on timeout. `EINTR` counts as "something may be ready": callers re-check.
-pub(crate) fn poll_until(fds: &mut [libc::pollfd], deadline: Option<Instant>) -> Result<bool> {
+pub(crate) fn poll_until(
+    fds: &mut [libc::pollfd],
+    deadline: Option<Instant>,
+) -> Result<bool, OsError> {
     let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
     let r = ppoll(fds, timeout);
     if r < 0 {
@@ -204,7 +207,7 @@ pub(crate) fn poll_until(fds: &mut [libc::pollfd], deadline: Option<Instant>) ->
         if e.raw_os_error() == Some(libc::EINTR) {
             return Ok(true);
         }
-        return Err(Error::Os {
+        return Err(OsError {
             op: "poll",
             source: e,
         });
@@ -252,11 +255,11 @@ pub struct Waker {
 
 impl Waker {
     /// A new waker (a non-blocking, close-on-exec eventfd).
-    pub fn new() -> Result<Waker> {
+    pub fn new() -> Result<Waker, OsError> {
         // SAFETY: eventfd with valid flags; returns a fresh fd or -1.
         let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
         if fd < 0 {
-            return Err(Error::last_os("eventfd"));
+            return Err(OsError::last("eventfd"));
         }
         // SAFETY: a fresh fd that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };

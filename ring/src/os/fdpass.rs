@@ -26,25 +26,25 @@
 use std::mem::{size_of, zeroed};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-use crate::error::{Error, FdFault, ProtocolFault, Result};
+use crate::error::{Error, FdFault, OsError, ProtocolFault, Result, SendMsgError};
 
 /// Most fds one message may carry.
 pub const MAX_FDS: usize = 16;
 
 /// Sends `data` with `fds` attached as one message. Blocks only if the socket's send
 /// buffer is full and the socket is blocking.
-pub fn send(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> Result<()> {
+pub fn send(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> Result<(), SendMsgError> {
     send_flags(sock, data, fds, 0)
 }
 
 /// [`send`] with extra `sendmsg` flags, e.g. `MSG_DONTWAIT`: a full send buffer is
-/// then an [`Error::Os`] with `EAGAIN` (see [`Error::is_would_block`]).
+/// then [`SendMsgError::WouldBlock`].
 pub fn send_flags(
     sock: BorrowedFd<'_>,
     data: &[u8],
     fds: &[BorrowedFd<'_>],
     flags: i32,
-) -> Result<()> {
+) -> Result<(), SendMsgError> {
     assert!(fds.len() <= MAX_FDS, "at most {MAX_FDS} fds per message");
     let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
     let mut iov = libc::iovec {
@@ -82,13 +82,17 @@ pub fn send_flags(
         match e.raw_os_error() {
             Some(libc::EINTR) => continue,
             Some(libc::EPIPE) | Some(libc::ECONNRESET) | Some(libc::ENOTCONN) => {
-                return Err(Error::PeerGone);
+                return Err(SendMsgError::PeerGone);
+            }
+            Some(libc::EAGAIN) if flags & libc::MSG_DONTWAIT != 0 => {
+                return Err(SendMsgError::WouldBlock);
             }
             _ => {
-                return Err(Error::Os {
+                return Err(OsError {
                     op: "sendmsg",
                     source: e,
-                });
+                }
+                .into());
             }
         }
     }
@@ -220,18 +224,18 @@ impl CmsgBuf {
 }
 
 /// A connected pair of `SOCK_SEQPACKET` unix sockets, close-on-exec.
-pub fn seqpacket_pair() -> Result<(OwnedFd, OwnedFd)> {
+pub fn seqpacket_pair() -> Result<(OwnedFd, OwnedFd), OsError> {
     socket_pair(libc::SOCK_SEQPACKET)
 }
 
 /// A connected pair of unix sockets of type `ty` (e.g. `SOCK_STREAM`), close-on-exec.
-pub fn socket_pair(ty: i32) -> Result<(OwnedFd, OwnedFd)> {
+pub fn socket_pair(ty: i32) -> Result<(OwnedFd, OwnedFd), OsError> {
     let mut fds = [0i32; 2];
     // SAFETY: `fds` is a writable array of two ints, as socketpair requires.
     let r =
         unsafe { libc::socketpair(libc::AF_UNIX, ty | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) };
     if r < 0 {
-        return Err(Error::last_os("socketpair"));
+        return Err(OsError::last("socketpair"));
     }
     // SAFETY: socketpair returned two fresh fds that nothing else owns.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })

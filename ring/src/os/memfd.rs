@@ -10,7 +10,7 @@ use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 
-use crate::error::{Error, FdFault, Result};
+use crate::error::{AttachError, FdFault, OsError, PeerFault};
 
 /// A set of memfd seals (`F_SEAL_*`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -91,35 +91,35 @@ impl fmt::Debug for Seals {
 }
 
 /// Creates an anonymous memfd of `size` bytes that allows sealing, close-on-exec.
-pub fn create(name: &CStr, size: usize) -> Result<OwnedFd> {
+pub fn create(name: &CStr, size: usize) -> Result<OwnedFd, OsError> {
     // SAFETY: `name` is a valid NUL-terminated string; the flags are valid.
     let fd =
         unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
     if fd < 0 {
-        return Err(Error::last_os("memfd_create"));
+        return Err(OsError::last("memfd_create"));
     }
     // SAFETY: `memfd_create` returned a fresh fd that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let size = i64::try_from(size)
-        .map_err(|_| Error::Invalid(format!("memfd of {size} bytes is over {}", i64::MAX)))?;
+    // A size over `off_t`'s range is what `ftruncate` itself calls too large.
+    let size = i64::try_from(size).map_err(|_| OsError::errno("ftruncate", libc::EFBIG))?;
     // SAFETY: plain syscall on an fd we own.
     if unsafe { libc::ftruncate(fd.as_raw_fd(), size) } < 0 {
-        return Err(Error::last_os("ftruncate"));
+        return Err(OsError::last("ftruncate"));
     }
     Ok(fd)
 }
 
 /// Adds `seals` to a memfd.
-pub fn add_seals(fd: BorrowedFd<'_>, seals: Seals) -> Result<()> {
+pub fn add_seals(fd: BorrowedFd<'_>, seals: Seals) -> Result<(), OsError> {
     // SAFETY: F_ADD_SEALS takes an int argument and touches no memory of ours.
     if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals.0 as libc::c_int) } < 0 {
-        return Err(Error::last_os("fcntl(F_ADD_SEALS)"));
+        return Err(OsError::last("fcntl(F_ADD_SEALS)"));
     }
     Ok(())
 }
 
 /// The seals on a memfd; an fd that is not a memfd (or shmem file) is refused.
-pub fn seals(fd: BorrowedFd<'_>) -> Result<Seals> {
+pub fn seals(fd: BorrowedFd<'_>) -> Result<Seals, AttachError> {
     // SAFETY: F_GET_SEALS takes no argument and touches no memory of ours.
     let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
     if r < 0 {
@@ -127,20 +127,21 @@ pub fn seals(fd: BorrowedFd<'_>) -> Result<Seals> {
         if e.raw_os_error() == Some(libc::EINVAL) {
             return Err(FdFault::NotAMemfd.into());
         }
-        return Err(Error::Os {
+        return Err(OsError {
             op: "fcntl(F_GET_SEALS)",
             source: e,
-        });
+        }
+        .into());
     }
     Ok(Seals(r as u32))
 }
 
 /// The size of a file as `fstat` reports it.
-pub fn size(fd: BorrowedFd<'_>) -> Result<u64> {
+pub fn size(fd: BorrowedFd<'_>) -> Result<u64, AttachError> {
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
     // SAFETY: `st` points to writable memory of the right size for `fstat`.
     if unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) } < 0 {
-        return Err(Error::last_os("fstat"));
+        return Err(OsError::last("fstat").into());
     }
     // SAFETY: `fstat` succeeded, so it initialised `st`.
     let st = unsafe { st.assume_init() };
@@ -162,19 +163,28 @@ pub fn verify(
     what: &'static str,
     min: u64,
     max: u64,
-) -> Result<u64> {
+) -> Result<u64, AttachError> {
     let have = seals(fd)?;
-    if let Some(missing) = have.first_missing(required) {
-        return Err(Error::missing_seal(missing));
+    if let Some(seal) = have.first_missing(required) {
+        return Err(PeerFault::MissingSeal { seal }.into());
     }
     let len = size(fd)?;
     if len < min {
-        return Err(Error::bad_size(what, min, len));
+        return Err(bad_size(what, min, len));
     }
     if len > max {
-        return Err(Error::bad_size(what, max, len));
+        return Err(bad_size(what, max, len));
     }
     Ok(len)
+}
+
+fn bad_size(what: &'static str, expected: u64, actual: u64) -> AttachError {
+    PeerFault::BadSize {
+        what,
+        expected,
+        actual,
+    }
+    .into()
 }
 
 /// How a region is mapped.
@@ -208,10 +218,11 @@ unsafe impl Send for Mapping {}
 unsafe impl Sync for Mapping {}
 
 impl Access {
-    /// The `mmap` protection of a mapping of `len` bytes (none of zero).
-    fn prot(self, len: usize) -> Result<i32> {
+    /// The `mmap` protection of a mapping of `len` bytes (none of zero: `mmap`
+    /// itself refuses it with `EINVAL`).
+    fn prot(self, len: usize) -> Result<i32, OsError> {
         if len == 0 {
-            return Err(Error::bad_size("mapping", 1, 0));
+            return Err(OsError::errno("mmap", libc::EINVAL));
         }
         Ok(match self {
             Access::ReadOnly => libc::PROT_READ,
@@ -225,7 +236,7 @@ impl Mapping {
     ///
     /// Call only after [`verify`] proved that the file is at least `len` bytes and
     /// sealed against shrinking; otherwise a later truncation raises `SIGBUS`.
-    pub fn map(fd: BorrowedFd<'_>, len: usize, access: Access) -> Result<Mapping> {
+    pub fn map(fd: BorrowedFd<'_>, len: usize, access: Access) -> Result<Mapping, OsError> {
         let prot = access.prot(len)?;
         // SAFETY: a fresh shared mapping at an address the kernel picks; it overlaps no
         // Rust object. Its bytes may change under us (another process maps the file),
@@ -241,7 +252,7 @@ impl Mapping {
             )
         };
         if p == libc::MAP_FAILED {
-            return Err(Error::last_os("mmap"));
+            return Err(OsError::last("mmap"));
         }
         Ok(Mapping {
             ptr: NonNull::new(p.cast()).expect("mmap returned NULL without MAP_FIXED"),
@@ -264,14 +275,14 @@ impl Mapping {
         len: usize,
         access: Access,
         pad: usize,
-    ) -> Result<Mapping> {
+    ) -> Result<Mapping, OsError> {
         let prot = access.prot(len)?;
         let page = page_size();
         let reserved = len
             .div_ceil(page)
             .checked_add(pad.div_ceil(page))
             .and_then(|pages| pages.checked_mul(page))
-            .ok_or(Error::bad_size("mapping", isize::MAX as u64, len as u64))?;
+            .ok_or(OsError::errno("mmap", libc::ENOMEM))?;
         // SAFETY: a fresh private anonymous mapping (zero pages, read-only) at an
         // address the kernel picks; it overlaps no Rust object.
         let base = unsafe {
@@ -285,7 +296,7 @@ impl Mapping {
             )
         };
         if base == libc::MAP_FAILED {
-            return Err(Error::last_os("mmap"));
+            return Err(OsError::last("mmap"));
         }
         // SAFETY: MAP_FIXED replaces the first pages of the reservation just made,
         // which this function alone owns and nothing points into yet; the file's
@@ -301,7 +312,7 @@ impl Mapping {
             )
         };
         if p == libc::MAP_FAILED {
-            let e = Error::last_os("mmap");
+            let e = OsError::last("mmap");
             // SAFETY: the reservation made above, unmapped once.
             unsafe { libc::munmap(base, reserved) };
             return Err(e);
@@ -351,15 +362,19 @@ impl Region {
     /// (`F_SEAL_SHRINK | F_SEAL_GROW`); `extra` seals are added after mapping, so
     /// [`Seals::FUTURE_WRITE`] keeps this mapping writable while refusing any other.
     /// `F_SEAL_SEAL` is always added last.
-    pub fn create(name: &CStr, len: usize, extra: Seals) -> Result<Region> {
+    pub fn create(name: &CStr, len: usize, extra: Seals) -> Result<Region, OsError> {
         let fd = create(name, len)?;
         let map = Mapping::map(fd.as_fd(), len, Access::ReadWrite)?;
         add_seals(fd.as_fd(), Seals::FIXED_SIZE.union(extra))?;
         Ok(Region { fd, map })
     }
 
-    /// Verifies a received memfd (see [`verify`]: `required` must include
-    /// [`Seals::SHRINK`]) and maps all of it.
+    /// Verifies a received memfd (see [`verify`]) and maps all of it. A file of no
+    /// bytes is refused whatever `min` says (there is nothing to map).
+    ///
+    /// # Panics
+    /// If `required` lacks [`Seals::SHRINK`]: without it the peer could truncate the
+    /// file under the mapping, so no caller may ask for that.
     pub fn open(
         fd: OwnedFd,
         required: Seals,
@@ -367,7 +382,7 @@ impl Region {
         min: u64,
         max: u64,
         access: Access,
-    ) -> Result<Region> {
+    ) -> Result<Region, AttachError> {
         Region::open_padded(fd, required, what, min, max, access, 0)
     }
 
@@ -381,14 +396,13 @@ impl Region {
         max: u64,
         access: Access,
         pad: usize,
-    ) -> Result<Region> {
-        if !required.contains(Seals::SHRINK) {
-            return Err(Error::missing_seal(
-                "F_SEAL_SHRINK (required by the caller)",
-            ));
-        }
-        let len = verify(fd.as_fd(), required, what, min, max)?;
-        let len = usize::try_from(len).map_err(|_| Error::bad_size(what, max, len))?;
+    ) -> Result<Region, AttachError> {
+        assert!(
+            required.contains(Seals::SHRINK),
+            "a region is opened only with F_SEAL_SHRINK required"
+        );
+        let len = verify(fd.as_fd(), required, what, min.max(1), max)?;
+        let len = usize::try_from(len).map_err(|_| bad_size(what, max, len))?;
         let map = if pad == 0 {
             Mapping::map(fd.as_fd(), len, access)?
         } else {
@@ -408,8 +422,8 @@ impl Region {
     }
 
     /// A new fd for the same file, to hand to a peer.
-    pub fn dup_fd(&self) -> Result<OwnedFd> {
-        self.fd.try_clone().map_err(|e| Error::Os {
+    pub fn dup_fd(&self) -> Result<OwnedFd, OsError> {
+        self.fd.try_clone().map_err(|e| OsError {
             op: "fcntl(F_DUPFD_CLOEXEC)",
             source: e,
         })

@@ -14,7 +14,7 @@
 //! Head and tail sit 128 bytes apart so that the adjacent-line prefetcher does not
 //! pair them. Elements start on a page boundary.
 
-use crate::error::{Error, HeaderFault, PeerFault, Result};
+use crate::error::{HeaderFault, PeerFault};
 
 pub(crate) const MAGIC: [u8; 8] = *b"SHMRING\0";
 /// The version of the ring layout this crate speaks.
@@ -58,23 +58,21 @@ impl Header {
         elem_align: usize,
         capacity: usize,
         creator: Role,
-    ) -> Result<Header> {
+    ) -> Result<Header, HeaderFault> {
         if elem_size == 0 {
-            return Err(HeaderFault::ZeroSized.into());
+            return Err(HeaderFault::ZeroSized);
         }
         if elem_align > DATA_OFF {
             return Err(HeaderFault::AlignmentOver {
                 align: elem_align as u64,
                 limit: DATA_OFF as u64,
-            }
-            .into());
+            });
         }
         if !capacity.is_power_of_two() || capacity > MAX_CAPACITY as usize {
             return Err(HeaderFault::Capacity {
                 capacity: capacity as u64,
                 limit: MAX_CAPACITY as u64,
-            }
-            .into());
+            });
         }
         let total = elem_size
             .checked_mul(capacity)
@@ -139,7 +137,7 @@ impl Header {
         elem_align: usize,
         creator: Role,
         file_len: u64,
-    ) -> Result<Header> {
+    ) -> Result<Header, PeerFault> {
         let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
         if b[0..8] != MAGIC {
             return Err(HeaderFault::Magic {
@@ -201,7 +199,11 @@ impl Header {
             .into());
         }
         if file_len != total {
-            return Err(Error::bad_size("ring header", total, file_len));
+            return Err(PeerFault::BadSize {
+                what: "ring header",
+                expected: total,
+                actual: file_len,
+            });
         }
         Ok(expect)
     }
@@ -210,7 +212,7 @@ impl Header {
     ///
     /// # Safety
     /// `base` points at a readable mapping of at least `DATA_OFF` bytes.
-    pub(crate) unsafe fn check_unchanged(&self, base: *const u8) -> Result<()> {
+    pub(crate) unsafe fn check_unchanged(&self, base: *const u8) -> Result<(), PeerFault> {
         // SAFETY: forwarded from the caller.
         let now = unsafe { Self::read_raw(base) };
         let mine = self.encode();
@@ -224,8 +226,7 @@ impl Header {
                 byte: first,
                 now: now[first],
                 was: mine[first],
-            }
-            .into());
+            });
         }
         Ok(())
     }

@@ -6,7 +6,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::error::{ConnectError, Error, PeerFault, ProtocolFault, RecvError, Result};
+use crate::error::{
+    ConnectError, Error, NoteError, PeerFault, ProtocolFault, RecvError, Result, Transmit,
+};
 use crate::frame::arena::ConsumerArena;
 use crate::frame::desc::{FrameDesc, Release};
 use crate::frame::wire::{Msg, PROTOCOL_VERSION, goodbye};
@@ -216,8 +218,8 @@ impl Consumer {
         match hello {
             // A producer that refused us at once (uid not allowed) may have closed
             // before our hello arrived: its goodbye is still queued for us.
-            Ok(()) | Err(Error::PeerGone) => {}
-            Err(e) => return Err(e),
+            Ok(()) | Err(Transmit::PeerGone) => {}
+            Err(e) => return Err(e.into()),
         }
         let (msg, fds) = loop {
             if let Some(m) = recv_msg(sock.as_fd(), &mut Vec::new())? {
@@ -344,19 +346,18 @@ impl Consumer {
     /// plugin sends the formats its downstream accepts). The producer keeps the
     /// latest note of each consumer ([`Producer::notes`](crate::frame::Producer::notes)).
     /// Waits at most 100 ms for room in the socket.
-    pub fn send_note(&self, payload: &[u8]) -> Result<()> {
+    pub fn send_note(&self, payload: &[u8]) -> Result<(), NoteError> {
         if payload.len() > crate::frame::MAX_NOTE {
-            return Err(Error::Invalid(format!(
-                "a note of {} bytes (at most {})",
-                payload.len(),
-                crate::frame::MAX_NOTE
-            )));
+            return Err(NoteError::TooLong {
+                len: payload.len(),
+                limit: crate::frame::MAX_NOTE,
+            });
         }
         let msg = Msg::Note {
             payload: payload.to_vec(),
         };
         let deadline = Instant::now() + Duration::from_millis(100);
-        send_msg(self.sock.as_fd(), &msg, &[], Some(deadline))
+        Ok(send_msg(self.sock.as_fd(), &msg, &[], Some(deadline))?)
     }
 
     /// A handle that interrupts a blocked [`Consumer::recv`] from another thread.
@@ -479,8 +480,8 @@ fn probe_on(sock: &OwnedFd, deadline: Instant) -> Result<Vec<u8>> {
     };
     match send_msg(sock.as_fd(), &probe, &[], Some(deadline)) {
         // Refused at once (uid not allowed): its goodbye is still queued for us.
-        Ok(()) | Err(Error::PeerGone) => {}
-        Err(e) => return Err(e),
+        Ok(()) | Err(Transmit::PeerGone) => {}
+        Err(e) => return Err(e.into()),
     }
     let (msg, _) = loop {
         if let Some(m) = recv_msg(sock.as_fd(), &mut Vec::new())? {

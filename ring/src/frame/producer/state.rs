@@ -393,7 +393,7 @@ impl State {
         });
         let (frames, ffds, releases, rfds) = match rings {
             Ok(r) => r,
-            Err(e) => return Err((sock, e)),
+            Err(e) => return Err((sock, e.into())),
         };
         let welcome = Msg::Welcome {
             version: PROTOCOL_VERSION,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 
 use crate::os::doorbell::{poll_until, pollfd, Doorbell, Wake, Waker};
-use crate::error::{Error, PeerFault, ProtocolFault, Result};
+use crate::error::{AttachError, CreateError, Error, OsError, PeerFault, ProtocolFault, Result, SendMsgError};
 use crate::os::fdpass;
 use crate::ring::layout::{self, Header, Role};
 use crate::os::memfd::{Access, Region, Seals};
@@ -85,8 +85,8 @@ impl RingFds {
         let fds = [self.memfd.as_fd(), self.doorbell.as_fd()];
         loop {
             match fdpass::send_flags(sock, HANDOFF_MSG, &fds, libc::MSG_DONTWAIT) {
-                Err(e) if e.is_would_block() => wait_for(sock, libc::POLLOUT, deadline)?,
-                r => return r,
+                Err(SendMsgError::WouldBlock) => wait_for(sock, libc::POLLOUT, deadline)?,
+                r => return Ok(r?),
             }
         }
     }
@@ -164,8 +164,9 @@ impl End {
         elem_align: usize,
         capacity: usize,
         creator: Role,
-    ) -> Result<(End, RingFds)> {
-        let hdr = Header::new(elem_size, elem_align, capacity, creator)?;
+    ) -> Result<(End, RingFds), CreateError> {
+        let hdr = Header::new(elem_size, elem_align, capacity, creator)
+            .map_err(CreateError::Shape)?;
         let region = Region::create(c"shmring-ring", hdr.total_len as usize, Seals::NONE)?;
         // SAFETY: the region is ours alone until its fd is handed out, it is mapped
         // read-write and at least DATA_OFF bytes long (total_len >= DATA_OFF).
@@ -178,7 +179,12 @@ impl End {
         Ok((End::new(region, hdr, bell)?, fds))
     }
 
-    fn attach(fds: RingFds, elem_size: usize, elem_align: usize, creator: Role) -> Result<End> {
+    fn attach(
+        fds: RingFds,
+        elem_size: usize,
+        elem_align: usize,
+        creator: Role,
+    ) -> Result<End, AttachError> {
         let bell = Doorbell::from_fd(fds.doorbell)?;
         let region = Region::open(
             fds.memfd,
@@ -197,10 +203,10 @@ impl End {
             creator,
             region.mapping().len() as u64,
         )?;
-        End::new(region, hdr, bell)
+        Ok(End::new(region, hdr, bell)?)
     }
 
-    fn new(region: Region, hdr: Header, bell: Doorbell) -> Result<End> {
+    fn new(region: Region, hdr: Header, bell: Doorbell) -> Result<End, OsError> {
         Ok(End {
             region,
             hdr,
@@ -268,7 +274,7 @@ impl End {
 
     fn header_intact(&self) -> Result<()> {
         // SAFETY: the mapping is at least DATA_OFF bytes.
-        unsafe { self.hdr.check_unchanged(self.region.mapping().as_ptr()) }
+        Ok(unsafe { self.hdr.check_unchanged(self.region.mapping().as_ptr()) }?)
     }
 
     /// Waits until `ready` says yes: spins for the spin budget, then announces `flag`,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytemuck::Pod;
 
 use crate::os::doorbell::{Doorbell, Waker};
-use crate::error::{Error, Result, RecvError};
+use crate::error::{AttachError, CreateError, Error, Result, RecvError};
 use crate::ring::layout::Role;
 use crate::ring::index::{self, ConsumerIdx, Word, Words};
 
@@ -25,13 +25,13 @@ pub struct Receiver<T: Pod> {
 impl<T: Pod> Receiver<T> {
     /// Creates a ring of `capacity` elements (a power of two); hand the [`RingFds`] to
     /// the sending process.
-    pub fn create(capacity: usize) -> Result<(Receiver<T>, RingFds)> {
+    pub fn create(capacity: usize) -> Result<(Receiver<T>, RingFds), CreateError> {
         let (end, fds) = End::create(size_of::<T>(), align_of::<T>(), capacity, Role::Receiver)?;
         Ok((Receiver::from_end(end), fds))
     }
 
     /// Attaches to a ring a sender created.
-    pub fn attach(fds: RingFds) -> Result<Receiver<T>> {
+    pub fn attach(fds: RingFds) -> Result<Receiver<T>, AttachError> {
         let end = End::attach(fds, size_of::<T>(), align_of::<T>(), Role::Sender)?;
         Ok(Receiver::from_end(end))
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytemuck::Pod;
 
 use crate::os::doorbell::{Doorbell, Waker};
-use crate::error::{Result, SendError};
+use crate::error::{AttachError, CreateError, Result, SendError};
 use crate::ring::layout::Role;
 use crate::ring::index::{self, ProducerIdx, Waits, Word, Words};
 
@@ -28,13 +28,13 @@ pub struct Sender<T: Pod> {
 impl<T: Pod> Sender<T> {
     /// Creates a ring of `capacity` elements (a power of two); hand the [`RingFds`] to
     /// the receiving process.
-    pub fn create(capacity: usize) -> Result<(Sender<T>, RingFds)> {
+    pub fn create(capacity: usize) -> Result<(Sender<T>, RingFds), CreateError> {
         let (end, fds) = End::create(size_of::<T>(), align_of::<T>(), capacity, Role::Sender)?;
         Ok((Sender::from_end(end), fds))
     }
 
     /// Attaches to a ring a receiver created.
-    pub fn attach(fds: RingFds) -> Result<Sender<T>> {
+    pub fn attach(fds: RingFds) -> Result<Sender<T>, AttachError> {
         let end = End::attach(fds, size_of::<T>(), align_of::<T>(), Role::Receiver)?;
         Ok(Sender::from_end(end))
     }
