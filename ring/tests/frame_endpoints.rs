@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::*;
 use shmring::{
-    BindError, ConnectError, Consumer, ConsumerConfig, Producer, ProducerConfig, PublishError,
-    RecvError, ReusableSlot,
+    BindError, ConnectError, Consumer, ConsumerConfig, NoteError, Producer, ProducerConfig,
+    PublishError, RecvError, ReusableSlot,
 };
 
 #[test]
@@ -33,6 +33,31 @@ fn the_welcome_tells_the_consumer_its_slot_share() {
     p.add_connection(a).unwrap();
     let c = Consumer::from_fd(b, ConsumerConfig::default()).unwrap();
     assert_eq!(c.max_held(), 2);
+}
+
+#[test]
+fn a_note_over_the_limit_is_refused_with_its_length_and_the_producer_keeps_the_last() {
+    let p = Producer::new(patient()).unwrap();
+    let (a, b) = shmring::fdpass::seqpacket_pair().unwrap();
+    p.add_connection(a).unwrap();
+    let c = Consumer::from_fd(b, ConsumerConfig::default()).unwrap();
+    let limit = shmring::frame::MAX_NOTE;
+    c.send_note(b"fits").unwrap();
+    let e = c.send_note(&vec![0; limit + 1]).unwrap_err();
+    assert!(
+        matches!(e, NoteError::TooLong { len, limit: l } if len == limit + 1 && l == limit),
+        "{e:?}"
+    );
+    eventually("the note that fits arrives", || {
+        p.notes().iter().any(|(_, n)| n == b"fits")
+    });
+    drop(p);
+    // The producer is gone: the next note says so (or finds no room), never hangs.
+    let e = c.send_note(b"late").unwrap_err();
+    assert!(
+        matches!(e, NoteError::PeerGone | NoteError::Timeout),
+        "{e:?}"
+    );
 }
 
 #[test]

@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 
 use shmring::internals::index::HeapRing;
 use shmring::memfd::{self, Access, Mapping, Region, Seals};
-use shmring::{Error, ReadOnlyBlob, Receiver, RecvError, SendError, Sender, write_once};
+use shmring::{
+    AttachError, CreateError, Error, HeaderFault, PeerFault, ReadOnlyBlob, Receiver, RecvError,
+    SendError, Sender, write_once,
+};
 
 #[test]
 fn elements_arrive_in_order_across_many_wrap_arounds() {
@@ -47,6 +50,16 @@ fn attaching_with_the_creators_role_is_refused() {
     let (_tx, fds) = Sender::<u64>::create(16).unwrap();
     let e = Sender::<u64>::attach(fds).unwrap_err();
     assert!(
+        matches!(
+            e,
+            AttachError::Peer(PeerFault::BadHeader(HeaderFault::Role {
+                created_by_sender: true,
+                attached_as_sender: true
+            }))
+        ),
+        "{e:?}"
+    );
+    assert!(
         e.to_string()
             .contains("created by a sender but attached as a sender"),
         "{e}"
@@ -58,6 +71,16 @@ fn attaching_with_another_element_type_is_refused() {
     let (_tx, fds) = Sender::<u64>::create(16).unwrap();
     let e = Receiver::<u32>::attach(fds).unwrap_err();
     assert!(
+        matches!(
+            e,
+            AttachError::Peer(PeerFault::BadHeader(HeaderFault::ElementSize {
+                found: 8,
+                expected: 4
+            }))
+        ),
+        "{e:?}"
+    );
+    assert!(
         e.to_string()
             .contains("element size 8, this side's type has 4"),
         "{e}"
@@ -66,8 +89,22 @@ fn attaching_with_another_element_type_is_refused() {
 
 #[test]
 fn capacity_must_be_a_power_of_two() {
+    // The caller's mistake, not a peer's: a shape error, and no peer fault.
     let e = Sender::<u64>::create(12).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            CreateError::Shape(HeaderFault::Capacity { capacity: 12, .. })
+        ),
+        "{e:?}"
+    );
     assert!(e.to_string().contains("not a power of two"), "{e}");
+    assert!(!Error::from(e).is_peer_fault());
+    let e = Receiver::<()>::create(16).unwrap_err();
+    assert!(
+        matches!(e, CreateError::Shape(HeaderFault::ZeroSized)),
+        "{e:?}"
+    );
 }
 
 #[test]
