@@ -48,7 +48,7 @@ fn a_note_over_the_limit_is_refused_with_its_length_and_the_producer_keeps_the_l
         matches!(e, NoteError::TooLong { len, limit: l } if len == limit + 1 && l == limit),
         "{e:?}"
     );
-    eventually("the note that fits arrives", || {
+    testkit::eventually("the note that fits arrives", || {
         p.notes().iter().any(|(_, n)| n == b"fits")
     });
     drop(p);

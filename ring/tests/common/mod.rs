@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use shmring::{Consumer, ConsumerConfig, Event, Frame, Producer};
-pub use testkit::{eventually, patient, socket_path, wait_consumers};
+pub use testkit::{patient, socket_path, wait_consumers};
 
 pub fn connect(p: &Producer) -> Consumer {
     Consumer::connect(p.path().unwrap(), ConsumerConfig::default()).unwrap()
