@@ -1,9 +1,9 @@
 //! `shmringsrc`: receives the buffers, caps and events of a `shmringsink` in another
 //! process.
 
-use std::sync::atomic::Ordering;
-use std::sync::{LazyLock, Mutex};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use gst::glib;
 use gst::prelude::*;
@@ -13,25 +13,14 @@ use gst_base::subclass::base_src::CreateSuccess;
 use gst_base::subclass::prelude::*;
 use shmring::{Consumer, ConsumerConfig};
 
-use super::ShmringSrc;
-use crate::codec::{Refusal, trust};
+use super::session::{Config, Next, Session};
+use super::{CAPS_GRACE, CAT, ShmringSrc};
 use crate::element::{Place, PlaceError, Role, one_pad_element, place_uri_handler};
 use crate::units::{from_ms, from_us, ms, us};
-
-pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
-    gst::DebugCategory::new(
-        "shmringsrc",
-        gst::DebugColorFlags::empty(),
-        Some("shmring source: receives buffers over sealed shared memory"),
-    )
-});
 
 /// Default `wake-ahead`: the cap; what the consumer polls within it, it measures
 /// (docs/plugin.md).
 pub(super) const DEFAULT_WAKE_AHEAD: Duration = Duration::from_micros(1000);
-/// How long a source waits for a producer it told what downstream accepts to send
-/// caps downstream takes.
-pub(super) const CAPS_GRACE: Duration = Duration::from_secs(5);
 /// Default `reconnect-interval`.
 const DEFAULT_RECONNECT_INTERVAL: Duration = Duration::from_millis(100);
 /// Default `spin-time`: the frame channel's own.
@@ -98,96 +87,67 @@ impl Default for Settings {
     }
 }
 
-#[derive(Default, Clone, Copy)]
-pub(super) struct Counters {
-    pub(super) frames: u64,
-    pub(super) bytes: u64,
-    pub(super) copies: u64,
-    pub(super) dropped: u64,
-    pub(super) reconnects: u64,
-    /// What the consumer's wake-ahead did, as of a recent buffer.
-    pub(super) anticipation: shmring::frame::Anticipation,
-    /// Metas added to buffers.
-    pub(super) metas: u64,
-    /// Metas the producer sent that were not added (see `stats`).
-    pub(super) metas_refused: u64,
-    /// Buffers dropped in caps downstream refused, while the producer negotiated.
-    pub(super) refused_caps: u64,
+impl Settings {
+    /// What of the settings the session reads per buffer.
+    pub(super) fn config(&self) -> Config {
+        Config {
+            is_live: self.is_live,
+            is_live_set: self.is_live_set,
+            zero_copy_limit: self.zero_copy_limit,
+            max_meta_bytes: self.max_meta_bytes,
+            allowed: crate::codec::metas::Allowed::parse(&self.custom_metas),
+            reconnect: self.reconnect,
+        }
+    }
 }
 
-/// The metas arriving for the next buffer, and what was logged of them.
+/// What only the streaming thread touches (and `start`, `stop`, which run when it
+/// does not): the connection, and what `create` owes.
 #[derive(Default)]
-pub(super) struct MetaState {
-    pub(super) assembly: crate::codec::metas::Assembly,
-    pub(super) logged: crate::codec::metas::LoggedOnce,
-}
-
-pub(super) struct State {
+pub(super) struct Streaming {
     pub(super) consumer: Option<Consumer>,
-    pub(super) caps: Option<gst::Caps>,
-    /// What the caps let a buffer be (decided once per caps, not per buffer); every
-    /// buffer is checked against it before it is built.
-    pub(super) format: Option<trust::Format>,
-    /// Whether the current connection's stream-start was seen.
-    pub(super) stream_started: bool,
-    /// The producer's segment, as it last sent it (`None`: none yet, the default
-    /// time segment).
-    pub(super) segment: Option<gst::FormattedSegment<gst::ClockTime>>,
-    /// The segment this src configured last (`None`: send one before the next
-    /// buffer).
-    pub(super) sent_segment: Option<gst::FormattedSegment<gst::ClockTime>>,
-    /// Live: this stream's first buffer proposed its lag (see
-    /// `configure_segment`).
-    pub(super) lag_proposed: bool,
-    /// Slots the producer lets this consumer hold (from its welcome).
-    pub(super) max_held: u32,
-    /// The producer's upstream latency (live, min, max), as it last told us.
-    pub(super) latency: Option<(bool, gst::ClockTime, Option<gst::ClockTime>)>,
-    /// Since when downstream refuses the producer's caps (it was told what it
-    /// accepts, and has a grace period to negotiate again).
-    pub(super) caps_refused: Option<std::time::Instant>,
-    /// The caps downstream refused.
-    pub(super) refused: Option<gst::Caps>,
+    /// `create` owes a marker (a list went first) or the end of the stream (after
+    /// a marker carried the events before it).
+    marker_due: bool,
+    eos_due: bool,
+    /// Since when downstream refuses the producer's caps, as the session said
+    /// last (a receive waits at most until the grace ends).
+    pub(super) refused_since: Option<Instant>,
 }
 
 /// The element's private state.
 ///
-/// Lock order (a lock is never taken while one after it is held): `metas` →
-/// `counters` (a meta list over `max-meta-bytes` is counted while its assembly is
-/// held). Every other lock is taken alone and let go before the next: `settings`
-/// is read and released at once, and nothing is taken under `state`,
-/// `late_events` or `wakers`.
+/// Lock order (a lock is never taken while one after it is held): `stream` →
+/// `settings` → `session` → `wakers`, `late_events`. `stream` is the streaming
+/// thread's, held through a `create` (receiving included): nothing else waits on
+/// it while the element streams. `session` is taken once per event received, and
+/// briefly by properties, queries and events from other threads; nothing calls
+/// into GStreamer while holding it (the session decides, the element acts after).
 #[derive(Default)]
 pub struct Src {
     pub(super) settings: Mutex<Settings>,
-    pub(super) state: Mutex<Option<State>>,
-    pub(super) counters: Mutex<Counters>,
+    pub(super) stream: Mutex<Streaming>,
+    /// What the source decides with (`None` before the first start; kept after a
+    /// stop, for its stats).
+    pub(super) session: Mutex<Option<Session>>,
     /// Interrupts a blocked `create` (unlock): the element's own, and the current
     /// consumer's.
     pub(super) wakers: Mutex<Vec<shmring::Waker>>,
     /// Shared slots downstream holds right now (wrapped, not yet freed).
-    pub(super) outstanding: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    pub(super) metas: Mutex<MetaState>,
+    pub(super) outstanding: Arc<AtomicUsize>,
     /// The producer's serialized events since the last buffer (tags, TOC, custom
     /// events, sticky or not, gaps), in the order they came: pushed on the src
     /// pad just before the next buffer leaves, after the segment BaseSrc pushes
     /// first. With no buffer to carry them (a gap, the end), `create` returns a
     /// marker buffer that the pad's probe drops once it pushed them.
-    pub(super) late_events: std::sync::Arc<Mutex<Vec<gst::Event>>>,
-    /// `create` owes a marker (a list went first) or the end of the stream (after
-    /// a marker carried the events before it).
-    pub(super) marker_due: std::sync::atomic::AtomicBool,
-    pub(super) eos_due: std::sync::atomic::AtomicBool,
-    /// Tell the producer what downstream accepts before the next receive.
-    pub(super) note_due: std::sync::atomic::AtomicBool,
-    /// The producer was told (a refused caps then waits for new ones).
-    pub(super) accepts_sent: std::sync::atomic::AtomicBool,
+    pub(super) late_events: Arc<Mutex<Vec<gst::Event>>>,
+    /// Tell the producer what downstream accepts before the next receive (set by
+    /// a reconfigure event, from any thread).
+    pub(super) note_due: AtomicBool,
     /// Whether the buffer (or list) `create` returned last is DISCONT by the
     /// producer's word or ours: BaseSrc marks the first one after a start DISCONT
     /// whatever it was, and the src pad's probe takes that mark back off.
-    pub(super) keep_discont: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    /// The next buffer follows a reconnection: DISCONT.
-    pub(super) discont_next: std::sync::atomic::AtomicBool,
+    pub(super) keep_discont: Arc<AtomicBool>,
 }
 
 /// The flag of a marker buffer (see `Src::marker`): the first of those GStreamer
@@ -198,18 +158,6 @@ const CARRIER: gst::BufferFlags =
 
 /// The most buffers one buffer list from the producer gathers here.
 const MAX_LIST: usize = 1024;
-
-pub(super) enum Next {
-    /// A buffer, and whether more of its buffer list follow.
-    Buffer(gst::Buffer, bool),
-    Again,
-    /// Events wait in `late_events` with no buffer coming to carry them now.
-    Events,
-    /// The producer sent something invalid: an error, or a reconnect when asked.
-    Fault(Refusal),
-    /// The producer said goodbye while this source reconnects (its reason).
-    Gone(String),
-}
 
 #[glib::object_subclass]
 impl ObjectSubclass for Src {
@@ -324,6 +272,11 @@ impl ObjectImpl for Src {
             }
             other => unreachable!("no property {other}"),
         }
+        let cfg = s.config();
+        drop(s);
+        if let Some(session) = self.session.lock().unwrap().as_mut() {
+            session.cfg = cfg;
+        }
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
@@ -413,20 +366,8 @@ impl BaseSrcImpl for Src {
         let own = shmring::Waker::new()
             .map_err(|e| gst::error_msg!(gst::ResourceError::Failed, ["{}", e]))?;
         *self.wakers.lock().unwrap() = vec![own];
-        *self.counters.lock().unwrap() = Counters::default();
-        *self.state.lock().unwrap() = Some(State {
-            consumer: None,
-            caps: None,
-            format: None,
-            stream_started: false,
-            segment: None,
-            sent_segment: None,
-            lag_proposed: false,
-            max_held: 1,
-            latency: None,
-            caps_refused: None,
-            refused: None,
-        });
+        *self.stream.lock().unwrap() = Streaming::default();
+        *self.session.lock().unwrap() = Some(Session::new(s.config()));
         if !s.reconnect {
             // Fail at start, where the user sees why, rather than at the first buffer.
             let c = self.connect(&s).map_err(|e| {
@@ -435,13 +376,15 @@ impl BaseSrcImpl for Src {
                     ["Cannot receive from {}: {}", s.describe(), e]
                 )
             })?;
-            self.install(c);
+            self.install(&c);
+            self.stream.lock().unwrap().consumer = Some(c);
         }
         Ok(())
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
-        *self.state.lock().unwrap() = None;
+        // The session stays, for its stats; the next start makes a new one.
+        *self.stream.lock().unwrap() = Streaming::default();
         self.wakers.lock().unwrap().clear();
         Ok(())
     }
@@ -467,8 +410,7 @@ impl BaseSrcImpl for Src {
     fn event(&self, event: &gst::Event) -> bool {
         // Downstream can take other caps now: tell the producer.
         if event.type_() == gst::EventType::Reconfigure {
-            self.note_due
-                .store(true, std::sync::atomic::Ordering::Relaxed);
+            self.note_due.store(true, Ordering::Relaxed);
         }
         self.parent_event(event)
     }
@@ -478,7 +420,12 @@ impl BaseSrcImpl for Src {
             // Live: a buffer stamped t (our running time) leaves here at t plus the
             // producer pipeline's latency (plus transport, microseconds).
             let live = self.settings.lock().unwrap().is_live;
-            let producer = self.state.lock().unwrap().as_ref().and_then(|s| s.latency);
+            let producer = self
+                .session
+                .lock()
+                .unwrap()
+                .as_ref()
+                .and_then(|s| s.latency());
             match producer {
                 Some((_, min, max)) if live => q.set(true, min, max),
                 _ => q.set(live, gst::ClockTime::ZERO, gst::ClockTime::NONE),
@@ -494,56 +441,47 @@ impl PushSrcImpl for Src {
         &self,
         _buffer: Option<&mut gst::BufferRef>,
     ) -> Result<CreateSuccess, gst::FlowError> {
-        // An inherited socket cannot be connected again. (No settings clone per
-        // buffer: the path is only needed to connect.)
-        let (reconnect, interval) = {
-            let s = self.settings.lock().unwrap();
-            (s.reconnect && s.socket_fd < 0, s.reconnect_interval)
-        };
+        let mut st = self.stream.lock().unwrap();
         // What a marker owes: itself (a list went before it), or the end of the
         // stream after the events it carried.
-        if self.marker_due.swap(false, Ordering::Relaxed) {
+        if std::mem::take(&mut st.marker_due) {
             return Ok(self.marker());
         }
-        if self.eos_due.swap(false, Ordering::Relaxed) {
+        if std::mem::take(&mut st.eos_due) {
             return Err(gst::FlowError::Eos);
         }
         // The buffers of a buffer list received so far.
         let mut list: Option<gst::BufferList> = None;
         loop {
-            let Some(mut consumer) = self.consumer(reconnect, interval)? else {
+            let Some(consumer) = st.consumer.as_ref() else {
+                self.connect_now(&mut st)?;
                 continue;
             };
-            let received = match self.receive(&mut consumer) {
-                Ok(r) => r,
-                Err(e) => {
-                    self.put_back(consumer);
-                    return Err(e);
-                }
-            };
-            let lost = match received {
+            if self.note_due.swap(false, Ordering::Relaxed) {
+                self.send_accepts(consumer);
+            }
+            let lost = match self.receive(&mut st)? {
                 Ok(ev) => {
-                    if matches!(ev, shmring::Event::Frame(ref f) if f.seq() % 16 == 0) {
-                        self.counters.lock().unwrap().anticipation = consumer.anticipation();
-                    }
-                    self.put_back(consumer);
-                    match self.gather(self.handle(ev)?, &mut list, reconnect)? {
+                    let anticipation = match &ev {
+                        shmring::Event::Frame(f) if f.seq() % 16 == 0 => {
+                            st.consumer.as_mut().map(|c| c.anticipation())
+                        }
+                        _ => None,
+                    };
+                    let next = self.handle(ev, anticipation, &mut st)?;
+                    match self.gather(next, &mut list, &mut st)? {
                         Gathered::Done(done) => return Ok(done),
                         Gathered::More => continue,
                         Gathered::Lost(lost) => lost,
                     }
                 }
-                Err(shmring::RecvError::Interrupted) => {
-                    self.put_back(consumer);
-                    return Err(gst::FlowError::Flushing);
-                }
-                Err(e) if reconnect => format!("producer lost ({e})"),
+                Err(shmring::RecvError::Interrupted) => return Err(gst::FlowError::Flushing),
+                Err(e) if self.reconnects() => format!("producer lost ({e})"),
                 Err(e) => return Err(self.receive_failed(e)),
             };
             gst::warning!(CAT, imp = self, "{lost}; reconnecting");
-            self.counters.lock().unwrap().reconnects += 1;
-            self.drop_consumer();
-            self.pause(interval)?;
+            self.drop_consumer(&mut st);
+            self.pause(self.settings.lock().unwrap().reconnect_interval)?;
         }
     }
 }
@@ -559,41 +497,26 @@ enum Gathered {
 }
 
 impl Src {
-    /// The consumer, taken out of the state so that unlock and property reads do
-    /// not wait for a blocked receive; connected first if there is none (`None`:
-    /// connected now, ask again).
-    fn consumer(
-        &self,
-        reconnect: bool,
-        interval: Duration,
-    ) -> Result<Option<Consumer>, gst::FlowError> {
-        let consumer = self
-            .state
-            .lock()
-            .unwrap()
-            .as_mut()
-            .ok_or(gst::FlowError::Flushing)?
-            .consumer
-            .take();
-        if let Some(c) = consumer {
-            if self.note_due.swap(false, Ordering::Relaxed) {
-                self.send_accepts(&c);
-            }
-            return Ok(Some(c));
-        }
-        match self.connect(&self.settings()) {
+    /// Connects (`create` found no consumer): the consumer goes into `st`, or after
+    /// a failed attempt that is to be retried, nothing does.
+    fn connect_now(&self, st: &mut Streaming) -> Result<(), gst::FlowError> {
+        let s = self.settings();
+        match self.connect(&s) {
             Ok(c) => {
                 gst::info!(CAT, imp = self, "connected to the producer");
-                self.install(c);
-                Ok(None)
+                self.install(&c);
+                st.consumer = Some(c);
+                st.marker_due = false;
+                st.eos_due = false;
+                Ok(())
             }
             Err(shmring::ConnectError::Interrupted) => Err(gst::FlowError::Flushing),
-            Err(e) if reconnect => {
+            Err(e) if s.reconnect && s.socket_fd < 0 => {
                 // Something answers at the path but is no producer we can trust:
                 // keep waiting for a real one.
                 gst::warning!(CAT, imp = self, "cannot connect ({e}); trying again");
-                self.pause(interval)?;
-                Ok(None)
+                self.pause(s.reconnect_interval)?;
+                Ok(())
             }
             Err(e) => {
                 gst::element_imp_error!(
@@ -606,19 +529,21 @@ impl Src {
         }
     }
 
-    fn put_back(&self, c: Consumer) {
-        if let Some(st) = self.state.lock().unwrap().as_mut() {
-            st.consumer = Some(c);
-        }
+    /// Whether a lost producer is waited for (an inherited socket cannot be
+    /// connected again). Read only when one is lost.
+    fn reconnects(&self) -> bool {
+        let s = self.settings.lock().unwrap();
+        s.reconnect && s.socket_fd < 0
     }
 
     /// The next event; while downstream refuses the producer's caps, at most until
     /// the grace ends (then a negotiation error).
     fn receive(
         &self,
-        consumer: &mut Consumer,
+        st: &mut Streaming,
     ) -> Result<Result<shmring::Event, shmring::RecvError>, gst::FlowError> {
-        let Some(since) = self.caps_refused_since() else {
+        let consumer = st.consumer.as_mut().expect("connected");
+        let Some(since) = st.refused_since else {
             return Ok(consumer.recv());
         };
         let r = consumer.recv_deadline(Some(since + CAPS_GRACE));
@@ -626,11 +551,11 @@ impl Src {
             return Ok(r);
         }
         let theirs = self
-            .state
+            .session
             .lock()
             .unwrap()
             .as_ref()
-            .and_then(|st| st.refused.clone());
+            .and_then(|s| s.refused().cloned());
         let caps = self
             .obj()
             .static_pad("src")
@@ -655,7 +580,7 @@ impl Src {
         &self,
         next: Next,
         list: &mut Option<gst::BufferList>,
-        reconnect: bool,
+        st: &mut Streaming,
     ) -> Result<Gathered, gst::FlowError> {
         Ok(match next {
             Next::Buffer(b, more) => {
@@ -675,27 +600,44 @@ impl Src {
                 }
                 Gathered::More
             }
+            // The end, at once, or after the events that wait (a marker carries
+            // them first).
+            Next::Eos => {
+                if self.late_events.lock().unwrap().is_empty() {
+                    return Err(gst::FlowError::Eos);
+                }
+                st.eos_due = true;
+                self.events_out(list, st)
+            }
             // Events and no buffer to carry them: a marker does (after what there
             // is of a list).
-            Next::Events => Gathered::Done(match list.take() {
-                Some(l) => {
-                    self.marker_due.store(true, Ordering::Relaxed);
-                    CreateSuccess::NewBufferList(l)
-                }
-                None => self.marker(),
-            }),
+            Next::Events => self.events_out(list, st),
             // Only a lying producer sends anything between the buffers of a list:
             // what it has of the list goes first.
             Next::Again => match list.take() {
                 Some(l) => Gathered::Done(CreateSuccess::NewBufferList(l)),
                 None => Gathered::More,
             },
-            Next::Fault(what) if reconnect => Gathered::Lost(format!("producer sent {what}")),
+            Next::Fault(what) if self.reconnects() => {
+                Gathered::Lost(format!("producer sent {what}"))
+            }
             Next::Gone(reason) => Gathered::Lost(format!("producer sent a goodbye ({reason})")),
             Next::Fault(what) => {
                 gst::element_imp_error!(self, gst::StreamError::Decode, ["Producer sent {}", what]);
                 return Err(gst::FlowError::Error);
             }
+        })
+    }
+
+    /// What carries the waiting events out: the list gathered so far (a marker
+    /// follows it), or a marker.
+    fn events_out(&self, list: &mut Option<gst::BufferList>, st: &mut Streaming) -> Gathered {
+        Gathered::Done(match list.take() {
+            Some(l) => {
+                st.marker_due = true;
+                CreateSuccess::NewBufferList(l)
+            }
+            None => self.marker(),
         })
     }
 
@@ -745,16 +687,16 @@ impl Src {
         self.settings.lock().unwrap().clone()
     }
 
-    /// Waits `reconnect-interval` before the next connection attempt (so that a
-    /// producer that keeps failing or lying is not hammered); `Flushing` if unlocked.
     /// Remembers whether `b` (the next to leave) is DISCONT by our word.
     fn keep_discont_of(&self, b: &gst::BufferRef) {
         self.keep_discont.store(
             b.flags().contains(gst::BufferFlags::DISCONT),
-            std::sync::atomic::Ordering::Relaxed,
+            Ordering::Relaxed,
         );
     }
 
+    /// Waits `reconnect-interval` before the next connection attempt (so that a
+    /// producer that keeps failing or lying is not hammered); `Flushing` if unlocked.
     pub(super) fn pause(&self, interval: Duration) -> Result<(), gst::FlowError> {
         let w = self.wakers.lock().unwrap().first().cloned();
         let Some(w) = w else {
@@ -770,13 +712,12 @@ impl Src {
         }
     }
 
-    pub(super) fn drop_consumer(&self) {
-        let mut w = self.wakers.lock().unwrap();
-        w.truncate(1);
-        drop(w);
-        if let Some(st) = self.state.lock().unwrap().as_mut() {
-            st.consumer = None;
-            st.stream_started = false;
+    /// The producer is lost: its consumer goes, the session counts a reconnect.
+    fn drop_consumer(&self, st: &mut Streaming) {
+        self.wakers.lock().unwrap().truncate(1);
+        st.consumer = None;
+        if let Some(s) = self.session.lock().unwrap().as_mut() {
+            s.lost();
         }
     }
 }

@@ -1,15 +1,33 @@
 //! `shmringsrc`: receives the buffers, caps and events of a `shmringsink` in another
 //! process.
 //!
-//! `imp` holds the element (settings, state, the GStreamer trait impls), `receive`
-//! what it makes of what the producer says; the checks everything the producer
-//! says passes before it reaches GStreamer are [`crate::codec::trust`].
+//! `imp` holds the element (settings, the GStreamer trait impls, `create`);
+//! `session` decides what each event of the producer makes, with no element (unit
+//! tested without a pipeline); `receive` connects and does what the session
+//! decided. The checks everything the producer says passes before it reaches
+//! GStreamer are [`crate::codec::trust`].
+
+use std::sync::LazyLock;
+use std::time::Duration;
 
 use gst::glib;
 use gst::prelude::*;
 
 mod imp;
 mod receive;
+mod session;
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "shmringsrc",
+        gst::DebugColorFlags::empty(),
+        Some("shmring source: receives buffers over sealed shared memory"),
+    )
+});
+
+/// How long a source waits for a producer it told what downstream accepts to send
+/// caps downstream takes.
+const CAPS_GRACE: Duration = Duration::from_secs(5);
 
 glib::wrapper! {
     /// `shmringsrc`.
