@@ -1,7 +1,8 @@
 //! `shmringsink`: serves buffers to any number of `shmringsrc`s over the frame channel.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gst::glib;
 use gst::prelude::*;
@@ -12,7 +13,7 @@ use shmring::frame::Policy;
 use shmring::{Producer, ProducerConfig};
 
 use super::pool::SlotPool;
-use super::session::TagKeys;
+use super::session::{self, TagKeys};
 use super::{CAT, ShmringSink};
 use crate::codec::{self, Side, ct};
 use crate::element::{Place, Role, one_pad_element, place_uri_handler};
@@ -105,18 +106,40 @@ impl Default for Settings {
     }
 }
 
+/// The figures `stats` shows, written where they happen (relaxed: each is a
+/// count on its own, read by other threads).
 #[derive(Default)]
 pub(super) struct Counters {
-    pub(super) copies: u64,
-    pub(super) zero_copy: u64,
+    pub(super) copies: AtomicU64,
+    pub(super) zero_copy: AtomicU64,
     /// Metas sent with buffers.
-    pub(super) metas: u64,
+    pub(super) metas: AtomicU64,
     /// Metas that could not go (no encoding for them, or over `max-meta-bytes`).
-    pub(super) metas_not_sent: u64,
+    pub(super) metas_not_sent: AtomicU64,
     /// Buffers not sent while upstream renegotiated.
-    pub(super) held_back: u64,
-    /// Meta names logged as not sent.
-    pub(super) logged: crate::codec::metas::LoggedOnce,
+    pub(super) held_back: AtomicU64,
+}
+
+impl Counters {
+    pub(super) fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(super) fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+
+    fn reset(&self) {
+        for c in [
+            &self.copies,
+            &self.zero_copy,
+            &self.metas,
+            &self.metas_not_sent,
+            &self.held_back,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
 }
 
 pub(super) struct State {
@@ -134,22 +157,28 @@ pub(super) struct State {
     pub(super) tag_keys: TagKeys,
     /// The tag of the last meta list sent (1..=65535, wrapping).
     pub(super) metas_tag: u16,
+    /// Meta names logged as not sent.
+    pub(super) logged: crate::codec::metas::LoggedOnce,
+    /// What the consumers want and what upstream was asked (see `negotiation`).
+    pub(super) negotiation: super::negotiation::Negotiation,
+    /// `wait-for-connection` and `max-meta-bytes`, as `render` reads them (kept
+    /// up to date by `set_property`).
+    pub(super) wait: bool,
+    pub(super) max_meta: usize,
 }
 
 /// The element's private state.
 ///
 /// Lock order (a lock is never taken while one after it is held): `settings` →
-/// `state` → `counters`. `settings` is read and let go before `state` is taken
-/// (`render` reads what it needs first); under `state` only `counters` is taken
-/// (a meta list counted while its pieces go out). `negotiation` and `waker` are
-/// taken alone, with no other lock held.
+/// `state`; `waker` is taken alone. `render` takes `state` once for a buffer
+/// (more only when it must ask upstream its latency, wait for the first consumer,
+/// or look at what the consumers want, none of which happens per buffer), and
+/// nothing calls into GStreamer while it is held. The counters are atomics.
 #[derive(Default)]
 pub struct Sink {
     pub(super) settings: Mutex<Settings>,
     pub(super) state: Mutex<Option<State>>,
-    pub(super) counters: Mutex<Counters>,
-    /// What the consumers want and what upstream was asked (see `negotiation`).
-    pub(super) negotiation: Mutex<super::negotiation::Negotiation>,
+    pub(super) counters: Counters,
     /// Interrupts a blocked render (unlock); cloned out of the producer at start.
     pub(super) waker: Mutex<Option<shmring::Waker>>,
     /// The buffer being rendered is one of a buffer list with more to follow.
@@ -292,6 +321,11 @@ impl ObjectImpl for Sink {
             "late-consumer-caps" => s.late_caps = value.get().unwrap(),
             other => unreachable!("no property {other}"),
         }
+        let (wait, max_meta) = (s.wait_for_connection, s.max_meta_bytes as usize);
+        if let Some(st) = self.state.lock().unwrap().as_mut() {
+            st.wait = wait;
+            st.max_meta = max_meta;
+        }
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
@@ -329,7 +363,6 @@ one_pad_element!(
 impl BaseSinkImpl for Sink {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let s = self.settings.lock().unwrap().clone();
-        *self.negotiation.lock().unwrap() = Default::default();
         let path = s
             .place
             .path(Role::Serves)
@@ -390,7 +423,7 @@ impl BaseSinkImpl for Sink {
             gst::info!(CAT, imp = self, "serving the consumer on fd {fd}");
         }
         *self.waker.lock().unwrap() = Some(producer.waker());
-        *self.counters.lock().unwrap() = Counters::default();
+        self.counters.reset();
         *self.state.lock().unwrap() = Some(State {
             producer: Arc::new(producer),
             segment: None,
@@ -400,6 +433,10 @@ impl BaseSinkImpl for Sink {
             latency: None,
             tag_keys: TagKeys::default(),
             metas_tag: 0,
+            logged: Default::default(),
+            negotiation: Default::default(),
+            wait: s.wait_for_connection,
+            max_meta: s.max_meta_bytes as usize,
         });
         Ok(())
     }
@@ -407,13 +444,12 @@ impl BaseSinkImpl for Sink {
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         if let Some(st) = self.state.lock().unwrap().take() {
             self.log_events(&st.producer);
-            let c = self.counters.lock().unwrap();
             gst::info!(
                 CAT,
                 imp = self,
                 "stopped: {} buffers zero-copy, {} copied; {:?}",
-                c.zero_copy,
-                c.copies,
+                Counters::get(&self.counters.zero_copy),
+                Counters::get(&self.counters.copies),
                 st.producer.stats()
             );
         }
@@ -465,11 +501,8 @@ impl BaseSinkImpl for Sink {
         gst::debug!(CAT, imp = self, "caps {caps}");
         // Upstream negotiated (again): what it chose goes (consumers it does not
         // suit are refused, never asked for again).
-        self.negotiation
-            .lock()
-            .unwrap()
-            .caps_set(std::time::Instant::now());
         if let Some(st) = self.state.lock().unwrap().as_mut() {
+            st.negotiation.caps_set(std::time::Instant::now());
             st.planar = gst_audio::AudioInfo::from_caps(caps)
                 .ok()
                 .filter(|i| i.layout() == gst_audio::AudioLayout::NonInterleaved);
@@ -644,48 +677,43 @@ impl BaseSinkImpl for Sink {
     }
 
     fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
-        self.tell_latency();
-        // Settings first, then the state: the lock order (never settings under
-        // state).
-        let (wait, max_meta) = {
-            let s = self.settings.lock().unwrap();
-            (s.wait_for_connection, s.max_meta_bytes as usize)
-        };
-        let waited = {
-            let guard = self.state.lock().unwrap();
-            guard.as_ref().ok_or(gst::FlowError::Flushing)?.waited
-        };
-        // Blocking calls run without the state lock, so that `stats` and events
-        // on other threads never wait for a slow consumer.
-        if wait && !waited {
-            gst::info!(CAT, imp = self, "waiting for a consumer");
-            let producer = self.producer().ok_or(gst::FlowError::Flushing)?;
-            match producer.wait_for_consumers(1, None) {
-                Ok(()) => {}
-                Err(shmring::WaitError::Interrupted) => return Err(gst::FlowError::Flushing),
-                Err(e) => {
-                    gst::element_imp_error!(self, gst::ResourceError::Write, ["{}", e]);
-                    return Err(gst::FlowError::Error);
-                }
-            }
-        }
-        if !self.caps_for_consumers() {
-            self.counters.lock().unwrap().held_back += 1;
-            return Ok(gst::FlowSuccess::Ok);
-        }
-        let (producer, m, planes) = {
+        // What GStreamer says, asked before the state lock is taken.
+        let base_time = self.base_time_ns();
+        let list_continues = self.list_continues.load(Ordering::Relaxed);
+        let mut done = Prepared::default();
+        let (producer, m, planes) = loop {
             let mut guard = self.state.lock().unwrap();
             let st = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
-            st.waited |= wait;
+            let now = Instant::now();
+            // What does not happen per buffer: once per caps or flush, before the
+            // first consumer, when the consumers changed.
+            let step = if st.latency.is_none() && !done.latency {
+                Some(Prepare::Latency)
+            } else if st.wait && !st.waited && !done.wait {
+                Some(Prepare::Wait)
+            } else if !done.decide && st.negotiation.due(st.producer.notes_generation(), now) {
+                Some(Prepare::Decide)
+            } else {
+                None
+            };
+            if let Some(step) = step {
+                let producer = st.producer.clone();
+                drop(guard);
+                self.prepare(step, &producer, &mut done)?;
+                continue;
+            }
+            if !st.negotiation.flows(now) {
+                Counters::add(&self.counters.held_back, 1);
+                return Ok(gst::FlowSuccess::Ok);
+            }
+            st.waited |= st.wait;
             st.tag_keys.data();
-            let mut m = self.buffer_meta(buffer);
-            m.list_continues = self
-                .list_continues
-                .load(std::sync::atomic::Ordering::Relaxed);
+            let mut m = session::buffer_meta(buffer, base_time);
+            m.list_continues = list_continues;
             if std::mem::take(&mut st.flushed) {
                 m.flags |= gst::BufferFlags::DISCONT.bits();
             }
-            m.metas_tag = self.send_metas(st, buffer, max_meta);
+            m.metas_tag = self.send_metas(st, buffer);
             let planes = match &st.planar {
                 Some(info) => audio_planes(buffer, info).map_err(|e| {
                     gst::element_imp_error!(self, gst::StreamError::Format, ["{}", e]);
@@ -693,7 +721,7 @@ impl BaseSinkImpl for Sink {
                 })?,
                 None => None,
             };
-            (st.producer.clone(), m, planes)
+            break (st.producer.clone(), m, planes);
         };
         // Rendered into one of our slots (our pool upstream), laid out as consumers
         // expect: publish it as it is.
@@ -724,6 +752,70 @@ impl BaseSinkImpl for Sink {
         });
         drop(map);
         self.published(&producer, r, false)
+    }
+}
+
+/// What `render` does before a buffer when it must (each at most once per buffer).
+#[derive(Clone, Copy)]
+enum Prepare {
+    /// Ask upstream its latency and tell the consumers.
+    Latency,
+    /// Wait for the first consumer (`wait-for-connection`).
+    Wait,
+    /// Look at what the consumers want.
+    Decide,
+}
+
+/// Which [`Prepare`] steps `render` did for this buffer.
+#[derive(Default)]
+struct Prepared {
+    latency: bool,
+    wait: bool,
+    decide: bool,
+}
+
+impl Sink {
+    /// Does `step` with no lock held.
+    fn prepare(
+        &self,
+        step: Prepare,
+        producer: &Producer,
+        done: &mut Prepared,
+    ) -> Result<(), gst::FlowError> {
+        match step {
+            Prepare::Latency => {
+                done.latency = true;
+                self.tell_latency();
+            }
+            Prepare::Wait => {
+                done.wait = true;
+                // Blocking runs without the state lock, so that `stats` and events
+                // on other threads never wait for a consumer.
+                gst::info!(CAT, imp = self, "waiting for a consumer");
+                match producer.wait_for_consumers(1, None) {
+                    Ok(()) => {}
+                    Err(shmring::WaitError::Interrupted) => return Err(gst::FlowError::Flushing),
+                    Err(e) => {
+                        gst::element_imp_error!(self, gst::ResourceError::Write, ["{}", e]);
+                        return Err(gst::FlowError::Error);
+                    }
+                }
+            }
+            Prepare::Decide => {
+                done.decide = true;
+                self.decide_caps(producer);
+            }
+        }
+        Ok(())
+    }
+
+    /// This pipeline's base time in nanoseconds, when it has a clock (else none).
+    fn base_time_ns(&self) -> u64 {
+        let obj = self.obj();
+        match obj.clock() {
+            Some(_) => codec::ct(obj.base_time()),
+            None => codec::NONE,
+        }
     }
 }
 

@@ -96,6 +96,24 @@ pub(crate) struct Negotiation {
     parsed: Vec<(u32, Vec<u8>, Option<gst::Caps>)>,
 }
 
+impl Negotiation {
+    /// Whether the consumers are to be looked at again (one came, went or spoke
+    /// since the last look at `seen`, or a recheck is due), and may be (at most
+    /// every `DECIDE_EVERY`).
+    pub(crate) fn due(&self, generation: u64, now: Instant) -> bool {
+        let news = generation != self.seen || self.recheck.is_some_and(|t| now >= t);
+        news && self
+            .looked
+            .is_none_or(|t| now.duration_since(t) >= DECIDE_EVERY)
+    }
+
+    /// Whether buffers flow: some consumer takes the current caps, or upstream
+    /// is not negotiating again at the sink's request.
+    pub(crate) fn flows(&self, now: Instant) -> bool {
+        self.served || !self.asked.in_flight(now)
+    }
+}
+
 impl Default for Negotiation {
     fn default() -> Self {
         Negotiation {
@@ -262,6 +280,38 @@ pub(crate) fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_consumers_are_looked_at_when_they_change_at_most_every_decide_every() {
+        let t0 = Instant::now();
+        let mut n = Negotiation::default();
+        assert!(n.due(1, t0), "a consumer spoke, never looked");
+        n.seen = 1;
+        n.looked = Some(t0);
+        assert!(!n.due(1, t0 + DECIDE_EVERY), "nothing new");
+        assert!(!n.due(2, t0 + DECIDE_EVERY / 2), "too soon after the last look");
+        assert!(n.due(2, t0 + DECIDE_EVERY));
+        n.recheck = Some(t0 + RENEGOTIATION_WAIT);
+        assert!(n.due(1, t0 + RENEGOTIATION_WAIT), "a recheck is due");
+    }
+
+    #[test]
+    fn buffers_are_held_back_only_while_upstream_renegotiates_for_no_one_served() {
+        let t0 = Instant::now();
+        let mut n = Negotiation::default();
+        assert!(n.flows(t0));
+        n.served = false;
+        assert!(n.flows(t0), "nothing asked of upstream");
+        n.asked = Asked {
+            at: Some(t0),
+            wishes: Vec::new(),
+            answered: false,
+        };
+        assert!(!n.flows(t0 + RENEGOTIATION_WAIT / 2));
+        assert!(n.flows(t0 + RENEGOTIATION_WAIT), "upstream's time ran out");
+        n.caps_set(t0);
+        assert!(n.flows(t0), "upstream answered");
+    }
 
     fn caps(s: &str) -> gst::Caps {
         gst::init().unwrap();

@@ -11,12 +11,10 @@ use gst_base::prelude::*;
 use shmring::Producer;
 
 use crate::codec::metas;
-use crate::codec::{self, BufferMeta, Side, ct};
+use crate::codec::{self, Side, ct};
 
-use super::imp::{LateConsumerCaps, Sink, SlowConsumer, State};
-use super::negotiation::{
-    self, Asked, DECIDE_EVERY, Late, RENEGOTIATE_EVERY, RENEGOTIATION_WAIT, Wish,
-};
+use super::imp::{Counters, LateConsumerCaps, Sink, SlowConsumer, State};
+use super::negotiation::{self, Asked, Late, RENEGOTIATE_EVERY, RENEGOTIATION_WAIT, Wish};
 use super::{CAT, session};
 
 impl Sink {
@@ -42,29 +40,16 @@ impl Sink {
         }
     }
 
-    /// The metadata that travels with `buffer` (see [`session::buffer_meta`]), with
-    /// this pipeline's base time when it has a clock.
-    pub(super) fn buffer_meta(&self, buffer: &gst::BufferRef) -> BufferMeta {
-        let obj = self.obj();
-        let base_time = match obj.clock() {
-            Some(_) => ct(obj.base_time()),
-            None => codec::NONE,
-        };
-        session::buffer_meta(buffer, base_time)
-    }
-
     /// Sends the metas of `buffer` that travel (as side messages just before it)
     /// and returns the tag its descriptor names them by (0: none). Metas that
     /// cannot go are counted and logged once by name.
-    /// `max`: `max-meta-bytes`, read by the caller before it took the state lock
-    /// (the settings lock is never taken under it).
-    pub(super) fn send_metas(&self, st: &mut State, buffer: &gst::BufferRef, max: usize) -> u16 {
+    pub(super) fn send_metas(&self, st: &mut State, buffer: &gst::BufferRef) -> u16 {
         let (metas, cannot) = metas::collect(buffer);
+        let c = &self.counters;
         if !cannot.is_empty() {
-            let mut c = self.counters.lock().unwrap();
-            c.metas_not_sent += cannot.len() as u64;
+            Counters::add(&c.metas_not_sent, cannot.len() as u64);
             for name in &cannot {
-                if c.logged.first(name) {
+                if st.logged.first(name) {
                     gst::warning!(
                         CAT,
                         imp = self,
@@ -82,10 +67,10 @@ impl Sink {
             return 0;
         }
         let list = metas::encode(&metas);
+        let max = st.max_meta;
         if list.len() > max {
-            let mut c = self.counters.lock().unwrap();
-            c.metas_not_sent += metas.len() as u64;
-            if c.logged.first("(over max-meta-bytes)") {
+            Counters::add(&c.metas_not_sent, metas.len() as u64);
+            if st.logged.first("(over max-meta-bytes)") {
                 gst::warning!(
                     CAT,
                     imp = self,
@@ -100,11 +85,11 @@ impl Sink {
         for piece in metas::pieces(&list, tag, codec::side::T_META_PIECE) {
             if let Err(e) = st.producer.send_side(&piece, 0) {
                 gst::warning!(CAT, imp = self, "metas not sent: {e}");
-                self.counters.lock().unwrap().metas_not_sent += metas.len() as u64;
+                Counters::add(&c.metas_not_sent, metas.len() as u64);
                 return 0;
             }
         }
-        self.counters.lock().unwrap().metas += metas.len() as u64;
+        Counters::add(&c.metas, metas.len() as u64);
         tag
     }
 
@@ -145,7 +130,11 @@ impl Sink {
     fn wishes(&self, producer: &Producer) -> (Vec<Wish>, usize, Asked) {
         let notes = producer.notes();
         let silent = producer.consumer_count().saturating_sub(notes.len());
-        let mut n = self.negotiation.lock().unwrap();
+        let mut guard = self.state.lock().unwrap();
+        let Some(st) = guard.as_mut() else {
+            return (Vec::new(), silent, Asked::default());
+        };
+        let n = &mut st.negotiation;
         let wishes = n.wishes(notes, |id| {
             gst::info!(
                 CAT,
@@ -185,34 +174,21 @@ impl Sink {
         }
     }
 
-    /// Looks at the consumers when one came, went or changed its mind (at most
-    /// every `DECIDE_EVERY`), and acts on [`negotiation::decide`]: disconnects
-    /// the consumers nothing can serve, asks upstream to negotiate again for the
-    /// others (at most every `RENEGOTIATE_EVERY`). Returns false while buffers
-    /// are to be held back: upstream negotiates again and no consumer takes the
-    /// current caps.
-    pub(super) fn caps_for_consumers(&self) -> bool {
-        let Some(producer) = self.producer() else {
-            return true;
-        };
+    /// Looks at the consumers (`render` found that one came, went or changed its
+    /// mind, at most every `DECIDE_EVERY`), and acts on [`negotiation::decide`]:
+    /// disconnects the consumers nothing can serve, asks upstream to negotiate
+    /// again for the others (at most every `RENEGOTIATE_EVERY`). Whether buffers
+    /// then flow, the negotiation's state says (held back while upstream
+    /// negotiates again and no consumer takes the current caps).
+    pub(super) fn decide_caps(&self, producer: &Producer) {
         let now = Instant::now();
         let generation = producer.notes_generation();
-        {
-            let n = self.negotiation.lock().unwrap();
-            let news = generation != n.seen || n.recheck.is_some_and(|t| now >= t);
-            let due = news
-                && n.looked
-                    .is_none_or(|t| now.duration_since(t) >= DECIDE_EVERY);
-            if !due {
-                return n.served || !n.asked.in_flight(now);
-            }
-        }
         let obj = self.obj();
         let pad = obj.sink_pad();
         let Some(current) = pad.current_caps() else {
-            return true;
+            return;
         };
-        let (wishes, silent, asked) = self.wishes(&producer);
+        let (wishes, silent, asked) = self.wishes(producer);
         let may_ask = asked.may_ask(now);
         let v = negotiation::decide(
             Some(&current),
@@ -229,7 +205,11 @@ impl Sink {
             producer.disconnect(*id, reason);
         }
         let ask = may_ask && !v.waiting.is_empty();
-        let mut n = self.negotiation.lock().unwrap();
+        let mut guard = self.state.lock().unwrap();
+        let Some(st) = guard.as_mut() else {
+            return;
+        };
+        let n = &mut st.negotiation;
         n.seen = generation;
         n.looked = Some(now);
         n.served = v.served;
@@ -257,26 +237,21 @@ impl Sink {
         } else {
             None
         };
-        let flows = n.served || !n.asked.in_flight(now);
-        drop(n);
+        drop(guard);
         if ask {
             pad.push_event(gst::event::Reconfigure::new());
         }
-        flows
     }
 
     pub(super) fn stats(&self) -> gst::Structure {
-        // One lock at a time: render takes the state lock and then the counters'.
-        let (copies, zero_copy, sent, not_sent, held_back) = {
-            let c = self.counters.lock().unwrap();
-            (
-                c.copies,
-                c.zero_copy,
-                c.metas,
-                c.metas_not_sent,
-                c.held_back,
-            )
-        };
+        let c = &self.counters;
+        let (copies, zero_copy, sent, not_sent, held_back) = (
+            Counters::get(&c.copies),
+            Counters::get(&c.zero_copy),
+            Counters::get(&c.metas),
+            Counters::get(&c.metas_not_sent),
+            Counters::get(&c.held_back),
+        );
         let mut s = gst::Structure::builder("shmringsink-stats")
             .field("copies", copies)
             .field("zero-copy", zero_copy)
@@ -362,12 +337,8 @@ impl Sink {
         self.log_events(producer);
         match r {
             Ok(n) => {
-                let mut c = self.counters.lock().unwrap();
-                if zero_copy {
-                    c.zero_copy += 1;
-                } else {
-                    c.copies += 1;
-                }
+                let c = &self.counters;
+                Counters::add(if zero_copy { &c.zero_copy } else { &c.copies }, 1);
                 gst::trace!(CAT, imp = self, "buffer to {n} consumers");
                 Ok(gst::FlowSuccess::Ok)
             }
