@@ -241,17 +241,32 @@ glib::wrapper! {
     pub struct ShmringDeviceProvider(ObjectSubclass<provider_imp::Provider>) @extends gst::DeviceProvider, gst::Object;
 }
 
+/// Why the directory of named producers cannot be watched.
+#[derive(Debug, thiserror::Error)]
+enum WatchError {
+    #[error("inotify: {0}")]
+    Inotify(#[source] std::io::Error),
+    #[error("{} has a NUL", .0.display())]
+    Nul(std::path::PathBuf),
+    #[error("cannot watch {}: {source}", .dir.display())]
+    AddWatch {
+        dir: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// An inotify instance watching `dir` for sockets made, removed and renamed.
-fn watch(dir: &Path) -> Result<OwnedFd, String> {
+fn watch(dir: &Path) -> Result<OwnedFd, WatchError> {
     // SAFETY: inotify_init1 takes flags only; the result is checked.
     let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
     if fd < 0 {
-        return Err(format!("inotify: {}", std::io::Error::last_os_error()));
+        return Err(WatchError::Inotify(std::io::Error::last_os_error()));
     }
     // SAFETY: `fd` is a fresh inotify fd that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
-        .map_err(|_| format!("{} has a NUL", dir.display()))?;
+        .map_err(|_| WatchError::Nul(dir.to_owned()))?;
     let mask = libc::IN_CREATE
         | libc::IN_DELETE
         | libc::IN_MOVED_FROM
@@ -260,11 +275,10 @@ fn watch(dir: &Path) -> Result<OwnedFd, String> {
         | libc::IN_ONLYDIR;
     // SAFETY: a valid inotify fd and a NUL-terminated path that outlives the call.
     if unsafe { libc::inotify_add_watch(fd.as_raw_fd(), path.as_ptr(), mask) } < 0 {
-        return Err(format!(
-            "cannot watch {}: {}",
-            dir.display(),
-            std::io::Error::last_os_error()
-        ));
+        return Err(WatchError::AddWatch {
+            dir: dir.to_owned(),
+            source: std::io::Error::last_os_error(),
+        });
     }
     Ok(fd)
 }

@@ -185,14 +185,16 @@ pub struct Sink {
     pub(super) list_continues: std::sync::atomic::AtomicBool,
 }
 
-pub(super) fn parse_uids(s: &str) -> Result<Vec<u32>, String> {
+/// An `allowed-uids` entry that is no uid.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("bad uid {0:?} in allowed-uids")]
+pub(super) struct BadUid(String);
+
+pub(super) fn parse_uids(s: &str) -> Result<Vec<u32>, BadUid> {
     s.split(',')
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .map(|t| {
-            t.parse()
-                .map_err(|_| format!("bad uid {t:?} in allowed-uids"))
-        })
+        .map(|t| t.parse().map_err(|_| BadUid(t.to_owned())))
         .collect()
 }
 
@@ -819,21 +821,32 @@ impl Sink {
     }
 }
 
+/// A planar audio buffer whose planes are not where its caps and meta say.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub(super) enum PlanesError {
+    #[error("planar audio buffer of {size} bytes is not a whole number of {bpf}-byte frames")]
+    NotWholeFrames { size: usize, bpf: usize },
+    #[error("audio plane at {offset} of {plane} bytes exceeds the buffer's {size}")]
+    Outside {
+        offset: usize,
+        plane: usize,
+        size: usize,
+    },
+}
+
 /// Where the channel planes of a non-interleaved audio buffer are, when they are not
 /// already packed back to back from the buffer's start (`None`: publish as it is).
 /// Consumers read planar audio as packed planes of `size / bpf` samples each.
 fn audio_planes(
     buffer: &gst::BufferRef,
     info: &gst_audio::AudioInfo,
-) -> Result<Option<Vec<std::ops::Range<usize>>>, String> {
+) -> Result<Option<Vec<std::ops::Range<usize>>>, PlanesError> {
     let size = buffer.size();
     let bpf = info.bpf() as usize;
     let bps = bpf / info.channels() as usize;
     let Some(am) = buffer.meta::<gst_audio::AudioMeta>() else {
         if size % bpf != 0 {
-            return Err(format!(
-                "planar audio buffer of {size} bytes is not a whole number of {bpf}-byte frames"
-            ));
+            return Err(PlanesError::NotWholeFrames { size, bpf });
         }
         return Ok(None);
     };
@@ -848,10 +861,48 @@ fn audio_planes(
         .map(|&o| {
             (o.checked_add(plane).is_some_and(|end| end <= size))
                 .then_some(o..o + plane)
-                .ok_or_else(|| {
-                    format!("audio plane at {o} of {plane} bytes exceeds the buffer's {size}")
+                .ok_or(PlanesError::Outside {
+                    offset: o,
+                    plane,
+                    size,
                 })
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowed_uids_are_a_comma_list_and_a_bad_one_is_named() {
+        assert_eq!(parse_uids(" 1000, 0 ,,"), Ok(vec![1000, 0]));
+        assert_eq!(parse_uids(""), Ok(vec![]));
+        let e = parse_uids("1000,me").unwrap_err();
+        assert_eq!(e, BadUid("me".into()));
+        assert_eq!(e.to_string(), "bad uid \"me\" in allowed-uids");
+    }
+
+    #[test]
+    fn planar_audio_planes_are_found_or_the_buffer_refused() {
+        gst::init().unwrap();
+        let info = gst_audio::AudioInfo::builder(gst_audio::AUDIO_FORMAT_S16, 48000, 2)
+            .layout(gst_audio::AudioLayout::NonInterleaved)
+            .build()
+            .unwrap();
+        // No meta: packed already, if whole frames.
+        let b = gst::Buffer::with_size(40).unwrap();
+        assert_eq!(audio_planes(&b, &info), Ok(None));
+        let b = gst::Buffer::with_size(42).unwrap();
+        assert_eq!(
+            audio_planes(&b, &info),
+            Err(PlanesError::NotWholeFrames { size: 42, bpf: 4 })
+        );
+        // Planes apart: where the meta says (GStreamer itself refuses a meta whose
+        // planes overlap or lie past the end).
+        let mut b = gst::Buffer::with_size(60).unwrap();
+        gst_audio::AudioMeta::add(b.get_mut().unwrap(), &info, 10, &[0, 40]).unwrap();
+        assert_eq!(audio_planes(&b, &info), Ok(Some(vec![0..20, 40..60])));
+    }
 }

@@ -289,7 +289,10 @@ mod tests {
         n.seen = 1;
         n.looked = Some(t0);
         assert!(!n.due(1, t0 + DECIDE_EVERY), "nothing new");
-        assert!(!n.due(2, t0 + DECIDE_EVERY / 2), "too soon after the last look");
+        assert!(
+            !n.due(2, t0 + DECIDE_EVERY / 2),
+            "too soon after the last look"
+        );
         assert!(n.due(2, t0 + DECIDE_EVERY));
         n.recheck = Some(t0 + RENEGOTIATION_WAIT);
         assert!(n.due(1, t0 + RENEGOTIATION_WAIT), "a recheck is due");
