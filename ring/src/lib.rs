@@ -78,8 +78,8 @@ mod sync;
 pub use bytemuck;
 pub use error::{
     AddConnectionError, AttachError, BindError, ConnectError, CreateError, Error, FdFault,
-    HeaderFault, IndexFault, NoteError, OsError, PeerFault, ProtocolFault, PublishError, RecvError,
-    Result, SendError, SendMsgError, StreamFault, WaitError,
+    HeaderFault, IndexFault, LinkError, NoteError, OsError, PeerFault, ProtocolFault, PublishError,
+    RecvError, RecvMsgError, Result, SendError, SendMsgError, StreamFault, WaitError,
 };
 #[cfg(feature = "tokio")]
 pub use frame::AsyncConsumer;

@@ -204,7 +204,7 @@ fn waker_sleep_runs_its_time_or_ends_early_when_woken() {
     // Far longer than any test runs: only the wake-up can end it.
     assert!(matches!(
         w.sleep(Duration::from_secs(3600)),
-        Err(Error::Interrupted)
+        Err(shmring::LinkError::Interrupted)
     ));
     t.join().unwrap();
     assert!(!w.take(), "the wake-up was consumed");

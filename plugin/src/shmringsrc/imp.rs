@@ -703,7 +703,7 @@ impl Src {
             return Err(gst::FlowError::Flushing);
         };
         match w.sleep(interval) {
-            Err(shmring::Error::Interrupted) => {
+            Err(shmring::LinkError::Interrupted) => {
                 // Leave the wake-up for unlock_stop to clear, as for any other wait.
                 w.wake();
                 Err(gst::FlowError::Flushing)

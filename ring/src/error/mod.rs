@@ -30,11 +30,23 @@
 //! enough to tell a broken or hostile peer from a local failure: "memfd lacks
 //! F_SEAL_SHRINK", "ring head 9000 is 8000 past tail 1000, capacity 1024".
 //!
-//! The lowest layers say only what can happen there: making a memfd, a socket pair,
-//! an eventfd or a mapping of one's own fails only as an [`OsError`]; checking what a
-//! peer handed over fails as an [`AttachError`] (its fault, or a system call); a
-//! received socket that is the wrong kind is an [`FdFault`]. Every error converts
-//! into [`Error`], so `?` works across them.
+//! The lower layers say only what can happen there, and each operation's type is
+//! made from theirs case for case (no operation turns another's case it cannot
+//! have into a string):
+//!
+//! - making a memfd, a socket pair, an eventfd or a mapping of one's own fails only
+//!   as an [`OsError`];
+//! - checking what a peer handed over fails as an [`AttachError`] (its fault, or a
+//!   system call); a received socket of the wrong kind is an [`FdFault`];
+//! - passing fds: [`SendMsgError`], [`RecvMsgError`] (would block, peer gone, a
+//!   malformed message, a system call);
+//! - waiting on a peer or ringing it (doorbells, wakers, the ring's ends):
+//!   [`LinkError`], which [`SendError`] and [`RecvError`] contain;
+//! - decoding: a message is a [`ProtocolFault`], a descriptor a [`PeerFault`], a
+//!   ring's index an [`IndexFault`].
+//!
+//! Every error converts into [`Error`], so `?` works across them; nothing converts
+//! back from it.
 
 use std::io;
 use std::path::PathBuf;
@@ -46,8 +58,8 @@ mod ops;
 pub use faults::{FdFault, HeaderFault, IndexFault, ProtocolFault, StreamFault};
 pub(crate) use ops::Transmit;
 pub use ops::{
-    AddConnectionError, AttachError, BindError, ConnectError, CreateError, NoteError, PublishError,
-    RecvError, SendError, SendMsgError, WaitError,
+    AddConnectionError, AttachError, BindError, ConnectError, CreateError, LinkError, NoteError,
+    PublishError, RecvError, RecvMsgError, SendError, SendMsgError, WaitError,
 };
 
 /// Shorthand for `Result<T, shmring::Error>`.
@@ -262,14 +274,6 @@ impl Error {
         })
     }
 
-    /// A [`Error::BadPath`].
-    pub(crate) fn bad_path(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
-        Error::BadPath {
-            path: path.into(),
-            reason: reason.into(),
-        }
-    }
-
     /// True for an [`Error::Os`] that says "would block" (`EAGAIN`).
     pub fn is_would_block(&self) -> bool {
         matches!(self, Error::Os { source, .. } if source.raw_os_error() == Some(libc::EAGAIN))
@@ -286,11 +290,5 @@ impl Error {
             Error::Peer(f) => Some(f),
             _ => None,
         }
-    }
-
-    /// Makes an error for an operation whose own type lacks a variant for it: what
-    /// cannot happen there, kept as an OS-level failure naming it rather than lost.
-    pub(super) fn unexpected(self, op: &'static str) -> (&'static str, io::Error) {
-        (op, io::Error::other(self.to_string()))
     }
 }

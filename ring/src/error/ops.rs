@@ -4,7 +4,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{Error, FdFault, HeaderFault, OsError, PeerFault};
+use super::{Error, FdFault, HeaderFault, OsError, PeerFault, ProtocolFault};
 
 /// Why a [`Producer`](crate::Producer) could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -44,27 +44,6 @@ pub enum BindError {
         #[source]
         source: io::Error,
     },
-}
-
-impl From<Error> for BindError {
-    fn from(e: Error) -> BindError {
-        match e {
-            Error::PathInUse { path } => BindError::PathInUse { path },
-            Error::BadPath { path, reason } => BindError::BadPath { path, reason },
-            Error::Unresponsive { what, waited } => BindError::Busy { what, waited },
-            Error::Invalid(m) => BindError::Config(m),
-            Error::Os { op, source } => BindError::Os { op, source },
-            // Binding talks to no peer.
-            e @ (Error::Peer(_)
-            | Error::PeerGone
-            | Error::Closed { .. }
-            | Error::Timeout
-            | Error::Interrupted) => {
-                let (op, source) = e.unexpected("bind");
-                BindError::Os { op, source }
-            }
-        }
-    }
 }
 
 /// Why joining a producer failed.
@@ -199,27 +178,6 @@ fn at(offset: usize) -> String {
     }
 }
 
-impl From<Error> for PublishError {
-    fn from(e: Error) -> PublishError {
-        match e {
-            Error::Interrupted => PublishError::Interrupted,
-            Error::Os { op, source } => PublishError::Os { op, source },
-            // Publishing never fails on a consumer: a bad one is cut off instead.
-            e @ (Error::Peer(_)
-            | Error::PeerGone
-            | Error::Closed { .. }
-            | Error::Timeout
-            | Error::Unresponsive { .. }
-            | Error::PathInUse { .. }
-            | Error::BadPath { .. }
-            | Error::Invalid(_)) => {
-                let (op, source) = e.unexpected("publish");
-                PublishError::Os { op, source }
-            }
-        }
-    }
-}
-
 /// Why [`Producer::wait_for_consumers`](crate::Producer::wait_for_consumers)
 /// returned before the consumers came.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -282,6 +240,9 @@ macro_rules! os_from {
 }
 
 os_from!(
+    LinkError,
+    RecvError,
+    SendError,
     BindError,
     AddConnectionError,
     ConnectError,
@@ -381,6 +342,45 @@ pub enum SendMsgError {
     Os(#[from] OsError),
 }
 
+/// Why [`fdpass::recv`](crate::fdpass::recv) received nothing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecvMsgError {
+    /// Nothing waits, and the call or the socket is non-blocking.
+    #[error("would block")]
+    WouldBlock,
+    /// The peer hung up (end of stream).
+    #[error("peer gone")]
+    PeerGone,
+    /// What came breaks the rules (truncated, too many fds, a foreign control
+    /// message): its fds are closed.
+    #[error(transparent)]
+    Peer(PeerFault),
+    /// Another failure of `recvmsg`.
+    #[error(transparent)]
+    Os(#[from] OsError),
+}
+
+impl From<RecvMsgError> for Error {
+    fn from(e: RecvMsgError) -> Error {
+        match e {
+            RecvMsgError::WouldBlock => Error::Os {
+                op: "recvmsg",
+                source: io::Error::from_raw_os_error(libc::EAGAIN),
+            },
+            RecvMsgError::PeerGone => Error::PeerGone,
+            RecvMsgError::Peer(f) => Error::Peer(f),
+            RecvMsgError::Os(e) => e.into(),
+        }
+    }
+}
+
+impl From<ProtocolFault> for RecvMsgError {
+    fn from(f: ProtocolFault) -> RecvMsgError {
+        RecvMsgError::Peer(PeerFault::Protocol(f))
+    }
+}
+
 impl From<SendMsgError> for Error {
     fn from(e: SendMsgError) -> Error {
         match e {
@@ -469,6 +469,114 @@ impl From<AttachError> for Error {
     }
 }
 
+/// Why waiting on a connected peer, or ringing it, failed: what doorbells, wakers
+/// and the ring's ends come to. [`SendError`] and [`RecvError`] are made from it
+/// case for case.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkError {
+    /// The peer hung up.
+    #[error("peer gone")]
+    PeerGone,
+    /// The deadline passed.
+    #[error("timed out")]
+    Timeout,
+    /// A waker interrupted the wait.
+    #[error("interrupted by waker")]
+    Interrupted,
+    /// The peer broke the protocol.
+    #[error(transparent)]
+    Peer(PeerFault),
+    /// A system call failed.
+    #[error("{op} failed: {source}")]
+    Os {
+        /// The call.
+        op: &'static str,
+        /// The error the kernel returned.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl<F: Into<PeerFault>> From<F> for LinkError {
+    fn from(f: F) -> LinkError {
+        LinkError::Peer(f.into())
+    }
+}
+
+impl From<LinkError> for Error {
+    fn from(e: LinkError) -> Error {
+        match e {
+            LinkError::PeerGone => Error::PeerGone,
+            LinkError::Timeout => Error::Timeout,
+            LinkError::Interrupted => Error::Interrupted,
+            LinkError::Peer(f) => Error::Peer(f),
+            LinkError::Os { op, source } => Error::Os { op, source },
+        }
+    }
+}
+
+impl From<LinkError> for SendError {
+    fn from(e: LinkError) -> SendError {
+        match e {
+            LinkError::PeerGone => SendError::PeerGone,
+            LinkError::Timeout => SendError::Timeout,
+            LinkError::Interrupted => SendError::Interrupted,
+            LinkError::Peer(f) => SendError::Peer(f),
+            LinkError::Os { op, source } => SendError::Os { op, source },
+        }
+    }
+}
+
+impl<F: Into<PeerFault>> From<F> for RecvError {
+    fn from(f: F) -> RecvError {
+        RecvError::Peer(f.into())
+    }
+}
+
+impl From<SendError> for RecvError {
+    fn from(e: SendError) -> RecvError {
+        match e {
+            SendError::PeerGone => RecvError::PeerGone,
+            SendError::Timeout => RecvError::Timeout,
+            SendError::Interrupted => RecvError::Interrupted,
+            SendError::Peer(f) => RecvError::Peer(f),
+            SendError::Os { op, source } => RecvError::Os { op, source },
+        }
+    }
+}
+
+impl From<AttachError> for RecvError {
+    fn from(e: AttachError) -> RecvError {
+        match e {
+            AttachError::Peer(f) => RecvError::Peer(f),
+            AttachError::Os { op, source } => RecvError::Os { op, source },
+        }
+    }
+}
+
+impl From<Transmit> for RecvError {
+    fn from(e: Transmit) -> RecvError {
+        match e {
+            Transmit::Timeout => RecvError::Timeout,
+            Transmit::PeerGone => RecvError::PeerGone,
+            Transmit::Os(e) => e.into(),
+        }
+    }
+}
+
+impl From<LinkError> for RecvError {
+    fn from(e: LinkError) -> RecvError {
+        match e {
+            LinkError::PeerGone => RecvError::PeerGone,
+            LinkError::Timeout => RecvError::Timeout,
+            LinkError::Interrupted => RecvError::Interrupted,
+            LinkError::Peer(f) => RecvError::Peer(f),
+            LinkError::Os { op, source } => RecvError::Os { op, source },
+        }
+    }
+}
+
 /// Why receiving ended.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -513,27 +621,6 @@ impl RecvError {
     }
 }
 
-impl From<Error> for RecvError {
-    fn from(e: Error) -> RecvError {
-        match e {
-            Error::Peer(f) => RecvError::Peer(f),
-            Error::PeerGone => RecvError::PeerGone,
-            Error::Closed { code, reason } => RecvError::Closed { code, reason },
-            Error::Timeout => RecvError::Timeout,
-            Error::Interrupted => RecvError::Interrupted,
-            Error::Os { op, source } => RecvError::Os { op, source },
-            // Receiving makes no path and takes no argument that could be wrong.
-            e @ (Error::Unresponsive { .. }
-            | Error::Invalid(_)
-            | Error::PathInUse { .. }
-            | Error::BadPath { .. }) => {
-                let (op, source) = e.unexpected("receive");
-                RecvError::Os { op, source }
-            }
-        }
-    }
-}
-
 /// Why sending on a [`Sender`](crate::Sender) failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -566,26 +653,6 @@ impl SendError {
     /// True when the peer is to blame.
     pub fn is_peer_fault(&self) -> bool {
         matches!(self, SendError::Peer(_))
-    }
-}
-
-impl From<Error> for SendError {
-    fn from(e: Error) -> SendError {
-        match e {
-            Error::Peer(f) => SendError::Peer(f),
-            Error::PeerGone => SendError::PeerGone,
-            Error::Timeout => SendError::Timeout,
-            Error::Interrupted => SendError::Interrupted,
-            Error::Os { op, source } => SendError::Os { op, source },
-            e @ (Error::Closed { .. }
-            | Error::Unresponsive { .. }
-            | Error::Invalid(_)
-            | Error::PathInUse { .. }
-            | Error::BadPath { .. }) => {
-                let (op, source) = e.unexpected("send");
-                SendError::Os { op, source }
-            }
-        }
     }
 }
 

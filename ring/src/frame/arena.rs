@@ -11,7 +11,7 @@
 
 use std::os::fd::{BorrowedFd, OwnedFd};
 
-use crate::error::{Error, ProtocolFault, Result, StreamFault};
+use crate::error::{AttachError, ProtocolFault, PublishError, StreamFault};
 use crate::os::memfd::{self, Access, Region, Seals};
 
 /// Largest arena a consumer accepts (16 GiB).
@@ -37,13 +37,13 @@ pub struct ConsumerArena {
     slots: u32,
 }
 
-fn total(slot_size: u64, slots: u32) -> Result<u64> {
+fn total(slot_size: u64, slots: u32) -> Result<u64, ProtocolFault> {
     let page = memfd::page_size() as u64;
     if slot_size == 0 || slot_size % page != 0 {
-        return Err(ProtocolFault::ArenaSlotSize { slot_size, page }.into());
+        return Err(ProtocolFault::ArenaSlotSize { slot_size, page });
     }
     if slots == 0 {
-        return Err(ProtocolFault::ArenaEmpty.into());
+        return Err(ProtocolFault::ArenaEmpty);
     }
     slot_size
         .checked_mul(slots as u64)
@@ -53,24 +53,32 @@ fn total(slot_size: u64, slots: u32) -> Result<u64> {
                 slots,
                 slot_size,
                 limit: MAX_ARENA_BYTES,
-            }
-            .into(),
+            },
         )
 }
 
 impl ProducerArena {
     /// Creates an arena of `slots` slots of at least `min_slot_size` bytes each
     /// (rounded up to whole pages).
-    pub fn create(min_slot_size: usize, slots: u32) -> Result<ProducerArena> {
-        let slot_size = memfd::page_round(min_slot_size.max(1))
-            .ok_or_else(|| Error::Invalid(format!("a slot of {min_slot_size} bytes overflows")))?;
+    pub fn create(min_slot_size: usize, slots: u32) -> Result<ProducerArena, PublishError> {
         // The protocol says slot sizes and frame lengths in 32 bits: never truncate.
-        if slot_size > MAX_SLOT_BYTES {
-            return Err(Error::Invalid(format!(
-                "a frame of {min_slot_size} bytes is over the {MAX_SLOT_BYTES} bytes a slot may hold"
-            )));
-        }
-        let len = total(slot_size as u64, slots)? as usize;
+        let slot_size = memfd::page_round(min_slot_size.max(1))
+            .filter(|&s| s <= MAX_SLOT_BYTES)
+            .ok_or(PublishError::TooLarge {
+                what: "frame",
+                len: min_slot_size,
+                offset: 0,
+                max: MAX_SLOT_BYTES,
+            })?;
+        let len = slot_size
+            .checked_mul(slots as usize)
+            .filter(|&t| t as u64 <= MAX_ARENA_BYTES)
+            .ok_or(PublishError::TooLarge {
+                what: "arena",
+                len: slot_size.saturating_mul(slots as usize),
+                offset: 0,
+                max: MAX_ARENA_BYTES as usize,
+            })?;
         let region = Region::create(c"shmring-arena", len, Seals::FUTURE_WRITE)?;
         Ok(ProducerArena {
             region,
@@ -119,7 +127,7 @@ pub const READ_PAD: usize = 4096;
 impl ConsumerArena {
     /// Verifies a received arena fd against what the producer announced (`slot_size`,
     /// `slots`) and maps it read-only.
-    pub fn open(fd: OwnedFd, slot_size: u32, slots: u32) -> Result<ConsumerArena> {
+    pub fn open(fd: OwnedFd, slot_size: u32, slots: u32) -> Result<ConsumerArena, AttachError> {
         let len = total(slot_size as u64, slots)?;
         let region = Region::open_padded(
             fd,
@@ -158,7 +166,7 @@ impl ConsumerArena {
     /// A read-only pointer to `len` bytes at `offset` in slot `slot`, after checking
     /// that the range lies inside the slot. The producer may still change those bytes
     /// (consumers see possibly torn data, never memory outside the arena).
-    pub fn bytes(&self, slot: u32, offset: u32, len: u32) -> Result<*const u8> {
+    pub fn bytes(&self, slot: u32, offset: u32, len: u32) -> Result<*const u8, StreamFault> {
         let at = self.shape().range(slot, offset, len)?;
         // SAFETY: `range` checked slot < slots and offset + len <= slot_size, so
         // `at + len` lies inside the mapping of slots * slot_size bytes.
@@ -179,7 +187,7 @@ pub struct ArenaShape {
 impl ArenaShape {
     /// Checks that `len` bytes at `offset` in slot `slot` lie inside one slot, and
     /// returns the range's start as an offset from the arena's start.
-    pub fn range(&self, slot: u32, offset: u32, len: u32) -> Result<u64> {
+    pub fn range(&self, slot: u32, offset: u32, len: u32) -> Result<u64, StreamFault> {
         let end = offset as u64 + len as u64;
         // The start is checked too, for shapes nobody could map (the fuzzer makes them).
         let start = (slot as u64)
@@ -193,8 +201,7 @@ impl ArenaShape {
                 len,
                 slots: self.slots,
                 slot_size: self.slot_size,
-            }
-            .into()),
+            }),
         }
     }
 }
@@ -208,8 +215,11 @@ mod tests {
     fn a_slot_over_4_gib_is_refused_never_truncated() {
         let e = ProducerArena::create(MAX_SLOT_BYTES + 1, 1).unwrap_err();
         assert!(
-            e.to_string()
-                .contains("over the 4294963200 bytes a slot may hold"),
+            matches!(
+                e,
+                PublishError::TooLarge { what: "frame", len, max: MAX_SLOT_BYTES, .. }
+                    if len == MAX_SLOT_BYTES + 1
+            ),
             "{e}"
         );
     }

@@ -8,7 +8,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::frame::arena::{ArenaShape, ConsumerArena};
-use crate::error::{ProtocolFault, Result, StreamFault};
+use crate::error::{PeerFault, ProtocolFault, StreamFault};
 use crate::frame::ledger::SlotRef;
 
 /// Bytes of per-frame metadata a descriptor carries (timestamps, flags, layout).
@@ -48,7 +48,7 @@ const _: () = assert!(std::mem::size_of::<FrameDesc>() == 128);
 
 impl FrameDesc {
     /// The metadata in use, after checking `meta_len`.
-    pub fn meta(&self) -> Result<&[u8]> {
+    pub fn meta(&self) -> Result<&[u8], PeerFault> {
         self.meta.get(..self.meta_len as usize).ok_or_else(|| {
             StreamFault::MetadataLength {
                 seq: self.seq,
@@ -62,7 +62,7 @@ impl FrameDesc {
     /// Validates every field against what the consumer knows: the frame number it
     /// expects next, and the shape of the arena the descriptor names (`None`: no such
     /// arena was announced). Returns the frame's start as an offset in the arena.
-    pub fn validate(&self, expected_seq: u64, arena: Option<ArenaShape>) -> Result<u64> {
+    pub fn validate(&self, expected_seq: u64, arena: Option<ArenaShape>) -> Result<u64, PeerFault> {
         if self.seq != expected_seq {
             return Err(StreamFault::Sequence {
                 found: self.seq,
@@ -78,14 +78,14 @@ impl FrameDesc {
             }
             .into());
         };
-        shape.range(self.slot, self.offset, self.len)
+        Ok(shape.range(self.slot, self.offset, self.len)?)
     }
 
     /// Checks the descriptor against the arena it names and returns a read-only
     /// pointer to the frame's `len` bytes.
-    pub fn locate(&self, arena: &ConsumerArena) -> Result<*const u8> {
+    pub fn locate(&self, arena: &ConsumerArena) -> Result<*const u8, PeerFault> {
         self.meta()?;
-        arena.bytes(self.slot, self.offset, self.len)
+        Ok(arena.bytes(self.slot, self.offset, self.len)?)
     }
 
     /// The slot this frame occupies.

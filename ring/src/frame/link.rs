@@ -4,7 +4,7 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Instant;
 
-use crate::error::{Result, SendMsgError, Transmit};
+use crate::error::{RecvError, RecvMsgError, SendMsgError, Transmit};
 use crate::frame::wire::{MAX_MESSAGE, MAX_REASON, Msg};
 use crate::os::doorbell::{poll_until, pollfd};
 use crate::os::fdpass;
@@ -42,14 +42,14 @@ pub(crate) fn send_msg(
 }
 
 /// Receives and decodes one message without blocking: `Ok(None)` when none is
-/// waiting. End of stream is [`Error::PeerGone`]; anything malformed (bad bytes, too
+/// waiting. End of stream is [`RecvError::PeerGone`]; anything malformed (bad bytes, too
 /// many or too few fds, truncation) is [`PeerFault::Protocol`](crate::PeerFault::Protocol) and the fds are closed.
 ///
 /// `buf` is the caller's receive buffer, grown to [`MAX_MESSAGE`] on first use.
 pub(crate) fn recv_msg(
     sock: BorrowedFd<'_>,
     buf: &mut Vec<u8>,
-) -> Result<Option<(Msg, Vec<OwnedFd>)>> {
+) -> Result<Option<(Msg, Vec<OwnedFd>)>, RecvError> {
     if buf.len() < MAX_MESSAGE {
         buf.resize(MAX_MESSAGE, 0);
     }
@@ -58,8 +58,10 @@ pub(crate) fn recv_msg(
             let msg = Msg::decode(&buf[..r.len], r.fds.len())?;
             Ok(Some((msg, r.fds)))
         }
-        Err(e) if e.is_would_block() => Ok(None),
-        Err(e) => Err(e),
+        Err(RecvMsgError::WouldBlock) => Ok(None),
+        Err(RecvMsgError::PeerGone) => Err(RecvError::PeerGone),
+        Err(RecvMsgError::Peer(f)) => Err(RecvError::Peer(f)),
+        Err(RecvMsgError::Os(e)) => Err(e.into()),
     }
 }
 

@@ -18,7 +18,7 @@
 //!
 //! This module is the codec only; [`crate::frame`] speaks it (see `docs/protocol.md`).
 
-use crate::error::{Error, ProtocolFault, Result};
+use crate::error::{ProtocolFault, Result};
 
 /// Magic at the start of every message.
 pub const MAGIC: [u8; 4] = *b"SRFC";
@@ -280,7 +280,7 @@ impl Msg {
     }
 
     /// Decodes one datagram that arrived with `fds` file descriptors.
-    pub fn decode(buf: &[u8], fds: usize) -> Result<Msg> {
+    pub fn decode(buf: &[u8], fds: usize) -> Result<Msg, ProtocolFault> {
         let (t, nfds) = Self::header(buf)?;
         let name = Msg::type_name(t);
         let mut r = Reader {
@@ -292,45 +292,40 @@ impl Msg {
             return Err(ProtocolFault::Trailing {
                 what: name,
                 extra: r.buf.len(),
-            }
-            .into());
+            });
         }
         if nfds != msg.fd_count() {
             return Err(ProtocolFault::FdsAnnounced {
                 what: name,
                 announced: nfds,
                 carries: msg.fd_count(),
-            }
-            .into());
+            });
         }
         if fds != nfds {
             return Err(ProtocolFault::FdsArrived {
                 what: name,
                 carries: nfds,
                 arrived: fds,
-            }
-            .into());
+            });
         }
         Ok(msg)
     }
 
     /// Checks the fixed header and returns the type and the announced fd count.
-    fn header(buf: &[u8]) -> Result<(u16, usize)> {
+    fn header(buf: &[u8]) -> Result<(u16, usize), ProtocolFault> {
         if buf.len() < HEADER_LEN {
-            return Err(ProtocolFault::ShortMessage { len: buf.len() }.into());
+            return Err(ProtocolFault::ShortMessage { len: buf.len() });
         }
         if buf.len() > MAX_MESSAGE {
             return Err(ProtocolFault::LongMessage {
                 len: buf.len(),
                 limit: MAX_MESSAGE,
-            }
-            .into());
+            });
         }
         if buf[0..4] != MAGIC {
             return Err(ProtocolFault::Magic {
                 found: buf[0..4].try_into().expect("4 bytes"),
-            }
-            .into());
+            });
         }
         let t = u16::from_le_bytes([buf[4], buf[5]]);
         let nfds = u16::from_le_bytes([buf[6], buf[7]]) as usize;
@@ -339,14 +334,13 @@ impl Msg {
             return Err(ProtocolFault::BodyLength {
                 said: len,
                 has: buf.len() - HEADER_LEN,
-            }
-            .into());
+            });
         }
         Ok((t, nfds))
     }
 
     /// Reads the body of a message of type `t`.
-    fn body(t: u16, r: &mut Reader<'_>) -> Result<Msg> {
+    fn body(t: u16, r: &mut Reader<'_>) -> Result<Msg, ProtocolFault> {
         Ok(match t {
             ty::HELLO => Msg::Hello {
                 min_version: r.u32()?,
@@ -373,7 +367,7 @@ impl Msg {
             ty::GOODBYE => {
                 let code = r.u32()?;
                 let reason = std::str::from_utf8(r.sized("Goodbye reason", MAX_REASON)?)
-                    .map_err(|_| Error::from(ProtocolFault::ReasonNotUtf8))?
+                    .map_err(|_| ProtocolFault::ReasonNotUtf8)?
                     .to_owned();
                 Msg::Goodbye { code, reason }
             }
@@ -387,13 +381,13 @@ impl Msg {
             ty::DESCRIPTION => Msg::Description {
                 payload: r.sized("Description", MAX_DESCRIPTION)?.to_vec(),
             },
-            other => return Err(ProtocolFault::UnknownType { ty: other }.into()),
+            other => return Err(ProtocolFault::UnknownType { ty: other }),
         })
     }
 }
 
-fn too_long(what: &'static str, len: usize, limit: usize) -> Error {
-    ProtocolFault::FieldTooLong { what, len, limit }.into()
+fn too_long(what: &'static str, len: usize, limit: usize) -> ProtocolFault {
+    ProtocolFault::FieldTooLong { what, len, limit }
 }
 
 fn put32(v: &mut Vec<u8>, x: u32) {
@@ -407,7 +401,7 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     /// A u32 length of at most `limit`, then that many bytes.
-    fn sized(&mut self, what: &'static str, limit: usize) -> Result<&'a [u8]> {
+    fn sized(&mut self, what: &'static str, limit: usize) -> Result<&'a [u8], ProtocolFault> {
         let n = self.u32()? as usize;
         if n > limit {
             return Err(too_long(what, n, limit));
@@ -415,33 +409,32 @@ impl<'a> Reader<'a> {
         self.bytes(n)
     }
 
-    fn bytes(&mut self, n: usize) -> Result<&'a [u8]> {
+    fn bytes(&mut self, n: usize) -> Result<&'a [u8], ProtocolFault> {
         if self.buf.len() < n {
             return Err(ProtocolFault::BodyTruncated {
                 what: self.what,
                 needs: n,
                 has: self.buf.len(),
-            }
-            .into());
+            });
         }
         let (a, b) = self.buf.split_at(n);
         self.buf = b;
         Ok(a)
     }
 
-    fn u32(&mut self) -> Result<u32> {
+    fn u32(&mut self) -> Result<u32, ProtocolFault> {
         Ok(u32::from_le_bytes(
             self.bytes(4)?.try_into().expect("4 bytes"),
         ))
     }
 
-    fn u64(&mut self) -> Result<u64> {
+    fn u64(&mut self) -> Result<u64, ProtocolFault> {
         Ok(u64::from_le_bytes(
             self.bytes(8)?.try_into().expect("8 bytes"),
         ))
     }
 
-    fn pow2(&mut self, field: &'static str) -> Result<u32> {
+    fn pow2(&mut self, field: &'static str) -> Result<u32, ProtocolFault> {
         let v = self.u32()?;
         if !v.is_power_of_two() || v > crate::MAX_CAPACITY {
             return Err(ProtocolFault::NotPowerOfTwo {
@@ -449,20 +442,18 @@ impl<'a> Reader<'a> {
                 field,
                 value: v,
                 limit: crate::MAX_CAPACITY,
-            }
-            .into());
+            });
         }
         Ok(v)
     }
 
-    fn nonzero(&mut self, field: &'static str) -> Result<u32> {
+    fn nonzero(&mut self, field: &'static str) -> Result<u32, ProtocolFault> {
         let v = self.u32()?;
         if v == 0 {
             return Err(ProtocolFault::Zero {
                 what: self.what,
                 field,
-            }
-            .into());
+            });
         }
         Ok(v)
     }
@@ -471,6 +462,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::PeerFault;
 
     fn samples() -> Vec<Msg> {
         vec![
@@ -576,8 +568,15 @@ mod tests {
         b.extend_from_slice(&[0, 0]);
         b[8] += 2;
         let e = Msg::decode(&b, 0).unwrap_err();
+        assert!(matches!(
+            e,
+            ProtocolFault::Trailing {
+                what: "DropArena",
+                extra: 2
+            }
+        ));
         assert_eq!(
-            e.to_string(),
+            PeerFault::from(e).to_string(),
             "protocol violation: DropArena has 2 trailing bytes"
         );
     }
@@ -591,8 +590,16 @@ mod tests {
         }
         .encode();
         let e = Msg::decode(&b, 3).unwrap_err();
+        assert!(matches!(
+            e,
+            ProtocolFault::FdsArrived {
+                what: "Arena",
+                carries: 1,
+                arrived: 3
+            }
+        ));
         assert_eq!(
-            e.to_string(),
+            PeerFault::from(e).to_string(),
             "protocol violation: Arena carries 1 fds, 3 arrived"
         );
     }
@@ -614,18 +621,15 @@ mod tests {
     fn decode_rejects_unknown_types_and_bad_magic() {
         let mut b = Msg::DropArena { arena_id: 1 }.encode();
         b[4] = 99;
-        assert_eq!(
-            Msg::decode(&b, 0).unwrap_err().to_string(),
-            "protocol violation: unknown message type 99"
-        );
+        assert!(matches!(
+            Msg::decode(&b, 0),
+            Err(ProtocolFault::UnknownType { ty: 99 })
+        ));
         let mut b = Msg::DropArena { arena_id: 1 }.encode();
         b[0] = b'X';
-        assert!(
-            Msg::decode(&b, 0)
-                .unwrap_err()
-                .to_string()
-                .contains("bad magic")
-        );
+        let e = Msg::decode(&b, 0).unwrap_err();
+        assert!(matches!(e, ProtocolFault::Magic { found } if found[0] == b'X'));
+        assert!(e.to_string().contains("bad magic"), "{e}");
     }
 
     #[test]
@@ -653,8 +657,9 @@ mod tests {
         let n = b.len();
         b[n - 1] = 0xff;
         let e = Msg::decode(&b, 0).unwrap_err();
+        assert!(matches!(e, ProtocolFault::ReasonNotUtf8));
         assert_eq!(
-            e.to_string(),
+            PeerFault::from(e).to_string(),
             "protocol violation: Goodbye reason is not UTF-8"
         );
     }

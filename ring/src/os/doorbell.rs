@@ -21,7 +21,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, FdFault, OsError, Result};
+use crate::error::{FdFault, LinkError, OsError};
 use crate::os::fdpass;
 
 /// Our end of a doorbell socket pair.
@@ -54,8 +54,8 @@ impl Doorbell {
     }
 
     /// Rings the peer. Never blocks: a full queue means the peer has wake-ups pending
-    /// already. A peer that hung up is [`Error::PeerGone`].
-    pub fn ring(&self) -> Result<()> {
+    /// already. A peer that hung up is [`LinkError::PeerGone`].
+    pub fn ring(&self) -> Result<(), LinkError> {
         let b = [1u8];
         loop {
             // SAFETY: sends one byte from a live buffer; MSG_DONTWAIT makes this call
@@ -76,9 +76,9 @@ impl Doorbell {
                 Some(libc::EINTR) => continue,
                 Some(libc::EAGAIN) => Ok(()),
                 Some(libc::EPIPE) | Some(libc::ECONNRESET) | Some(libc::ENOTCONN) => {
-                    Err(Error::PeerGone)
+                    Err(LinkError::PeerGone)
                 }
-                _ => Err(Error::Os {
+                _ => Err(LinkError::Os {
                     op: "send(doorbell)",
                     source: e,
                 }),
@@ -126,10 +126,14 @@ impl Doorbell {
 
     /// Sleeps until the peer rings, hangs up, `waker` is woken, or `deadline` passes.
     ///
-    /// Returns [`Wake::Rung`] after draining, [`Error::PeerGone`] on hang-up,
-    /// [`Error::Interrupted`] when woken. Spurious returns are possible: callers
+    /// Returns [`Wake::Rung`] after draining, [`LinkError::PeerGone`] on hang-up,
+    /// [`LinkError::Interrupted`] when woken. Spurious returns are possible: callers
     /// re-check their condition.
-    pub fn wait(&self, waker: Option<&Waker>, deadline: Option<Instant>) -> Result<Wake> {
+    pub fn wait(
+        &self,
+        waker: Option<&Waker>,
+        deadline: Option<Instant>,
+    ) -> Result<Wake, LinkError> {
         let mut fds = [
             libc::pollfd {
                 fd: self.fd.as_raw_fd(),
@@ -158,7 +162,7 @@ impl Doorbell {
             if e.raw_os_error() == Some(libc::EINTR) {
                 return Ok(Wake::Rung);
             }
-            return Err(Error::Os {
+            return Err(LinkError::Os {
                 op: "poll",
                 source: e,
             });
@@ -166,7 +170,7 @@ impl Doorbell {
         if fds[1].revents != 0 {
             if let Some(w) = waker {
                 if w.take() {
-                    return Err(Error::Interrupted);
+                    return Err(LinkError::Interrupted);
                 }
             }
         }
@@ -175,7 +179,7 @@ impl Doorbell {
         // treating it as a ring would spin forever. Callers re-check the ring before
         // reporting PeerGone, so nothing the peer published before dying is lost.
         if re & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
-            return Err(Error::PeerGone);
+            return Err(LinkError::PeerGone);
         }
         if re & libc::POLLIN != 0 {
             self.drain();
@@ -266,7 +270,7 @@ impl Waker {
         Ok(Waker { fd: Arc::new(fd) })
     }
 
-    /// Makes the current or next wait of the endpoint return [`Error::Interrupted`].
+    /// Makes the current or next wait of the endpoint return [`LinkError::Interrupted`] (or its operation's `Interrupted`).
     pub fn wake(&self) {
         let one: u64 = 1;
         // SAFETY: writes 8 bytes from a live u64. The eventfd is private to this
@@ -284,13 +288,13 @@ impl Waker {
         r == 8
     }
 
-    /// Sleeps for `d` unless woken: [`Error::Interrupted`] (the wake-up taken) if
+    /// Sleeps for `d` unless woken: [`LinkError::Interrupted`] (the wake-up taken) if
     /// [`wake`](Waker::wake) was called before or during the sleep.
-    pub fn sleep(&self, d: Duration) -> Result<()> {
+    pub fn sleep(&self, d: Duration) -> Result<(), LinkError> {
         let mut p = [pollfd(self.as_fd(), libc::POLLIN)];
         poll_until(&mut p, Some(Instant::now() + d))?;
         if self.take() {
-            return Err(Error::Interrupted);
+            return Err(LinkError::Interrupted);
         }
         Ok(())
     }

@@ -26,7 +26,7 @@
 use std::mem::{size_of, zeroed};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-use crate::error::{Error, FdFault, OsError, ProtocolFault, Result, SendMsgError};
+use crate::error::{FdFault, OsError, ProtocolFault, RecvMsgError, SendMsgError};
 
 /// Most fds one message may carry.
 pub const MAX_FDS: usize = 16;
@@ -84,9 +84,7 @@ pub fn send_flags(
             Some(libc::EPIPE) | Some(libc::ECONNRESET) | Some(libc::ENOTCONN) => {
                 return Err(SendMsgError::PeerGone);
             }
-            Some(libc::EAGAIN) if flags & libc::MSG_DONTWAIT != 0 => {
-                return Err(SendMsgError::WouldBlock);
-            }
+            Some(libc::EAGAIN) => return Err(SendMsgError::WouldBlock),
             _ => {
                 return Err(OsError {
                     op: "sendmsg",
@@ -110,10 +108,17 @@ pub struct Received {
 /// Receives one message into `buf` and at most `max_fds` fds.
 ///
 /// `flags` may add `MSG_DONTWAIT`. End of stream (the peer closed) is
-/// [`Error::PeerGone`]. A message longer than `buf`, more fds than `max_fds`, or any
-/// control message other than `SCM_RIGHTS` is an [`PeerFault::Protocol`](crate::PeerFault::Protocol), and every fd
-/// that came with it is closed.
-pub fn recv(sock: BorrowedFd<'_>, buf: &mut [u8], max_fds: usize, flags: i32) -> Result<Received> {
+/// [`RecvMsgError::PeerGone`], nothing waiting on a non-blocking call
+/// [`RecvMsgError::WouldBlock`]. A message longer than `buf`, more fds than
+/// `max_fds`, or any control message other than `SCM_RIGHTS` is a
+/// [`PeerFault::Protocol`](crate::PeerFault::Protocol), and every fd that came with
+/// it is closed.
+pub fn recv(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    max_fds: usize,
+    flags: i32,
+) -> Result<Received, RecvMsgError> {
     assert!(max_fds <= MAX_FDS);
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
@@ -146,13 +151,15 @@ pub fn recv(sock: BorrowedFd<'_>, buf: &mut [u8], max_fds: usize, flags: i32) ->
                 reset = true;
                 continue;
             }
-            Some(libc::ECONNRESET) => return Err(Error::PeerGone),
-            Some(libc::EAGAIN) if reset => return Err(Error::PeerGone),
+            Some(libc::ECONNRESET) => return Err(RecvMsgError::PeerGone),
+            Some(libc::EAGAIN) if reset => return Err(RecvMsgError::PeerGone),
+            Some(libc::EAGAIN) => return Err(RecvMsgError::WouldBlock),
             _ => {
-                return Err(Error::Os {
+                return Err(OsError {
                     op: "recvmsg",
                     source: e,
-                });
+                }
+                .into());
             }
         }
     };
@@ -195,7 +202,7 @@ pub fn recv(sock: BorrowedFd<'_>, buf: &mut [u8], max_fds: usize, flags: i32) ->
         .into());
     }
     if n == 0 && fds.is_empty() && is_stream_end(sock) {
-        return Err(Error::PeerGone);
+        return Err(RecvMsgError::PeerGone);
     }
     Ok(Received { len: n, fds })
 }

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::os::doorbell::{Waker, poll_until, pollfd};
-use crate::error::{Error, OsError, ProtocolFault, Result};
+use crate::error::{BindError, Error, OsError, ProtocolFault, Result};
 
 /// A listening unix `SOCK_SEQPACKET` socket bound to a path it owns (and unlinks on drop).
 #[derive(Debug)]
@@ -43,13 +43,13 @@ pub struct PeerCred {
     pub gid: u32,
 }
 
-fn sockaddr(path: &Path) -> Result<(libc::sockaddr_un, libc::socklen_t)> {
+fn sockaddr(path: &Path) -> Result<(libc::sockaddr_un, libc::socklen_t), BindError> {
     // SAFETY: an all-zero sockaddr_un is valid.
     let mut a: libc::sockaddr_un = unsafe { zeroed() };
     a.sun_family = libc::AF_UNIX as libc::sa_family_t;
     let b = path.as_os_str().as_bytes();
     if b.is_empty() || b.len() >= a.sun_path.len() {
-        return Err(Error::bad_path(
+        return Err(bad_path(
             path,
             format!("empty or longer than {} bytes", a.sun_path.len() - 1),
         ));
@@ -61,11 +61,11 @@ fn sockaddr(path: &Path) -> Result<(libc::sockaddr_un, libc::socklen_t)> {
     Ok((a, len))
 }
 
-fn seqpacket_socket() -> Result<OwnedFd> {
+fn seqpacket_socket() -> Result<OwnedFd, OsError> {
     // SAFETY: plain socket(2) call.
     let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
-        return Err(Error::last_os("socket"));
+        return Err(OsError::last("socket"));
     }
     // SAFETY: a fresh fd nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
@@ -156,25 +156,25 @@ impl SeqpacketListener {
     /// Binds and listens on `path` with file mode `mode` (e.g. `0o600`), replacing a
     /// stale socket left by a dead producer. A path where someone still accepts
     /// connections is an error naming it.
-    pub fn bind(path: &Path, mode: u32) -> Result<SeqpacketListener> {
+    pub fn bind(path: &Path, mode: u32) -> Result<SeqpacketListener, BindError> {
         let dir = path
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         let name = path
             .file_name()
-            .ok_or_else(|| Error::bad_path(path, "has no file name"))?;
+            .ok_or_else(|| bad_path(path, "has no file name"))?;
         // Producers racing for the same path (both seeing a stale socket) take turns:
         // the first replaces it, the next finds a live one.
         let _lock = PathLock::take(dir, name)?;
         match std::fs::symlink_metadata(path) {
             Ok(md) if !std::os::unix::fs::FileTypeExt::is_socket(&md.file_type()) => {
-                return Err(Error::bad_path(path, "exists and is not a socket"));
+                return Err(bad_path(path, "exists and is not a socket"));
             }
             // One try, no wait: a listener that never accepts is alive too.
             Ok(_) => match connect(path, None, None) {
                 Ok(_) | Err(Error::Unresponsive { .. }) => {
-                    return Err(Error::PathInUse {
+                    return Err(BindError::PathInUse {
                         path: path.to_path_buf(),
                     });
                 }
@@ -184,7 +184,7 @@ impl SeqpacketListener {
                     // Stale: replaced by the rename below.
                 }
                 Err(e) => {
-                    return Err(Error::bad_path(
+                    return Err(bad_path(
                         path,
                         format!("exists and cannot be probed: {e}"),
                     ));
@@ -192,7 +192,7 @@ impl SeqpacketListener {
             },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
-                return Err(Error::Os {
+                return Err(BindError::Os {
                     op: "stat(socket path)",
                     source: e,
                 });
@@ -201,25 +201,25 @@ impl SeqpacketListener {
         // Build the socket in a private directory beside the target, then rename.
         let tmp_dir = private_dir(dir, name)?;
         let tmp = tmp_dir.join("s");
-        let r = (|| {
+        let r = (|| -> Result<OwnedFd, BindError> {
             let fd = seqpacket_socket()?;
             let (a, len) = sockaddr(&tmp)?;
             // SAFETY: `a` is a valid sockaddr_un of `len` bytes.
             if unsafe { libc::bind(fd.as_raw_fd(), (&a as *const libc::sockaddr_un).cast(), len) }
                 < 0
             {
-                return Err(Error::last_os("bind"));
+                return Err(OsError::last("bind").into());
             }
             std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(mode))
-                .map_err(|e| Error::Os {
+                .map_err(|e| BindError::Os {
                     op: "chmod(socket)",
                     source: e,
                 })?;
             // SAFETY: plain listen(2) on our socket.
             if unsafe { libc::listen(fd.as_raw_fd(), 64) } < 0 {
-                return Err(Error::last_os("listen"));
+                return Err(OsError::last("listen").into());
             }
-            std::fs::rename(&tmp, path).map_err(|e| Error::Os {
+            std::fs::rename(&tmp, path).map_err(|e| BindError::Os {
                 op: "rename(socket into place)",
                 source: e,
             })?;
@@ -228,7 +228,7 @@ impl SeqpacketListener {
         let _ = std::fs::remove_file(&tmp);
         let _ = std::fs::remove_dir(&tmp_dir);
         let fd = r?;
-        let md = std::fs::symlink_metadata(path).map_err(|e| Error::Os {
+        let md = std::fs::symlink_metadata(path).map_err(|e| BindError::Os {
             op: "stat(socket path)",
             source: e,
         })?;
@@ -297,10 +297,10 @@ struct PathLock {
 }
 
 impl PathLock {
-    fn take(dir: &Path, name: &std::ffi::OsStr) -> Result<PathLock> {
+    fn take(dir: &Path, name: &std::ffi::OsStr) -> Result<PathLock, BindError> {
         let p = dir.join(format!(".{}.lock", name.to_string_lossy()));
         let c = CString::new(p.as_os_str().as_bytes())
-            .map_err(|_| Error::bad_path(&p, "contains NUL"))?;
+            .map_err(|_| bad_path(&p, "contains NUL"))?;
         // SAFETY: `c` is a valid NUL-terminated path; open returns a fresh fd or -1.
         let fd = unsafe {
             libc::open(
@@ -310,25 +310,25 @@ impl PathLock {
             )
         };
         if fd < 0 {
-            return Err(Error::last_os("open(socket lock file)"));
+            return Err(OsError::last("open(socket lock file)").into());
         }
         // SAFETY: a fresh fd nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         // A lock file somebody else made (in a directory others may write) is theirs
         // to hold forever: only one of our own is waited for.
-        let md = std::fs::File::from(fd.try_clone().map_err(|e| Error::Os {
+        let md = std::fs::File::from(fd.try_clone().map_err(|e| BindError::Os {
             op: "dup(socket lock file)",
             source: e,
         })?)
         .metadata()
-        .map_err(|e| Error::Os {
+        .map_err(|e| BindError::Os {
             op: "fstat(socket lock file)",
             source: e,
         })?;
         // SAFETY: geteuid has no preconditions.
         let me = unsafe { libc::geteuid() };
         if md.uid() != me {
-            return Err(Error::bad_path(
+            return Err(bad_path(
                 &p,
                 format!(
                     "lock file belongs to uid {}, not to this user (uid {me})",
@@ -348,18 +348,18 @@ impl PathLock {
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 Some(libc::EWOULDBLOCK) => {
-                    return Err(Error::Unresponsive {
+                    return Err(BindError::Busy {
                         what: format!("lock {} (held by another process)", p.display()),
                         waited: start.elapsed(),
                     });
                 }
-                _ => return Err(Error::last_os("flock(socket lock file)")),
+                _ => return Err(OsError::last("flock(socket lock file)").into()),
             }
         }
     }
 }
 
-fn private_dir(dir: &Path, name: &std::ffi::OsStr) -> Result<PathBuf> {
+fn private_dir(dir: &Path, name: &std::ffi::OsStr) -> Result<PathBuf, BindError> {
     for n in 0..100u32 {
         let p = dir.join(format!(
             ".{}.{}.{n}",
@@ -367,16 +367,23 @@ fn private_dir(dir: &Path, name: &std::ffi::OsStr) -> Result<PathBuf> {
             std::process::id()
         ));
         let c = CString::new(p.as_os_str().as_bytes())
-            .map_err(|_| Error::bad_path(&p, "contains NUL"))?;
+            .map_err(|_| bad_path(&p, "contains NUL"))?;
         // SAFETY: `c` is a valid NUL-terminated path.
         if unsafe { libc::mkdir(c.as_ptr(), 0o700) } == 0 {
             return Ok(p);
         }
         if std::io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST) {
-            return Err(Error::last_os("mkdir(private socket dir)"));
+            return Err(OsError::last("mkdir(private socket dir)").into());
         }
     }
-    Err(Error::bad_path(dir, "cannot make a private directory in it"))
+    Err(bad_path(dir, "cannot make a private directory in it"))
+}
+
+fn bad_path(path: impl Into<PathBuf>, reason: impl Into<String>) -> BindError {
+    BindError::BadPath {
+        path: path.into(),
+        reason: reason.into(),
+    }
 }
 
 /// The credentials of the peer of a connected unix socket.
@@ -462,7 +469,7 @@ mod tests {
         let p = path("live");
         let _l = SeqpacketListener::bind(&p, 0o600).unwrap();
         let e = SeqpacketListener::bind(&p, 0o600).unwrap_err();
-        assert!(matches!(&e, Error::PathInUse { path } if *path == p), "{e}");
+        assert!(matches!(&e, BindError::PathInUse { path } if *path == p), "{e}");
         assert_eq!(
             e.to_string(),
             format!("socket path {} is in use by a live producer", p.display())

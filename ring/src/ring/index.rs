@@ -24,7 +24,7 @@
 
 use std::sync::atomic::Ordering::{self, Acquire, Relaxed, Release};
 
-use crate::error::{IndexFault, Result};
+use crate::error::IndexFault;
 
 /// One of the four shared words.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,7 +63,7 @@ impl ProducerIdx {
     }
 
     /// Free slots; the shared tail is read only if the cache shows fewer than `want`.
-    pub(crate) fn free<W: Words>(&mut self, w: &W, want: u32) -> Result<u32> {
+    pub(crate) fn free<W: Words>(&mut self, w: &W, want: u32) -> Result<u32, IndexFault> {
         let free = self.cap - self.head.wrapping_sub(self.cached_tail);
         if free >= want {
             return Ok(free);
@@ -79,15 +79,13 @@ impl ProducerIdx {
                 used,
                 head: self.head,
                 capacity: self.cap,
-            }
-            .into());
+            });
         }
         if tail.wrapping_sub(self.cached_tail) > self.head.wrapping_sub(self.cached_tail) {
             return Err(IndexFault::TailBackwards {
                 from: self.cached_tail,
                 to: tail,
-            }
-            .into());
+            });
         }
         self.cached_tail = tail;
         Ok(self.cap - used)
@@ -152,7 +150,7 @@ impl ConsumerIdx {
     }
 
     /// Readable elements; the shared head is read only if the cache shows fewer than `want`.
-    pub(crate) fn available<W: Words>(&mut self, w: &W, want: u32) -> Result<u32> {
+    pub(crate) fn available<W: Words>(&mut self, w: &W, want: u32) -> Result<u32, IndexFault> {
         let avail = self.cached_head.wrapping_sub(self.tail);
         if avail >= want {
             return Ok(avail);
@@ -167,15 +165,13 @@ impl ConsumerIdx {
                 avail,
                 tail: self.tail,
                 capacity: self.cap,
-            }
-            .into());
+            });
         }
         if avail < self.cached_head.wrapping_sub(self.tail) {
             return Err(IndexFault::HeadBackwards {
                 from: self.cached_head,
                 to: head,
-            }
-            .into());
+            });
         }
         self.cached_head = head;
         Ok(avail)

@@ -4,7 +4,7 @@
 use std::os::fd::AsFd;
 use std::sync::Arc;
 
-use crate::error::{Error, ProtocolFault, Result};
+use crate::error::{ProtocolFault, RecvError};
 use crate::frame::arena::ConsumerArena;
 use crate::frame::consumer::frame::{Body, Frame, MAX_RELEASE_BACKLOG};
 use crate::frame::desc::{FrameDesc, META_BYTES, Release};
@@ -16,7 +16,7 @@ use super::{Consumer, Event, PendingSide};
 impl Consumer {
     /// Everything that can be delivered without waiting; the socket is read for
     /// messages with no frame after them only if `read_socket`.
-    pub(super) fn poll_event(&mut self, read_socket: bool) -> Result<Option<Event>> {
+    pub(super) fn poll_event(&mut self, read_socket: bool) -> Result<Option<Event>, RecvError> {
         if let Some(ev) = self.due_side() {
             return Ok(Some(ev));
         }
@@ -70,7 +70,7 @@ impl Consumer {
             if code == goodbye::CLEAN {
                 return Ok(Some(Event::End { reason }));
             }
-            return Err(Error::Closed { code, reason });
+            return Err(RecvError::Closed { code, reason });
         }
         if self.hung_up {
             // Gone without a goodbye, the ring drained: what it queued for frames
@@ -82,7 +82,7 @@ impl Consumer {
                 }));
             }
             self.ended = true;
-            return Err(Error::PeerGone);
+            return Err(RecvError::PeerGone);
         }
         Ok(None)
     }
@@ -90,7 +90,7 @@ impl Consumer {
     /// Reads socket messages until all `d.msgs` the producer sent before frame `d`
     /// are in. They are on the socket already (sent before the descriptor was
     /// written); missing ones are a protocol violation.
-    pub(super) fn read_messages_before(&mut self, d: &FrameDesc) -> Result<()> {
+    pub(super) fn read_messages_before(&mut self, d: &FrameDesc) -> Result<(), RecvError> {
         while self.msgs_read < d.msgs {
             if self.goodbye.is_some() || !self.pump_one()? {
                 return Err(ProtocolFault::MessagesMissing {
@@ -106,13 +106,13 @@ impl Consumer {
 
     /// The producer closed our frame ring: it cut us off. Its goodbye (sent first)
     /// says why.
-    pub(super) fn cut_off(&mut self) -> Error {
+    pub(super) fn cut_off(&mut self) -> RecvError {
         self.ended = true;
         self.stash = None;
         let _ = self.pump();
         match self.goodbye.take() {
-            Some((code, reason)) => Error::Closed { code, reason },
-            None => Error::Closed {
+            Some((code, reason)) => RecvError::Closed { code, reason },
+            None => RecvError::Closed {
                 code: goodbye::CUT_OFF,
                 reason: "producer closed the frame ring".into(),
             },
@@ -122,12 +122,12 @@ impl Consumer {
     /// A goodbye with an error code means the producer cut us off and has taken back
     /// our slots: descriptors still in the ring name slots it may be rewriting, so
     /// nothing more is delivered.
-    pub(super) fn check_cut_off(&mut self) -> Result<()> {
+    pub(super) fn check_cut_off(&mut self) -> Result<(), RecvError> {
         if let Some((code, reason)) = &self.goodbye {
             if *code != goodbye::CLEAN {
                 self.ended = true;
                 self.stash = None;
-                return Err(Error::Closed {
+                return Err(RecvError::Closed {
                     code: *code,
                     reason: reason.clone(),
                 });
@@ -152,7 +152,7 @@ impl Consumer {
     }
 
     /// Validates a descriptor and makes a frame of it.
-    pub(super) fn frame(&mut self, d: FrameDesc) -> Result<Frame> {
+    pub(super) fn frame(&mut self, d: FrameDesc) -> Result<Frame, RecvError> {
         if self
             .releaser
             .overflowed
@@ -196,7 +196,7 @@ impl Consumer {
     }
 
     /// Reads every message waiting on the socket (without blocking).
-    pub(super) fn pump(&mut self) -> Result<()> {
+    pub(super) fn pump(&mut self) -> Result<(), RecvError> {
         // A bounded number per call, so a flooding producer cannot keep us here;
         // `socket_backlog` says when the bound, not an empty socket, ended it.
         self.socket_backlog = true;
@@ -210,13 +210,13 @@ impl Consumer {
     }
 
     /// Reads and applies one message if one is waiting (and no goodbye came yet).
-    pub(super) fn pump_one(&mut self) -> Result<bool> {
+    pub(super) fn pump_one(&mut self) -> Result<bool, RecvError> {
         if self.goodbye.is_some() {
             return Ok(false);
         }
         let buf = &mut self.buf;
         let Some((msg, mut fds)) = (match recv_msg(self.sock.as_fd(), buf) {
-            Err(Error::PeerGone) => return Ok(false),
+            Err(RecvError::PeerGone) => return Ok(false),
             r => r?,
         }) else {
             return Ok(false);

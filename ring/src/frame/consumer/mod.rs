@@ -379,7 +379,7 @@ impl Consumer {
     pub fn try_recv(&mut self) -> Result<Option<Event>, RecvError> {
         self.check()?;
         let r = self.poll_event(true);
-        Ok(self.note(r)?)
+        self.note(r)
     }
 
     /// Receives the next event, waiting until `deadline` (`None`: forever).
@@ -422,23 +422,21 @@ impl Consumer {
         }
     }
 
-    fn check(&self) -> Result<()> {
+    fn check(&self) -> Result<(), RecvError> {
         if self.ended {
-            return Err(Error::PeerGone);
+            return Err(RecvError::PeerGone);
         }
         match &self.broken {
-            Some(f) => Err(Error::Peer(f.clone())),
+            Some(f) => Err(RecvError::Peer(f.clone())),
             None => Ok(()),
         }
     }
 
     /// Remembers a fault of the producer so that every later call reports it.
-    fn note<T>(&mut self, r: Result<T>) -> Result<T> {
-        if let Err(e) = &r {
-            if let Some(f) = e.peer_fault() {
-                self.broken = Some(f.clone());
-                say_goodbye(&self.sock, goodbye::CUT_OFF, &e.to_string());
-            }
+    fn note<T>(&mut self, r: Result<T, RecvError>) -> Result<T, RecvError> {
+        if let Err(RecvError::Peer(f)) = &r {
+            self.broken = Some(f.clone());
+            say_goodbye(&self.sock, goodbye::CUT_OFF, &f.to_string());
         }
         r
     }

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
+use crate::error::RecvError;
 use crate::frame::spin::Spin;
 use crate::measure::{Judge, Window, quantile_of};
 use crate::os::doorbell::{poll_until, pollfd};
@@ -282,7 +282,7 @@ impl Consumer {
     /// With `wake_ahead`: sleeps (on the doorbell, as usual) until shortly before
     /// the next frame can come, then polls the ring until it comes or the plan
     /// gives up (see [`Pace`]). True when there is something to look at.
-    pub(super) fn anticipate(&mut self, deadline: Option<Instant>) -> Result<bool> {
+    pub(super) fn anticipate(&mut self, deadline: Option<Instant>) -> Result<bool, RecvError> {
         let now = Instant::now();
         let Some(plan) = self.pace.plan(self.next_seq, self.cfg.wake_ahead, now) else {
             return Ok(false);
@@ -328,7 +328,7 @@ impl Consumer {
                 }
                 Err(e) => {
                     self.frames.polling(false);
-                    return Err(e);
+                    return Err(e.into());
                 }
             }
         }
@@ -343,7 +343,7 @@ impl Consumer {
     }
 
     /// Polls the ring for up to the configured spin time. True when a frame came.
-    pub(super) fn spin(&mut self) -> Result<bool> {
+    pub(super) fn spin(&mut self) -> Result<bool, RecvError> {
         // Not said in the ring (unlike `anticipate`): this poll follows a frame,
         // while the producer is at work on the next; a producer yielding after
         // every publish of a busy stream would lose a system call's time a frame.
@@ -372,7 +372,7 @@ impl Consumer {
 
     /// Waits for the ring, the socket, the waker or the deadline. `Ok(())` means
     /// "look again".
-    pub(super) fn sleep(&mut self, deadline: Option<Instant>) -> Result<()> {
+    pub(super) fn sleep(&mut self, deadline: Option<Instant>) -> Result<(), RecvError> {
         if self.anticipate(deadline)? {
             return Ok(());
         }
@@ -389,10 +389,10 @@ impl Consumer {
         let r = poll_until(&mut fds, deadline);
         self.frames.disarm();
         if !r? {
-            return Err(Error::Timeout);
+            return Err(RecvError::Timeout);
         }
         if fds[2].revents != 0 && self.waker.take() {
-            return Err(Error::Interrupted);
+            return Err(RecvError::Interrupted);
         }
         let hup = libc::POLLHUP | libc::POLLERR;
         if (fds[0].revents | fds[1].revents) & hup != 0 {
@@ -408,7 +408,7 @@ impl Consumer {
                 && self.frames.ready()? == 0
             {
                 self.ended = true;
-                return Err(Error::PeerGone);
+                return Err(RecvError::PeerGone);
             }
             return Ok(());
         }

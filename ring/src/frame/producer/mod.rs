@@ -8,7 +8,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::error::{AddConnectionError, BindError, Error, PublishError, Result, WaitError};
+use crate::error::{AddConnectionError, BindError, PublishError, Result, WaitError};
 use crate::frame::arena::MAX_SLOT_BYTES;
 use crate::frame::ledger::Ledger;
 use crate::frame::wire::{MAX_SIDE_PAYLOAD, Msg, goodbye};
@@ -110,10 +110,13 @@ impl Producer {
     /// [`Producer::add_connection`].
     pub fn new(cfg: ProducerConfig) -> Result<Producer, BindError> {
         cfg.check().map_err(BindError::Config)?;
-        Ok(Producer::start(cfg, None)?)
+        Producer::start(cfg, None)
     }
 
-    fn start(cfg: ProducerConfig, listener: Option<SeqpacketListener>) -> Result<Producer> {
+    fn start(
+        cfg: ProducerConfig,
+        listener: Option<SeqpacketListener>,
+    ) -> Result<Producer, BindError> {
         let policy = cfg.policy;
         let inner = Arc::new(Inner {
             cfg,
@@ -146,7 +149,7 @@ impl Producer {
         let service = std::thread::Builder::new()
             .name("shmring-producer".into())
             .spawn(move || service(i2, listener))
-            .map_err(|e| Error::Os {
+            .map_err(|e| BindError::Os {
                 op: "spawn",
                 source: e,
             })?;
@@ -183,7 +186,8 @@ impl Producer {
     }
 
     /// A handle that interrupts a blocked [`Producer::acquire`], [`WriteSlot::publish`]
-    /// or [`Producer::wait_for_consumers`] from another thread ([`Error::Interrupted`]).
+    /// or [`Producer::wait_for_consumers`] from another thread
+    /// ([`PublishError::Interrupted`], [`WaitError::Interrupted`]).
     pub fn waker(&self) -> Waker {
         self.inner.waker.clone()
     }

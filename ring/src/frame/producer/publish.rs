@@ -5,7 +5,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, PublishError, Result};
 use crate::frame::ledger::{ConsumerId, SlotRef};
 use crate::frame::producer::state::{Bells, Leave, Published, State};
 use crate::frame::spin::Spin;
@@ -42,7 +42,7 @@ pub(super) fn publish<'a>(
     len: u32,
     meta: &[u8],
     keep: bool,
-) -> Result<Published> {
+) -> Result<Published, PublishError> {
     // Block deadlines and drops of this frame, by consumer id, across passes.
     let mut deadlines: Vec<(ConsumerId, Instant)> = Vec::new();
     let mut dropped: Vec<ConsumerId> = Vec::new();
@@ -128,7 +128,7 @@ pub(super) fn publish<'a>(
             match woke {
                 Ok(()) => {}
                 // The slot stays the caller's, unpublished.
-                Err(Error::Interrupted) => return Err(Error::Interrupted),
+                Err(Error::Interrupted) => return Err(PublishError::Interrupted),
                 Err(e) => {
                     if let Some(j) = st.conns.iter().position(|c| c.id == id) {
                         st.remove(inner, j, Leave::CutOff, format!("consumer {id}: {e}"));
@@ -140,7 +140,7 @@ pub(super) fn publish<'a>(
         if spin.as_ref().is_some_and(Spin::polls) && !slept {
             st.spin_judge.record(true);
         }
-        return st.send_frame(inner, slot, targets, offset, len, meta, keep);
+        return Ok(st.send_frame(inner, slot, targets, offset, len, meta, keep));
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, ProtocolFault};
+use crate::error::{Error, ProtocolFault, RecvError};
 use crate::frame::ledger::ConsumerId;
 use crate::frame::link::{recv_msg, say_goodbye, send_msg};
 use crate::frame::producer::state::Leave;
@@ -355,7 +355,7 @@ pub(super) fn handshake(inner: &Inner, p: Pending, expired: bool) -> Option<Pend
                 m.name()
             )),
             Ok(None) => return Some(p),
-            Err(Error::PeerGone) => return None,
+            Err(RecvError::PeerGone) => return None,
             Err(e) => Err(e.to_string()),
         }
     };
@@ -421,7 +421,7 @@ pub(super) fn consumer_message(inner: &Inner, id: ConsumerId) {
             );
             st.remove(inner, i, Leave::CutOff, reason);
         }
-        Err(Error::PeerGone) => {
+        Err(RecvError::PeerGone) => {
             st.remove(inner, i, Leave::Left, format!("consumer {id} hung up"));
         }
         Err(e) => {

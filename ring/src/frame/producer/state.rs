@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, LinkError, PublishError, Result};
 use crate::frame::arena::ProducerArena;
 use crate::frame::desc::{FrameDesc, Release};
 use crate::frame::ledger::{ConsumerId, Ledger, SlotRef};
@@ -155,7 +155,7 @@ impl State {
     }
 
     /// The current arena, replaced by a bigger one if `len` does not fit.
-    pub(super) fn arena_for(&mut self, inner: &Inner, len: usize) -> Result<u32> {
+    pub(super) fn arena_for(&mut self, inner: &Inner, len: usize) -> Result<u32, PublishError> {
         if let Some(cur) = self.current {
             if self.arenas[&cur].slot_size() >= len {
                 return Ok(cur);
@@ -247,7 +247,7 @@ impl State {
         i: usize,
     ) -> std::result::Result<Congestion, String> {
         let id = self.conns[i].id;
-        let fault = |e: Error| format!("consumer {id}: {e}");
+        let fault = |e: LinkError| format!("consumer {id}: {e}");
         // Its releases were drained at the start of this pass, under this same
         // hold of the lock (`drain_releases`): draining again would only read the
         // release ring's shared head once more, a cache line the consumer's CPU
@@ -276,7 +276,7 @@ impl State {
         len: u32,
         meta: &[u8],
         keep: bool,
-    ) -> Result<Published> {
+    ) -> Published {
         if keep {
             targets.push(LOCAL_HOLDER);
         }
@@ -328,7 +328,7 @@ impl State {
             .conns
             .iter_mut()
             .fold(false, |w, c| c.frames.take_awaited() | w);
-        Ok(Published { sent, woke })
+        Published { sent, woke }
     }
 
     /// Arms consumer `i`'s doorbells for what congests it. `None`: it may have
@@ -337,7 +337,11 @@ impl State {
     /// Only what blocks it is armed: room in the frame ring when that is full,
     /// releases when it holds its share (a consumer rings only an armed bell, so
     /// arming the other would not end the sleep any sooner).
-    pub(super) fn arm_wait(&mut self, i: usize, why: Congestion) -> Result<Option<Bells>> {
+    pub(super) fn arm_wait(
+        &mut self,
+        i: usize,
+        why: Congestion,
+    ) -> Result<Option<Bells>, LinkError> {
         let c = &mut self.conns[i];
         let a = if why.ring_full {
             c.frames.arm()

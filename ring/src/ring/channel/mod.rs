@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 
 
 use crate::os::doorbell::{poll_until, pollfd, Doorbell, Wake, Waker};
-use crate::error::{AttachError, CreateError, Error, OsError, PeerFault, ProtocolFault, Result, SendMsgError};
+use crate::error::{
+    AttachError, CreateError, Error, LinkError, OsError, PeerFault, ProtocolFault, RecvMsgError,
+    Result, SendMsgError,
+};
 use crate::os::fdpass;
 use crate::ring::layout::{self, Header, Role};
 use crate::os::memfd::{Access, Region, Seals};
@@ -104,8 +107,11 @@ impl RingFds {
         let mut buf = [0u8; 64];
         let r = loop {
             match fdpass::recv(sock, &mut buf, 2, libc::MSG_DONTWAIT) {
-                Err(e) if e.is_would_block() => wait_for(sock, libc::POLLIN, deadline)?,
-                r => break r?,
+                Ok(r) => break r,
+                Err(RecvMsgError::WouldBlock) => wait_for(sock, libc::POLLIN, deadline)?,
+                Err(RecvMsgError::PeerGone) => return Err(Error::PeerGone),
+                Err(RecvMsgError::Peer(f)) => return Err(Error::Peer(f)),
+                Err(RecvMsgError::Os(e)) => return Err(e.into()),
             }
         };
         if &buf[..r.len] != HANDOFF_MSG {
@@ -257,22 +263,23 @@ impl End {
         }
     }
 
-    fn check(&self) -> Result<()> {
+    fn check(&self) -> Result<(), LinkError> {
         match &self.broken {
-            Some(f) => Err(Error::Peer(f.clone())),
+            Some(f) => Err(LinkError::Peer(f.clone())),
             None => Ok(()),
         }
     }
 
     /// Remembers a peer fault so that every later call reports it.
-    fn fail<T>(&mut self, e: Error) -> Result<T> {
-        if let Some(f) = e.peer_fault() {
+    fn fail<T>(&mut self, e: impl Into<LinkError>) -> Result<T, LinkError> {
+        let e = e.into();
+        if let LinkError::Peer(f) = &e {
             self.broken = Some(f.clone());
         }
         Err(e)
     }
 
-    fn header_intact(&self) -> Result<()> {
+    fn header_intact(&self) -> Result<(), LinkError> {
         // SAFETY: the mapping is at least DATA_OFF bytes.
         Ok(unsafe { self.hdr.check_unchanged(self.region.mapping().as_ptr()) }?)
     }
@@ -284,8 +291,8 @@ impl End {
         &mut self,
         flag: Word,
         deadline: Option<Instant>,
-        mut ready: impl FnMut(&End) -> Result<bool>,
-    ) -> Result<()> {
+        mut ready: impl FnMut(&End) -> Result<bool, LinkError>,
+    ) -> Result<(), LinkError> {
         match self.park_inner(flag, deadline, &mut ready) {
             Err(e) => self.fail(e),
             Ok(()) => Ok(()),
@@ -296,8 +303,8 @@ impl End {
         &self,
         flag: Word,
         deadline: Option<Instant>,
-        ready: &mut impl FnMut(&End) -> Result<bool>,
-    ) -> Result<()> {
+        ready: &mut impl FnMut(&End) -> Result<bool, LinkError>,
+    ) -> Result<(), LinkError> {
         if !self.spin.is_zero() {
             let start = Instant::now();
             let until = deadline.map_or(start + self.spin, |d| d.min(start + self.spin));
@@ -319,7 +326,7 @@ impl End {
         match r {
             // Whatever the peer published before it died is still good: let the
             // caller drain it before it sees PeerGone.
-            Err(Error::PeerGone) if ready(self)? => Ok(()),
+            Err(LinkError::PeerGone) if ready(self)? => Ok(()),
             r => r,
         }
     }
@@ -327,15 +334,15 @@ impl End {
     fn sleep(
         &self,
         deadline: Option<Instant>,
-        ready: &mut impl FnMut(&End) -> Result<bool>,
-    ) -> Result<()> {
+        ready: &mut impl FnMut(&End) -> Result<bool, LinkError>,
+    ) -> Result<(), LinkError> {
         if ready(self)? {
             return Ok(());
         }
         self.header_intact()?;
         match self.bell.wait(Some(&self.waker), deadline)? {
             Wake::Rung => Ok(()),
-            Wake::TimedOut => Err(Error::Timeout),
+            Wake::TimedOut => Err(LinkError::Timeout),
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytemuck::Pod;
 
 use crate::os::doorbell::{Doorbell, Waker};
-use crate::error::{AttachError, CreateError, Error, Result, RecvError};
+use crate::error::{AttachError, CreateError, LinkError, Result, RecvError};
 use crate::ring::layout::Role;
 use crate::ring::index::{self, ConsumerIdx, Word, Words};
 
@@ -49,7 +49,7 @@ impl<T: Pod> Receiver<T> {
     end_accessors!("sender");
 
     /// Checks that the shared header still holds what it held at attach time.
-    pub fn check_header(&self) -> Result<()> {
+    pub fn check_header(&self) -> Result<(), LinkError> {
         self.end.header_intact()
     }
 
@@ -108,7 +108,7 @@ impl<T: Pod> Receiver<T> {
         Ok(Some(r))
     }
 
-    fn release(&mut self, n: u32) -> Result<()> {
+    fn release(&mut self, n: u32) -> Result<(), LinkError> {
         if n == 0 {
             return Ok(());
         }
@@ -116,7 +116,7 @@ impl<T: Pod> Receiver<T> {
         if self.idx.producer_waiting(&self.end) {
             // A receiver whose sender is gone may still drain; don't fail on the ring.
             match self.end.bell.ring() {
-                Ok(()) | Err(Error::PeerGone) => {}
+                Ok(()) | Err(LinkError::PeerGone) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -167,7 +167,7 @@ impl<T: Pod> Receiver<T> {
         self.end.closed_word().load(Ordering::Acquire) != 0
     }
     /// Readable elements right now (reads the shared head; validates it).
-    pub fn ready(&mut self) -> Result<usize> {
+    pub fn ready(&mut self) -> Result<usize, LinkError> {
         self.end.check()?;
         match self.idx.available(&self.end, self.end.hdr.capacity) {
             Ok(a) => Ok(a as usize),
@@ -178,7 +178,7 @@ impl<T: Pod> Receiver<T> {
     /// For a wait on several rings at once: says "the receiver waits for data", then
     /// re-checks. Returns true if there is data already. Call [`Receiver::disarm`]
     /// after the wait, whatever it returned.
-    pub(crate) fn arm(&mut self) -> Result<bool> {
+    pub(crate) fn arm(&mut self) -> Result<bool, LinkError> {
         index::announce_wait(&self.end, Word::ConsumerWaiting);
         Ok(self.ready()? > 0)
     }

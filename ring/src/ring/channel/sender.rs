@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytemuck::Pod;
 
 use crate::os::doorbell::{Doorbell, Waker};
-use crate::error::{AttachError, CreateError, Result, SendError};
+use crate::error::{AttachError, CreateError, LinkError, Result, SendError};
 use crate::ring::layout::Role;
 use crate::ring::index::{self, ProducerIdx, Waits, Word, Words};
 
@@ -106,7 +106,7 @@ impl<T: Pod> Sender<T> {
         Ok(true)
     }
 
-    fn publish(&mut self, n: u32) -> Result<()> {
+    fn publish(&mut self, n: u32) -> Result<(), LinkError> {
         if n == 0 {
             return Ok(());
         }
@@ -159,12 +159,12 @@ impl<T: Pod> Sender<T> {
 
 impl<T: Pod> Sender<T> {
     /// Checks that the shared header still holds what it held at attach time.
-    pub fn check_header(&self) -> Result<()> {
+    pub fn check_header(&self) -> Result<(), LinkError> {
         self.end.header_intact()
     }
 
     /// Free elements right now (reads the shared tail; validates it).
-    pub fn room(&mut self) -> Result<usize> {
+    pub fn room(&mut self) -> Result<usize, LinkError> {
         let cap = self.end.hdr.capacity;
         Ok(self.free(cap)? as usize)
     }
@@ -172,13 +172,13 @@ impl<T: Pod> Sender<T> {
     /// Whether one element fits now. Reads the shared tail (and validates it) only
     /// when the cached one says the ring is full: a stream with room costs no load
     /// of the cache line the receiver writes.
-    pub fn has_room(&mut self) -> Result<bool> {
+    pub fn has_room(&mut self) -> Result<bool, LinkError> {
         Ok(self.free(1)? > 0)
     }
 
     /// Free elements, reading the shared tail only if the cache shows fewer than
     /// `want`; a peer fault found there breaks the endpoint.
-    fn free(&mut self, want: u32) -> Result<u32> {
+    fn free(&mut self, want: u32) -> Result<u32, LinkError> {
         self.end.check()?;
         match self.idx.free(&self.end, want) {
             Ok(f) => Ok(f),
@@ -189,7 +189,7 @@ impl<T: Pod> Sender<T> {
     /// For a wait on several rings at once: says "the sender waits for room", then
     /// re-checks. Returns true if there is room already. Call [`Sender::disarm`]
     /// after the wait, whatever it returned.
-    pub(crate) fn arm(&mut self) -> Result<bool> {
+    pub(crate) fn arm(&mut self) -> Result<bool, LinkError> {
         index::announce_wait(&self.end, Word::ProducerWaiting);
         self.has_room()
     }
