@@ -108,20 +108,40 @@ impl ConnectError {
     }
 }
 
-impl From<Error> for ConnectError {
-    fn from(e: Error) -> ConnectError {
+impl<F: Into<PeerFault>> From<F> for ConnectError {
+    fn from(f: F) -> ConnectError {
+        ConnectError::Peer(f.into())
+    }
+}
+
+impl From<RecvError> for ConnectError {
+    fn from(e: RecvError) -> ConnectError {
         match e {
-            Error::Peer(f) => ConnectError::Peer(f),
-            Error::PeerGone => ConnectError::PeerGone,
-            Error::Closed { code, reason } => ConnectError::Refused { code, reason },
-            Error::Timeout => ConnectError::Timeout,
-            Error::Interrupted => ConnectError::Interrupted,
-            Error::Unresponsive { what, waited } => ConnectError::Unresponsive { what, waited },
-            Error::Invalid(m) => ConnectError::Invalid(m),
-            e @ (Error::BadPath { .. } | Error::PathInUse { .. }) => {
-                ConnectError::Invalid(e.to_string())
-            }
-            Error::Os { op, source } => ConnectError::Os { op, source },
+            RecvError::PeerGone => ConnectError::PeerGone,
+            RecvError::Closed { code, reason } => ConnectError::Refused { code, reason },
+            RecvError::Timeout => ConnectError::Timeout,
+            RecvError::Interrupted => ConnectError::Interrupted,
+            RecvError::Peer(f) => ConnectError::Peer(f),
+            RecvError::Os { op, source } => ConnectError::Os { op, source },
+        }
+    }
+}
+
+impl From<Transmit> for ConnectError {
+    fn from(e: Transmit) -> ConnectError {
+        match e {
+            Transmit::Timeout => ConnectError::Timeout,
+            Transmit::PeerGone => ConnectError::PeerGone,
+            Transmit::Os(e) => e.into(),
+        }
+    }
+}
+
+impl From<AttachError> for ConnectError {
+    fn from(e: AttachError) -> ConnectError {
+        match e {
+            AttachError::Peer(f) => ConnectError::Peer(f),
+            AttachError::Os { op, source } => ConnectError::Os { op, source },
         }
     }
 }

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::os::doorbell::{Waker, poll_until, pollfd};
-use crate::error::{BindError, Error, OsError, ProtocolFault, Result};
+use crate::error::{BindError, ConnectError, Error, OsError, ProtocolFault, Result};
 
 /// A listening unix `SOCK_SEQPACKET` socket bound to a path it owns (and unlinks on drop).
 #[derive(Debug)]
@@ -77,10 +77,15 @@ const LOCK_WAIT: Duration = Duration::from_secs(2);
 
 /// Connects a new `SOCK_SEQPACKET` socket to `path` without ever blocking in
 /// `connect(2)`: a listener whose backlog is full (one that never accepts) is tried
-/// again every few milliseconds until `deadline` ([`Error::Unresponsive`]; `None`:
-/// one try) or until `waker` is woken ([`Error::Interrupted`]).
-pub fn connect(path: &Path, deadline: Option<Instant>, waker: Option<&Waker>) -> Result<OwnedFd> {
-    let (a, len) = sockaddr(path)?;
+/// again every few milliseconds until `deadline` ([`ConnectError::Unresponsive`];
+/// `None`: one try) or until `waker` is woken ([`ConnectError::Interrupted`]). A
+/// path no socket address can hold is [`ConnectError::Invalid`].
+pub fn connect(
+    path: &Path,
+    deadline: Option<Instant>,
+    waker: Option<&Waker>,
+) -> Result<OwnedFd, ConnectError> {
+    let (a, len) = sockaddr(path).map_err(|e| ConnectError::Invalid(e.to_string()))?;
     let fd = seqpacket_socket()?;
     set_nonblocking(fd.as_fd())?;
     let start = Instant::now();
@@ -101,7 +106,7 @@ pub fn connect(path: &Path, deadline: Option<Instant>, waker: Option<&Waker>) ->
             // has room, so look again shortly.
             Some(libc::EAGAIN) => {}
             _ => {
-                return Err(Error::Os {
+                return Err(ConnectError::Os {
                     op: "connect",
                     source: e,
                 });
@@ -109,7 +114,7 @@ pub fn connect(path: &Path, deadline: Option<Instant>, waker: Option<&Waker>) ->
         }
         let now = Instant::now();
         if deadline.is_none_or(|d| now >= d) {
-            return Err(Error::Unresponsive {
+            return Err(ConnectError::Unresponsive {
                 what: format!("connect to {} (its backlog is full)", path.display()),
                 waited: now - start,
             });
@@ -120,7 +125,7 @@ pub fn connect(path: &Path, deadline: Option<Instant>, waker: Option<&Waker>) ->
                 let mut p = [pollfd(w.as_fd(), libc::POLLIN)];
                 poll_until(&mut p, Some(retry))?;
                 if w.take() {
-                    return Err(Error::Interrupted);
+                    return Err(ConnectError::Interrupted);
                 }
             }
             None => std::thread::sleep(retry.saturating_duration_since(now)),
@@ -173,12 +178,12 @@ impl SeqpacketListener {
             }
             // One try, no wait: a listener that never accepts is alive too.
             Ok(_) => match connect(path, None, None) {
-                Ok(_) | Err(Error::Unresponsive { .. }) => {
+                Ok(_) | Err(ConnectError::Unresponsive { .. }) => {
                     return Err(BindError::PathInUse {
                         path: path.to_path_buf(),
                     });
                 }
-                Err(Error::Os { source, .. })
+                Err(ConnectError::Os { source, .. })
                     if source.raw_os_error() == Some(libc::ECONNREFUSED) =>
                 {
                     // Stale: replaced by the rename below.

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::{
-    ConnectError, Error, NoteError, PeerFault, ProtocolFault, RecvError, Result, Transmit,
+    ConnectError, NoteError, PeerFault, ProtocolFault, RecvError, Result, Transmit,
 };
 use crate::frame::arena::ConsumerArena;
 use crate::frame::desc::{FrameDesc, Release};
@@ -134,7 +134,7 @@ impl Consumer {
         let deadline = Instant::now() + cfg.handshake_timeout;
         let sock =
             listen::connect(path, Some(deadline), waker).map_err(|e| no_producer(path, e))?;
-        Ok(Consumer::hand_off(sock, cfg, waker)?)
+        Consumer::hand_off(sock, cfg, waker)
     }
 
     /// Asks the producer listening on `path` what it serves (what its application
@@ -148,7 +148,7 @@ impl Consumer {
         let path = path.as_ref();
         let deadline = Instant::now() + timeout;
         let sock = listen::connect(path, Some(deadline), None).map_err(|e| no_producer(path, e))?;
-        Ok(probe_on(&sock, deadline)?)
+        probe_on(&sock, deadline)
     }
 
     /// Connects, retrying with `backoff` while there is no producer (no socket file,
@@ -194,12 +194,16 @@ impl Consumer {
     /// Completes the hand-off on an already connected `SOCK_SEQPACKET` socket (e.g.
     /// inherited from a parent or passed by a broker: no filesystem access needed).
     pub fn from_fd(sock: OwnedFd, cfg: ConsumerConfig) -> Result<Consumer, ConnectError> {
-        Ok(Consumer::hand_off(sock, cfg, None)?)
+        Consumer::hand_off(sock, cfg, None)
     }
 
     /// The hand-off on a connected socket: hello, then the welcome within the
     /// handshake timeout (or until `waker` is woken).
-    fn hand_off(sock: OwnedFd, cfg: ConsumerConfig, waker: Option<&Waker>) -> Result<Consumer> {
+    fn hand_off(
+        sock: OwnedFd,
+        cfg: ConsumerConfig,
+        waker: Option<&Waker>,
+    ) -> Result<Consumer, ConnectError> {
         crate::os::fdpass::check_unix_socket(
             sock.as_fd(),
             libc::SOCK_SEQPACKET,
@@ -228,10 +232,10 @@ impl Consumer {
             let mut fds = vec![pollfd(sock.as_fd(), libc::POLLIN)];
             fds.extend(waker.map(|w| pollfd(w.as_fd(), libc::POLLIN)));
             if !poll_until(&mut fds, Some(deadline))? {
-                return Err(Error::Timeout);
+                return Err(ConnectError::Timeout);
             }
             if waker.is_some_and(|w| w.take()) {
-                return Err(Error::Interrupted);
+                return Err(ConnectError::Interrupted);
             }
         };
         let (version, id, frame_ring, release_ring, max_held) = match msg {
@@ -242,7 +246,7 @@ impl Consumer {
                 release_ring,
                 max_held,
             } => (version, consumer_id, frame_ring, release_ring, max_held),
-            Msg::Goodbye { code, reason } => return Err(Error::Closed { code, reason }),
+            Msg::Goodbye { code, reason } => return Err(ConnectError::Refused { code, reason }),
             m => {
                 return Err(ProtocolFault::Unexpected {
                     expected: "Welcome",
@@ -452,9 +456,9 @@ impl Drop for Consumer {
 
 /// A failed `connect` to `path`: no socket there, or nobody listening, is
 /// [`ConnectError::NoProducer`].
-fn no_producer(path: &Path, e: Error) -> ConnectError {
+fn no_producer(path: &Path, e: ConnectError) -> ConnectError {
     match e {
-        Error::Os { source, .. }
+        ConnectError::Os { source, .. }
             if matches!(
                 source.raw_os_error(),
                 Some(libc::ENOENT | libc::ECONNREFUSED)
@@ -465,12 +469,12 @@ fn no_producer(path: &Path, e: Error) -> ConnectError {
                 source,
             }
         }
-        e => e.into(),
+        e => e,
     }
 }
 
 /// A probe on a connected socket: `Probe`, then the `Description` by `deadline`.
-fn probe_on(sock: &OwnedFd, deadline: Instant) -> Result<Vec<u8>> {
+fn probe_on(sock: &OwnedFd, deadline: Instant) -> Result<Vec<u8>, ConnectError> {
     crate::os::fdpass::check_unix_socket(sock.as_fd(), libc::SOCK_SEQPACKET, "producer socket")?;
     let probe = Msg::Probe {
         min_version: PROTOCOL_VERSION,
@@ -487,12 +491,12 @@ fn probe_on(sock: &OwnedFd, deadline: Instant) -> Result<Vec<u8>> {
         }
         let mut fds = [pollfd(sock.as_fd(), libc::POLLIN)];
         if !poll_until(&mut fds, Some(deadline))? {
-            return Err(Error::Timeout);
+            return Err(ConnectError::Timeout);
         }
     };
     match msg {
         Msg::Description { payload } => Ok(payload),
-        Msg::Goodbye { code, reason } => Err(Error::Closed { code, reason }),
+        Msg::Goodbye { code, reason } => Err(ConnectError::Refused { code, reason }),
         m => Err(ProtocolFault::Unexpected {
             expected: "Description",
             got: m.name(),
