@@ -52,6 +52,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod convert;
 mod faults;
 mod ops;
 

@@ -108,44 +108,6 @@ impl ConnectError {
     }
 }
 
-impl<F: Into<PeerFault>> From<F> for ConnectError {
-    fn from(f: F) -> ConnectError {
-        ConnectError::Peer(f.into())
-    }
-}
-
-impl From<RecvError> for ConnectError {
-    fn from(e: RecvError) -> ConnectError {
-        match e {
-            RecvError::PeerGone => ConnectError::PeerGone,
-            RecvError::Closed { code, reason } => ConnectError::Refused { code, reason },
-            RecvError::Timeout => ConnectError::Timeout,
-            RecvError::Interrupted => ConnectError::Interrupted,
-            RecvError::Peer(f) => ConnectError::Peer(f),
-            RecvError::Os { op, source } => ConnectError::Os { op, source },
-        }
-    }
-}
-
-impl From<Transmit> for ConnectError {
-    fn from(e: Transmit) -> ConnectError {
-        match e {
-            Transmit::Timeout => ConnectError::Timeout,
-            Transmit::PeerGone => ConnectError::PeerGone,
-            Transmit::Os(e) => e.into(),
-        }
-    }
-}
-
-impl From<AttachError> for ConnectError {
-    fn from(e: AttachError) -> ConnectError {
-        match e {
-            AttachError::Peer(f) => ConnectError::Peer(f),
-            AttachError::Os { op, source } => ConnectError::Os { op, source },
-        }
-    }
-}
-
 /// Why a slot could not be acquired, written or published, or a side message sent.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -262,7 +224,6 @@ macro_rules! os_from {
 os_from!(
     LinkError,
     RecvError,
-    SendError,
     BindError,
     AddConnectionError,
     ConnectError,
@@ -432,26 +393,6 @@ impl From<OsError> for Transmit {
     }
 }
 
-impl From<Transmit> for NoteError {
-    fn from(e: Transmit) -> NoteError {
-        match e {
-            Transmit::Timeout => NoteError::Timeout,
-            Transmit::PeerGone => NoteError::PeerGone,
-            Transmit::Os(e) => e.into(),
-        }
-    }
-}
-
-impl From<Transmit> for Error {
-    fn from(e: Transmit) -> Error {
-        match e {
-            Transmit::Timeout => Error::Timeout,
-            Transmit::PeerGone => Error::PeerGone,
-            Transmit::Os(e) => e.into(),
-        }
-    }
-}
-
 impl From<NoteError> for Error {
     fn from(e: NoteError) -> Error {
         match e {
@@ -474,24 +415,9 @@ impl From<CreateError> for Error {
     }
 }
 
-impl<F: Into<PeerFault>> From<F> for AttachError {
-    fn from(f: F) -> AttachError {
-        AttachError::Peer(f.into())
-    }
-}
-
-impl From<AttachError> for Error {
-    fn from(e: AttachError) -> Error {
-        match e {
-            AttachError::Peer(f) => Error::Peer(f),
-            AttachError::Os { op, source } => Error::Os { op, source },
-        }
-    }
-}
-
 /// Why waiting on a connected peer, or ringing it, failed: what doorbells, wakers
-/// and the ring's ends come to. [`SendError`] and [`RecvError`] are made from it
-/// case for case.
+/// and the ring's ends come to. It is [`SendError`], and [`RecvError`] is made from
+/// it case for case.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LinkError {
@@ -504,7 +430,8 @@ pub enum LinkError {
     /// A waker interrupted the wait.
     #[error("interrupted by waker")]
     Interrupted,
-    /// The peer broke the protocol.
+    /// The peer broke the protocol (an index out of range, a changed header): an
+    /// endpoint that saw it says so on every later call.
     #[error(transparent)]
     Peer(PeerFault),
     /// A system call failed.
@@ -518,82 +445,10 @@ pub enum LinkError {
     },
 }
 
-impl<F: Into<PeerFault>> From<F> for LinkError {
-    fn from(f: F) -> LinkError {
-        LinkError::Peer(f.into())
-    }
-}
-
-impl From<LinkError> for Error {
-    fn from(e: LinkError) -> Error {
-        match e {
-            LinkError::PeerGone => Error::PeerGone,
-            LinkError::Timeout => Error::Timeout,
-            LinkError::Interrupted => Error::Interrupted,
-            LinkError::Peer(f) => Error::Peer(f),
-            LinkError::Os { op, source } => Error::Os { op, source },
-        }
-    }
-}
-
-impl From<LinkError> for SendError {
-    fn from(e: LinkError) -> SendError {
-        match e {
-            LinkError::PeerGone => SendError::PeerGone,
-            LinkError::Timeout => SendError::Timeout,
-            LinkError::Interrupted => SendError::Interrupted,
-            LinkError::Peer(f) => SendError::Peer(f),
-            LinkError::Os { op, source } => SendError::Os { op, source },
-        }
-    }
-}
-
-impl<F: Into<PeerFault>> From<F> for RecvError {
-    fn from(f: F) -> RecvError {
-        RecvError::Peer(f.into())
-    }
-}
-
-impl From<SendError> for RecvError {
-    fn from(e: SendError) -> RecvError {
-        match e {
-            SendError::PeerGone => RecvError::PeerGone,
-            SendError::Timeout => RecvError::Timeout,
-            SendError::Interrupted => RecvError::Interrupted,
-            SendError::Peer(f) => RecvError::Peer(f),
-            SendError::Os { op, source } => RecvError::Os { op, source },
-        }
-    }
-}
-
-impl From<AttachError> for RecvError {
-    fn from(e: AttachError) -> RecvError {
-        match e {
-            AttachError::Peer(f) => RecvError::Peer(f),
-            AttachError::Os { op, source } => RecvError::Os { op, source },
-        }
-    }
-}
-
-impl From<Transmit> for RecvError {
-    fn from(e: Transmit) -> RecvError {
-        match e {
-            Transmit::Timeout => RecvError::Timeout,
-            Transmit::PeerGone => RecvError::PeerGone,
-            Transmit::Os(e) => e.into(),
-        }
-    }
-}
-
-impl From<LinkError> for RecvError {
-    fn from(e: LinkError) -> RecvError {
-        match e {
-            LinkError::PeerGone => RecvError::PeerGone,
-            LinkError::Timeout => RecvError::Timeout,
-            LinkError::Interrupted => RecvError::Interrupted,
-            LinkError::Peer(f) => RecvError::Peer(f),
-            LinkError::Os { op, source } => RecvError::Os { op, source },
-        }
+impl LinkError {
+    /// True when the peer is to blame.
+    pub fn is_peer_fault(&self) -> bool {
+        matches!(self, LinkError::Peer(_))
     }
 }
 
@@ -641,40 +496,10 @@ impl RecvError {
     }
 }
 
-/// Why sending on a [`Sender`](crate::Sender) failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SendError {
-    /// The receiver hung up.
-    #[error("peer gone")]
-    PeerGone,
-    /// The deadline passed with the ring full.
-    #[error("timed out")]
-    Timeout,
-    /// A waker interrupted the wait.
-    #[error("interrupted by waker")]
-    Interrupted,
-    /// The peer broke the protocol (an index out of range, a changed header): this
-    /// call, and every later one, says how.
-    #[error(transparent)]
-    Peer(PeerFault),
-    /// A system call failed.
-    #[error("{op} failed: {source}")]
-    Os {
-        /// The call.
-        op: &'static str,
-        /// The error the kernel returned.
-        #[source]
-        source: io::Error,
-    },
-}
-
-impl SendError {
-    /// True when the peer is to blame.
-    pub fn is_peer_fault(&self) -> bool {
-        matches!(self, SendError::Peer(_))
-    }
-}
+/// Why sending on a [`Sender`](crate::Sender) failed: as any wait on a link (the
+/// receiver hung up, the deadline passed with the ring full, a wake-up, the
+/// receiver broke the protocol, a system call).
+pub type SendError = LinkError;
 
 impl From<BindError> for Error {
     fn from(e: BindError) -> Error {
@@ -716,31 +541,6 @@ impl From<PublishError> for Error {
             e @ (PublishError::TooLarge { .. } | PublishError::Published) => {
                 Error::Invalid(e.to_string())
             }
-        }
-    }
-}
-
-impl From<RecvError> for Error {
-    fn from(e: RecvError) -> Error {
-        match e {
-            RecvError::PeerGone => Error::PeerGone,
-            RecvError::Closed { code, reason } => Error::Closed { code, reason },
-            RecvError::Timeout => Error::Timeout,
-            RecvError::Interrupted => Error::Interrupted,
-            RecvError::Peer(f) => Error::Peer(f),
-            RecvError::Os { op, source } => Error::Os { op, source },
-        }
-    }
-}
-
-impl From<SendError> for Error {
-    fn from(e: SendError) -> Error {
-        match e {
-            SendError::PeerGone => Error::PeerGone,
-            SendError::Timeout => Error::Timeout,
-            SendError::Interrupted => Error::Interrupted,
-            SendError::Peer(f) => Error::Peer(f),
-            SendError::Os { op, source } => Error::Os { op, source },
         }
     }
 }

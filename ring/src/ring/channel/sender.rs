@@ -60,7 +60,7 @@ impl<T: Pod> Sender<T> {
         let want = u32::try_from(items.len()).unwrap_or(u32::MAX);
         let free = match self.idx.free(&self.end, want) {
             Ok(f) => f,
-            Err(e) => return self.end.fail(e).map_err(Into::into),
+            Err(e) => return self.end.fail(e),
         };
         let n = free.min(want);
         for (i, item) in items[..n as usize].iter().enumerate() {
@@ -96,7 +96,7 @@ impl<T: Pod> Sender<T> {
         self.end.check()?;
         let free = match self.idx.free(&self.end, 1) {
             Ok(f) => f,
-            Err(e) => return self.end.fail(e).map_err(Into::into),
+            Err(e) => return self.end.fail(e),
         };
         if free == 0 {
             return Ok(false);
@@ -144,11 +144,9 @@ impl<T: Pod> Sender<T> {
     /// Waits until at least one slot is free (or the deadline passes).
     pub fn wait_for_room(&mut self, deadline: Option<Instant>) -> Result<(), SendError> {
         let idx = &mut self.idx;
-        self.end
-            .park(Word::ProducerWaiting, deadline, |end| {
-                Ok(idx.free(end, 1)? > 0)
-            })
-            .map_err(Into::into)
+        self.end.park(Word::ProducerWaiting, deadline, |end| {
+            Ok(idx.free(end, 1)? > 0)
+        })
     }
 
     /// Elements sent and not yet known to be received.
