@@ -9,6 +9,9 @@
 //!   (user + sys, `getrusage`) each process spent from its first buffer to EOS,
 //!   summed, per buffer; the transport's own CPU per frame is the zero-copy figure
 //!   minus the in-process one, paired round by round (median);
+//! - **account**: each process's CPU time, system calls, `futex` calls, page faults,
+//!   context switches and cache misses per buffer, counted by the kernel
+//!   (`account.rs`);
 //! - **latency** (live): the producer writes `CLOCK_MONOTONIC` into the first 8 bytes
 //!   of each buffer on the sink pad of an `identity` placed just before the transport
 //!   (its "push"), the consumer reads it on its `fakesink`'s sink pad (its "arrival");
@@ -32,6 +35,7 @@ const ROUNDS: usize = 5;
 /// Buffers left out of latency figures (connection, first allocations).
 const WARM_UP: usize = 10;
 
+mod account;
 mod output;
 mod refs;
 mod role;
@@ -86,6 +90,10 @@ fn main() {
     if only.part("latency") {
         live_latency(&mut out, &mut names, &only);
     }
+    if only.part("account") {
+        account::expose_tracepoints();
+        account::account(&mut out, &mut names);
+    }
     let _ = std::fs::remove_dir_all(&dir);
     if let Some(s) = spinner.as_mut() {
         let _ = s.kill();
@@ -96,8 +104,8 @@ fn main() {
     report(&out, &LAT_TRANSPORTS, &VIDEO_TRANSPORTS, &targets, load);
 }
 
-/// What one run measures: `SHMRING_GST_BENCH_ONLY=latency` (or video, audio;
-/// commas) only those parts (the report then has only their figures), and
+/// What one run measures: `SHMRING_GST_BENCH_ONLY=latency` (or video, audio,
+/// account; commas) only those parts (the report then has only their figures), and
 /// `SHMRING_GST_BENCH_LATENCY=v1080` (audio, v1080, v4k; commas) only those streams
 /// of the latency part. For experiments.
 struct Only {

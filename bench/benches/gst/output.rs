@@ -108,6 +108,8 @@ pub(crate) fn report(
         fmt(out.get("memcpy_4k_frame_ms"), 2)
     ));
     md.push_str(&latency_table(out, lat));
+    md.push('\n');
+    md.push_str(&account::table(out));
     if !ring.is_empty() {
         md.push_str("\n**Ring and frame channel alone** (`target/bench/ring.json`, same run)\n\n| figure | value |\n|---|---|\n");
         for (k, v) in &ring {

@@ -30,12 +30,17 @@ pub(crate) struct Probe {
     pub(crate) cpu_first: u64,
     pub(crate) cpu_eos: u64,
     pub(crate) latencies_ns: Vec<i64>,
+    /// The kernel's counters at the first buffer and at EOS (see `account`).
+    pub(crate) usage_first: Option<account::Usage>,
+    pub(crate) usage_eos: Option<account::Usage>,
 }
 
 /// Runs `desc` to EOS and prints `result ...` (or `error ...`). `stamp` and
 /// `measure` name elements whose sink pads write / read the time stamps; `latency`
 /// says whether `measure` reads them.
 pub(crate) fn role(desc: &str, stamp: &str, measure: &str, latency: bool, hold: bool) -> ! {
+    // Before any thread exists: every thread the pipeline makes inherits them.
+    let counters = Arc::new(account::Counters::open());
     gst::init().unwrap();
     gstshmring::plugin_register_static().unwrap();
     let pipeline = match gst::parse::launch(desc) {
@@ -45,7 +50,7 @@ pub(crate) fn role(desc: &str, stamp: &str, measure: &str, latency: bool, hold: 
             std::process::exit(1);
         }
     };
-    let probe = add_probes(&pipeline, stamp, measure, latency);
+    let probe = add_probes(&pipeline, stamp, measure, latency, &counters);
     // A tcpserversink drops what it renders before a client connects: hold the
     // stream (prerolled in PAUSED) until one has.
     let (client_tx, client_rx) = mpsc::channel::<()>();
@@ -92,6 +97,10 @@ pub(crate) fn role(desc: &str, stamp: &str, measure: &str, latency: bool, hold: 
         std::process::exit(1);
     }
     let p = probe.lock().unwrap();
+    if let Some(first) = &p.usage_first {
+        let eos = p.usage_eos.unwrap_or_else(|| counters.read());
+        println!("usage {}", account::encode(&account::delta(first, &eos)));
+    }
     let lat: Vec<String> = p.latencies_ns.iter().map(|l| l.to_string()).collect();
     println!(
         "result {} {} {} {} {} {}",
@@ -132,6 +141,7 @@ fn add_probes(
     stamp: &str,
     measure: &str,
     latency: bool,
+    counters: &Arc<account::Counters>,
 ) -> Arc<Mutex<Probe>> {
     if let Some(e) = pipeline.by_name(stamp) {
         e.static_pad("sink")
@@ -151,6 +161,7 @@ fn add_probes(
     let probe = Arc::new(Mutex::new(Probe::default()));
     if let Some(e) = pipeline.by_name(measure) {
         let p = probe.clone();
+        let counters = counters.clone();
         e.static_pad("sink").unwrap().add_probe(
             gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
             move |_, info| {
@@ -161,6 +172,7 @@ fn add_probes(
                         if p.n == 0 {
                             p.first_ns = now;
                             p.cpu_first = cpu_ns();
+                            p.usage_first = Some(counters.read());
                         }
                         p.n += 1;
                         p.last_ns = now;
@@ -173,7 +185,9 @@ fn add_probes(
                         }
                     }
                     Some(gst::PadProbeData::Event(e)) if e.type_() == gst::EventType::Eos => {
-                        p.lock().unwrap().cpu_eos = cpu_ns();
+                        let mut p = p.lock().unwrap();
+                        p.cpu_eos = cpu_ns();
+                        p.usage_eos = Some(counters.read());
                     }
                     _ => {}
                 }

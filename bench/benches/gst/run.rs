@@ -11,6 +11,8 @@ pub(crate) struct Report {
     pub(crate) cpu_ns: u64,
     pub(crate) latencies_ns: Vec<i64>,
     pub(crate) stats: Option<String>,
+    /// What the kernel counted from the first buffer to EOS (see `account`).
+    pub(crate) usage: Option<account::Usage>,
 }
 
 impl Report {
@@ -80,6 +82,9 @@ pub(crate) fn parse(lines: &[String]) -> Result<Report, String> {
         }
         if let Some(s) = l.strip_prefix("stats ") {
             r.stats = Some(s.to_owned());
+        }
+        if let Some(u) = l.strip_prefix("usage ") {
+            r.usage = account::decode(u);
         }
         if let Some(rest) = l.strip_prefix("result ") {
             let f: Vec<&str> = rest.split(' ').collect();
