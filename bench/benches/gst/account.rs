@@ -177,13 +177,21 @@ fn runs() -> Vec<(&'static str, Work, Vec<Transport>)> {
         (
             "v1080",
             video(false, 3000),
-            vec![Transport::InProcess, Transport::Shmring, Transport::Shm],
+            vec![
+                Transport::InProcess,
+                Transport::InProcessQueue,
+                Transport::InProcessApp,
+                Transport::Shmring,
+                Transport::Shm,
+            ],
         ),
         (
             "v1080_live",
             video(true, 150),
             vec![
                 Transport::InProcess,
+                Transport::InProcessQueue,
+                Transport::InProcessApp,
                 Transport::Shmring,
                 Transport::ShmringSpin,
                 Transport::Shm,

@@ -51,6 +51,7 @@ pub(crate) fn role(desc: &str, stamp: &str, measure: &str, latency: bool, hold: 
         }
     };
     let probe = add_probes(&pipeline, stamp, measure, latency, &counters);
+    bridge(&pipeline);
     // A tcpserversink drops what it renders before a client connects: hold the
     // stream (prerolled in PAUSED) until one has.
     let (client_tx, client_rx) = mpsc::channel::<()>();
@@ -120,6 +121,32 @@ pub(crate) fn role(desc: &str, stamp: &str, measure: &str, latency: bool, hold: 
     }
     pipeline.set_state(gst::State::Null).unwrap();
     std::process::exit(0);
+}
+
+/// Joins `appsink name=bridge_out` to `appsrc name=bridge_in`, if the pipeline has
+/// them: each sample (the buffer itself, with its caps) goes on, and so does the end
+/// of the stream.
+fn bridge(pipeline: &gst::Pipeline) {
+    let (Some(out), Some(into)) = (
+        pipeline.by_name("bridge_out"),
+        pipeline.by_name("bridge_in"),
+    ) else {
+        return;
+    };
+    let to = into.clone();
+    out.connect("new-sample", false, move |args| {
+        let sink = args[0].get::<gst::Element>().unwrap();
+        let flow = match sink.emit_by_name::<Option<gst::Sample>>("pull-sample", &[]) {
+            Some(sample) => to.emit_by_name::<gst::FlowReturn>("push-sample", &[&sample]),
+            None => gst::FlowReturn::Eos,
+        };
+        Some(flow.to_value())
+    });
+    out.connect("eos", false, move |_| {
+        // Flushing or ended already: nothing is left to pass on either way.
+        let _ = into.emit_by_name::<gst::FlowReturn>("end-of-stream", &[]);
+        None
+    });
 }
 
 pub(crate) fn first_error(bus: &gst::Bus) -> String {

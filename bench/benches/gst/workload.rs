@@ -23,6 +23,11 @@ impl Names {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Transport {
     InProcess,
+    /// The floor of a hand-over inside one process: a `queue` between two threads.
+    InProcessQueue,
+    /// The floor of a hand-over between two pipelines of one process: `appsink` →
+    /// `appsrc`, the buffer itself passed on.
+    InProcessApp,
     Shmring,
     ShmringCopy,
     ShmringSpin,
@@ -37,6 +42,8 @@ impl Transport {
     pub(crate) fn key(self) -> &'static str {
         match self {
             Transport::InProcess => "inprocess",
+            Transport::InProcessQueue => "inprocess_queue",
+            Transport::InProcessApp => "inprocess_app",
             Transport::Shmring => "shmring",
             Transport::ShmringCopy => "shmring_copy",
             Transport::ShmringSpin => "shmring_spin",
@@ -51,6 +58,8 @@ impl Transport {
     pub(crate) fn label(self) -> &'static str {
         match self {
             Transport::InProcess => "in one process (upper bound)",
+            Transport::InProcessQueue => "one process, a queue between two threads",
+            Transport::InProcessApp => "one process, appsink → appsrc (two pipelines)",
             Transport::Shmring => "shmringsink/src, zero-copy",
             Transport::ShmringCopy => "shmringsink/src, copy path",
             Transport::ShmringSpin => "shmringsink/src, spin-time=20000",
@@ -65,7 +74,8 @@ impl Transport {
     /// Why this machine cannot run it, if it cannot.
     pub(crate) fn absent(self) -> Option<String> {
         let need: &[&str] = match self {
-            Transport::InProcess => &[],
+            Transport::InProcess | Transport::InProcessQueue => &[],
+            Transport::InProcessApp => &["appsink", "appsrc"],
             Transport::Shmring
             | Transport::ShmringCopy
             | Transport::ShmringSpin
@@ -104,6 +114,28 @@ pub(crate) struct Work {
     pub(crate) n: u32,
 }
 
+/// The single role of an in-process transport: the hand-over none, a queue, or two
+/// pipelines joined by the role (see `role::bridge`; neither side waits for the
+/// other to preroll, as two pipelines would not).
+fn in_process(t: Transport, src: &str, ident: &str, stamp: &'static str, latency: bool) -> Role {
+    let (hand_over, snk) = match t {
+        Transport::InProcessQueue => ("queue ! ", ""),
+        Transport::InProcessApp => (
+            "appsink name=bridge_out sync=false async=false emit-signals=true  appsrc name=bridge_in format=time ! ",
+            " async=false",
+        ),
+        _ => ("", ""),
+    };
+    Role {
+        desc: format!(
+            "{src} ! {ident}{hand_over}fakesink name=snk sync=false enable-last-sample=false{snk}"
+        ),
+        stamp,
+        measure: "snk",
+        latency,
+    }
+}
+
 /// The producer and consumer roles (or the single in-process role) of `t` on `w`.
 pub(crate) fn roles(
     t: Transport,
@@ -137,17 +169,9 @@ pub(crate) fn roles(
     );
     let live = if w.live { "true" } else { "false" };
     match t {
-        Transport::InProcess => (
-            Role {
-                desc: format!(
-                    "{src} ! {ident}fakesink name=snk sync=false enable-last-sample=false"
-                ),
-                stamp,
-                measure: "snk",
-                latency,
-            },
-            None,
-        ),
+        Transport::InProcess | Transport::InProcessQueue | Transport::InProcessApp => {
+            (in_process(t, src, ident, stamp, latency), None)
+        }
         Transport::Shmring
         | Transport::ShmringCopy
         | Transport::ShmringSpin
