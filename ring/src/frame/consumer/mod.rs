@@ -394,12 +394,15 @@ impl Consumer {
     /// returns the same fault), [`RecvError::Timeout`], [`RecvError::Interrupted`].
     pub fn recv_deadline(&mut self, deadline: Option<Instant>) -> Result<Event, RecvError> {
         self.check()?;
-        // The socket is read only once the ring stayed empty through the spin:
-        // while frames flow, the messages sent before a frame are read when its
-        // descriptor counts them, so a busy stream costs no syscall per frame. A
-        // message with no frame after it (end of stream, goodbye) waits at most
-        // the spin.
+        // The socket is read only when it has something: while frames flow, the
+        // messages sent before a frame are read when its descriptor counts them,
+        // so a busy stream costs no syscall per frame; a consumer that waits for
+        // each frame sleeps on the socket too and reads it only when the sleep
+        // says it is readable (no `recvmsg` that finds nothing before each sleep).
+        // A message with no frame after it (end of stream, goodbye) is read as
+        // soon as it comes: the first sleep returns at once for it.
         let mut read_socket = false;
+        let mut spun = false;
         self.count_arrival();
         self.caught_polling = false;
         loop {
@@ -412,17 +415,18 @@ impl Consumer {
                 }
                 return Ok(ev);
             }
-            if !read_socket {
+            if !std::mem::replace(&mut spun, true) {
                 let r = self.spin();
-                read_socket = !self.note(r)?;
-                continue;
+                if self.note(r)? {
+                    continue;
+                }
             }
             // Whatever woke the last sleep, the deadline holds.
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(RecvError::Timeout);
             }
             let r = self.sleep(deadline);
-            self.note(r)?;
+            read_socket = self.note(r)?;
         }
     }
 

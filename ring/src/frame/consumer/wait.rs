@@ -370,16 +370,17 @@ impl Consumer {
         }
     }
 
-    /// Waits for the ring, the socket, the waker or the deadline. `Ok(())` means
-    /// "look again".
-    pub(super) fn sleep(&mut self, deadline: Option<Instant>) -> Result<(), RecvError> {
+    /// Waits for the ring, the socket, the waker or the deadline. `Ok(_)` means
+    /// "look again", and says whether the socket has something to read (a message,
+    /// or the hang-up that was just looked at).
+    pub(super) fn sleep(&mut self, deadline: Option<Instant>) -> Result<bool, RecvError> {
         if self.anticipate(deadline)? {
-            return Ok(());
+            return Ok(false);
         }
         self.drain_bell();
         if self.frames.arm()? {
             self.frames.disarm();
-            return Ok(());
+            return Ok(false);
         }
         let mut fds = [
             pollfd(self.sock.as_fd(), libc::POLLIN),
@@ -410,12 +411,12 @@ impl Consumer {
                 self.ended = true;
                 return Err(RecvError::PeerGone);
             }
-            return Ok(());
+            return Ok(true);
         }
         if fds[1].revents & libc::POLLIN != 0 {
             self.bell_rang = true;
         }
-        Ok(())
+        Ok(fds[0].revents & libc::POLLIN != 0)
     }
 }
 
