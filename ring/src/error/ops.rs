@@ -345,10 +345,7 @@ pub enum RecvMsgError {
 impl From<RecvMsgError> for Error {
     fn from(e: RecvMsgError) -> Error {
         match e {
-            RecvMsgError::WouldBlock => Error::Os {
-                op: "recvmsg",
-                source: io::Error::from_raw_os_error(libc::EAGAIN),
-            },
+            RecvMsgError::WouldBlock => OsError::errno("recvmsg", libc::EAGAIN).into(),
             RecvMsgError::PeerGone => Error::PeerGone,
             RecvMsgError::Peer(f) => Error::Peer(f),
             RecvMsgError::Os(e) => e.into(),
@@ -365,10 +362,7 @@ impl From<ProtocolFault> for RecvMsgError {
 impl From<SendMsgError> for Error {
     fn from(e: SendMsgError) -> Error {
         match e {
-            SendMsgError::WouldBlock => Error::Os {
-                op: "sendmsg",
-                source: io::Error::from_raw_os_error(libc::EAGAIN),
-            },
+            SendMsgError::WouldBlock => OsError::errno("sendmsg", libc::EAGAIN).into(),
             SendMsgError::PeerGone => Error::PeerGone,
             SendMsgError::Os(e) => e.into(),
         }
@@ -396,9 +390,7 @@ impl From<OsError> for Transmit {
 impl From<NoteError> for Error {
     fn from(e: NoteError) -> Error {
         match e {
-            NoteError::TooLong { len, limit } => {
-                Error::Invalid(format!("a note of {len} bytes (at most {limit})"))
-            }
+            e @ NoteError::TooLong { .. } => Error::Invalid(e.to_string()),
             NoteError::Timeout => Error::Timeout,
             NoteError::PeerGone => Error::PeerGone,
             NoteError::Os { op, source } => Error::Os { op, source },
