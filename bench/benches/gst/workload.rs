@@ -62,7 +62,7 @@ impl Transport {
             Transport::InProcessApp => "one process, appsink → appsrc (two pipelines)",
             Transport::Shmring => "shmringsink/src, zero-copy",
             Transport::ShmringCopy => "shmringsink/src, copy path",
-            Transport::ShmringSpin => "shmringsink/src, spin-time=20000",
+            Transport::ShmringSpin => "shmringsink/src, spin-time=50000 (spins through each interval)",
             Transport::ShmringSleep => "shmringsink/src, wake-ahead=0",
             Transport::Shm => "shmsink/shmsrc, upstream in its memory",
             Transport::ShmCopy => "shmsink/shmsrc, copying",
@@ -183,7 +183,7 @@ pub(crate) fn roles(
                 ""
             };
             let spin = match t {
-                Transport::ShmringSpin => " spin-time=20000",
+                Transport::ShmringSpin => " spin-time=50000",
                 Transport::ShmringSleep => " wake-ahead=0",
                 _ => "",
             };
