@@ -48,6 +48,7 @@ impl SpinJudge {
 pub(crate) struct Spin {
     budget: Duration,
     until: Option<Instant>,
+    looks: Looks,
 }
 
 impl Spin {
@@ -55,6 +56,7 @@ impl Spin {
         Spin {
             budget,
             until: None,
+            looks: Looks::default(),
         }
     }
 
@@ -71,13 +73,49 @@ impl Spin {
         now < *self.until.get_or_insert(now + self.budget)
     }
 
-    /// A short pause between two looks: a few spins, then the CPU is offered to
-    /// whatever else waits for it (see [`Spin::yield_cpu`]).
-    pub(crate) fn pause(&self) {
-        for _ in 0..64 {
+    /// A short pause between two looks (see [`Looks::pause`]).
+    pub(crate) fn pause(&mut self) {
+        self.looks.pause(Instant::now());
+    }
+}
+
+/// The pauses between the looks of one poll: a few spins each, and the CPU
+/// offered to whatever else waits for it (see [`Looks::yield_cpu`]) once every
+/// [`Looks::YIELD_EVERY`] of polling, not at every look. A system call per look
+/// made a poll cost dozens of them per frame (94 per buffer for a live 1080p
+/// consumer waking ahead, 7800 for one spinning through the interval), and a
+/// look every system call (a microsecond or more on a virtual machine) saw a
+/// frame later than a look every few spins.
+#[derive(Default)]
+pub(crate) struct Looks {
+    /// When the CPU was last offered (or the poll began).
+    offered: Option<Instant>,
+    /// Times it was offered.
+    #[cfg(test)]
+    yields: u32,
+}
+
+impl Looks {
+    /// The longest a poll keeps its CPU without offering it: the most a peer
+    /// stacked on the same CPU waits for the poller to let it run.
+    pub(crate) const YIELD_EVERY: Duration = Duration::from_micros(10);
+    /// Spins of one pause (`PAUSE` is tens of cycles: about a microsecond).
+    const SPINS: u32 = 32;
+
+    /// Pauses before the next look; `now` is the time of the look just made.
+    pub(crate) fn pause(&mut self, now: Instant) {
+        for _ in 0..Self::SPINS {
             std::hint::spin_loop();
         }
-        Spin::yield_cpu();
+        let offered = *self.offered.get_or_insert(now);
+        if now.saturating_duration_since(offered) >= Self::YIELD_EVERY {
+            Self::yield_cpu();
+            self.offered = Some(now);
+            #[cfg(test)]
+            {
+                self.yields += 1;
+            }
+        }
     }
 
     /// Offers this CPU to another runnable thread; returns at once when there is
@@ -116,5 +154,32 @@ mod tests {
             assert_eq!(j.budget(spin), Duration::ZERO);
         }
         assert_eq!(j.budget(spin), spin);
+    }
+
+    #[test]
+    fn a_poll_offers_its_cpu_once_every_interval_not_at_every_look() {
+        let t0 = Instant::now();
+        let at = |us: u64| t0 + Duration::from_micros(us);
+        let mut l = Looks::default();
+        // Looks a microsecond apart: none offers the CPU until the interval has
+        // passed since the poll began, then one per interval.
+        for us in 0..10 {
+            l.pause(at(us));
+        }
+        assert_eq!(l.yields, 0);
+        l.pause(at(10));
+        assert_eq!(l.yields, 1);
+        for us in 11..20 {
+            l.pause(at(us));
+        }
+        assert_eq!(l.yields, 1);
+        l.pause(at(20));
+        l.pause(at(45));
+        assert_eq!(l.yields, 3);
+        // A poll that catches its frame at once makes no system call.
+        let mut quick = Looks::default();
+        quick.pause(at(0));
+        quick.pause(at(3));
+        assert_eq!(quick.yields, 0);
     }
 }

@@ -6,7 +6,7 @@ use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use crate::error::RecvError;
-use crate::frame::spin::Spin;
+use crate::frame::spin::{Looks, Spin};
 use crate::measure::{Judge, Window, quantile_of};
 use crate::os::doorbell::{poll_until, pollfd};
 
@@ -315,13 +315,19 @@ impl Consumer {
             }
             self.pace.woke(wake, Instant::now());
         }
-        // Polling, said in the ring: the producer yields after publishing, and so
-        // does each look here, so that neither keeps the other off a CPU they share.
+        // Polling, said in the ring: the producer yields after publishing, and
+        // this poll offers its CPU every few microseconds, so that neither keeps
+        // the other off a CPU they share.
         self.frames.polling(true);
         let mut caught = false;
-        while Instant::now() < give_up {
+        let mut looks = Looks::default();
+        loop {
+            let now = Instant::now();
+            if now >= give_up {
+                break;
+            }
             match self.frames.ready() {
-                Ok(0) => Spin::yield_cpu(),
+                Ok(0) => looks.pause(now),
                 Ok(_) => {
                     caught = true;
                     break;
