@@ -140,8 +140,11 @@ const VIDEO_TRANSPORTS: [Transport; 7] = [
     Transport::UnixFd,
 ];
 
-const LAT_TRANSPORTS: [Transport; 7] = [
+const LAT_TRANSPORTS: [Transport; 8] = [
     Transport::InProcess,
+    // The floor of a sleeping consumer: a thread woken for each buffer, in one
+    // process.
+    Transport::InProcessQueue,
     Transport::Shmring,
     Transport::ShmringSleep,
     Transport::ShmringSpin,
@@ -290,6 +293,28 @@ fn latency_samples(tag: &str, wk: &Work, names: &mut Names) -> Vec<(Transport, S
     samples
 }
 
+/// The machine's reference for a path run once per frame interval: the same
+/// in-process pipeline with its source not live, buffers back to back, so that
+/// caches, predictors and the CPU stay warm between them (`{tag}_inprocess_hot_p50_us`).
+/// What a live stream's path costs above it is the machine running that path cold,
+/// once per interval; two processes run two paths where one process runs one.
+fn hot_reference(out: &mut Out, tag: &str, wk: &Work, names: &mut Names) {
+    let hot = Work {
+        source: wk.source.replace("is-live=true", "is-live=false"),
+        caps: wk.caps.clone(),
+        live: false,
+        n: wk.n,
+    };
+    let key = format!("{tag}_inprocess_hot_p50_us");
+    match latency(Transport::InProcess, &hot, names) {
+        Ok((v, _)) => out.put(key, Some(percentile(&v, 0.5) / 1e3)),
+        Err(e) => {
+            out.notes.insert(key.clone(), e);
+            out.put(key, None);
+        }
+    }
+}
+
 /// Interleaved rounds, samples pooled: one hiccup of the machine lands on every
 /// transport alike instead of on whichever ran at the time.
 const LAT_ROUNDS: usize = 3;
@@ -315,6 +340,7 @@ fn live_latency(out: &mut Out, names: &mut Names, only: &Only) {
     .into_iter()
     .filter(|(tag, _)| only.stream(tag))
     {
+        hot_reference(out, tag, &wk, names);
         for (t, r) in latency_samples(tag, &wk, names) {
             let key = format!("{tag}_{}", t.key());
             let r = r.map(|(v, cpu)| {

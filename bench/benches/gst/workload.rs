@@ -62,7 +62,9 @@ impl Transport {
             Transport::InProcessApp => "one process, appsink → appsrc (two pipelines)",
             Transport::Shmring => "shmringsink/src, zero-copy",
             Transport::ShmringCopy => "shmringsink/src, copy path",
-            Transport::ShmringSpin => "shmringsink/src, spin-time=50000 (spins through each interval)",
+            Transport::ShmringSpin => {
+                "shmringsink/src, spin-time=50000 (spins through each interval)"
+            }
             Transport::ShmringSleep => "shmringsink/src, wake-ahead=0",
             Transport::Shm => "shmsink/shmsrc, upstream in its memory",
             Transport::ShmCopy => "shmsink/shmsrc, copying",
