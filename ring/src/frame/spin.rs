@@ -99,7 +99,7 @@ impl Looks {
     /// The longest a poll keeps its CPU without offering it: the most a peer
     /// stacked on the same CPU waits for the poller to let it run.
     pub(crate) const YIELD_EVERY: Duration = Duration::from_micros(10);
-    /// Spins of one pause (`PAUSE` is tens of cycles: about a microsecond).
+    /// Spins of one pause (`PAUSE` takes tens to 140 cycles: one to two µs).
     const SPINS: u32 = 32;
 
     /// Pauses before the next look; `now` is the time of the look just made.
