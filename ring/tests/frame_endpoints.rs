@@ -118,6 +118,48 @@ fn a_probe_learns_the_description_and_is_never_a_consumer() {
 }
 
 #[test]
+fn an_inspection_tells_the_counters_and_each_consumer_as_stats_says_them() {
+    let cfg = ProducerConfig {
+        policy: shmring::Policy::Drop,
+        lease: Some(Duration::from_millis(1500)),
+        ..patient()
+    };
+    let p = Producer::bind(socket_path("inspect"), cfg).unwrap();
+    let path = p.path().unwrap().to_path_buf();
+    p.set_description(b"audio/x-raw").unwrap();
+    let mut c = connect(&p);
+    wait_consumers(&p, 1);
+    for i in 0..5 {
+        publish(&p, i, 100);
+        check_frame(&expect_frame(&mut c), i, 100);
+    }
+    // The producer's own snapshot first: it takes back released slots, which an
+    // inspection leaves as they are.
+    let mut want = p.stats();
+    let i = Consumer::inspect(&path, Duration::from_secs(5)).unwrap();
+    assert_eq!(i.description, b"audio/x-raw");
+    let got = i.stats.expect("this producer sends its counters");
+    // The inspection was itself a probe, counted before its snapshot.
+    assert_eq!(got.probes, 1);
+    want.probes = 1;
+    assert_eq!(got, want);
+    assert_eq!((got.frames, got.consumers.len()), (5, 1));
+    let me = &got.consumers[0];
+    // SAFETY: getpid and getuid have no preconditions.
+    let (pid, uid) = unsafe { (libc::getpid(), libc::getuid()) };
+    assert_eq!((me.pid, me.uid, me.frames, me.bytes), (pid, uid, 5, 500));
+    assert_eq!(got.policy, shmring::Policy::Drop);
+    assert_eq!(got.lease, Some(Duration::from_millis(1500)));
+    // No producer: said so, within the timeout.
+    drop(c);
+    drop(p);
+    assert!(matches!(
+        Consumer::inspect(&path, Duration::from_secs(5)),
+        Err(ConnectError::NoProducer { .. })
+    ));
+}
+
+#[test]
 fn strangers_and_surplus_consumers_are_refused_with_a_reason() {
     // SAFETY: getuid has no preconditions.
     let me = unsafe { libc::getuid() };

@@ -410,6 +410,24 @@ pub enum ProtocolFault {
         /// This side's.
         speaks: u32,
     },
+    /// A `Stats` body of another version than this side reads.
+    #[error("Stats of version {found}, this side reads version {reads}")]
+    StatsVersion {
+        /// The version the body says.
+        found: u32,
+        /// The one this side reads.
+        reads: u32,
+    },
+    /// A field that holds none of its defined values.
+    #[error("{what} {field} {value} is none of its values")]
+    BadValue {
+        /// The message.
+        what: &'static str,
+        /// The field.
+        field: &'static str,
+        /// What it held.
+        value: u64,
+    },
     /// A welcome without its fds.
     #[error("Welcome without its 4 fds")]
     WelcomeFds,

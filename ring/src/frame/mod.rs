@@ -83,11 +83,13 @@ mod spin;
 pub use crate::os::listen::PeerCred;
 pub use arena::{MAX_SLOT_BYTES, READ_PAD};
 pub use desc::META_BYTES;
-pub use wire::{MAX_DESCRIPTION, MAX_NOTE, MAX_SIDE_PAYLOAD, goodbye};
+pub use wire::{
+    MAX_DESCRIPTION, MAX_NOTE, MAX_SIDE_PAYLOAD, MAX_STATS_CONSUMERS, STATS_VERSION, goodbye,
+};
 
 #[cfg(feature = "tokio")]
 pub use consumer::AsyncConsumer;
-pub use consumer::{Anticipation, Backoff, Consumer, ConsumerConfig, Event, Frame};
+pub use consumer::{Anticipation, Backoff, Consumer, ConsumerConfig, Event, Frame, Inspection};
 pub use producer::{
     ConsumerEvent, ConsumerStats, Policy, Producer, ProducerConfig, ProducerStats, ReusableSlot,
     WriteSlot,

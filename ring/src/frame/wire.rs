@@ -18,7 +18,10 @@
 //!
 //! This module is the codec only; [`crate::frame`] speaks it (see `docs/protocol.md`).
 
+use std::time::Duration;
+
 use crate::error::{ProtocolFault, Result};
+use crate::frame::producer::{ConsumerStats, Policy, ProducerStats};
 
 /// Magic at the start of every message.
 pub const MAGIC: [u8; 4] = *b"SRFC";
@@ -36,6 +39,12 @@ pub const MAX_REASON: usize = 1024;
 pub const MAX_NOTE: usize = 16 * 1024;
 /// Most bytes of a producer's description.
 pub const MAX_DESCRIPTION: usize = 16 * 1024;
+/// The version of the `Stats` body (what a probe is told after the description, see
+/// `docs/protocol.md`) this crate writes and reads.
+pub const STATS_VERSION: u32 = 1;
+/// Most consumers one `Stats` message lists (a producer serving more lists the first
+/// this many; 64 bytes each, so that the message fits in one datagram).
+pub const MAX_STATS_CONSUMERS: usize = 1000;
 
 /// A message of the frame channel's socket protocol.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,6 +120,13 @@ pub enum Msg {
         /// The payload (at most [`MAX_DESCRIPTION`] bytes).
         payload: Vec<u8>,
     },
+    /// Producer → probe, after [`Msg::Description`]: its counters and how it serves
+    /// (a versioned body, see `docs/protocol.md`). A prober that does not read it
+    /// loses nothing; a producer that does not send it is older.
+    Stats {
+        /// The snapshot.
+        stats: Box<ProducerStats>,
+    },
     /// Either side: the connection ends. `code` 0 is a clean end (EOS or stop).
     Goodbye {
         /// 0 = clean, otherwise an error.
@@ -143,6 +159,7 @@ mod ty {
     pub const NOTE: u16 = 7;
     pub const PROBE: u16 = 8;
     pub const DESCRIPTION: u16 = 9;
+    pub const STATS: u16 = 10;
 }
 
 impl Msg {
@@ -171,6 +188,7 @@ impl Msg {
             Msg::Note { .. } => ty::NOTE,
             Msg::Probe { .. } => ty::PROBE,
             Msg::Description { .. } => ty::DESCRIPTION,
+            Msg::Stats { .. } => ty::STATS,
         }
     }
 
@@ -185,6 +203,7 @@ impl Msg {
             ty::NOTE => "Note",
             ty::PROBE => "Probe",
             ty::DESCRIPTION => "Description",
+            ty::STATS => "Stats",
             _ => "unknown",
         }
     }
@@ -217,6 +236,10 @@ impl Msg {
                 put32(&mut body, payload.len() as u32);
                 body.extend_from_slice(payload);
                 ty::DESCRIPTION
+            }
+            Msg::Stats { stats } => {
+                put_stats(&mut body, stats);
+                ty::STATS
             }
             Msg::Welcome {
                 version,
@@ -381,6 +404,9 @@ impl Msg {
             ty::DESCRIPTION => Msg::Description {
                 payload: r.sized("Description", MAX_DESCRIPTION)?.to_vec(),
             },
+            ty::STATS => Msg::Stats {
+                stats: Box::new(stats(r)?),
+            },
             other => return Err(ProtocolFault::UnknownType { ty: other }),
         })
     }
@@ -392,6 +418,113 @@ fn too_long(what: &'static str, len: usize, limit: usize) -> ProtocolFault {
 
 fn put32(v: &mut Vec<u8>, x: u32) {
     v.extend_from_slice(&x.to_le_bytes());
+}
+
+fn put64(v: &mut Vec<u8>, x: u64) {
+    v.extend_from_slice(&x.to_le_bytes());
+}
+
+/// Microseconds, saturated.
+fn us(d: Duration) -> u64 {
+    d.as_micros().min(u64::MAX as u128) as u64
+}
+
+fn policy_code(p: Policy) -> u32 {
+    match p {
+        Policy::Block => 0,
+        Policy::Drop => 1,
+    }
+}
+
+/// The `Stats` body: version, the producer's counters, how it serves, then each
+/// consumer (at most [`MAX_STATS_CONSUMERS`]).
+fn put_stats(b: &mut Vec<u8>, s: &ProducerStats) {
+    put32(b, STATS_VERSION);
+    for v in [s.frames, s.bytes, s.joined, s.left, s.cut_off, s.refused, s.probes] {
+        put64(b, v);
+    }
+    for v in [s.arenas, s.slot_size, s.slots, s.free_slots, s.max_consumers] {
+        put64(b, v as u64);
+    }
+    put32(b, policy_code(s.policy));
+    put64(b, us(s.block_timeout));
+    put64(b, s.lease.map_or(u64::MAX, us));
+    let listed = &s.consumers[..s.consumers.len().min(MAX_STATS_CONSUMERS)];
+    put32(b, listed.len() as u32);
+    for c in listed {
+        put32(b, c.id);
+        put32(b, c.pid as u32);
+        put32(b, c.uid);
+        put32(b, policy_code(c.policy));
+        for v in [c.frames, c.bytes, c.drops, c.pending] {
+            put64(b, v);
+        }
+        put64(b, c.held as u64);
+        put64(b, c.queued as u64);
+    }
+}
+
+/// Reads what [`put_stats`] writes: a producer's word, every field checked for
+/// what it can hold (counts fit a `usize`, policies are known, the list is bounded
+/// before anything is allocated for it).
+fn stats(r: &mut Reader<'_>) -> Result<ProducerStats, ProtocolFault> {
+    let version = r.u32()?;
+    if version != STATS_VERSION {
+        return Err(ProtocolFault::StatsVersion {
+            found: version,
+            reads: STATS_VERSION,
+        });
+    }
+    let mut s = ProducerStats {
+        frames: r.u64()?,
+        bytes: r.u64()?,
+        joined: r.u64()?,
+        left: r.u64()?,
+        cut_off: r.u64()?,
+        refused: r.u64()?,
+        probes: r.u64()?,
+        arenas: r.usize("arenas")?,
+        slot_size: r.usize("slot size")?,
+        slots: r.usize("slots")?,
+        free_slots: r.usize("free slots")?,
+        max_consumers: r.usize("max consumers")?,
+        policy: r.policy("policy")?,
+        block_timeout: Duration::from_micros(r.u64()?),
+        lease: match r.u64()? {
+            u64::MAX => None,
+            v => Some(Duration::from_micros(v)),
+        },
+        consumers: Vec::new(),
+    };
+    let n = r.u32()? as usize;
+    if n > MAX_STATS_CONSUMERS {
+        return Err(too_long("Stats consumer list", n, MAX_STATS_CONSUMERS));
+    }
+    // Each entry is 64 bytes: a list longer than the body is refused before it is
+    // allocated.
+    if n * 64 > r.buf.len() {
+        return Err(ProtocolFault::BodyTruncated {
+            what: r.what,
+            needs: n * 64,
+            has: r.buf.len(),
+        });
+    }
+    s.consumers.reserve_exact(n);
+    for _ in 0..n {
+        s.consumers.push(ConsumerStats {
+            id: r.u32()?,
+            pid: r.u32()? as i32,
+            uid: r.u32()?,
+            policy: r.policy("consumer policy")?,
+            frames: r.u64()?,
+            bytes: r.u64()?,
+            drops: r.u64()?,
+            pending: r.u64()?,
+            held: r.usize("consumer held")?,
+            queued: r.usize("consumer queued")?,
+        });
+    }
+    Ok(s)
 }
 
 struct Reader<'a> {
@@ -432,6 +565,27 @@ impl<'a> Reader<'a> {
         Ok(u64::from_le_bytes(
             self.bytes(8)?.try_into().expect("8 bytes"),
         ))
+    }
+
+    fn usize(&mut self, field: &'static str) -> Result<usize, ProtocolFault> {
+        let v = self.u64()?;
+        usize::try_from(v).map_err(|_| ProtocolFault::BadValue {
+            what: self.what,
+            field,
+            value: v,
+        })
+    }
+
+    fn policy(&mut self, field: &'static str) -> Result<Policy, ProtocolFault> {
+        match self.u32()? {
+            0 => Ok(Policy::Block),
+            1 => Ok(Policy::Drop),
+            v => Err(ProtocolFault::BadValue {
+                what: self.what,
+                field,
+                value: v as u64,
+            }),
+        }
     }
 
     fn pow2(&mut self, field: &'static str) -> Result<u32, ProtocolFault> {
@@ -508,7 +662,102 @@ mod tests {
                 payload: b"video/x-raw, format=I420".to_vec(),
             },
             Msg::Description { payload: vec![] },
+            Msg::Stats {
+                stats: Box::new(sample_stats()),
+            },
+            Msg::Stats {
+                stats: Box::default(),
+            },
         ]
+    }
+
+    fn sample_stats() -> ProducerStats {
+        let consumer = |id: u32, policy| ConsumerStats {
+            id,
+            pid: 4000 + id as i32,
+            uid: 1000,
+            frames: u64::MAX,
+            bytes: 3 << 40,
+            drops: 7,
+            held: 2,
+            queued: 512,
+            pending: 1,
+            policy,
+        };
+        ProducerStats {
+            frames: 300,
+            bytes: 300 << 21,
+            consumers: vec![consumer(1, Policy::Block), consumer(2, Policy::Drop)],
+            joined: 3,
+            left: 1,
+            cut_off: 0,
+            refused: 2,
+            probes: 9,
+            arenas: 1,
+            slot_size: 3 << 20,
+            slots: 8,
+            free_slots: 5,
+            max_consumers: 16,
+            policy: Policy::Drop,
+            block_timeout: Duration::from_secs(1),
+            lease: Some(Duration::from_millis(250)),
+        }
+    }
+
+    /// A `Stats` message's body bytes, for tampering.
+    fn stats_bytes() -> Vec<u8> {
+        Msg::Stats {
+            stats: Box::new(sample_stats()),
+        }
+        .encode()
+    }
+
+    /// Offset of the consumer count in a `Stats` message: header, version, 7
+    /// counters, 5 sizes, the policy, 2 timeouts.
+    const STATS_COUNT_AT: usize = HEADER_LEN + 4 + 7 * 8 + 5 * 8 + 4 + 2 * 8;
+
+    #[test]
+    fn stats_of_another_version_an_unknown_policy_or_too_many_consumers_are_refused() {
+        let mut b = stats_bytes();
+        b[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&2u32.to_le_bytes());
+        let e = Msg::decode(&b, 0).unwrap_err().to_string();
+        assert!(
+            e.contains("Stats of version 2, this side reads version 1"),
+            "{e}"
+        );
+        let mut b = stats_bytes();
+        let policy_at = STATS_COUNT_AT - 2 * 8 - 4;
+        b[policy_at..policy_at + 4].copy_from_slice(&9u32.to_le_bytes());
+        let e = Msg::decode(&b, 0).unwrap_err().to_string();
+        assert!(e.contains("Stats policy 9 is none of its values"), "{e}");
+        let mut b = stats_bytes();
+        b[STATS_COUNT_AT..STATS_COUNT_AT + 4]
+            .copy_from_slice(&((MAX_STATS_CONSUMERS + 1) as u32).to_le_bytes());
+        let e = Msg::decode(&b, 0).unwrap_err().to_string();
+        assert!(e.contains("Stats consumer list of 1001 bytes exceeds 1000"), "{e}");
+        // A list the body cannot hold is refused before anything is reserved for it.
+        let mut b = stats_bytes();
+        b[STATS_COUNT_AT..STATS_COUNT_AT + 4].copy_from_slice(&900u32.to_le_bytes());
+        let e = Msg::decode(&b, 0).unwrap_err().to_string();
+        assert!(e.contains("needs 57600 more bytes, has 128"), "{e}");
+    }
+
+    #[test]
+    fn the_most_consumers_a_stats_message_lists_fit_in_one_message() {
+        let mut s = sample_stats();
+        let c = s.consumers[0].clone();
+        s.consumers = vec![c; MAX_STATS_CONSUMERS + 5];
+        let b = Msg::Stats {
+            stats: Box::new(s.clone()),
+        }
+        .encode();
+        assert!(b.len() <= MAX_MESSAGE);
+        let Msg::Stats { stats } = Msg::decode(&b, 0).unwrap() else {
+            panic!("not Stats");
+        };
+        assert_eq!(stats.consumers.len(), MAX_STATS_CONSUMERS);
+        s.consumers.truncate(MAX_STATS_CONSUMERS);
+        assert_eq!(*stats, s);
     }
 
     #[test]

@@ -308,7 +308,8 @@ impl Consumer {
                 Msg::Hello { .. }
                 | Msg::Welcome { .. }
                 | Msg::Probe { .. }
-                | Msg::Description { .. } => {
+                | Msg::Description { .. }
+                | Msg::Stats { .. } => {
                     return Err(ProtocolFault::HandshakeMidStream.into());
                 }
                 Msg::Note { .. } => {

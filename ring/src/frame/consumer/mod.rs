@@ -11,6 +11,7 @@ use crate::error::{
 };
 use crate::frame::arena::ConsumerArena;
 use crate::frame::desc::{FrameDesc, Release};
+use crate::frame::producer::ProducerStats;
 use crate::frame::wire::{Msg, PROTOCOL_VERSION, goodbye};
 use crate::os::doorbell::{Waker, poll_until, pollfd};
 use crate::os::listen;
@@ -149,6 +150,33 @@ impl Consumer {
         let deadline = Instant::now() + timeout;
         let sock = listen::connect(path, Some(deadline), None).map_err(|e| no_producer(path, e))?;
         probe_on(&sock, deadline)
+    }
+
+    /// As [`Consumer::probe`], and the producer's counters too: its description, then
+    /// its [`ProducerStats`] as of the probe (frames, consumers with their pids and
+    /// uids, slots, policy and timeouts). A prober is never a consumer and costs the
+    /// producer no wait. `stats` is `None` from a producer too old to send them (it
+    /// closes after its description). Every wait ends by `timeout`; what comes back
+    /// is the producer's word, checked for what each field can hold and no more:
+    /// a lying producer can still say any counter it likes.
+    pub fn inspect(path: impl AsRef<Path>, timeout: Duration) -> Result<Inspection, ConnectError> {
+        let path = path.as_ref();
+        let deadline = Instant::now() + timeout;
+        let sock = listen::connect(path, Some(deadline), None).map_err(|e| no_producer(path, e))?;
+        let description = probe_on(&sock, deadline)?;
+        let stats = match recv_by(&sock, deadline) {
+            Ok(Msg::Stats { stats }) => Some(*stats),
+            Err(ConnectError::PeerGone) => None,
+            Ok(m) => {
+                return Err(ProtocolFault::Unexpected {
+                    expected: "Stats",
+                    got: m.name(),
+                }
+                .into());
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Inspection { description, stats })
     }
 
     /// Connects, retrying with `backoff` while there is no producer (no socket file,
@@ -489,16 +517,7 @@ fn probe_on(sock: &OwnedFd, deadline: Instant) -> Result<Vec<u8>, ConnectError> 
         Ok(()) | Err(Transmit::PeerGone) => {}
         Err(e) => return Err(e.into()),
     }
-    let (msg, _) = loop {
-        if let Some(m) = recv_msg(sock.as_fd(), &mut Vec::new())? {
-            break m;
-        }
-        let mut fds = [pollfd(sock.as_fd(), libc::POLLIN)];
-        if !poll_until(&mut fds, Some(deadline))? {
-            return Err(ConnectError::Timeout);
-        }
-    };
-    match msg {
+    match recv_by(sock, deadline)? {
         Msg::Description { payload } => Ok(payload),
         Msg::Goodbye { code, reason } => Err(ConnectError::Refused { code, reason }),
         m => Err(ProtocolFault::Unexpected {
@@ -507,6 +526,29 @@ fn probe_on(sock: &OwnedFd, deadline: Instant) -> Result<Vec<u8>, ConnectError> 
         }
         .into()),
     }
+}
+
+/// The next message on `sock`, by `deadline`; its hang-up is `PeerGone`.
+fn recv_by(sock: &OwnedFd, deadline: Instant) -> Result<Msg, ConnectError> {
+    loop {
+        if let Some((m, _)) = recv_msg(sock.as_fd(), &mut Vec::new())? {
+            return Ok(m);
+        }
+        let mut fds = [pollfd(sock.as_fd(), libc::POLLIN)];
+        if !poll_until(&mut fds, Some(deadline))? {
+            return Err(ConnectError::Timeout);
+        }
+    }
+}
+
+/// What a producer says about itself ([`Consumer::inspect`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inspection {
+    /// What its application set ([`Producer::set_description`](crate::frame::Producer::set_description)):
+    /// the plugin's caps as text, or empty.
+    pub description: Vec<u8>,
+    /// Its counters and how it serves; `None` from a producer that does not send them.
+    pub stats: Option<ProducerStats>,
 }
 
 /// Errors after which trying again later makes sense: no producer yet, or it went

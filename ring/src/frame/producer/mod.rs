@@ -260,28 +260,7 @@ impl Producer {
     pub fn stats(&self) -> ProducerStats {
         let mut st = self.inner.lock();
         st.drain_releases(&self.inner);
-        let mut s = st.stats.clone();
-        s.consumers = st
-            .conns
-            .iter()
-            .map(|c| ConsumerStats {
-                id: c.id,
-                pid: c.cred.pid,
-                uid: c.cred.uid,
-                frames: c.sent,
-                bytes: c.bytes,
-                drops: c.drops,
-                held: st.ledger.held_by(c.id),
-                queued: c.outbox.bytes(),
-                policy: c.policy,
-            })
-            .collect();
-        s.arenas = st.arenas.len();
-        if let Some(cur) = st.current {
-            s.slot_size = st.arenas[&cur].slot_size();
-            s.free_slots = st.ledger.free_slots(cur);
-        }
-        s
+        st.snapshot(&self.inner.cfg)
     }
 
     /// Takes the consumer events logged since the last call (the newest

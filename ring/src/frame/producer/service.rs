@@ -378,17 +378,22 @@ pub(super) fn handshake(inner: &Inner, p: Pending, expired: bool) -> Option<Pend
     None
 }
 
-/// Tells a probe what this producer serves, then lets the connection go (closed
-/// when `sock` drops). Never waits: a probe whose socket has no room loses its
-/// answer.
+/// Tells a probe what this producer serves and its counters (`Description`, then
+/// `Stats`), then lets the connection go (closed when `sock` drops). Never waits:
+/// a probe whose socket has no room loses its answer. The snapshot is the one
+/// [`Producer::stats`](super::Producer::stats) takes, without draining releases:
+/// a probe changes nothing a consumer sees.
 fn answer_probe(inner: &Inner, sock: &OwnedFd) {
-    let payload = {
+    let (payload, stats) = {
         let mut st = inner.lock();
         st.stats.probes += 1;
-        st.description.clone()
+        (st.description.clone(), st.snapshot(&inner.cfg))
     };
-    let msg = Msg::Description { payload };
-    let _ = send_msg(sock.as_fd(), &msg, &[], Some(Instant::now()));
+    let now = Some(Instant::now());
+    if send_msg(sock.as_fd(), &Msg::Description { payload }, &[], now).is_ok() {
+        let stats = Box::new(stats);
+        let _ = send_msg(sock.as_fd(), &Msg::Stats { stats }, &[], now);
+    }
 }
 
 pub(super) fn consumer_message(inner: &Inner, id: ConsumerId) {

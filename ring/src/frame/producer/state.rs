@@ -19,7 +19,7 @@ use crate::frame::wire::{Msg, PROTOCOL_VERSION, goodbye};
 use crate::os::listen::PeerCred;
 use crate::ring::channel::{Receiver, Sender};
 
-use super::{ConsumerEvent, Inner, Policy, ProducerStats};
+use super::{ConsumerEvent, ConsumerStats, Inner, Policy, ProducerConfig, ProducerStats};
 
 /// One connected consumer, as the producer sees it.
 pub(super) struct Conn {
@@ -78,6 +78,39 @@ pub(super) struct State {
 pub(super) const MAX_EVENTS: usize = 256;
 
 impl State {
+    /// The counters now, one entry per connected consumer, and how it serves
+    /// (what [`Producer::stats`](super::Producer::stats) returns and a probe is told).
+    pub(super) fn snapshot(&self, cfg: &ProducerConfig) -> ProducerStats {
+        let mut s = self.stats.clone();
+        s.consumers = self
+            .conns
+            .iter()
+            .map(|c| ConsumerStats {
+                id: c.id,
+                pid: c.cred.pid,
+                uid: c.cred.uid,
+                frames: c.sent,
+                bytes: c.bytes,
+                drops: c.drops,
+                held: self.ledger.held_by(c.id),
+                queued: c.outbox.bytes(),
+                pending: c.frames.in_flight() as u64,
+                policy: c.policy,
+            })
+            .collect();
+        s.arenas = self.arenas.len();
+        if let Some(cur) = self.current {
+            s.slot_size = self.arenas[&cur].slot_size();
+            s.slots = self.arenas[&cur].slots() as usize;
+            s.free_slots = self.ledger.free_slots(cur);
+        }
+        s.max_consumers = cfg.max_consumers;
+        s.policy = self.policy;
+        s.block_timeout = cfg.block_timeout;
+        s.lease = cfg.lease;
+        s
+    }
+
     pub(super) fn log(&mut self, e: ConsumerEvent) {
         if self.events.len() == MAX_EVENTS {
             self.events.pop_front();

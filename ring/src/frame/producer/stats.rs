@@ -24,12 +24,16 @@ pub struct ConsumerStats {
     /// Bytes of messages waiting for room in its socket (see
     /// [`ProducerConfig::max_queued`](crate::ProducerConfig::max_queued)).
     pub queued: usize,
+    /// Frames sent to it that it has not yet been seen to take (its frame ring's
+    /// depth, as this producer last read it).
+    pub pending: u64,
     /// Its policy.
     pub policy: Policy,
 }
 
-/// A snapshot of a producer's counters.
-#[derive(Clone, Debug, Default)]
+/// A snapshot of a producer's counters, and of how it serves (what a probe is
+/// told, see [`Consumer::inspect`](crate::Consumer::inspect)).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProducerStats {
     /// Frames published.
     pub frames: u64,
@@ -54,6 +58,16 @@ pub struct ProducerStats {
     pub slot_size: usize,
     /// Free slots in the current arena.
     pub free_slots: usize,
+    /// Slots of the current arena (0 before the first frame).
+    pub slots: usize,
+    /// The most consumers it serves at once.
+    pub max_consumers: usize,
+    /// What it does with a consumer that cannot take the next frame, by default.
+    pub policy: Policy,
+    /// How long it waits for a consumer under [`Policy::Block`] before cutting it off.
+    pub block_timeout: std::time::Duration,
+    /// How long a consumer may hold a slot, if limited.
+    pub lease: Option<std::time::Duration>,
 }
 
 /// Something that happened to a consumer, for the producer's log
