@@ -21,7 +21,7 @@ DEB_BUILD := build-essential pkg-config libgstreamer1.0-dev libgstreamer-plugins
 DEB_RUN := gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
   gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad gstreamer1.0-libav \
   gstreamer1.0-plugins-base-apps python3-gi gir1.2-gstreamer-1.0 bubblewrap dbus-daemon \
-  python3-venv python3-numpy python3-pytest
+  python3-venv python3-numpy python3-pytest tmux
 DEB_PACKAGES := $(DEB_BUILD) $(DEB_RUN)
 # install-debs PACKAGES: apt-get install those of PACKAGES that dpkg does not list as installed
 define install-debs
@@ -117,7 +117,7 @@ python: deps
 ## python-test: the Python package's pytest suite against real producer and
 ## consumer processes (the plugin and test peers of this build)
 python-test: python
-	$(CARGO) build -p gst-plugin-shmring -p e2e --bins
+	$(CARGO) build -p gst-plugin-shmring -p e2e -p shmring-cli --bins
 	SHMRING_TARGET_DIR=$(CURDIR)/target/debug timeout --kill-after=30 $(TEST_TIMEOUT) \
 	  $(PY) -m pytest -q -o cache_dir=target/pytest-cache python/tests
 
@@ -207,23 +207,27 @@ bench-load: deps
 	$(call install-debs,$(BENCH_PACKAGES))
 	SHMRING_BENCH_LOAD=1 $(CARGO) bench -p shmring-bench --bench gst
 
-## install: libgstshmring.so into the system's GStreamer plugin directory, or with
-## PREFIX=~/.local into the user's (~/.local/share/gstreamer-1.0/plugins, which
-## GStreamer searches by itself); no GST_PLUGIN_PATH needed afterwards.
+## install: libgstshmring.so into the system's GStreamer plugin directory and the
+## `shmring` tool into /usr/local/bin, or with PREFIX=~/.local into the user's
+## (~/.local/share/gstreamer-1.0/plugins, which GStreamer searches by itself, and
+## ~/.local/bin); no GST_PLUGIN_PATH needed afterwards.
 ## PROFILE=dev installs the debug build; SKIP_BUILD=1 installs what is built (tests).
 PROFILE ?= release
 PROFILE_DIR := $(if $(filter dev,$(PROFILE)),debug,$(PROFILE))
 PLUGIN_DIR = $(if $(PREFIX),$(PREFIX)/share/gstreamer-1.0/plugins,$(shell pkg-config --variable=pluginsdir gstreamer-1.0))
+BIN_DIR = $(if $(PREFIX),$(PREFIX)/bin,/usr/local/bin)
 INSTALL_SUDO = $(if $(PREFIX),,$(SUDO))
 install: $(if $(SKIP_BUILD),,deps)
-	$(if $(SKIP_BUILD),,$(CARGO) build --profile $(PROFILE) -p gst-plugin-shmring)
+	$(if $(SKIP_BUILD),,$(CARGO) build --profile $(PROFILE) -p gst-plugin-shmring -p shmring-cli)
 	@test -n "$(PLUGIN_DIR)" || { echo "install: no plugin directory (pkg-config gstreamer-1.0)" >&2; exit 1; }
 	$(INSTALL_SUDO) install -D -m 0644 target/$(PROFILE_DIR)/libgstshmring.so $(DESTDIR)$(PLUGIN_DIR)/libgstshmring.so
+	$(INSTALL_SUDO) install -D -m 0755 target/$(PROFILE_DIR)/shmring $(DESTDIR)$(BIN_DIR)/shmring
 	@echo "installed $(DESTDIR)$(PLUGIN_DIR)/libgstshmring.so: try gst-inspect-1.0 shmring"
+	@echo "installed $(DESTDIR)$(BIN_DIR)/shmring: try shmring top"
 
 uninstall:
-	$(INSTALL_SUDO) rm -f $(DESTDIR)$(PLUGIN_DIR)/libgstshmring.so
-	@echo "removed $(DESTDIR)$(PLUGIN_DIR)/libgstshmring.so"
+	$(INSTALL_SUDO) rm -f $(DESTDIR)$(PLUGIN_DIR)/libgstshmring.so $(DESTDIR)$(BIN_DIR)/shmring
+	@echo "removed $(DESTDIR)$(PLUGIN_DIR)/libgstshmring.so and $(DESTDIR)$(BIN_DIR)/shmring"
 
 ## deb: a Debian package of the plugin, target/deb/gstreamer1.0-shmring_VERSION_ARCH.deb,
 ## for GStreamer's plugin directory (install: apt-get install ./target/deb/FILE).
@@ -234,11 +238,13 @@ DEB_ARCH := $(shell dpkg --print-architecture 2>/dev/null)
 DEB_FILE := target/deb/$(DEB_NAME)_$(DEB_VERSION)_$(DEB_ARCH).deb
 DEB_ROOT := target/deb/root
 deb: $(if $(SKIP_BUILD),,deps)
-	$(if $(SKIP_BUILD),,$(CARGO) build --profile $(PROFILE) -p gst-plugin-shmring)
+	$(if $(SKIP_BUILD),,$(CARGO) build --profile $(PROFILE) -p gst-plugin-shmring -p shmring-cli)
 	@test -n "$(PLUGIN_DIR)" || { echo "deb: no plugin directory (pkg-config gstreamer-1.0)" >&2; exit 1; }
 	rm -rf $(DEB_ROOT)
 	install -D -m 0644 target/$(PROFILE_DIR)/libgstshmring.so $(DEB_ROOT)$(PLUGIN_DIR)/libgstshmring.so
 	strip --strip-unneeded $(DEB_ROOT)$(PLUGIN_DIR)/libgstshmring.so
+	install -D -m 0755 target/$(PROFILE_DIR)/shmring $(DEB_ROOT)/usr/bin/shmring
+	strip --strip-unneeded $(DEB_ROOT)/usr/bin/shmring
 	install -D -m 0644 README.md $(DEB_ROOT)/usr/share/doc/$(DEB_NAME)/README.md
 	install -D -m 0644 SECURITY.md $(DEB_ROOT)/usr/share/doc/$(DEB_NAME)/SECURITY.md
 	install -D -m 0644 LICENSE-MIT $(DEB_ROOT)/usr/share/doc/$(DEB_NAME)/copyright
@@ -255,7 +261,8 @@ deb: $(if $(SKIP_BUILD),,deps)
 	  echo " Zero-copy raw media between untrusted processes over sealed shared memory:"; \
 	  echo " shmringsink serves buffers, caps, events and metas to shmringsrc consumers"; \
 	  echo " in other processes, none of which can crash, stall or write to it. With a"; \
-	  echo " shmring:// URI handler and a device provider for named producers."; \
+	  echo " shmring:// URI handler and a device provider for named producers, and"; \
+	  echo " the shmring tool: shmring top shows every producer and consumer live."; \
 	} > $(DEB_ROOT)/DEBIAN/control
 	dpkg-deb --root-owner-group --build $(DEB_ROOT) $(DEB_FILE)
 	@echo "built $(DEB_FILE): install it with apt-get install ./$(DEB_FILE)"

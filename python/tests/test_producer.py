@@ -149,3 +149,45 @@ def test_what_a_consumer_would_refuse_is_refused_at_the_producer(tmp_path):
     assert pickle.loads(pickle.dumps(caps)) == caps
     with pytest.raises(ValueError, match="NUL byte"):
         shmring.Caps.parse("video/x-raw\0,width=1")
+
+
+def test_shmring_lists_a_python_producer_and_its_consumer_as_the_producer_counts_them(
+    procs, runtime_dir
+):
+    import json
+    import os
+    import subprocess
+
+    from conftest import TARGET
+
+    p = procs.python(
+        """
+import sys, numpy as np, shmring
+with shmring.Producer("gen", "video/x-raw,format=GRAY8,width=16,height=8,framerate=10/1") as out:
+    out.wait_for_consumers(1, timeout=60)
+    for k in range(5):
+        out.publish(np.full((8, 16), k, np.uint8), pts=k * 100_000_000)
+    sys.stdin.readline()  # stays up until told, so that it can be looked at
+""",
+        stdin=subprocess.PIPE,
+    )
+    wait_for_socket(runtime_dir / "shmring" / "gen", p)
+    with shmring.Consumer("gen") as c:
+        # Each frame let go once read: a consumer holding more than its share of
+        # slots would have the producer drop for it.
+        frames = iter(c)
+        sizes = [len(next(frames).array.tobytes()) for _ in range(5)]
+        out = subprocess.run(
+            [str(TARGET / "shmring"), "list", "--json"], capture_output=True, text=True, timeout=60
+        )
+        assert out.returncode == 0, out.stderr
+        (row,) = json.loads(out.stdout)["producers"]
+        assert (row["name"], row["state"]) == ("gen", "serving"), row
+        assert row["caps"].startswith("video/x-raw"), row
+        assert row["stats"]["frames"] == 5 and row["stats"]["policy"] == "block", row
+        (me,) = row["consumers"]
+        assert (me["pid"], me["uid"], me["frames"]) == (os.getpid(), os.getuid(), 5), me
+        assert me["bytes"] == sum(sizes) == 5 * 128, me
+    p.stdin.write("\n")
+    p.stdin.close()
+    assert p.wait(timeout=60) == 0, p.stderr.read()

@@ -27,6 +27,19 @@ pub fn socket_path(tag: &str) -> PathBuf {
     ))
 }
 
+/// A program of this workspace built beside the running test binary
+/// (`target/<profile>/name`), such as `frame-peer`.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let p = exe.parent().unwrap().parent().unwrap().join(name);
+    assert!(
+        p.exists(),
+        "no {}: build the workspace first (cargo test --workspace)",
+        p.display()
+    );
+    p
+}
+
 /// Waits for `p` to exist (a producer's socket), 30 s at most.
 pub fn wait_for_path(p: &Path) {
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -82,6 +82,7 @@ fn make_deb_builds_a_package_that_installs_the_plugin() {
         list.contains(&format!(".{plugins}/libgstshmring.so")),
         "{list}"
     );
+    assert!(list.contains("./usr/bin/shmring"), "{list}");
 
     // Its contents load where the package puts them.
     let unpacked = scratch.join("root");

@@ -46,6 +46,15 @@ fn make_install_into_a_user_prefix_is_found_without_gst_plugin_path() {
     );
     let lib = prefix.join("share/gstreamer-1.0/plugins/libgstshmring.so");
     assert!(lib.exists(), "{} missing", lib.display());
+    let tool = prefix.join("bin/shmring");
+    let out = Command::new(&tool)
+        .arg("--version")
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", tool.display()));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("shmring "),
+        "{out:?}"
+    );
     let found = inspect(&home);
     let text = String::from_utf8_lossy(&found.stdout);
     assert!(found.status.success(), "{text}");
@@ -56,6 +65,7 @@ fn make_install_into_a_user_prefix_is_found_without_gst_plugin_path() {
     let out = make("uninstall", &prefix);
     assert!(out.status.success());
     assert!(!lib.exists());
+    assert!(!tool.exists());
     assert!(
         !inspect(&home).status.success(),
         "still found after uninstalling"

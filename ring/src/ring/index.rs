@@ -128,6 +128,19 @@ impl ProducerIdx {
     pub(crate) fn in_flight(&self) -> u32 {
         self.head.wrapping_sub(self.cached_tail)
     }
+
+    /// Elements sent and not yet taken, as the shared tail says now; a tail no
+    /// receiver could have written (more taken than sent) reads as the cached
+    /// count. Changes nothing: the fault, if any, is found by the next send.
+    pub(crate) fn pending<W: Words>(&self, w: &W) -> u32 {
+        // SYNC: Acquire, as in `free`; only a count for display is derived.
+        let used = self.head.wrapping_sub(w.load(Word::Tail, Acquire));
+        if used > self.cap {
+            self.in_flight()
+        } else {
+            used
+        }
+    }
 }
 
 /// The consumer's private index state.

@@ -425,10 +425,13 @@ fn await_hangup(sock: &OwnedFd) {
     }
 }
 
-/// Answers every connection (a probe, as the device provider sends) with `act`:
-/// `junk-caps` a description that is no caps, `any-caps` the caps ANY, `welcome` a
-/// welcome without its fds, `silent` nothing at all (held open), `huge` a
-/// description over the protocol's limit. Forever.
+/// Answers every connection (a probe, as the device provider and `shmring` send)
+/// with `act`: `junk-caps` a description that is no caps, `any-caps` the caps ANY,
+/// `welcome` a welcome without its fds, `silent` nothing at all (held open), `huge`
+/// a description over the protocol's limit; after an honest description,
+/// `stats-garbage` a `Stats` of a version nobody reads, `stats-huge` counters at
+/// their largest and the most consumers a `Stats` lists, `stats-silent` nothing
+/// more (held open), `stats-flood` datagrams until the prober leaves. Forever.
 pub(super) fn probe_liar(path: &str, act: &str) -> R {
     let l = SeqpacketListener::bind(path.as_ref(), 0o600).map_err(e)?;
     say("ready");
@@ -436,6 +439,16 @@ pub(super) fn probe_liar(path: &str, act: &str) -> R {
     loop {
         let sock = l.accept().map_err(e)?;
         let _probe = recv_raw(&sock)?;
+        if let Some(rest) = act.strip_prefix("stats-") {
+            let desc = Msg::Description {
+                payload: b"video/x-raw, width=(int)64".to_vec(),
+            };
+            let _ = fdpass::send(sock.as_fd(), &desc.encode(), &[]);
+            if let Some(sock) = stats_lie(sock, rest)? {
+                held.push(sock);
+            }
+            continue;
+        }
         let reply = match act {
             "junk-caps" => Msg::Description {
                 payload: b"video/x-raw, width=(int)((((".to_vec(),
@@ -468,5 +481,66 @@ pub(super) fn probe_liar(path: &str, act: &str) -> R {
             other => return Err(format!("unknown probe lie {other}")),
         };
         let _ = fdpass::send(sock.as_fd(), &reply, &[]);
+    }
+}
+
+/// The `Stats` lie `act` on a probe's connection (see [`probe_liar`]); the
+/// connection back when it is to be held open.
+fn stats_lie(sock: OwnedFd, act: &str) -> Result<Option<OwnedFd>, String> {
+    use shmring::frame::{ConsumerStats, ProducerStats};
+    let honest = |consumers: usize| {
+        let c = ConsumerStats {
+            id: u32::MAX,
+            pid: i32::MAX,
+            uid: u32::MAX,
+            frames: u64::MAX,
+            bytes: u64::MAX,
+            drops: u64::MAX,
+            held: usize::MAX,
+            queued: usize::MAX,
+            pending: u64::MAX,
+            policy: shmring::Policy::Drop,
+        };
+        ProducerStats {
+            frames: u64::MAX,
+            bytes: u64::MAX,
+            consumers: vec![c; consumers],
+            joined: u64::MAX,
+            slot_size: usize::MAX,
+            slots: usize::MAX,
+            free_slots: usize::MAX,
+            block_timeout: Duration::from_micros(u64::MAX - 1),
+            ..Default::default()
+        }
+    };
+    match act {
+        "garbage" => {
+            let mut m = Msg::Stats {
+                stats: Box::new(honest(1)),
+            }
+            .encode();
+            m[12..16].copy_from_slice(&7u32.to_le_bytes());
+            let _ = fdpass::send(sock.as_fd(), &m, &[]);
+            Ok(None)
+        }
+        "huge" => {
+            let max = shmring::frame::MAX_STATS_CONSUMERS;
+            let m = Msg::Stats {
+                stats: Box::new(honest(max)),
+            };
+            let _ = fdpass::send(sock.as_fd(), &m.encode(), &[]);
+            Ok(None)
+        }
+        "silent" => Ok(Some(sock)),
+        "flood" => {
+            let junk = vec![0xa5u8; 60_000];
+            std::thread::spawn(
+                move || {
+                    while fdpass::send(sock.as_fd(), &junk, &[]).is_ok() {}
+                },
+            );
+            Ok(None)
+        }
+        other => Err(format!("unknown stats lie {other}")),
     }
 }

@@ -94,7 +94,7 @@ impl State {
                 drops: c.drops,
                 held: self.ledger.held_by(c.id),
                 queued: c.outbox.bytes(),
-                pending: c.frames.in_flight() as u64,
+                pending: c.frames.pending() as u64,
                 policy: c.policy,
             })
             .collect();

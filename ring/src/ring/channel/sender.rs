@@ -153,6 +153,12 @@ impl<T: Pod> Sender<T> {
     pub fn in_flight(&self) -> usize {
         self.idx.in_flight() as usize
     }
+
+    /// Elements sent and not yet received, as the receiver's shared tail says now
+    /// (read, not validated: a tail that cannot be reads as [`Sender::in_flight`]).
+    pub fn pending(&self) -> usize {
+        self.idx.pending(&self.end) as usize
+    }
 }
 
 impl<T: Pod> Sender<T> {
