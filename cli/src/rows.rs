@@ -112,12 +112,24 @@ fn row(l: &Look, prev: Option<&Look>) -> ProducerRow {
     r
 }
 
-/// A peer's text as a row shows it: valid UTF-8 kept, anything else and control
-/// characters replaced, at most 16 KiB (a description's limit).
+/// A peer's text as a row shows it: valid UTF-8 kept; anything else, control
+/// characters and the invisible ones that reorder or hide text on a terminal
+/// (bidirectional overrides and isolates, zero-width characters) replaced.
 pub fn printable(b: &[u8]) -> String {
+    let hidden = |c: char| {
+        matches!(c,
+            '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{2069}' | '\u{feff}')
+    };
     String::from_utf8_lossy(b)
         .chars()
-        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .map(|c| {
+            if c.is_control() || hidden(c) {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
@@ -206,6 +218,11 @@ mod tests {
         assert_eq!(
             printable(b"a\x1b[2Jb\n\xff"),
             "a\u{fffd}[2Jb\u{fffd}\u{fffd}"
+        );
+        // A right-to-left override would show "video" as "oediv" and hide what follows.
+        assert_eq!(
+            printable("x\u{202e}y\u{200b}".as_bytes()),
+            "x\u{fffd}y\u{fffd}"
         );
     }
 }
