@@ -45,6 +45,8 @@ pub const STATS_VERSION: u32 = 1;
 /// Most consumers one `Stats` message lists (a producer serving more lists the first
 /// this many; 64 bytes each, so that the message fits in one datagram).
 pub const MAX_STATS_CONSUMERS: usize = 1000;
+/// Bytes of one consumer's entry in a `Stats` body.
+const STATS_CONSUMER_BYTES: usize = 64;
 
 /// A message of the frame channel's socket protocol.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -500,12 +502,12 @@ fn stats(r: &mut Reader<'_>) -> Result<ProducerStats, ProtocolFault> {
     if n > MAX_STATS_CONSUMERS {
         return Err(too_long("Stats consumer list", n, MAX_STATS_CONSUMERS));
     }
-    // Each entry is 64 bytes: a list longer than the body is refused before it is
-    // allocated.
-    if n * 64 > r.buf.len() {
+    // A list longer than the body is refused before it is allocated.
+    let needs = n * STATS_CONSUMER_BYTES;
+    if needs > r.buf.len() {
         return Err(ProtocolFault::BodyTruncated {
             what: r.what,
-            needs: n * 64,
+            needs,
             has: r.buf.len(),
         });
     }

@@ -24,8 +24,8 @@ pub struct ConsumerStats {
     /// Bytes of messages waiting for room in its socket (see
     /// [`ProducerConfig::max_queued`](crate::ProducerConfig::max_queued)).
     pub queued: usize,
-    /// Frames sent to it that it has not yet been seen to take (its frame ring's
-    /// depth, as this producer last read it).
+    /// Frames sent to it that it has not taken yet: its frame ring's depth, as its
+    /// shared tail says at the snapshot (its own word, for display only).
     pub pending: u64,
     /// Its policy.
     pub policy: Policy,

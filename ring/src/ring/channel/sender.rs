@@ -154,8 +154,9 @@ impl<T: Pod> Sender<T> {
         self.idx.in_flight() as usize
     }
 
-    /// Elements sent and not yet received, as the receiver's shared tail says now
-    /// (read, not validated: a tail that cannot be reads as [`Sender::in_flight`]).
+    /// Elements sent and not yet received, as the receiver's shared tail says now.
+    /// The tail is read, not judged: one that claims more taken than sent reads as
+    /// [`Sender::in_flight`], and the next send finds the fault.
     pub fn pending(&self) -> usize {
         self.idx.pending(&self.end) as usize
     }
